@@ -1,0 +1,241 @@
+"""Events: schema, canonical encoding, signing and validation.
+
+An event travels as compact JSON with a fixed field order: the common head,
+the kind's own fields in schema order, then `mac`, the HMAC-SHA256 of the
+same bytes without `mac`. Because the order and the spelling are fixed,
+the bytes a device signs are the bytes the agent re-derives from the
+decoded fields, on either interpreter.
+"""
+import json
+
+from protocol import mac as _mac
+from protocol.compact import dumps as _dump
+from protocol.errors import ProtocolError
+from protocol.topics import valid_id
+
+VERSION = 1
+MAX_PAYLOAD = 1024          # bytes on the wire, mac included
+_MAX_STR = 64
+_MAX_LIST = 8
+
+# Satisfaction levels, best first. Names, never numbers: GB/T 39046-2020
+# numbers them 1 = very satisfied, several provinces the other way round.
+LEVELS = ("very_satisfied", "satisfied", "basically_satisfied",
+          "dissatisfied", "very_dissatisfied")
+# Where the rating was given (评价渠道). Province codes are mapped on export.
+CHANNELS = ("window", "kiosk", "qr", "pc", "mobile", "phone", "sms")
+
+# Field types.
+_INT = 1     # non-negative int (never bool)
+_STR = 2     # short text, no control characters
+_ENUM = 3    # one of a tuple of names
+_LIST = 4    # short list of short texts
+_BOOL = 5
+
+_HEAD = (
+    ("v", _INT, True, None),
+    ("device", _STR, True, None),
+    ("seq", _INT, True, None),
+    ("kind", _STR, True, None),
+    ("t", _INT, True, None),     # wall clock, Unix ms; 0 = device had no time yet
+)
+
+KINDS = {
+    # A citizen's rating of one service (一次一评).
+    "rating": (
+        ("level", _ENUM, True, LEVELS),
+        ("channel", _ENUM, True, CHANNELS),
+        ("session", _STR, True, None),
+        ("window", _STR, False, None),
+        ("staff", _STR, False, None),
+        ("item", _STR, False, None),       # 事项编码
+        ("case", _STR, False, None),       # 办件编号
+        ("reasons", _LIST, False, None),
+    ),
+    # One step of a service at a window. service_ms excludes paused time.
+    "session": (
+        ("action", _ENUM, True,
+         ("called", "started", "paused", "resumed", "ended", "unrated")),
+        ("session", _STR, True, None),
+        ("window", _STR, True, None),
+        ("ticket", _STR, False, None),
+        ("staff", _STR, False, None),
+        ("item", _STR, False, None),
+        ("case", _STR, False, None),
+        ("service_ms", _INT, False, None),
+        ("paused_ms", _INT, False, None),
+    ),
+    # Device health, sent periodically; may be dropped when the outbox is full.
+    "status": (
+        ("fw", _STR, True, None),
+        ("uptime_s", _INT, True, None),
+        ("reset", _STR, True, None),
+        ("outbox", _INT, True, None),
+        ("heap", _INT, True, None),
+        ("rssi", _INT, False, None),      # dBm as a positive number: 67 = -67 dBm
+        ("ignored", _INT, False, None),   # presses outside a prompt or repeated
+        ("alarm", _STR, False, None),
+    ),
+    # Kiosk: a queue ticket was issued.
+    "ticket": (
+        ("ticket", _STR, True, None),
+        ("queue", _STR, True, None),
+        ("item", _STR, False, None),
+    ),
+    # Kiosk: one print job and how it ended.
+    "print": (
+        ("job", _STR, True, None),
+        ("doc", _ENUM, True, ("case_status", "ticket", "receipt", "form")),
+        ("result", _ENUM, True, ("ok", "paper_out", "printer_error", "cancelled")),
+        ("pages", _INT, False, None),
+        ("case", _STR, False, None),
+    ),
+    # Kiosk: the printer changed state.
+    "printer": (
+        ("state", _ENUM, True, ("ok", "paper_low", "paper_out", "cover_open", "offline")),
+    ),
+    # Kiosk: a citizen's transaction at the terminal.
+    "kiosk_session": (
+        ("action", _ENUM, True, ("started", "ended", "unrated")),
+        ("session", _STR, True, None),
+        ("item", _STR, False, None),
+        ("case", _STR, False, None),
+    ),
+}
+
+
+def _check(name, typ, allowed, value):
+    tv = type(value)
+    if typ == _INT:
+        if tv is not int:
+            raise ProtocolError("bad_type", name)
+        if value < 0:
+            raise ProtocolError("bad_value", name)
+    elif typ == _BOOL:
+        if tv is not bool:
+            raise ProtocolError("bad_type", name)
+    elif typ == _LIST:
+        if tv is not list:
+            raise ProtocolError("bad_type", name)
+        if len(value) > _MAX_LIST:
+            raise ProtocolError("bad_value", name)
+        for v in value:
+            _check(name, _STR, None, v)
+    else:
+        if tv is not str:
+            raise ProtocolError("bad_type", name)
+        if not value or len(value) > _MAX_STR:
+            raise ProtocolError("bad_value", name)
+        if allowed is not None and value not in allowed:
+            raise ProtocolError("bad_value", name)
+        for c in value:
+            # Control characters are the only place the two interpreters'
+            # json.dumps disagree; they have no business in these fields.
+            if c < " ":
+                raise ProtocolError("bad_value", name)
+
+
+def _fields(kind):
+    schema = KINDS.get(kind)
+    if schema is None:
+        raise ProtocolError("unknown_kind", str(kind)[:_MAX_STR])
+    return schema
+
+
+def _canonical(ev, schema):
+    parts = []
+    for spec in _HEAD:
+        parts.append('"' + spec[0] + '":' + _dump(ev[spec[0]]))
+    for spec in schema:
+        v = ev.get(spec[0])
+        if v is not None:
+            parts.append('"' + spec[0] + '":' + _dump(v))
+    return parts
+
+
+def _known(name, schema):
+    for spec in _HEAD:
+        if spec[0] == name:
+            return True
+    for spec in schema:
+        if spec[0] == name:
+            return True
+    return False
+
+
+def validate(ev):
+    """Check an event dict against its schema; raise ProtocolError."""
+    if type(ev) is not dict:
+        raise ProtocolError("bad_json", "not an object")
+    for spec in _HEAD:
+        if spec[0] not in ev:
+            raise ProtocolError("missing_field", spec[0])
+    if type(ev["v"]) is not int or ev["v"] != VERSION:
+        raise ProtocolError("bad_version", str(ev["v"])[:8])
+    if type(ev["kind"]) is not str:
+        raise ProtocolError("bad_type", "kind")
+    schema = _fields(ev["kind"])
+    for spec in _HEAD:
+        _check(spec[0], spec[1], spec[3], ev[spec[0]])
+    if not valid_id(ev["device"]):
+        raise ProtocolError("bad_value", "device")
+    if ev["seq"] < 1:
+        raise ProtocolError("bad_value", "seq")
+    for spec in schema:
+        v = ev.get(spec[0])
+        if v is None:
+            if spec[2]:
+                raise ProtocolError("missing_field", spec[0])
+        else:
+            _check(spec[0], spec[1], spec[3], v)
+    for k in ev:
+        if k != "mac" and not _known(k, schema):
+            raise ProtocolError("unknown_field", str(k)[:_MAX_STR])
+    return ev
+
+
+def body(ev):
+    """The canonical bytes of an event without its mac: what is signed, and
+    what tells an identical redelivery from a conflicting one."""
+    return ("{" + ",".join(_canonical(ev, _fields(ev["kind"]))) + "}").encode()
+
+
+def encode(ev, key):
+    """Validate, sign with the device key and return the wire bytes."""
+    validate(ev)
+    parts = _canonical(ev, KINDS[ev["kind"]])
+    b = ("{" + ",".join(parts) + "}").encode()
+    parts.append('"mac":"' + _mac.sign(key, b) + '"')
+    out = ("{" + ",".join(parts) + "}").encode()
+    if len(out) > MAX_PAYLOAD:
+        raise ProtocolError("too_large", str(len(out)))
+    return out
+
+
+def parse(payload):
+    """Decode and validate wire bytes without checking the signature (the
+    caller learns the device from it to find the key)."""
+    if len(payload) > MAX_PAYLOAD:
+        raise ProtocolError("too_large", str(len(payload)))
+    try:
+        ev = json.loads(payload)
+    except Exception:
+        raise ProtocolError("bad_json")
+    validate(ev)
+    if "mac" not in ev:
+        raise ProtocolError("missing_field", "mac")
+    m = ev["mac"]
+    if type(m) is not str or len(m) != 64:
+        raise ProtocolError("bad_type", "mac")
+    return ev
+
+
+def verify(ev, key):
+    if not _mac.equal(ev["mac"], _mac.sign(key, body(ev))):
+        raise ProtocolError("bad_mac", ev["device"])
+    return ev
+
+
+def decode(payload, key):
+    """Wire bytes -> validated, authenticated event dict, or ProtocolError."""
+    return verify(parse(payload), key)

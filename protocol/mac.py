@@ -1,0 +1,47 @@
+"""HMAC-SHA256 (RFC 2104) and a constant-time comparison.
+
+CPython uses its own hmac module. MicroPython's hashlib has no copy() and
+no digest_size, which the micropython-hmac package on PyPI needs, so the
+two-pass construction is written out here; the golden vectors prove both
+give the same MAC.
+"""
+import hashlib
+import sys
+
+_BLOCK = 64
+
+if sys.implementation.name == "micropython":
+    import binascii
+
+    def digest(key, msg):
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key + bytes(_BLOCK - len(key))
+        inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        inner.update(msg)
+        outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def sign(key, msg):
+        return binascii.hexlify(digest(key, msg)).decode()
+
+    def equal(a, b):
+        # Same time whatever the first difference is.
+        if len(a) != len(b):
+            return False
+        r = 0
+        for i in range(len(a)):
+            r |= ord(a[i]) ^ ord(b[i])
+        return r == 0
+else:
+    import hmac as _hmac
+
+    def digest(key, msg):
+        return _hmac.new(key, msg, hashlib.sha256).digest()
+
+    def sign(key, msg):
+        return _hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+    def equal(a, b):
+        return _hmac.compare_digest(a, b)
