@@ -1,0 +1,59 @@
+# Checks protocol/vectors.json with whatever interpreter runs it (MicroPython
+# or CPython). Prints one FAIL line per problem, then "vectors ok N" or
+# "vectors failed N". Usage: <python> run_vectors.py path/to/vectors.json
+import sys
+import binascii
+import json
+
+import protocol
+from protocol import messages
+
+with open(sys.argv[1], "rb") as f:
+    V = json.loads(f.read())
+
+failed = 0
+checked = 0
+
+
+def fail(name, why):
+    global failed
+    failed += 1
+    print("FAIL", name, why)
+
+
+for c in V["valid"]:
+    checked += 1
+    key = binascii.unhexlify(c["key"])
+    wire = c["wire"].encode()
+    try:
+        if protocol.encode(c["event"], key) != wire:
+            fail(c["name"], "encode differs")
+        if protocol.body(c["event"]) != c["body"].encode():
+            fail(c["name"], "body differs")
+        ev = protocol.decode(wire, key)
+        if ev["mac"] != c["mac"]:
+            fail(c["name"], "mac differs")
+        for k in c["event"]:
+            if ev[k] != c["event"][k]:
+                fail(c["name"], "field " + k)
+    except protocol.ProtocolError as e:
+        fail(c["name"], "raised " + e.code)
+
+for c in V["invalid"]:
+    checked += 1
+    try:
+        protocol.decode(c["wire"].encode(), binascii.unhexlify(c["key"]))
+        fail(c["name"], "accepted")
+    except protocol.ProtocolError as e:
+        if e.code != c["error"]:
+            fail(c["name"], "code " + e.code + " != " + c["error"])
+
+for c in V["acks"]:
+    checked += 1
+    if messages.ack(c["seqs"]) != c["wire"].encode():
+        fail("ack " + c["wire"], "encode differs")
+
+if failed:
+    print("vectors failed", failed)
+else:
+    print("vectors ok", checked)

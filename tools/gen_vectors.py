@@ -1,0 +1,121 @@
+"""Regenerate protocol/vectors.json from the cases below.
+
+The file is golden: tests check both interpreters against it, so a change
+to the canonical encoding shows up as a diff in review, never silently.
+
+    python -m tools.gen_vectors [--check]
+"""
+import argparse
+import json
+import os
+import sys
+
+import protocol
+from protocol import messages
+
+KEY_A = bytes(range(32))
+KEY_B = b"qinglian-device-key-ev-02-000000"          # 32 bytes
+KEY_LONG = bytes(range(100))                       # longer than the SHA-256 block
+
+HEAD = {"v": 1, "device": "ev-01", "seq": 1, "t": 1764000000000}
+
+
+def ev(**fields):
+    out = dict(HEAD)
+    out.update(fields)
+    return out
+
+
+VALID = [
+    ("rating_minimal", KEY_A, ev(kind="rating", level="very_satisfied", channel="window", session="ev-01-1-1")),
+    ("rating_full", KEY_B, ev(device="ev-02", seq=42, kind="rating", level="very_dissatisfied", channel="window",
+                              session="ev-02-3-17", window="A03", staff="张三", item="11430100MB1234567X4",
+                              case="HN20261125000123", reasons=["slow", "attitude"])),
+    ("rating_kiosk_long_key", KEY_LONG, ev(kind="rating", level="basically_satisfied", channel="kiosk",
+                                           session="ks-7", t=0)),
+    ("session_ended", KEY_A, ev(seq=7, kind="session", action="ended", session="ev-01-1-2", window="A01",
+                                ticket="A017", staff="1024", service_ms=754000, paused_ms=60000)),
+    ("session_unrated", KEY_A, ev(seq=8, kind="session", action="unrated", session="ev-01-1-2", window="A01")),
+    ("status", KEY_A, ev(seq=9, kind="status", fw="0.1.0", uptime_s=3600, reset="power_on", outbox=0,
+                         heap=41000, rssi=67, ignored=3)),
+    ("ticket", KEY_A, ev(device="ks-01", kind="ticket", ticket="B105", queue="B", item="市场主体登记")),
+    ("print", KEY_A, ev(device="ks-01", seq=2, kind="print", job="j-2", doc="case_status", result="paper_out",
+                        pages=1, case="HN20261125000123")),
+    ("printer", KEY_A, ev(device="ks-01", seq=3, kind="printer", state="paper_low")),
+    ("kiosk_session", KEY_A, ev(device="ks-01", seq=4, kind="kiosk_session", action="ended", session="ks-01-9")),
+    ("escapes", KEY_A, ev(seq=10, kind="rating", level="satisfied", channel="qr", session='q"uote\\slash/')),
+]
+
+_GOOD = protocol.encode(VALID[0][2], KEY_A).decode()
+
+
+def _swap(old, new, src=_GOOD):
+    assert old in src, old
+    return src.replace(old, new, 1)
+
+
+INVALID = [
+    ("not_json", "{not json", "bad_json"),
+    ("array", "[1,2]", "bad_json"),
+    ("too_large", '{"v":1,"pad":"' + "x" * 1100 + '"}', "too_large"),
+    ("version_2", _swap('"v":1', '"v":2'), "bad_version"),
+    ("version_bool", _swap('"v":1', '"v":true'), "bad_version"),
+    ("unknown_kind", _swap('"kind":"rating"', '"kind":"vote"'), "unknown_kind"),
+    ("missing_seq", _swap('"seq":1,', ''), "missing_field"),
+    ("missing_level", _swap('"level":"very_satisfied",', ''), "missing_field"),
+    ("missing_mac", _GOOD[:_GOOD.index(',"mac"')] + "}", "missing_field"),
+    ("extra_field", _swap('"channel":"window"', '"channel":"window","score":5'), "unknown_field"),
+    ("level_as_number", _swap('"level":"very_satisfied"', '"level":1'), "bad_type"),
+    ("seq_float", _swap('"seq":1', '"seq":1.0'), "bad_type"),
+    ("seq_zero", _swap('"seq":1', '"seq":0'), "bad_value"),
+    ("seq_negative", _swap('"seq":1', '"seq":-5'), "bad_value"),
+    ("unknown_level", _swap('"level":"very_satisfied"', '"level":"ok"'), "bad_value"),
+    ("control_char", _swap('"session":"ev-01-1-1"', '"session":"a\\nb"'), "bad_value"),
+    ("device_bad_id", _swap('"device":"ev-01"', '"device":"ev/01"'), "bad_value"),
+    ("mac_short", _swap('"mac":"', '"mac":"00'), "bad_type"),
+    ("forged_mac", _GOOD[:-67] + '"' + "0" * 64 + '"}', "bad_mac"),
+    ("tampered_level", _swap('"level":"very_satisfied"', '"level":"satisfied"'), "bad_mac"),
+]
+
+ACKS = [
+    ([1, 2, 3, 5, 7, 8], '{"acks":[[1,3],[5,5],[7,8]]}'),
+    ([9, 9, 4], '{"acks":[[4,4],[9,9]]}'),
+]
+
+
+def build():
+    valid = []
+    for name, key, event in VALID:
+        wire = protocol.encode(event, key)
+        valid.append({"name": name, "key": key.hex(), "event": event,
+                      "body": protocol.body(event).decode(), "wire": wire.decode(),
+                      "mac": json.loads(wire)["mac"]})
+    return {
+        "about": "Golden vectors for protocol v1 (see SPEC.md). Regenerate with python -m tools.gen_vectors.",
+        "valid": valid,
+        "invalid": [{"name": n, "key": KEY_A.hex(), "wire": w, "error": c} for n, w, c in INVALID],
+        "acks": [{"seqs": s, "wire": w} for s, w in ACKS],
+    }
+
+
+PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "protocol", "vectors.json")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m tools.gen_vectors", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if vectors.json differs instead of writing it")
+    args = ap.parse_args(argv)
+    text = json.dumps(build(), ensure_ascii=False, indent=1) + "\n"
+    if args.check:
+        with open(PATH, encoding="utf-8") as f:
+            if f.read() != text:
+                print("protocol/vectors.json is out of date", file=sys.stderr)
+                return 1
+        return 0
+    with open(PATH, "w", encoding="utf-8") as f:
+        f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
