@@ -1,0 +1,125 @@
+"""Real processes for tests and the demo: Mosquitto on a free port, the
+county server, the edge agent, MicroPython devices. Each is a Proc that can
+be killed for real (SIGKILL) and started again with the same state dir."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+MICROPYTHON = os.path.join(VENV_BIN, "micropython")
+MPLIB = os.path.join(ROOT, "build", "mplib")
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0, host="127.0.0.1"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError("nothing listening on %s:%d after %.0fs" % (host, port, timeout))
+
+
+def wait_for(predicate, timeout=30.0, interval=0.1, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError("timed out after %.0fs waiting for %s" % (timeout, what))
+
+
+def micropython_path(*extra):
+    """MICROPYPATH for host runs: firmware, the protocol package, micropython-lib."""
+    return ":".join(list(extra) + [os.path.join(ROOT, "firmware"), ROOT, MPLIB])
+
+
+class Proc:
+    """A child process with its log in a file; kill() is a real SIGKILL."""
+
+    def __init__(self, name, argv, log_dir, env=None, cwd=None):
+        self.name, self.argv, self.cwd = name, argv, cwd or ROOT
+        self.env = dict(os.environ, **(env or {}))
+        self.log_path = os.path.join(log_dir, name + ".log")
+        self.p = None
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        self.p = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                  env=self.env, cwd=self.cwd, start_new_session=True)
+        log.close()
+        return self
+
+    def alive(self):
+        return self.p is not None and self.p.poll() is None
+
+    def kill(self):
+        if self.alive():
+            os.killpg(self.p.pid, signal.SIGKILL)
+            self.p.wait()
+
+    def stop(self, timeout=10):
+        if self.alive():
+            os.killpg(self.p.pid, signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+class Mosquitto(Proc):
+    """A private broker with persistence, so a restart keeps QoS 1 state.
+
+    `conf` is extra config text (listeners, ACL, passwords); by default an
+    anonymous loopback listener on a free port."""
+
+    def __init__(self, work_dir, port=None, conf=None):
+        os.makedirs(work_dir, exist_ok=True)
+        self.port = port or free_port()
+        self.work_dir = work_dir
+        path = os.path.join(work_dir, "mosquitto.conf")
+        with open(path, "w") as f:
+            f.write(conf if conf is not None else self.default_conf())
+        super().__init__("mosquitto-%d" % self.port, [MOSQUITTO, "-c", path], work_dir)
+
+    def default_conf(self):
+        return "\n".join([
+            "listener %d 127.0.0.1" % self.port,
+            "allow_anonymous true",
+            "persistence true",
+            "persistence_location %s/" % self.work_dir,
+            "autosave_interval 1",
+            # Debian's default of 1000 silently drops QoS 1 messages for a lagging subscriber.
+            "max_queued_messages 0",
+            "max_inflight_messages 0",
+            "log_dest stdout",
+            "log_type error",
+            "log_type warning",
+            "",
+        ])
+
+    def start(self):
+        super().start()
+        wait_port(self.port)
+        return self
