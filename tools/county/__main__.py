@@ -1,0 +1,5 @@
+import sys
+
+from tools.county.cli import main
+
+sys.exit(main())

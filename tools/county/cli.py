@@ -1,0 +1,157 @@
+"""county-server: the reference county server for Qinglian halls.
+
+  county-server run --db county.db --port 8470 --token HALL=TOKEN
+  county-server run --db postgresql://county@db/qinglian --tokens-file /etc/qinglian/tokens
+  county-server stats --db county.db [--hall HALL] [--json]
+"""
+import argparse
+import json
+import logging
+import signal
+import ssl
+import sys
+import threading
+
+from tools.county.errors import CountyError
+
+PROG = "county-server"
+
+
+def parse_tokens(specs, files):
+    """HALL=TOKEN pairs from the command line and from files (one a line,
+    '#' comments) -> {hall: token}."""
+    from protocol.topics import valid_id
+    lines = [(s, "--token") for s in specs]
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines += [(ln.strip(), path) for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+        except OSError as e:
+            raise CountyError("cannot read tokens file %s: %s" % (path, e.strerror))
+    tokens = {}
+    for spec, where in lines:
+        hall, sep, token = spec.partition("=")
+        hall, token = hall.strip(), token.strip()
+        if not sep or not valid_id(hall) or len(token) < 8:
+            raise CountyError("%s: expected HALL=TOKEN with a plain hall id and a token of 8+ characters"
+                              % where)
+        tokens[hall] = token
+    return tokens
+
+
+def cmd_run(args):
+    from tools.county.server import CountyServer
+    from tools.county.store import open_store
+    tokens = parse_tokens(args.token, args.tokens_file)
+    if not tokens:
+        raise CountyError("no hall may post: give --token HALL=TOKEN or --tokens-file FILE")
+    tls = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            raise CountyError("--tls-cert and --tls-key go together")
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            tls.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as e:
+            raise CountyError("cannot load TLS certificate: %s" % e)
+    store = open_store(args.db)
+    try:
+        try:
+            server = CountyServer((args.host, args.port), store, tokens,
+                                  fail_after_commit=args.fail_after_commit, tls=tls)
+        except OSError as e:
+            raise CountyError("cannot listen on %s:%d: %s" % (args.host, args.port, e.strerror))
+        # SIGTERM finishes the request in hand (its commit and answer), then exits.
+        signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+        print("%s: listening on %s (store %s; halls %s)" % (
+            PROG, server.url, args.db, ", ".join(sorted(tokens))), flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_stats(args):
+    from tools.county.store import open_store
+    store = open_store(args.db)
+    try:
+        s = store.stats(args.hall)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(s, ensure_ascii=False, indent=1))
+        return 0
+    print("events    %d" % s["total"])
+    for kind, n in s["events"].items():
+        print("  %-16s %d" % (kind, n))
+    print("ratings")
+    for level, n in s["ratings"].items():
+        print("  %-20s %d" % (level, n))
+    print("conflicts %d\ninvalid   %d\nbatches   %d (posted %d times)" % (
+        s["conflicts"], s["invalid"], s["batches"], s["batch_posts"]))
+    for hall, n in s.get("halls", {}).items():
+        print("hall %-20s %d events" % (hall, n))
+    return 0
+
+
+def _db(p):
+    p.add_argument("--db", required=True, help="SQLite file path, or a postgresql:// URL (production)")
+
+
+def _run_args(p):
+    _db(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8470, help="port (default: 8470)")
+    p.add_argument("--token", action="append", default=[], metavar="HALL=TOKEN",
+                   help="a hall's bearer token; repeat for each hall")
+    p.add_argument("--tokens-file", action="append", default=[], metavar="FILE",
+                   help="HALL=TOKEN lines; '#' starts a comment")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate chain")
+    p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                   help="log verbosity on stderr (default: INFO)")
+    p.add_argument("--fail-after-commit", type=int, default=0, metavar="N",
+                   help="TESTS ONLY: commit the first N batches, then drop the connection unanswered")
+
+
+def _stats_args(p):
+    _db(p)
+    p.add_argument("--hall", help="only this hall")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+# name -> (function, one-line help, argument setup)
+COMMANDS = {
+    "run": (cmd_run, "serve the batch API (API.md) until SIGTERM or Ctrl-C", _run_args),
+    "stats": (cmd_stats, "print event, rating, conflict and batch counts from a store", _stats_args),
+}
+
+
+def parser():
+    ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                 epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (_, help_, setup) in COMMANDS.items():
+        setup(sub.add_parser(name, help=help_, description=help_))
+    return ap
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=getattr(args, "log_level", "WARNING"), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return COMMANDS[args.command][0](args)
+    except CountyError as e:
+        print("%s: error: %s" % (PROG, e), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""One incoming event -> the row the county stores, or the reason it cannot.
+
+The county holds no device keys, so it checks structure only
+(`protocol.parse`); the hall's agent checked every MAC before sending.
+"""
+import hashlib
+
+import protocol
+from protocol.topics import valid_id
+
+# Event fields copied into their own columns so reports need no JSON parsing.
+COLUMNS = ("level", "channel", "window", "staff", "session", "action", "item", "case")
+
+
+class Malformed(ValueError):
+    """The request itself is wrong (HTTP 400), not one event in it."""
+
+
+class Invalid(ValueError):
+    """One event the county refuses; `reason` is a protocol error code."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def key(item):
+    """(device, seq) of a batch item, or Malformed: without them no per-event
+    answer can be given, so the whole request is refused."""
+    if type(item) is not dict:
+        raise Malformed("each event must be an object")
+    device, seq = item.get("device"), item.get("seq")
+    if type(device) is not str or not valid_id(device):
+        raise Malformed("event without a valid device id")
+    if type(seq) is not int or seq < 1:
+        raise Malformed("event %s without a valid seq" % device)
+    return device, seq
+
+
+def canonical(ev):
+    # The wire form as SPEC.md defines it: what tells a duplicate from a conflict
+    # even if a hall re-serialised the JSON.
+    return protocol.body(ev).decode()[:-1] + ',"mac":"' + ev["mac"] + '"}'
+
+
+def record(device, seq, body):
+    """Parse a wire body -> dict of the columns to store; raise Invalid."""
+    if type(body) is not str:
+        raise Invalid("bad_type")
+    try:
+        ev = protocol.parse(body.encode())
+    except protocol.ProtocolError as e:
+        raise Invalid(e.code)
+    if ev["device"] != device or ev["seq"] != seq:
+        raise Invalid("key_mismatch")
+    row = {"kind": ev["kind"], "t": ev["t"], "body": canonical(ev)}
+    for c in COLUMNS:
+        row[c] = ev.get(c)
+    return row
+
+
+def digest(text):
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

@@ -1,0 +1,182 @@
+"""The county's HTTP API (API.md): batch ingest per hall, stats, health.
+
+A threaded stdlib server: each request is one store transaction, committed
+before the answer is written, so an answer always means "on disk".
+"""
+import gzip
+import hmac
+import json
+import logging
+import re
+import socket
+import threading
+import time
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tools.county import records
+from tools.county.errors import StoreError
+
+log = logging.getLogger("county")
+
+MAX_WIRE_BYTES = 8 << 20        # a request body as sent (gzip or not)
+MAX_JSON_BYTES = 32 << 20       # after gunzip: a gzip bomb stops here
+MAX_EVENTS = 10000              # per batch
+_BATCHES = re.compile(r"^/v1/halls/([A-Za-z0-9_-]{1,32})/batches$")
+_HALL_STATS = re.compile(r"^/v1/halls/([A-Za-z0-9_-]{1,32})/stats$")
+
+
+class RequestError(Exception):
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+class CountyServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr, store, tokens, fail_after_commit=0, tls=None):
+        self.store = store
+        self.tokens = dict(tokens)       # hall -> bearer token
+        # Test hook: commit the first N batches, then drop the connection unanswered.
+        self.fail_after_commit = fail_after_commit
+        self._hook_lock = threading.Lock()
+        super().__init__(addr, Handler)
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
+
+    @property
+    def url(self):
+        host, port = self.server_address[:2]
+        return "%s://%s:%d" % ("https" if hasattr(self.socket, "cipher") else "http", host, port)
+
+    def authorized(self, hall, header):
+        want = self.tokens.get(hall)
+        if not want or not header or not header.startswith("Bearer "):
+            return False
+        return hmac.compare_digest(header[7:].strip().encode(), want.encode())
+
+    def lose_answer(self):
+        with self._hook_lock:
+            if self.fail_after_commit > 0:
+                self.fail_after_commit -= 1
+                return True
+        return False
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "qinglian-county/1"
+    protocol_version = "HTTP/1.1"        # keep-alive: a draining hall posts back to back
+
+    def do_GET(self):
+        try:
+            if self.path == "/healthz":
+                self.server.store.ping()
+                return self._json(200, {"ok": True})
+            if self.path == "/v1/stats":
+                return self._json(200, self.server.store.stats())
+            m = _HALL_STATS.match(self.path)
+            if m:
+                return self._json(200, self.server.store.stats(m.group(1)))
+            raise RequestError(404, "no such resource")
+        except RequestError as e:
+            self._json(e.status, {"error": str(e)})
+        except StoreError as e:
+            log.error("%s", e)
+            self._json(503, {"error": "store unavailable"})
+
+    def do_POST(self):
+        try:
+            m = _BATCHES.match(self.path)
+            if not m:
+                raise RequestError(404, "no such resource")
+            hall = m.group(1)
+            if not self.server.authorized(hall, self.headers.get("Authorization")):
+                raise RequestError(401, "bad or missing bearer token for hall %s" % hall)
+            batch, items = self._batch(hall)
+            started = time.monotonic()
+            results = self.server.store.ingest(hall, batch, items, int(time.time() * 1000))
+            counts = {}
+            for r in results:
+                counts[r["status"]] = counts.get(r["status"], 0) + 1
+            log.info("hall %s batch %s: %s (%.0f ms)", hall, batch,
+                     " ".join("%s=%d" % kv for kv in sorted(counts.items())),
+                     (time.monotonic() - started) * 1000)
+            if self.server.lose_answer():
+                log.warning("hall %s batch %s: committed, answer dropped (--fail-after-commit)", hall, batch)
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self._json(200, {"batch": batch, "results": results})
+        except RequestError as e:
+            self._json(e.status, {"error": str(e)})
+        except records.Malformed as e:
+            self._json(400, {"error": str(e)})
+        except StoreError as e:
+            log.error("%s", e)
+            self._json(503, {"error": "store unavailable, retry later"})
+
+    def _length(self):
+        try:
+            n = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            raise RequestError(411, "Content-Length required")
+        if n < 0:
+            raise RequestError(400, "bad Content-Length")
+        return n
+
+    def _batch(self, hall):
+        n = self._length()
+        if n > MAX_WIRE_BYTES:
+            raise RequestError(413, "request over %d bytes" % MAX_WIRE_BYTES)
+        raw = self.rfile.read(n)
+        enc = (self.headers.get("Content-Encoding") or "identity").lower()
+        if enc == "gzip":
+            try:
+                d = zlib.decompressobj(wbits=31)
+                raw = d.decompress(raw, MAX_JSON_BYTES + 1)
+            except zlib.error:
+                raise RequestError(400, "bad gzip body")
+            if len(raw) > MAX_JSON_BYTES:
+                raise RequestError(413, "batch over %d bytes uncompressed" % MAX_JSON_BYTES)
+        elif enc != "identity":
+            raise RequestError(415, "unsupported Content-Encoding %s" % enc)
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            raise RequestError(400, "body is not JSON")
+        if type(doc) is not dict or type(doc.get("events")) is not list:
+            raise RequestError(400, "expected an object with an events list")
+        batch = doc.get("batch")
+        if type(batch) is not str or not 1 <= len(batch) <= 64:
+            raise RequestError(400, "batch id must be a string of 1-64 characters")
+        if doc.get("hall") != hall:
+            raise RequestError(400, "hall in the body differs from the URL")
+        if len(doc["events"]) > MAX_EVENTS:
+            raise RequestError(413, "batch over %d events" % MAX_EVENTS)
+        return batch, doc["events"]
+
+    def _json(self, status, doc):
+        data = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        if len(data) > 4096 and "gzip" in (self.headers.get("Accept-Encoding") or ""):
+            data = gzip.compress(data, 5)
+            gz = True
+        else:
+            gz = False
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        if gz:
+            self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(data)))
+        if status >= 400 and self.command == "POST":
+            # The body may be unread: this connection cannot carry another request.
+            self.close_connection = True
+            self.send_header("Connection", "close")
+        if status == 401:
+            self.send_header("WWW-Authenticate", 'Bearer realm="qinglian-county"')
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, fmt, *args):
+        log.debug("%s " + fmt, self.address_string(), *args)

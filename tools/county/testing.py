@@ -1,0 +1,108 @@
+"""Helpers for tests and benches that need a real county server or an
+agent-side store to send from. Not used by the server itself."""
+import gzip
+import json
+import os
+import sqlite3
+import urllib.error
+import urllib.request
+
+import protocol
+from tools.procs import Proc, VENV_BIN, free_port, wait_port
+
+# The agent store's events table as the uplink relies on it (edge_agent/store.py).
+AGENT_EVENTS = """
+CREATE TABLE IF NOT EXISTS events (
+    device TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, t INTEGER NOT NULL,
+    body TEXT NOT NULL, received_ms INTEGER NOT NULL, synced_ms INTEGER,
+    PRIMARY KEY (device, seq));
+CREATE INDEX IF NOT EXISTS events_unsynced ON events(synced_ms) WHERE synced_ms IS NULL;
+"""
+LEVELS = protocol.LEVELS
+KEY = bytes(range(32))
+
+
+class CountyProc(Proc):
+    """`county-server run` on a free port; kill() is a real SIGKILL and
+    start() again keeps the port and the database."""
+
+    def __init__(self, work_dir, db, tokens, port=None, extra=()):
+        os.makedirs(work_dir, exist_ok=True)
+        self.port = port or free_port()
+        self.db = db
+        argv = [os.path.join(VENV_BIN, "county-server"), "run", "--db", db,
+                "--host", "127.0.0.1", "--port", str(self.port)]
+        for hall, token in tokens.items():
+            argv += ["--token", "%s=%s" % (hall, token)]
+        argv += list(extra)
+        self.scheme = "https" if "--tls-cert" in extra else "http"
+        super().__init__("county-%d" % self.port, argv, work_dir)
+
+    @property
+    def url(self):
+        return "%s://127.0.0.1:%d" % (self.scheme, self.port)
+
+    def start(self):
+        super().start()
+        try:
+            wait_port(self.port, 20)
+        except TimeoutError:
+            raise RuntimeError("county server did not start:\n" + self.log())
+        return self
+
+    def get(self, path):
+        with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            return json.load(r)
+
+    def stats(self, hall=None):
+        return self.get("/v1/halls/%s/stats" % hall if hall else "/v1/stats")
+
+    def post(self, hall, token, doc, compress=True, raw=None, headers=None):
+        """POST a batch; returns (status, answer dict or None)."""
+        data = raw if raw is not None else json.dumps(doc, ensure_ascii=False).encode()
+        h = {"Content-Type": "application/json"}
+        if token is not None:
+            h["Authorization"] = "Bearer " + token
+        if compress:
+            data = gzip.compress(data)
+            h["Content-Encoding"] = "gzip"
+        h.update(headers or {})
+        req = urllib.request.Request("%s/v1/halls/%s/batches" % (self.url, hall), data=data, headers=h)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            try:
+                return e.code, json.load(e)
+            except ValueError:
+                return e.code, None
+
+
+def rating(device, seq, level="satisfied", t=1764000000000, key=KEY, **extra):
+    """A signed rating event: its wire text."""
+    ev = {"v": 1, "device": device, "seq": seq, "kind": "rating", "t": t,
+          "level": level, "channel": "window", "session": "%s-1-%d" % (device, seq)}
+    ev.update(extra)
+    return protocol.encode(ev, key).decode()
+
+
+def agent_store(path):
+    """An agent-side events table, as the edge agent's store creates it."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(AGENT_EVENTS)
+    return db
+
+
+def add_events(db, bodies, received_ms=None):
+    """Insert wire bodies as the agent's ingest would; returns how many."""
+    import time
+    now = received_ms or int(time.time() * 1000)
+    rows = []
+    for b in bodies:
+        ev = json.loads(b)
+        rows.append((ev["device"], ev["seq"], ev["kind"], ev["t"], b, now))
+    db.execute("BEGIN")
+    db.executemany("INSERT INTO events (device, seq, kind, t, body, received_ms) VALUES (?, ?, ?, ?, ?, ?)", rows)
+    db.execute("COMMIT")
+    return len(rows)
