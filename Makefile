@@ -41,3 +41,30 @@ bench: setup
 
 clean:
 	rm -rf build demo-run .pytest_cache
+
+# Real-board checks (hardware/): pyright from npm against the MicroPython board
+# stubs, each port's stubs in a venv of their own; the Debian CJK font that
+# tools/fontgen.py rasterises for the display.
+.PHONY: hardware-deps typecheck
+STUBS_VERSION := 1.29.0.post1
+STDLIB_STUBS_VERSION := 1.29.0.post2
+setup: hardware-deps
+
+hardware-deps: node_modules/.installed build/stubs-esp32/.installed build/stubs-rp2/.installed
+	@bash tools/system-deps.sh fonts-wqy-microhei
+
+node_modules/.installed: package.json package-lock.json
+	@bash tools/system-deps.sh nodejs npm
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+build/stubs-%/.installed:
+	@echo "stubs: micropython-$*-stubs $(STUBS_VERSION) into build/stubs-$*"
+	@rm -rf build/stubs-$*
+	$(PYTHON) -m venv build/stubs-$*
+	build/stubs-$*/bin/pip install -q micropython-$*-stubs==$(STUBS_VERSION) micropython-stdlib-stubs==$(STDLIB_STUBS_VERSION)
+	@ln -sfn $$(cd build/stubs-$* && echo lib/python3*/site-packages) build/stubs-$*/site-packages
+	@touch $@
+
+typecheck: hardware-deps build/mplib/.done
+	$(PY) -m pytest -q tests/test_hardware_typecheck.py

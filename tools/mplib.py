@@ -22,6 +22,9 @@ PINS = {
     "micropython-umqtt.simple": (
         "1.3.4", "b6a2520239e3992c63a7de9370ee9b3d9d27819a90359c521f1c0f7ccab8d12f",
         "MQTT 3.1.1 client; the baseline in bench/ and the simplest publisher"),
+    "micropython-ssd1306": (
+        "0.3", "d00cae1ff680e6ae504e258e700f002874b0d924b1a604253b6ea63144b58289",
+        "SSD1306 OLED framebuf driver (the classic MicroPython one, MIT); board_mcu drives the display with it"),
 }
 
 DEFAULT_INDEX = os.environ.get("QINGLIAN_PYPI_SIMPLE", "https://pypi.org/simple")

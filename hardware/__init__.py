@@ -1,0 +1,1 @@
+"""Board definitions (boards/*.json) and their checker."""

@@ -1,0 +1,204 @@
+"""Check a board definition (hardware/boards/*.json) against what its chip allows.
+
+A board file maps the evaluator's parts to GPIO numbers. A wrong number is
+found on the bench as a dead button or a board that will not boot, so this
+rejects, before flashing, what the real part would reject: a pin the module
+does not have, a pin two parts share, a pull-up button on an input-only pin,
+an I2C pin pair the peripheral cannot route.
+
+    python -m hardware.boards [FILE ...]     # default: every file in hardware/boards/
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BOARDS_DIR = os.path.join(HERE, "boards")
+
+BUTTONS = ("very_satisfied", "satisfied", "basically_satisfied",
+           "dissatisfied", "very_dissatisfied", "staff")
+LIGHT_PINS = {"leds": ("green", "yellow", "red"), "rgb": ("red", "green", "blue")}
+SSD1306_ADDRS = (0x3C, 0x3D)
+
+
+class BoardError(ValueError):
+    """A board file the hardware cannot honour; the message says which key and why."""
+
+
+class Chip:
+    """What one chip (as wired on its module) can do with each GPIO."""
+
+    def __init__(self, title, gpios, reserved=None, input_only=(), strapping=(),
+                 i2c_buses=(0, 1), i2c_pins=None):
+        self.title = title
+        self.gpios = frozenset(gpios)
+        self.reserved = reserved or {}          # pin -> why it is not free
+        self.input_only = frozenset(input_only)
+        self.strapping = frozenset(strapping)
+        self.i2c_buses = i2c_buses
+        self.i2c_pins = i2c_pins                # None: any pin (GPIO matrix); else bus -> (sda set, scl set)
+
+    def problem(self, pin):
+        """Why `pin` cannot be used at all, or None."""
+        if not isinstance(pin, int) or isinstance(pin, bool):
+            return "%r is not a GPIO number" % (pin,)
+        if pin in self.reserved:
+            return "GPIO%d is %s" % (pin, self.reserved[pin])
+        if pin not in self.gpios:
+            return "GPIO%d does not exist on %s" % (pin, self.title)
+        return None
+
+
+_ESP32_FLASH = "wired to the module's SPI flash"
+_ESP32_CONSOLE = "UART0, the USB serial console used for flashing and the REPL"
+CHIPS = {
+    # ESP32-WROOM-32: GPIO6-11 go to the flash, 34-39 are inputs without pull-ups,
+    # 20/24/28-31 do not exist and 37/38 are not brought out of the module.
+    "esp32": Chip(
+        "ESP32-WROOM-32",
+        gpios=list(range(0, 6)) + list(range(12, 20)) + [21, 22, 23, 25, 26, 27] + list(range(32, 40)),
+        reserved=dict([(p, _ESP32_FLASH) for p in range(6, 12)]
+                      + [(1, _ESP32_CONSOLE), (3, _ESP32_CONSOLE),
+                         (37, "not brought out of the WROOM-32 module"),
+                         (38, "not brought out of the WROOM-32 module")]),
+        input_only=range(34, 40),
+        strapping=(0, 2, 5, 12, 15),
+    ),
+    # Pico W: GP23-25 and GP29 belong to the CYW43439 radio; the RP2040 I2C
+    # blocks reach only fixed pins.
+    "rp2040_pico_w": Chip(
+        "Raspberry Pi Pico W",
+        gpios=list(range(0, 23)) + [26, 27, 28],
+        reserved=dict((p, "used by the CYW43439 Wi-Fi chip on the Pico W") for p in (23, 24, 25, 29)),
+        i2c_pins={0: ({0, 4, 8, 12, 16, 20}, {1, 5, 9, 13, 17, 21}),
+                  1: ({2, 6, 10, 14, 18, 26}, {3, 7, 11, 15, 19, 27})},
+    ),
+}
+
+
+def validate(board):
+    """Return (errors, warnings) for a parsed board dict; both lists of 'key: reason'."""
+    errors, warnings = [], []
+    chip = CHIPS.get(board.get("chip"))
+    if chip is None:
+        return ["chip: %r is not one of %s" % (board.get("chip"), ", ".join(sorted(CHIPS)))], []
+    used = {}  # pin -> key that claimed it
+
+    def claim(key, pin, pull_up=False, output=False):
+        why = chip.problem(pin)
+        if why:
+            errors.append("%s: %s" % (key, why))
+            return False
+        if pin in used:
+            errors.append("%s: GPIO%d is already used by %s" % (key, pin, used[pin]))
+            return False
+        used[pin] = key
+        if pull_up and pin in chip.input_only:
+            errors.append("%s: GPIO%d is input-only on %s and has no internal pull-up; "
+                          "an active-low button needs one" % (key, pin, chip.title))
+        elif output and pin in chip.input_only:
+            errors.append("%s: GPIO%d is input-only on %s and cannot drive an output"
+                          % (key, pin, chip.title))
+        return True
+
+    buttons = board.get("buttons") or {}
+    for name in BUTTONS:
+        if name not in buttons:
+            errors.append("buttons.%s: missing (the evaluator needs all of %s)" % (name, ", ".join(BUTTONS)))
+    for name, pin in sorted(buttons.items()):
+        key = "buttons." + name
+        if name not in BUTTONS:
+            errors.append("%s: unknown button (known: %s)" % (key, ", ".join(BUTTONS)))
+            continue
+        if claim(key, pin, pull_up=True) and pin in chip.strapping:
+            # A citizen pressing during power-up would change how the chip boots.
+            errors.append("%s: GPIO%d is a strapping pin; a press during power-up changes the boot mode"
+                          % (key, pin))
+
+    light = board.get("light") or {}
+    kind = light.get("kind")
+    if kind not in LIGHT_PINS:
+        errors.append("light.kind: %r is not one of %s" % (kind, ", ".join(LIGHT_PINS)))
+    else:
+        for colour in LIGHT_PINS[kind]:
+            if colour not in light:
+                errors.append("light.%s: missing for kind %r" % (colour, kind))
+            elif claim("light." + colour, light[colour], output=True) and light[colour] in chip.strapping:
+                warnings.append("light.%s: GPIO%d is a strapping pin; keep the LED's current path "
+                                "from pulling it the wrong way at boot" % (colour, light[colour]))
+
+    buzzer = board.get("buzzer") or {}
+    if "pin" not in buzzer:
+        errors.append("buzzer.pin: missing")
+    elif claim("buzzer.pin", buzzer["pin"], output=True) and buzzer["pin"] in chip.strapping:
+        warnings.append("buzzer.pin: GPIO%d is a strapping pin" % buzzer["pin"])
+    freq = buzzer.get("freq", 2700)
+    if not isinstance(freq, int) or not 100 <= freq <= 10000:
+        errors.append("buzzer.freq: %r Hz is outside 100..10000" % (freq,))
+
+    display = board.get("display") or {}
+    if display.get("driver") != "ssd1306":
+        errors.append("display.driver: %r is not supported (ssd1306)" % (display.get("driver"),))
+    if (display.get("width"), display.get("height")) != (128, 64):
+        errors.append("display: %rx%r; the evaluator screens are laid out for 128x64"
+                      % (display.get("width"), display.get("height")))
+    i2c = display.get("i2c") or {}
+    bus = i2c.get("bus")
+    if bus not in chip.i2c_buses:
+        errors.append("display.i2c.bus: %r is not an I2C block of %s (%s)"
+                      % (bus, chip.title, ", ".join(map(str, chip.i2c_buses))))
+    for role in ("sda", "scl"):
+        key = "display.i2c." + role
+        if role not in i2c:
+            errors.append(key + ": missing")
+            continue
+        pin = i2c[role]
+        if claim(key, pin, output=True) and chip.i2c_pins and bus in chip.i2c_pins:
+            allowed = chip.i2c_pins[bus][0 if role == "sda" else 1]
+            if pin not in allowed:
+                errors.append("%s: I2C%s %s can only be on GPIO %s, not GPIO%d"
+                              % (key, bus, role.upper(), ", ".join(map(str, sorted(allowed))), pin))
+    if i2c.get("addr") not in SSD1306_ADDRS:
+        errors.append("display.i2c.addr: %r is not an SSD1306 address (60 = 0x3C, 61 = 0x3D)"
+                      % (i2c.get("addr"),))
+    return errors, warnings
+
+
+def load(path):
+    """Parse and validate one board file; return the dict or raise BoardError."""
+    name = os.path.basename(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            board = json.load(f)
+    except (OSError, ValueError) as e:
+        raise BoardError("%s: %s" % (name, e)) from None
+    if not isinstance(board, dict):
+        raise BoardError("%s: top level must be an object" % name)
+    errors, _ = validate(board)
+    if errors:
+        raise BoardError("%s: %s" % (name, "; ".join(errors)))
+    return board
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m hardware.boards", description=__doc__.split("\n\n")[0])
+    ap.add_argument("files", nargs="*", help="board files (default: hardware/boards/*.json)")
+    args = ap.parse_args(argv)
+    failed = 0
+    for path in args.files or sorted(glob.glob(os.path.join(BOARDS_DIR, "*.json"))):
+        try:
+            board = load(path)
+        except BoardError as e:
+            print("error: %s" % e, file=sys.stderr)
+            failed += 1
+            continue
+        for w in validate(board)[1]:
+            print("warning: %s: %s" % (os.path.basename(path), w), file=sys.stderr)
+        print("ok: %s (%s)" % (os.path.basename(path), board.get("title", board.get("name"))))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
