@@ -1,0 +1,136 @@
+"""The hardware layer the evaluator sees: buttons, display, service light,
+buzzer, flash, Wi-Fi, watchdog, reset cause.
+
+One interface, several boards: `board_esp32`, `board_rp2` drive real pins;
+`board_sim` runs on the unix port for tests and the demo. The firmware
+never imports `machine` or `network` itself, so the same evaluator runs on
+all of them. `load(name)` picks one; the name comes from the site config or
+the platform.
+"""
+import sys
+
+# Button names the evaluator knows; a board must provide all of them.
+LEVELS = ("very_satisfied", "satisfied", "basically_satisfied",
+          "dissatisfied", "very_dissatisfied")
+STAFF = "staff"
+BUTTONS = LEVELS + (STAFF,)
+LIGHTS = ("green", "yellow", "red", None)
+RESET_CAUSES = ("power_on", "watchdog", "soft", "deep_sleep", "brownout", "intentional")
+
+
+class Board:
+    """Base and contract. Subclasses set `buttons` and `display` and
+    override the methods that touch hardware."""
+    name = "none"
+    buttons = None      # name -> callable() returning 0 while pressed (active low)
+    display = None      # TextDisplay over a 128x64 framebuf
+    probe = None        # the evaluator sets a callable returning its counters
+
+    def set_light(self, color):
+        pass
+
+    def beep(self, ms):
+        pass
+
+    def mount_flash(self):
+        return "/"
+
+    def wifi_connect(self, ssid, password):
+        pass
+
+    def wifi_connected(self):
+        return True
+
+    def rssi(self):
+        return None
+
+    def wdt_start(self, timeout_ms):
+        pass
+
+    def wdt_feed(self):
+        pass
+
+    def reset_cause(self):
+        return "power_on"
+
+    def mark_intentional(self):
+        """Remember across the coming reset that we asked for it."""
+
+    def reset(self):
+        raise SystemExit
+
+    def poll_call(self):
+        """A ticket called by a wired queue system, or None. Boards without
+        one return None; calls then arrive over MQTT `cmd`."""
+        return None
+
+    def background(self):
+        """Coroutines the board needs running (the simulator's harness link)."""
+        return ()
+
+
+class TextDisplay:
+    """A framebuf display whose text() also draws Chinese.
+
+    ASCII goes through the framebuf 8x8 font; other text through the bitmap
+    font subset `cjkfont` (generated for the configured strings), imported
+    only when first needed so boards without Chinese text pay nothing."""
+
+    def __init__(self, fb, width=128, height=64, flush=None):
+        self.fb = fb
+        self.width = width
+        self.height = height
+        self._flush = flush
+        self._cjk = None
+
+    def fill(self, c):
+        self.fb.fill(c)
+
+    def blit(self, fbuf, x, y, key=-1):
+        self.fb.blit(fbuf, x, y, key)
+
+    def text(self, s, x, y, c=1):
+        if _ascii(s):
+            self.fb.text(s, x, y, c)
+            return
+        if self._cjk is None:
+            try:
+                import cjkfont
+                self._cjk = getattr(cjkfont, "draw", False)
+            except ImportError:
+                self._cjk = False
+        if self._cjk:
+            self._cjk(self.fb, s, x, y, c)
+        else:
+            # No font on this build: keep the ASCII part, box the rest.
+            for i, ch in enumerate(s):
+                if ord(ch) < 128:
+                    self.fb.text(ch, x + 8 * i, y, c)
+                else:
+                    self.fb.rect(x + 8 * i, y, 7, 8, c)
+
+    def show(self):
+        if self._flush is not None:
+            self._flush()
+
+
+def _ascii(s):
+    for ch in s:
+        if ord(ch) > 126:
+            return False
+    return True
+
+
+def load(name=None):
+    """Return the Board for `name` ('sim', 'esp32', 'rp2'); default by platform."""
+    if name is None:
+        name = {"esp32": "esp32", "rp2": "rp2"}.get(sys.platform, "sim")
+    if name not in ("sim", "esp32", "rp2"):
+        raise ValueError("unknown board " + name)
+    mod = __import__("board_" + name)
+    # Each board module defines one Board subclass; take it by type, not by name.
+    for attr in dir(mod):
+        cls = getattr(mod, attr)
+        if isinstance(cls, type) and cls is not Board and issubclass(cls, Board):
+            return cls()
+    raise ValueError("board_" + name + " defines no Board")

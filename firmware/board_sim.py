@@ -1,0 +1,321 @@
+"""A simulated evaluator board for the MicroPython unix port.
+
+Flash is a real littlefs2 filesystem on `lfsblock`, a block device that
+writes a host image file straight through, so a SIGKILL in the middle of a
+write is a power cut the filesystem and the outbox must survive.
+
+The test harness plays the citizen and the staff over a local TCP socket,
+one JSON object per line each way:
+
+    {"op":"press","button":"satisfied","ms":60}   -> {"ok":true} once released
+    {"op":"glitch","button":"satisfied"}          -> a one-sample contact bounce
+    {"op":"call","ticket":"A012"}                 -> the wired queue system calls
+    {"op":"wifi","up":false}                      -> the access point goes away
+    {"op":"screen"}  -> {"lines":[...],"light":"green","beeps":3,"frames":9}
+    {"op":"stats"}   -> the evaluator's counters (thanks, ignored, outbox, ...)
+
+Strict like the real part: unknown buttons, ops or fields are refused.
+
+Environment: QL_FLASH (image path), QL_CONTROL (harness port),
+QL_FLASH_BLOCKS (image size in 4 KiB blocks, used when provisioning).
+"""
+import os
+import sys
+import time
+
+import framebuf
+import vfs
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+import lfsblock
+
+from board import Board, TextDisplay, BUTTONS, LIGHTS
+
+_BLOCK = const(4096)
+_MIN_READS = const(4)      # a held press lasts at least this many samples
+_EXIT_RESET = const(75)    # exit code the runner restarts, as a board reboots
+
+MOUNT = "/flash"
+
+
+def _blocks(image):
+    # An existing image knows its size; a new one gets QL_FLASH_BLOCKS.
+    try:
+        return os.stat(image)[6] // _BLOCK
+    except OSError:
+        return int(os.getenv("QL_FLASH_BLOCKS") or "256")
+
+
+def provision(image, files):
+    """Write `files` {name: bytes} onto the flash image, creating and
+    formatting it when new; what the technician's flashing tool does."""
+    lfsblock.mount(image, MOUNT, _BLOCK, _blocks(image))
+    for name in files:
+        tmp = MOUNT + "/" + name + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(files[name])
+        os.rename(tmp, MOUNT + "/" + name)
+    vfs.umount(MOUNT)
+
+
+class SimButton:
+    """An active-low button the harness presses. A press stays down for its
+    duration and at least a few samples, as a finger does on a real key;
+    `pressing` clears only after a few released samples, so the harness
+    knows the firmware has seen both edges."""
+
+    def __init__(self):
+        self.down_until = 0
+        self.reads = 0
+        self.pressing = False
+        self.released = False
+        self.bounce = 0
+
+    def press(self, ms):
+        self.down_until = time.ticks_add(time.ticks_ms(), ms)
+        self.reads = 0
+        self.released = False
+        self.pressing = True
+
+    def __call__(self):
+        if self.bounce:
+            self.bounce -= 1
+            return 0
+        if not self.pressing:
+            return 1
+        if not self.released:
+            if self.reads < _MIN_READS or time.ticks_diff(self.down_until, time.ticks_ms()) > 0:
+                self.reads += 1
+                return 0
+            self.released = True
+            self.reads = 0
+        self.reads += 1
+        if self.reads >= _MIN_READS:
+            self.pressing = False
+        return 1
+
+
+class SimDisplay(TextDisplay):
+    """A 128x64 mono framebuffer that also remembers the text drawn into the
+    last frame shown, which is what the citizen reads."""
+
+    def __init__(self):
+        buf = bytearray(128 * 64 // 8)
+        TextDisplay.__init__(self, framebuf.FrameBuffer(buf, 128, 64, framebuf.MONO_VLSB))
+        self._drawing = []
+        self.lines = []
+        self.frames = 0
+
+    def fill(self, c):
+        self.fb.fill(c)
+        self._drawing = []
+
+    def text(self, s, x, y, c=1):
+        if x < 0 or y < 0 or x >= 128 or y >= 64:
+            raise ValueError("text outside the display")
+        TextDisplay.text(self, s, x, y, c)
+        self._drawing.append((y, x, s))
+
+    def show(self):
+        self._drawing.sort()
+        self.lines = [t[2] for t in self._drawing]
+        self.frames += 1
+
+
+class SimBoard(Board):
+    name = "sim"
+
+    def __init__(self):
+        self.image = os.getenv("QL_FLASH") or "flash.img"
+        self.control_port = int(os.getenv("QL_CONTROL") or "0")
+        self.buttons = {}
+        for name in BUTTONS:
+            self.buttons[name] = SimButton()
+        self.display = SimDisplay()
+        self.light = None
+        self.light_changes = 0
+        self.beeps = 0
+        self.wifi_up = True
+        self.wifi_wanted = False
+        self.calls = []
+        self.wdt_timeout = 0
+        self.wdt_last = 0
+        self.feeds = 0
+        self._cause = self._read_cause()
+
+    # -- outputs -------------------------------------------------------
+    def set_light(self, color):
+        if color not in LIGHTS:
+            raise ValueError("no such light " + str(color))
+        if color != self.light:
+            self.light = color
+            self.light_changes += 1
+
+    def beep(self, ms):
+        if not 0 < ms <= 2000:
+            raise ValueError("beep length")
+        self.beeps += 1
+
+    # -- storage ---------------------------------------------------------
+    def mount_flash(self):
+        # lfsblock never reformats an existing image: an unreadable
+        # filesystem after a power cut is a bug to see, not data to wipe.
+        lfsblock.mount(self.image, MOUNT, _BLOCK, _blocks(self.image))
+        return MOUNT
+
+    # -- network -------------------------------------------------------
+    def wifi_connect(self, ssid, password):
+        self.wifi_wanted = True
+
+    def wifi_connected(self):
+        return self.wifi_wanted and self.wifi_up
+
+    def rssi(self):
+        return 58 if self.wifi_connected() else None
+
+    # -- watchdog and resets ----------------------------------------------
+    def wdt_start(self, timeout_ms):
+        self.wdt_timeout = timeout_ms
+        self.wdt_last = time.ticks_ms()
+
+    def wdt_feed(self):
+        self.wdt_last = time.ticks_ms()
+        self.feeds += 1
+
+    def _cause_path(self):
+        return self.image + ".reset"
+
+    def _read_cause(self):
+        # Survives a reset but not a power cut, like the RTC's reset reason.
+        try:
+            with open(self._cause_path()) as f:
+                cause = f.read().strip()
+        except OSError:
+            cause = ""
+        self._write_cause("running")
+        return "power_on" if cause in ("", "running") else cause
+
+    def _write_cause(self, cause):
+        with open(self._cause_path(), "w") as f:
+            f.write(cause)
+
+    def reset_cause(self):
+        return self._cause
+
+    def mark_intentional(self):
+        self._write_cause("intentional")
+
+    def reset(self, cause="soft"):
+        try:
+            with open(self._cause_path()) as f:
+                if f.read().strip() == "intentional":
+                    cause = "intentional"
+        except OSError:
+            pass
+        self._write_cause(cause)
+        sys.exit(_EXIT_RESET)
+
+    # -- queue system ----------------------------------------------------
+    def poll_call(self):
+        if self.calls:
+            return self.calls.pop(0)
+        return None
+
+    # -- the harness link ------------------------------------------------
+    def background(self):
+        import asyncio
+        return (self._serve(asyncio), self._watchdog(asyncio))
+
+    async def _watchdog(self, asyncio):
+        # The unix port has no hardware watchdog: check the feeds here. A
+        # loop that stops entirely is not caught (nothing runs to check).
+        while True:
+            await asyncio.sleep_ms(200)
+            if self.wdt_timeout and time.ticks_diff(time.ticks_ms(), self.wdt_last) > self.wdt_timeout:
+                self.reset("watchdog")
+
+    async def _serve(self, asyncio):
+        if self.control_port:
+            await asyncio.start_server(self._client, "127.0.0.1", self.control_port)
+
+    async def _client(self, reader, writer):
+        import json
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                try:
+                    reply = await self._op(json.loads(line))
+                except Exception as e:
+                    reply = {"error": str(e) or type(e).__name__}
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        except OSError:
+            pass
+        writer.close()
+
+    async def _op(self, req):
+        import asyncio
+        op = req.get("op")
+        if op == "press":
+            _only(req, ("op", "button", "ms"))
+            b = self._button(req.get("button"))
+            ms = req.get("ms", 60)
+            if type(ms) is not int or not 0 < ms <= 10000:
+                raise ValueError("bad ms")
+            b.press(ms)
+            while b.pressing:
+                await asyncio.sleep_ms(5)
+            return {"ok": True}
+        if op == "glitch":
+            _only(req, ("op", "button"))
+            b = self._button(req.get("button"))
+            b.bounce = 1
+            while b.bounce:
+                await asyncio.sleep_ms(5)
+            return {"ok": True}
+        if op == "call":
+            _only(req, ("op", "ticket"))
+            t = req.get("ticket")
+            if type(t) is not str or not 0 < len(t) <= 16:
+                raise ValueError("bad ticket")
+            self.calls.append(t)
+            while self.calls:      # taken by the evaluator's input loop
+                await asyncio.sleep_ms(5)
+            return {"ok": True}
+        if op == "wifi":
+            _only(req, ("op", "up"))
+            self.wifi_up = bool(req.get("up"))
+            return {"ok": True}
+        if op == "screen":
+            _only(req, ("op",))
+            d = self.display
+            return {"lines": d.lines, "light": self.light, "beeps": self.beeps,
+                    "frames": d.frames, "light_changes": self.light_changes}
+        if op == "stats":
+            _only(req, ("op",))
+            out = self.probe() if self.probe else {}
+            out["wdt_feeds"] = self.feeds
+            out["reset"] = self._cause
+            return out
+        raise ValueError("unknown op " + str(op))
+
+    def _button(self, name):
+        b = self.buttons.get(name)
+        if b is None:
+            raise ValueError("unknown button " + str(name))
+        if b.pressing:
+            raise ValueError("button already held " + name)
+        return b
+
+
+def _only(req, allowed):
+    for k in req:
+        if k not in allowed:
+            raise ValueError("unknown field " + k)

@@ -1,0 +1,140 @@
+"""One window's service sessions: the state machine behind the staff key,
+the queue call and the citizen's rating buttons.
+
+Pure logic on ticks (ms) passed in, no I/O: the evaluator turns what these
+methods return into signed events and puts them in the outbox. Each
+method returns a list of session steps, each a dict with `action`,
+`session` and the optional fields of a protocol `session` event.
+
+    idle --start/call--> serving <--pause/resume--> paused
+    serving|paused --end--> prompt --rating--> thanks --(a few s)--> idle
+                             prompt --timeout--> idle (session unrated)
+
+One rating per session (一次一评): only a prompt accepts a rating, and the
+prompt closes with it. Starting a new service while a prompt is open
+closes that prompt as unrated; a device never invents a rating.
+"""
+import time
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+IDLE = const(0)
+SERVING = const(1)
+PAUSED = const(2)
+PROMPT = const(3)
+THANKS = const(4)
+NAMES = ("idle", "serving", "paused", "prompt", "thanks")
+
+
+class Desk:
+    def __init__(self, device, boot):
+        self.device = device
+        self.boot = boot          # boot counter: session ids stay unique across reboots
+        self.state = IDLE
+        self.n = 0
+        self.session = None
+        self.ticket = None
+        self.item = None          # 事项编码, when the queue system says
+        self.started = 0          # ticks at start
+        self.paused_at = 0
+        self.paused_ms = 0
+        self.service_ms = 0       # fixed at end
+        self.until = 0            # prompt deadline or end of the thank-you
+
+    def _since(self, now, t):
+        return time.ticks_diff(now, t)
+
+    def service(self, now):
+        """Service time so far, paused time excluded."""
+        if self.state == SERVING:
+            return self._since(now, self.started) - self.paused_ms
+        if self.state == PAUSED:
+            return self._since(self.paused_at, self.started) - self.paused_ms
+        return self.service_ms
+
+    def _close(self, now):
+        """Steps that close whatever is open, before a new service starts."""
+        if self.state in (SERVING, PAUSED):
+            return self.end(now, 0) + self._unrated()
+        if self.state == PROMPT:
+            return self._unrated()
+        return []
+
+    def _unrated(self):
+        self.state = IDLE
+        return [{"action": "unrated", "session": self.session}]
+
+    def start(self, now, ticket=None, item=None):
+        steps = self._close(now)
+        self.n += 1
+        self.session = "%s-%d-%d" % (self.device, self.boot, self.n)
+        self.ticket = ticket
+        self.item = item
+        self.started = now
+        self.paused_ms = 0
+        self.service_ms = 0
+        self.state = SERVING
+        step = {"action": "started", "session": self.session}
+        if ticket:
+            step["ticket"] = ticket
+            if item:
+                step["item"] = item
+            steps.append({"action": "called", "session": self.session, "ticket": ticket})
+        steps.append(step)
+        return steps
+
+    def end(self, now, prompt_ms):
+        if self.state == PAUSED:
+            self.resume(now)
+        if self.state != SERVING:
+            return []
+        self.service_ms = max(0, self.service(now))
+        self.state = PROMPT
+        self.until = time.ticks_add(now, prompt_ms)
+        return [{"action": "ended", "session": self.session,
+                 "service_ms": self.service_ms, "paused_ms": self.paused_ms}]
+
+    def pause(self, now):
+        if self.state != SERVING:
+            return []
+        self.state = PAUSED
+        self.paused_at = now
+        return [{"action": "paused", "session": self.session}]
+
+    def resume(self, now):
+        if self.state != PAUSED:
+            return []
+        self.paused_ms += self._since(now, self.paused_at)
+        self.state = SERVING
+        return [{"action": "resumed", "session": self.session}]
+
+    def staff_short(self, now, prompt_ms):
+        if self.state in (SERVING, PAUSED):
+            return self.end(now, prompt_ms)
+        return self.start(now)
+
+    def staff_long(self, now):
+        if self.state == SERVING:
+            return self.pause(now)
+        if self.state == PAUSED:
+            return self.resume(now)
+        return []
+
+    def can_rate(self, now):
+        return self.state == PROMPT and self._since(now, self.until) < 0
+
+    def rated(self, now, thanks_ms):
+        """The rating is on flash: show thanks, take no second rating."""
+        self.state = THANKS
+        self.until = time.ticks_add(now, thanks_ms)
+
+    def tick(self, now):
+        if self.state == PROMPT and self._since(now, self.until) >= 0:
+            return self._unrated()
+        if self.state == THANKS and self._since(now, self.until) >= 0:
+            self.state = IDLE
+        return []

@@ -1,0 +1,346 @@
+"""The window evaluator (评价器): buttons -> session steps and ratings ->
+signed events in the durable outbox -> the hall's agent.
+
+Tasks (asyncio; the buttons and the display never wait on the network):
+- input loop, every 10 ms: debounce the keys, run the desk, redraw;
+- uplink: Wi-Fi and MQTT, drain the outbox, read acks/config/commands;
+- status: a `status` event every status_s (droppable when the outbox is full);
+- guard: feeds the watchdog only while the input loop, the uplink and the
+  flash all make progress.
+
+"Thank you" appears only after the rating's record is on flash. When the
+outbox cannot take a rating or a session step, the press is refused with
+"busy" on screen and the `outbox_full` alarm goes out in status: ratings
+and sessions are never dropped, the citizen is told instead.
+
+On flash (the board's mount point): site.json (written at provisioning:
+hall, device, key, broker, credentials, window), config.json (the agent's
+last retained config), boots (boot counter), outbox/.
+"""
+import asyncio
+import gc
+import json
+import time
+
+from binascii import unhexlify
+
+import protocol
+from board import LEVELS, BUTTONS
+from clock import Clock
+from desk import Desk, NAMES, IDLE, PROMPT
+from outbox import Outbox, OutboxFull
+from ui import Screen
+from uplink import Uplink
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+FW = "ql-eval/0.1"
+_POLL_MS = const(10)
+_DEBOUNCE = const(3)         # equal samples in a row before a key changes state
+_THANKS_MS = const(3000)
+_BUSY_MS = const(3000)
+_GUARD_MS = const(1000)
+_STAFF_I = const(5)          # index of the staff key in BUTTONS
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _write(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    import os
+    os.rename(tmp, path)     # littlefs: atomic replace
+
+
+class Evaluator:
+    def __init__(self, board):
+        self.board = board
+        self.root = root = board.mount_flash()
+        site = _read_json(root + "/site.json")
+        if not site:
+            raise RuntimeError("not provisioned: no site.json")
+        self.site = site
+        self.device = site["device"]
+        self.key = unhexlify(site["key"])
+        self.debug = site.get("debug", False)
+        self.config = _read_json(root + "/config.json") or {}
+        self.boot = self._count_boot()
+        self.outbox = Outbox(root + "/outbox", site.get("segment_bytes", 4096),
+                             site.get("max_segments", 32))
+        self.clock = Clock()
+        self.desk = Desk(self.device, self.boot)
+        self.screen = Screen(board)
+        self.uplink = Uplink(self)
+        self.started = time.ticks_ms()
+        self.reset = board.reset_cause()
+        self.prompt_ms = 30000
+        self.long_ms = site.get("long_ms", 1000)
+        self.thanks = 0          # ratings confirmed to the citizen
+        self.ignored = 0         # presses outside a prompt or repeated
+        self.refused = 0         # presses refused because the outbox was full
+        self.inputs = 0
+        self.errors = 0
+        self.busy_until = 0
+        self.alarm = None
+        self._looped = False
+        self._flash_ok = True
+        self._apply(self.config)
+        board.probe = self.stats
+
+    # -- persistence and config ----------------------------------------------
+    def _count_boot(self):
+        path = self.root + "/boots"
+        n = 0
+        try:
+            with open(path) as f:
+                n = int(f.read())
+        except (OSError, ValueError):
+            pass
+        n += 1
+        _write(path, str(n).encode())
+        return n
+
+    def _apply(self, cfg):
+        p = cfg.get("prompt_s")
+        if type(p) is int and p > 0:
+            self.prompt_ms = p * 1000
+
+    def window(self):
+        return self.config.get("window") or self.site.get("window") or "-"
+
+    def staff(self):
+        s = self.config.get("staff_no") or self.config.get("staff")
+        return s or None
+
+    def on_config(self, cfg):
+        if type(cfg) is not dict:
+            raise ValueError("config")
+        hwm = cfg.get("hwm")
+        if type(hwm) is int and hwm > 0:
+            self.outbox.raise_floor(hwm)
+        self.clock.beacon(cfg.get("t"), False)
+        # The beacon changes on every publish; keep the rest on flash for the next boot.
+        keep = dict(cfg)
+        keep.pop("t", None)
+        old = dict(self.config)
+        old.pop("t", None)
+        if keep != old:
+            _write(self.root + "/config.json", json.dumps(keep).encode())
+        self.config = cfg
+        self._apply(cfg)
+
+    def on_cmd(self, msg):
+        cmd = msg.get("cmd")
+        if cmd == "time":
+            self.clock.beacon(msg.get("t"), True)
+        elif cmd == "call":
+            self._call(msg.get("ticket"), msg.get("item"))
+        elif cmd == "status":
+            self.status()
+        elif cmd == "reset":
+            self.board.mark_intentional()
+            self.board.reset()
+
+    def presence(self):
+        return protocol.messages.encode({"online": True, "fw": FW, "boot": self.boot})
+
+    def log(self, what, err):
+        self.errors += 1
+        if self.debug:
+            print(what, repr(err))
+
+    # -- events --------------------------------------------------------------
+    def _event(self, kind, fields, droppable=False):
+        ev = {"v": 1, "device": self.device, "seq": 0, "kind": kind, "t": self.clock.now()}
+        ev.update(fields)
+        key = self.key
+
+        def build(seq):
+            ev["seq"] = seq
+            return protocol.encode(ev, key)
+
+        try:
+            seq = self.outbox.append(build, droppable)
+        except OutboxFull:
+            self.alarm = "outbox_full"
+            raise
+        except OSError as e:
+            self._flash_ok = False   # flash trouble: stop feeding the watchdog
+            self.log("outbox", e)
+            raise
+        self.uplink.kick()
+        return seq
+
+    def _steps(self, steps):
+        window, staff = self.window(), self.staff()
+        for step in steps:
+            step["window"] = window
+            if staff:
+                step["staff"] = staff
+            self._event("session", step)
+
+    def status(self):
+        fields = {"fw": FW, "uptime_s": time.ticks_diff(time.ticks_ms(), self.started) // 1000,
+                  "reset": self.reset, "outbox": self.outbox.depth(), "heap": gc.mem_free(),
+                  "ignored": self.ignored}
+        r = self.board.rssi()
+        if r is not None:
+            fields["rssi"] = abs(r)
+        if self.alarm or self.outbox.full:
+            fields["alarm"] = self.alarm or "outbox_full"
+        try:
+            self._event("status", fields, True)
+        except (OutboxFull, OSError):
+            pass
+        if not self.outbox.full:
+            self.alarm = None
+
+    # -- inputs ----------------------------------------------------------------
+    def _refuse(self, now):
+        self.refused += 1
+        self.busy_until = time.ticks_add(now, _BUSY_MS)
+        self.board.beep(300)
+
+    def _guarded(self, steps_fn, now):
+        """Run a desk transition unless the outbox cannot take its steps."""
+        if self.outbox.full:
+            self.alarm = "outbox_full"
+            self._refuse(now)
+            return
+        try:
+            self._steps(steps_fn())
+        except (OutboxFull, OSError):
+            self._refuse(now)
+
+    def _call(self, ticket, item=None):
+        if type(ticket) is not str or not ticket:
+            return
+        now = time.ticks_ms()
+        self._guarded(lambda: self.desk.start(now, ticket, item), now)
+
+    def _rating(self, level, now):
+        desk = self.desk
+        if not desk.can_rate(now):
+            self.ignored += 1
+            return
+        fields = {"level": level, "channel": "window", "session": desk.session,
+                  "window": self.window()}
+        staff = self.staff()
+        if staff:
+            fields["staff"] = staff
+        try:
+            self._event("rating", fields)
+        except (OutboxFull, OSError):
+            self._refuse(now)
+            return
+        # On flash: now, and only now, thank the citizen.
+        desk.rated(now, _THANKS_MS)
+        self.thanks += 1
+        self.board.beep(80)
+
+    def _key(self, i, down, now):
+        self.inputs += 1
+        if i == _STAFF_I:
+            if down:
+                self._staff_since = now
+                self._staff_long = False
+            elif not self._staff_long:
+                self._guarded(lambda: self.desk.staff_short(now, self.prompt_ms), now)
+        elif down:
+            self._rating(LEVELS[i], now)
+
+    async def _inputs(self):
+        pins = [self.board.buttons[n] for n in BUTTONS]
+        n = len(pins)
+        down = bytearray(n)
+        same = bytearray(n)
+        self._staff_since = 0
+        self._staff_long = True
+        desk = self.desk
+        while True:
+            now = time.ticks_ms()
+            for i in range(n):
+                v = 1 if pins[i]() == 0 else 0
+                if v != down[i]:
+                    same[i] += 1
+                    if same[i] >= _DEBOUNCE:
+                        down[i] = v
+                        same[i] = 0
+                        self._key(i, v, now)
+                else:
+                    same[i] = 0
+            if down[_STAFF_I] and not self._staff_long and \
+                    time.ticks_diff(now, self._staff_since) >= self.long_ms:
+                self._staff_long = True
+                self._guarded(lambda: desk.staff_long(now), now)
+            ticket = self.board.poll_call()
+            if ticket:
+                self._call(ticket)
+            if desk.state != IDLE:
+                steps = desk.tick(now)
+                if steps:
+                    try:
+                        self._steps(steps)
+                    except (OutboxFull, OSError):
+                        desk.state = PROMPT   # keep the prompt open; retry the unrated step
+            busy = time.ticks_diff(self.busy_until, now) > 0
+            self.screen.update(desk, self.config, self.window(), now, busy)
+            self._looped = True
+            await asyncio.sleep_ms(_POLL_MS)
+
+    # -- background --------------------------------------------------------------
+    async def _status_loop(self):
+        period = self.site.get("status_s", 300) * 1000
+        self.status()
+        while True:
+            await asyncio.sleep_ms(period)
+            self.status()
+
+    async def _guard(self):
+        board = self.board
+        board.wdt_start(self.site.get("wdt_ms", 10000))
+        while True:
+            await asyncio.sleep_ms(_GUARD_MS)
+            if self._looped and self.uplink.progress and self._flash_ok:
+                board.wdt_feed()
+            self._looped = False
+            self.uplink.progress = False
+
+    def stats(self):
+        ob, up = self.outbox, self.uplink
+        out = {"thanks": self.thanks, "ignored": self.ignored, "refused": self.refused,
+               "outbox": ob.depth(), "dropped": ob.dropped, "corrupt": ob.corrupt,
+               "state": NAMES[self.desk.state], "session": self.desk.session,
+               "boot": self.boot, "inputs": self.inputs, "errors": self.errors,
+               "connected": up.connected, "published": up.published, "acks": up.acks,
+               "reconnects": up.reconnects, "resends": up.resends, "bad": up.bad,
+               "clock": self.clock.now(), "heap": gc.mem_free()}
+        try:
+            import micropython
+            out["heap_peak"] = micropython.mem_peak()
+        except (ImportError, AttributeError):
+            pass
+        return out
+
+    async def _main(self):
+        for coro in self.board.background():
+            asyncio.create_task(coro)
+        asyncio.create_task(self.uplink.run())
+        asyncio.create_task(self._status_loop())
+        asyncio.create_task(self._guard())
+        await self._inputs()
+
+
+def main(board):
+    asyncio.run(Evaluator(board)._main())

@@ -1,0 +1,238 @@
+"""A small asyncio MQTT 3.1.1 client for the evaluator.
+
+Why not umqtt.simple: it blocks, so a slow broker would freeze the buttons,
+and it waits one PUBACK round trip per QoS 1 message. Here:
+
+- publish() writes and returns; up to `window` QoS 1 messages may wait for
+  their PUBACK at once (pipelining), so a backlog drains at link speed;
+- TCP_NODELAY, so small packets are not held back by Nagle + delayed ACK;
+- one background reader task handles PUBACK, SUBACK, PINGRESP and incoming
+  PUBLISH (acked at once: the app handles a message before returning);
+- every failure of the link is an OSError; reconnecting is the caller's job
+  (one place: uplink.py).
+
+Nothing here is durable: the outbox keeps events until the agent's protocol
+ack, and the uplink resends them after a reconnect.
+"""
+import asyncio
+import struct
+import time
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_CONNECT = const(0x10)
+_CONNACK = const(0x20)
+_PUBLISH = const(0x30)
+_PUBACK = const(0x40)
+_SUBSCRIBE = const(0x82)
+_SUBACK = const(0x90)
+_PINGREQ = const(0xC0)
+_PINGRESP = const(0xD0)
+_DISCONNECT = const(0xE0)
+_IPPROTO_TCP = const(6)
+_TCP_NODELAY = const(1)
+_MAX_IN = const(4096)       # incoming messages here are acks and config: small
+
+
+def _varlen(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return out
+
+
+def _str(s):
+    if isinstance(s, str):
+        s = s.encode()
+    return struct.pack("!H", len(s)) + s
+
+
+class MQTT:
+    def __init__(self, client_id, host, port, user=None, password=None,
+                 keepalive=30, will=None, on_message=None, window=32):
+        self.client_id = client_id
+        self.host, self.port = host, port
+        self.user, self.password = user, password
+        self.keepalive = keepalive
+        self.will = will                 # (topic, payload, retain) sent QoS 1
+        self.on_message = on_message     # f(topic str, payload bytes)
+        self.window = window
+        self.inflight = {}               # pid -> ticks sent, awaiting PUBACK
+        self.puback = 0
+        self.alive = False
+        self._pid = 0
+        self._r = self._w = None
+        self._lock = asyncio.Lock()
+        self._room = asyncio.Event()     # set when inflight drops below window
+        self._suback = asyncio.Event()
+        self._reader = None
+        self.last_in = 0
+        self.last_out = 0
+
+    # -- connection ------------------------------------------------------
+    async def connect(self, timeout_ms=10000, clean=True):
+        self._r, self._w = await asyncio.wait_for_ms(
+            asyncio.open_connection(self.host, self.port), timeout_ms)
+        try:
+            self._w.s.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass  # a port without the option still works, only slower
+        flags = 0x02 if clean else 0
+        body = bytearray(b"\x00\x04MQTT\x04\x00")
+        body += struct.pack("!H", self.keepalive)
+        body += _str(self.client_id)
+        if self.will:
+            flags |= 0x04 | 0x08 | (0x20 if self.will[2] else 0)
+            body += _str(self.will[0]) + _str(self.will[1])
+        if self.user is not None:
+            flags |= 0x80
+            body += _str(self.user)
+            if self.password is not None:
+                flags |= 0x40
+                body += _str(self.password)
+        body[7] = flags
+        await self._send(bytes([_CONNECT]) + _varlen(len(body)), body)
+        kind, data = await asyncio.wait_for_ms(self._packet(), timeout_ms)
+        if kind != _CONNACK or len(data) != 2 or data[1] != 0:
+            raise OSError("connack %r" % (data,))
+        self.alive = True
+        self.last_in = time.ticks_ms()
+        self._reader = asyncio.create_task(self._read_loop())
+
+    def close(self):
+        self.alive = False
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None
+        if self._w is not None:
+            try:
+                self._w.close()
+            except OSError:
+                pass
+            self._w = None
+        self.inflight = {}
+        self._room.set()
+        self._suback.set()
+
+    async def disconnect(self):
+        try:
+            await self._send(bytes([_DISCONNECT, 0]))
+        finally:
+            self.close()
+
+    # -- outgoing --------------------------------------------------------
+    async def _send(self, *parts):
+        if self._w is None:
+            raise OSError("not connected")
+        # One writer at a time: Stream.drain() must not interleave.
+        async with self._lock:
+            for p in parts:
+                self._w.write(p)
+            await self._w.drain()
+        self.last_out = time.ticks_ms()
+
+    def _next_pid(self):
+        self._pid = self._pid % 65535 + 1
+        return self._pid
+
+    async def publish(self, topic, payload, qos=1, retain=False):
+        """Send; for QoS 1 wait only for room in the window, not the PUBACK."""
+        while qos and len(self.inflight) >= self.window:
+            self._room.clear()
+            await self._room.wait()
+            if not self.alive:
+                raise OSError("link closed")
+        t = _str(topic)
+        first = _PUBLISH | (qos << 1) | (1 if retain else 0)
+        n = len(t) + len(payload) + (2 if qos else 0)
+        head = bytes([first]) + _varlen(n) + t
+        if qos:
+            pid = self._next_pid()
+            self.inflight[pid] = time.ticks_ms()
+            head += struct.pack("!H", pid)
+        await self._send(head, payload)
+
+    async def subscribe(self, topics, timeout_ms=10000):
+        """topics: [(name, qos)]; waits for the SUBACK."""
+        body = bytearray(struct.pack("!H", self._next_pid()))
+        for name, qos in topics:
+            body += _str(name) + bytes([qos])
+        self._suback.clear()
+        await self._send(bytes([_SUBSCRIBE]) + _varlen(len(body)), body)
+        await asyncio.wait_for_ms(self._suback.wait(), timeout_ms)
+        if not self.alive:
+            raise OSError("link closed")
+
+    async def ping(self):
+        await self._send(bytes([_PINGREQ, 0]))
+
+    def stale(self):
+        """No packet from the broker for 1.5 keepalives: the link is dead."""
+        return time.ticks_diff(time.ticks_ms(), self.last_in) > self.keepalive * 1500
+
+    # -- incoming --------------------------------------------------------
+    async def _packet(self):
+        b = await self._r.readexactly(1)
+        kind = b[0]
+        n, shift = 0, 0
+        while True:
+            c = (await self._r.readexactly(1))[0]
+            n |= (c & 0x7F) << shift
+            if not c & 0x80:
+                break
+            shift += 7
+            if shift > 21:
+                raise OSError("bad length")
+        if n > _MAX_IN:
+            raise OSError("packet too large")
+        data = await self._r.readexactly(n) if n else b""
+        return kind, data
+
+    async def _read_loop(self):
+        try:
+            while True:
+                kind, data = await self._packet()
+                self.last_in = time.ticks_ms()
+                t = kind & 0xF0
+                if t == _PUBACK:
+                    pid = struct.unpack("!H", data)[0]
+                    if self.inflight.pop(pid, None) is not None:
+                        self.puback += 1
+                    if len(self.inflight) < self.window:
+                        self._room.set()
+                elif t == _PUBLISH:
+                    await self._incoming(kind, data)
+                elif t == _SUBACK:
+                    if b"\x80" in data[2:]:
+                        raise OSError("subscription refused")
+                    self._suback.set()
+                # PINGRESP: last_in is all it is for.
+        except asyncio.CancelledError:
+            return
+        except Exception:
+            # EOF, reset, garbage: all the same to the caller, a dead link.
+            pass
+        self.alive = False
+        self._room.set()
+        self._suback.set()
+
+    async def _incoming(self, kind, data):
+        tl = struct.unpack("!H", data[:2])[0]
+        topic = data[2:2 + tl].decode()
+        pos = 2 + tl
+        qos = (kind >> 1) & 3
+        pid = None
+        if qos:
+            pid = struct.unpack("!H", data[pos:pos + 2])[0]
+            pos += 2
+        if self.on_message is not None:
+            self.on_message(topic, data[pos:])
+        if qos == 1:
+            await self._send(bytes([_PUBACK, 2]), struct.pack("!H", pid))

@@ -1,0 +1,73 @@
+"""What the citizen and the staff see: four display rows and the service light.
+
+Rows are 16 px apart so either the 8x8 ASCII font or the 16 px Chinese
+bitmap font fits. The screen is redrawn only when a row changes (the timer
+changes it once a second while serving).
+
+Service light (时限内亮绿灯、临近时亮黄灯、超时限亮红灯): green within the
+target for the window (or the item), yellow from warn_pct of it, red past
+it. Targets are seconds, from the agent's retained config.
+"""
+from desk import IDLE, SERVING, PAUSED, PROMPT, THANKS
+
+# Fixed texts; tools/ builds the Chinese font subset from these and the config.
+TEXTS = {
+    IDLE: ("Welcome", "欢迎"),
+    SERVING: ("Serving", "服务中"),
+    PAUSED: ("Paused", "暂停服务"),
+    PROMPT: ("Please rate", "请您评价"),
+    THANKS: ("Thank you", "谢谢您的评价"),
+}
+BUSY = ("Busy, sorry", "系统繁忙")
+
+
+def light(desk, config, now):
+    if desk.state not in (SERVING, PAUSED, PROMPT):
+        return None
+    targets = config.get("targets") or {}
+    target = targets.get(desk.item or "", targets.get("default", 900))
+    if type(target) is not int or target <= 0:
+        target = 900
+    s = desk.service(now) // 1000
+    if s >= target:
+        return "red"
+    if s * 100 >= target * config.get("warn_pct", 80):
+        return "yellow"
+    return "green"
+
+
+def rows(desk, config, window, now, busy=False):
+    head = window
+    no = config.get("staff_no")
+    if no:
+        head = head + " No." + no
+    state = desk.state
+    line2, line3 = BUSY if busy else TEXTS[state]
+    if state in (SERVING, PAUSED) and not busy:
+        s = desk.service(now) // 1000
+        line2 = "%s %02d:%02d" % (line2, s // 60, s % 60)
+    return (head, config.get("staff") or "", line2, line3)
+
+
+class Screen:
+    def __init__(self, board):
+        self.board = board
+        self.shown = None
+        self.color = 0      # never a real colour: the first update sets the light
+
+    def update(self, desk, config, window, now, busy=False):
+        r = rows(desk, config, window, now, busy)
+        if r != self.shown:
+            d = self.board.display
+            d.fill(0)
+            y = 0
+            for s in r:
+                if s:
+                    d.text(s, 0, y, 1)
+                y += 16
+            d.show()
+            self.shown = r
+        c = light(desk, config, now)
+        if c != self.color:
+            self.board.set_light(c)
+            self.color = c

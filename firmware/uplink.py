@@ -1,0 +1,162 @@
+"""The evaluator's link to the hall: Wi-Fi, MQTT, and draining the outbox.
+
+One task, one retry loop (the only place that reconnects):
+  Wi-Fi up -> MQTT connect with a Last Will (`{"online":false}`, retained)
+  -> retained presence -> subscribe ack/config/cmd (again after every
+  reconnect: the session is clean) -> publish what the outbox holds,
+  oldest first, pipelined -> wait for new events, acks or a keepalive.
+On any failure: close, wait an exponential backoff with jitter, retry.
+
+Events leave the outbox only on the agent's protocol `ack` (after its
+commit), never on a PUBACK. Everything unacked is sent again after a
+reconnect; if acks stop coming while events wait, they are sent again
+after `ack_timeout_s`. The agent absorbs the duplicates.
+"""
+import asyncio
+import random
+import time
+
+from protocol import messages
+from protocol import topics
+from mqtt import MQTT
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_BATCH = const(8)            # records read from flash per step
+_MIN_BACKOFF = const(1000)
+_MAX_BACKOFF = const(30000)
+_STEADY_MS = const(60000)    # a link that lived this long resets the backoff
+_WIFI_WAIT_MS = const(10000)
+
+
+class Uplink:
+    def __init__(self, app):
+        self.app = app
+        site = app.site
+        hall, dev = site["hall"], app.device
+        self.t_events = topics.topic(hall, dev, topics.EVENTS)
+        self.t_status = topics.topic(hall, dev, topics.STATUS)
+        self.t_ack = topics.topic(hall, dev, topics.ACK)
+        self.t_config = topics.topic(hall, dev, topics.CONFIG)
+        self.t_cmd = topics.topic(hall, dev, topics.CMD)
+        self.keepalive = site.get("keepalive_s", 30)
+        self.ack_timeout = site.get("ack_timeout_s", 30) * 1000
+        self.window = site.get("mqtt_window", 32)
+        self.wake = asyncio.Event()
+        self.mq = None
+        self.connected = False
+        self.progress = False        # read and cleared by the watchdog guard
+        self.sent = 0                # highest seq published on this connection
+        self.last_ack = 0
+        self.published = 0
+        self.acks = 0
+        self.bad = 0                 # agent messages we could not read
+        self.reconnects = 0
+        self.resends = 0
+
+    def kick(self):
+        """A new event is on flash."""
+        self.wake.set()
+
+    async def run(self):
+        backoff = _MIN_BACKOFF
+        while True:
+            self.progress = True
+            began = time.ticks_ms()
+            try:
+                await self._link()
+            except (OSError, asyncio.TimeoutError) as e:
+                self.app.log("uplink", e)
+            finally:
+                self.connected = False
+                if self.mq is not None:
+                    self.mq.close()
+                    self.mq = None
+            if time.ticks_diff(time.ticks_ms(), began) > _STEADY_MS:
+                backoff = _MIN_BACKOFF
+            half = backoff // 2
+            # Jitter: a hall's devices must not all come back in the same instant.
+            await self._sleep(half + random.getrandbits(16) % (half + 1))
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    async def _sleep(self, ms):
+        while ms > 0:
+            self.progress = True
+            step = min(ms, 500)
+            await asyncio.sleep_ms(step)
+            ms -= step
+
+    async def _wifi(self):
+        board, site = self.app.board, self.app.site
+        if board.wifi_connected():
+            return
+        board.wifi_connect(site.get("ssid"), site.get("wifi_password"))
+        waited = 0
+        while not board.wifi_connected():
+            if waited >= _WIFI_WAIT_MS:
+                raise OSError("wifi")
+            await self._sleep(250)
+            waited += 250
+
+    async def _link(self):
+        app = self.app
+        site = app.site
+        await self._wifi()
+        self.reconnects += 1
+        mq = MQTT(app.device, site["broker_host"], site.get("broker_port", 1883),
+                  site.get("username"), site.get("password"), self.keepalive,
+                  (self.t_status, b'{"online":false}', True), self._message, self.window)
+        self.mq = mq
+        await mq.connect()
+        await mq.publish(self.t_status, app.presence(), 1, True)
+        await mq.subscribe(((self.t_ack, 1), (self.t_config, 1), (self.t_cmd, 1)))
+        self.connected = True
+        self.sent = 0
+        self.last_ack = time.ticks_ms()
+        ob = app.outbox
+        board = app.board
+        while mq.alive and board.wifi_connected():
+            self.progress = True
+            batch = ob.pending(_BATCH, self.sent)
+            if batch:
+                for seq, payload in batch:
+                    await mq.publish(self.t_events, payload)
+                    self.sent = seq
+                    self.published += 1
+                batch = None
+                continue
+            now = time.ticks_ms()
+            if mq.stale():
+                raise OSError("keepalive")
+            if time.ticks_diff(now, mq.last_out) > self.keepalive * 500:
+                await mq.ping()
+            if self.sent and time.ticks_diff(now, self.last_ack) > self.ack_timeout:
+                if ob.depth():
+                    self.sent = 0      # no acks for a while: send the unacked again
+                    self.resends += 1
+                self.last_ack = now
+            self.wake.clear()
+            try:
+                await asyncio.wait_for_ms(self.wake.wait(), 500)
+            except asyncio.TimeoutError:
+                pass
+
+    def _message(self, topic, payload):
+        app = self.app
+        try:
+            if topic == self.t_ack:
+                app.outbox.ack(messages.parse_ack(payload))
+                self.acks += 1
+                self.last_ack = time.ticks_ms()
+                self.wake.set()
+            elif topic == self.t_config:
+                app.on_config(messages.loads(payload))
+            elif topic == self.t_cmd:
+                app.on_cmd(messages.loads(payload))
+        except ValueError as e:        # ProtocolError is a ValueError
+            self.bad += 1
+            app.log("agent message", e)

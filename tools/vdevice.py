@@ -1,0 +1,326 @@
+"""A virtual window evaluator: the real firmware under the MicroPython unix
+port on the simulated board, driven like a citizen and a staff member would.
+
+    vd = VirtualDevice(work_dir, "hall-1", "ev-01", key, broker_port).start()
+    vd.call("A012"); vd.staff("end"); vd.press("satisfied")
+    vd.screen()  # {'lines': [...], 'light': 'green', 'beeps': 1, ...}
+    vd.stats()   # {'thanks': 1, 'ignored': 0, 'outbox': 0, ...}
+    vd.kill()    # SIGKILL: a power cut; start() again boots from the same flash
+
+The flash image (littlefs2) lives in work_dir and persists across restarts.
+Provisioning writes site.json onto it before the first boot, as the
+technician's flashing tool does. A firmware reset (watchdog, `reset`
+command) exits with code 75 and is booted again, like a board.
+"""
+import json
+import os
+import socket
+import subprocess
+import threading
+
+from tools.procs import MICROPYTHON, ROOT, Proc, free_port, micropython_path, wait_for
+
+LEVELS = ("very_satisfied", "satisfied", "basically_satisfied",
+          "dissatisfied", "very_dissatisfied")
+STAFF_ACTIONS = ("start", "end", "pause", "resume")
+EXIT_RESET = 75
+FIRMWARE = os.path.join(ROOT, "firmware")
+
+
+class DeviceError(RuntimeError):
+    """The simulated board refused a request, or the device is not running."""
+
+
+class VirtualDevice:
+    def __init__(self, work_dir, hall, device, key, broker_port, broker_host="127.0.0.1",
+                 window="A01", heapsize=None, username=None, password=None, board="sim",
+                 site=None, flash_blocks=256):
+        if board != "sim":
+            raise ValueError("a virtual device runs on the simulated board only")
+        self.work_dir = os.path.abspath(work_dir)
+        os.makedirs(self.work_dir, exist_ok=True)
+        self.hall, self.device, self.key = hall, device, bytes(key)
+        self.heapsize = heapsize
+        self.image = os.path.join(self.work_dir, "flash.img")
+        self.flash_blocks = flash_blocks
+        self.control_port = free_port()
+        self.site = {
+            "hall": hall, "device": device, "key": self.key.hex(),
+            "broker_host": broker_host, "broker_port": broker_port,
+            "window": window, "ssid": "hall", "wifi_password": "hall",
+            "long_ms": 400, "status_s": 60,
+        }
+        if username is not None:
+            self.site["username"] = username
+            self.site["password"] = password
+        self.site.update(site or {})
+        self.proc = None
+        self.restarts = 0
+        self._sock = None
+        self._file = None
+        self._lock = threading.Lock()
+        self._watch = None
+
+    # -- processes -----------------------------------------------------------
+    def _env(self):
+        return {
+            "MICROPYPATH": micropython_path(".frozen"),
+            "QL_BOARD": "sim",
+            "QL_FLASH": self.image,
+            "QL_CONTROL": str(self.control_port),
+            "QL_FLASH_BLOCKS": str(self.flash_blocks),
+        }
+
+    def _argv(self, *args):
+        argv = [MICROPYTHON]
+        if self.heapsize:
+            argv += ["-X", "heapsize=%s" % self.heapsize]
+        return argv + list(args)
+
+    def provision(self, site=None):
+        """Write site.json onto the flash image (creating it when new)."""
+        if site:
+            self.site.update(site)
+        files = {"site.json": json.dumps(self.site)}
+        code = ("import board_sim,json;board_sim.provision(%r,{k:v.encode() for k,v in json.loads(%r).items()})"
+                % (self.image, json.dumps(files)))
+        env = dict(os.environ, **self._env())
+        out = subprocess.run([MICROPYTHON, "-c", code], env=env, capture_output=True, text=True,
+                             cwd=self.work_dir, timeout=60)
+        if out.returncode != 0:
+            raise DeviceError("provisioning %s failed: %s" % (self.device, (out.stdout + out.stderr).strip()))
+        return self
+
+    def start(self):
+        if not os.path.exists(self.image):
+            self.provision()
+        self._close()
+        self.proc = Proc("device-" + self.device, self._argv(os.path.join(FIRMWARE, "main.py")),
+                         self.work_dir, env=self._env(), cwd=self.work_dir)
+        self.proc.start()
+        try:
+            wait_for(self._booted, 30, 0.05, "%s to boot" % self.device)
+        except TimeoutError:
+            pass
+        if not self.alive():
+            raise DeviceError("%s did not boot: %s" % (self.device, self.log()[-2000:]))
+        if self._watch is None or not self._watch.is_alive():
+            self._watch = threading.Thread(target=self._reboot_on_reset, daemon=True)
+            self._watch.start()
+        return self
+
+    def _booted(self):
+        if not self.alive():
+            return True     # stop waiting; start() reports the log
+        try:
+            socket.create_connection(("127.0.0.1", self.control_port), 0.5).close()
+            return True
+        except OSError:
+            return False
+
+    def _reboot_on_reset(self):
+        # A board that resets itself boots again; a killed or stopped one does not.
+        while True:
+            p = self.proc
+            if p is None or p.p is None:
+                return
+            code = p.p.wait()
+            if code != EXIT_RESET or self.proc is not p:
+                return
+            self.restarts += 1
+            self.start()
+
+    def kill(self):
+        """Power cut."""
+        self._close()
+        if self.proc is not None:
+            p, self.proc = self.proc, None
+            p.kill()
+
+    def stop(self):
+        self._close()
+        if self.proc is not None:
+            p, self.proc = self.proc, None
+            p.stop()
+
+    def alive(self):
+        return self.proc is not None and self.proc.alive()
+
+    def log(self):
+        return self.proc.log() if self.proc is not None else ""
+
+    # -- the harness link -------------------------------------------------------
+    def _close(self):
+        for x in (self._file, self._sock):
+            if x is not None:
+                try:
+                    x.close()
+                except OSError:
+                    pass
+        self._sock = self._file = None
+
+    def _rpc(self, req, timeout=60):
+        with self._lock:
+            for attempt in (0, 1):
+                try:
+                    if self._sock is None:
+                        self._sock = socket.create_connection(("127.0.0.1", self.control_port), timeout)
+                        self._file = self._sock.makefile("rb")
+                    self._sock.settimeout(timeout)
+                    self._sock.sendall(json.dumps(req).encode() + b"\n")
+                    line = self._file.readline()
+                    if not line:
+                        raise OSError("device closed the link")
+                    break
+                except OSError as e:
+                    self._close()
+                    if attempt or not self.alive():
+                        raise DeviceError("%s: %s (%s)" % (self.device, req.get("op"), e))
+        reply = json.loads(line)
+        if "error" in reply:
+            raise DeviceError("%s refused %s: %s" % (self.device, req, reply["error"]))
+        return reply
+
+    # -- what people do ----------------------------------------------------------
+    def press(self, level, ms=60):
+        """A citizen presses a rating button; returns once the firmware saw it."""
+        if level not in LEVELS:
+            raise ValueError("no such rating button: %r" % (level,))
+        self._rpc({"op": "press", "button": level, "ms": ms})
+
+    def glitch(self, button):
+        """A contact bounce shorter than the debounce: must be ignored."""
+        self._rpc({"op": "glitch", "button": button})
+
+    def staff(self, action):
+        """The staff key: a short press starts or ends a service, a long one pauses or resumes."""
+        if action not in STAFF_ACTIONS:
+            raise ValueError("no such staff action: %r" % (action,))
+        ms = 60 if action in ("start", "end") else self.site["long_ms"] + 150
+        self._rpc({"op": "press", "button": "staff", "ms": ms})
+
+    def call(self, ticket):
+        """The queue system calls a ticket to this window."""
+        self._rpc({"op": "call", "ticket": ticket})
+
+    def wifi(self, up):
+        self._rpc({"op": "wifi", "up": bool(up)})
+
+    def screen(self):
+        return self._rpc({"op": "screen"})
+
+    def stats(self):
+        return self._rpc({"op": "stats"})
+
+
+class Acker:
+    """The device-facing half of an edge agent, for firmware tests and the
+    drain bench: decode and verify each event, keep it by (device, seq) in
+    memory ("commit"), then send the protocol ack, batched every `ack_ms`.
+    Publishes each device's retained config on start.
+
+    Identical redeliveries are counted in `duplicates`, same (device, seq)
+    with other content in `conflicts`; neither is stored twice."""
+
+    def __init__(self, broker_port, hall, keys, config=None, ack_ms=50, client_id=None,
+                 broker_host="127.0.0.1"):
+        import paho.mqtt.client as mqtt
+        import protocol
+        self._mqtt, self._protocol = mqtt, protocol
+        self.hall, self.keys = hall, dict(keys)
+        self.config = config if config is not None else {}
+        self.ack_ms = ack_ms
+        self.events = {}          # (device, seq) -> decoded event
+        self.bodies = {}          # (device, seq) -> canonical bytes
+        self.duplicates = 0
+        self.conflicts = 0
+        self.rejected = []
+        self.presence = {}
+        self.acking = True
+        self._todo = {}           # device -> seqs to ack
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or "acker-%s" % hall, clean_session=False)
+        self.client.on_connect = self._connected
+        self.client.on_message = self._message
+        self.host, self.port = broker_host, broker_port
+
+    def start(self):
+        self.client.connect(self.host, self.port, 30)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._acks, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self.client.loop_stop()
+        self.client.disconnect()
+
+    def _connected(self, client, userdata, flags, reason, props):
+        from protocol import topics
+        client.subscribe([(topics.for_all_devices(self.hall, topics.EVENTS), 1),
+                          (topics.for_all_devices(self.hall, topics.STATUS), 1)])
+        for dev in self.keys:
+            self.send_config(dev)
+
+    def send_config(self, device, **extra):
+        import time
+        from protocol import messages, topics
+        cfg = dict(self.config.get(device, self.config.get("*", {})))
+        cfg.update(extra)
+        cfg["t"] = int(time.time() * 1000)
+        self.client.publish(topics.topic(self.hall, device, topics.CONFIG),
+                            messages.encode(cfg), qos=1, retain=True)
+
+    def send_cmd(self, device, cmd):
+        from protocol import messages, topics
+        self.client.publish(topics.topic(self.hall, device, topics.CMD), messages.encode(cmd), qos=1)
+
+    def _message(self, client, userdata, msg):
+        protocol = self._protocol
+        try:
+            hall, device, channel = protocol.topics.parse(msg.topic)
+        except protocol.ProtocolError:
+            return
+        if channel == "status":
+            self.presence[device] = json.loads(msg.payload) if msg.payload else None
+            return
+        try:
+            ev = protocol.parse(msg.payload)
+            key = self.keys.get(ev["device"])
+            if key is None or ev["device"] != device:
+                raise protocol.ProtocolError("unknown_device")
+            protocol.verify(ev, key)
+        except protocol.ProtocolError as e:
+            self.rejected.append(e.code)
+            return
+        k = (device, ev["seq"])
+        body = protocol.body(ev)
+        with self._lock:
+            if k in self.bodies:
+                if self.bodies[k] == body:
+                    self.duplicates += 1
+                else:
+                    self.conflicts += 1
+            else:
+                self.bodies[k] = body
+                self.events[k] = ev
+            self._todo.setdefault(device, []).append(ev["seq"])
+
+    def _acks(self):
+        from protocol import messages, topics
+        while not self._stop.wait(self.ack_ms / 1000.0):
+            if not self.acking:
+                continue
+            with self._lock:
+                todo, self._todo = self._todo, {}
+            for dev, seqs in todo.items():
+                self.client.publish(topics.topic(self.hall, dev, topics.ACK), messages.ack(seqs), qos=1)
+
+    def of_kind(self, kind, device=None):
+        with self._lock:
+            evs = list(self.events.values())
+        return sorted((e for e in evs if e["kind"] == kind and device in (None, e["device"])),
+                      key=lambda e: (e["device"], e["seq"]))
