@@ -44,7 +44,8 @@ class CountyServer(ThreadingHTTPServer):
         self._hook_lock = threading.Lock()
         super().__init__(addr, Handler)
         if tls is not None:
-            self.socket = tls.wrap_socket(self.socket, server_side=True)
+            # The handshake happens on the handler's thread, not in the accept loop.
+            self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
     @property
     def url(self):
@@ -68,6 +69,7 @@ class CountyServer(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     server_version = "qinglian-county/1"
     protocol_version = "HTTP/1.1"        # keep-alive: a draining hall posts back to back
+    timeout = 120                        # an idle or stalled client frees its thread
 
     def do_GET(self):
         try:
