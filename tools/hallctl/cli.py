@@ -1,0 +1,169 @@
+"""hallctl: the technician's tool for evaluators and kiosks.
+
+    hallctl ports                                   list serial ports
+    hallctl install PORT --board esp32_devkitc      copy the firmware onto a board
+    hallctl provision PORT --hall H --device D --key HEX --broker HOST[:PORT] ...
+    hallctl flash PORT --firmware micropython.bin   write MicroPython itself (esptool)
+    hallctl libs                                    fetch pinned micropython-lib modules
+
+Register the device with the agent first (`edge-agent devices add D --window W`
+prints its key), then install and provision the board on the bench.
+"""
+import argparse
+import json
+import sys
+
+from tools.hallctl.device import Board, HallctlError
+
+
+def _progress(label):
+    """A one-line progress bar for file copies on a slow UART."""
+    def show(done, total):
+        width = 24
+        filled = width * done // total if total else width
+        sys.stdout.write("\r  %-38s [%s%s] %3d%%" % (label[-38:], "#" * filled, "." * (width - filled),
+                                                     100 * done // total if total else 100))
+        if done >= total:
+            sys.stdout.write("\n")
+        sys.stdout.flush()
+    return show
+
+
+def cmd_ports(args):
+    from serial.tools import list_ports
+    ports = list(list_ports.comports())
+    if not ports:
+        print("no serial ports found (is the USB cable a data cable?)")
+    for p in ports:
+        print("%-20s %s" % (p.device, p.description))
+    return 0
+
+
+def cmd_install(args):
+    from tools.hallctl import bundle
+    try:
+        files = bundle.files(args.board)
+    except ValueError as e:
+        raise HallctlError(str(e))
+    with Board(args.port) as board:
+        for i, (remote, local) in enumerate(files, 1):
+            with open(local, "rb") as f:
+                data = f.read()
+            board.write(remote, data, _progress("[%d/%d] %s" % (i, len(files), remote)))
+    print("installed %d files for %s on %s" % (len(files), args.board, args.port))
+    return 0
+
+
+def site_config(args):
+    host, _, port = args.broker.partition(":")
+    try:
+        key = bytes.fromhex(args.key)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise HallctlError("--key must be 64 hex characters (as printed by `edge-agent devices add`)")
+    site = {"hall": args.hall, "device": args.device, "key": key.hex(),
+            "broker_host": host, "broker_port": int(port or 1883), "window": args.window,
+            "ssid": args.wifi_ssid, "wifi_password": args.wifi_password}
+    if args.user:
+        site.update(username=args.user, password=args.password or "")
+    return site
+
+
+def cmd_provision(args):
+    from protocol.topics import valid_id
+    for what in ("hall", "device"):
+        if not valid_id(getattr(args, what)):
+            raise HallctlError("--%s %r: use 1-32 letters, digits, - or _" % (what, getattr(args, what)))
+    site = site_config(args)
+    with Board(args.port) as board:
+        board.write("site.json", json.dumps(site).encode(), _progress("site.json"))
+    print("provisioned %s/%s on %s (broker %s:%d)" % (args.hall, args.device, args.port,
+                                                   site["broker_host"], site["broker_port"]))
+    return 0
+
+
+def cmd_flash(args):
+    import esptool
+    argv = ["--port", args.port, "--chip", args.chip, "--baud", str(args.baud)]
+    try:
+        if args.erase:
+            esptool.main(argv + ["erase-flash"])
+        esptool.main(argv + ["write-flash", args.address, args.firmware])
+    except (esptool.FatalError, OSError) as e:
+        raise HallctlError("flashing %s failed: %s" % (args.port, e))
+    except SystemExit as e:
+        if e.code:
+            raise HallctlError("flashing %s failed (esptool exit %s)" % (args.port, e.code))
+    return 0
+
+
+def cmd_libs(args):
+    from tools import mplib
+    return mplib.main([])
+
+
+def build_parser():
+    ap = argparse.ArgumentParser(prog="hallctl", description=__doc__.split("\n\n")[0],
+                                 epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("ports", help="list serial ports", description="List serial ports.")
+    p.set_defaults(func=cmd_ports)
+
+    p = sub.add_parser("install", help="copy the firmware onto a board",
+                       description="Copy the firmware, the protocol package, micropython-lib modules and "
+                                   "the board definition onto a board running MicroPython.")
+    p.add_argument("port", help="serial port, e.g. /dev/ttyUSB0")
+    p.add_argument("--board", default="esp32_devkitc", help="board definition in hardware/boards (default: %(default)s)")
+    p.set_defaults(func=cmd_install)
+
+    p = sub.add_parser("provision", help="write a device's site config (identity, key, broker)",
+                       description="Write site.json: hall, device id, key, broker and Wi-Fi.")
+    p.add_argument("port", help="serial port, e.g. /dev/ttyUSB0")
+    p.add_argument("--hall", required=True, help="hall id, as in the agent config")
+    p.add_argument("--device", required=True, help="device id, as registered with `edge-agent devices add`")
+    p.add_argument("--key", required=True, help="the device key (64 hex characters)")
+    p.add_argument("--broker", required=True, help="the Pi's broker, HOST[:PORT] (default port 1883)")
+    p.add_argument("--window", default="A01", help="window number shown until the agent's config arrives")
+    p.add_argument("--user", help="broker user (from `edge-agent broker-config`)")
+    p.add_argument("--password", help="broker password")
+    p.add_argument("--wifi-ssid", default="", help="Wi-Fi network name")
+    p.add_argument("--wifi-password", default="", help="Wi-Fi password")
+    p.set_defaults(func=cmd_provision)
+
+    p = sub.add_parser("flash", help="write MicroPython itself onto an ESP32 (esptool)",
+                       description="Write a MicroPython firmware image with esptool.")
+    p.add_argument("port", help="serial port, e.g. /dev/ttyUSB0")
+    p.add_argument("--firmware", required=True, help="the MicroPython .bin for the board")
+    p.add_argument("--chip", default="esp32", help="esptool chip name (default: %(default)s)")
+    p.add_argument("--address", default="0x1000", help="flash offset (ESP32: 0x1000; S3/C3: 0x0)")
+    p.add_argument("--baud", type=int, default=460800, help="baud rate (default: %(default)s)")
+    p.add_argument("--no-erase", dest="erase", action="store_false", help="keep the old flash contents")
+    p.set_defaults(func=cmd_flash)
+
+    p = sub.add_parser("libs", help="fetch the pinned micropython-lib modules into build/mplib",
+                       description="Fetch the pinned micropython-lib modules (sha256-checked).")
+    p.set_defaults(func=cmd_libs)
+    return ap
+
+
+def main(argv=None):
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if not args.command:
+        ap.print_help()
+        return 1
+    try:
+        return args.func(args)
+    except HallctlError as e:
+        print("hallctl: %s" % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hallctl: interrupted", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
