@@ -10,12 +10,12 @@ import board_mcu  # the module, not its class: board.load() takes the one Board 
 
 class Esp32Board(board_mcu.McuBoard):
     TIMER_ID = 0  # hardware timer group 0; its callbacks are scheduled, not hard IRQs
-    # The esp32 port folds brownout into PWRON_RESET (README: power notes), and
-    # reports machine.reset() and panics as HARD_RESET: both are unplanned here
-    # unless the reset flag said otherwise.
+    # machine.reset() and panics read SOFT_RESET; the EN button reads HARD_RESET,
+    # which to the evaluator is a power-up. The port has no brownout code: a
+    # brownout reads as a watchdog or power-on reset (hardware/README.md, Power).
     CAUSES = {
         machine.PWRON_RESET: "power_on",
-        machine.HARD_RESET: "soft",
+        machine.HARD_RESET: "power_on",
         machine.SOFT_RESET: "soft",
         machine.WDT_RESET: "watchdog",
         machine.DEEPSLEEP_RESET: "deep_sleep",

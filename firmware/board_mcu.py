@@ -19,8 +19,9 @@ from machine import PWM, Pin
 
 import board
 
-BOARD_FILE = "/board.json"
-RESET_FLAG = "/reset.flag"  # exists only between mark_intentional() and the next boot
+ROOT = "/"                 # the flash root (ends in /), where the port's _boot.py mounted littlefs2
+BOARD_FILE = "board.json"  # hardware/boards/<name>.json, copied by the flashing tool
+RESET_FLAG = "reset.flag"  # exists only between mark_intentional() and the next boot
 
 # Which lamps make each service-light colour, per kind of light.
 _MIX = {
@@ -35,8 +36,8 @@ class McuBoard(board.Board):
     WDT_MAX_MS = 0         # 0: the port has no upper limit worth clamping to
     CAUSES = {}            # machine.reset_cause() value -> board.RESET_CAUSES name
 
-    def __init__(self, path=BOARD_FILE):
-        with open(path) as f:
+    def __init__(self):
+        with open(ROOT + BOARD_FILE) as f:
             d = json.load(f)
         self.defn = d
         self.name = d["name"]
@@ -114,8 +115,8 @@ class McuBoard(board.Board):
 
     def mount_flash(self):
         # The port's _boot.py has mounted littlefs2 at / (formatting it if blank).
-        os.statvfs("/")
-        return "/"
+        os.statvfs(ROOT)
+        return ROOT.rstrip("/") or "/"
 
     # -- Wi-Fi -------------------------------------------------------------------
 
@@ -152,7 +153,7 @@ class McuBoard(board.Board):
 
     def _read_cause(self):
         try:
-            os.remove(RESET_FLAG)  # it existed: we asked for this reset
+            os.remove(ROOT + RESET_FLAG)  # it existed: we asked for this reset
             return "intentional"
         except OSError:
             return self.CAUSES.get(machine.reset_cause(), "power_on")
@@ -162,7 +163,7 @@ class McuBoard(board.Board):
 
     def mark_intentional(self):
         # littlefs2 commits on close: the flag is on flash before reset() runs.
-        with open(RESET_FLAG, "w") as f:
+        with open(ROOT + RESET_FLAG, "w") as f:
             f.write("1")
 
     def reset(self):

@@ -27,4 +27,3 @@ for _name in sorted(os.listdir(".")):
 
 package("protocol", base_path="..")  # noqa: F821 (the wire protocol, shared with the agent)
 require("ssd1306")  # noqa: F821 (micropython-lib display driver)
-require("umqtt.simple")  # noqa: F821
