@@ -1,0 +1,213 @@
+"""The running agent: wires the store, the broker link, the committer, the
+HTTP API, the uplink and the tower light, and does the periodic chores
+(device configs, time beacon, disk guard, retention, light, watchdog).
+
+Threads: paho's network loop (fills the inbox), the committer (the only
+writer of events), the uplink (its own connection), the HTTP server, and
+this one, the housekeeper. SIGTERM sets `stop`: the committer finishes and
+acks what it holds, then the link disconnects.
+"""
+import logging
+import os
+import shutil
+import threading
+import time
+
+from protocol import messages, topics
+from edge_agent import registry, status, systemd
+from edge_agent.committer import Committer
+from edge_agent.link import BrokerLink
+from edge_agent.store import Store, now_ms
+
+log = logging.getLogger("edge_agent")
+
+
+class DiskGuard:
+    """Up while the store's filesystem is fuller than disk_max_pct."""
+
+    def __init__(self, path, max_pct, usage=None):
+        self.dir = os.path.dirname(os.path.abspath(path))
+        self.max_pct = max_pct
+        self.usage = usage or self._usage
+        self.active = False
+        self.pct = 0.0
+
+    def _usage(self):
+        u = shutil.disk_usage(self.dir)
+        return 100.0 * u.used / max(1, u.used + u.free)   # as df's Use%
+
+    def check(self):
+        self.pct = self.usage()
+        was, self.active = self.active, self.pct > self.max_pct
+        if self.active and not was:
+            log.error("ALARM disk %.1f%% full (limit %.0f%%): no longer acking new events; "
+                      "devices keep them until space is freed", self.pct, self.max_pct)
+        elif was and not self.active:
+            log.warning("disk %.1f%% full: acking events again", self.pct)
+        return self.active
+
+
+def _optional(module, name):
+    """U's uplink and light land in parallel: run without them until they exist."""
+    try:
+        mod = __import__("edge_agent." + module, fromlist=[name])
+        return getattr(mod, name)
+    except ImportError as e:
+        log.warning("%s disabled: edge_agent.%s not available (%s)", module, module, e)
+        return None
+
+
+class Agent:
+    def __init__(self, cfg, disk_usage=None, pin_factory=None):
+        self.cfg, self.hall = cfg, cfg["hall"]
+        self.path = cfg["store"]["path"]
+        self.store = Store(self.path)            # housekeeping connection
+        self.guard = DiskGuard(self.path, cfg["store"]["disk_max_pct"], disk_usage)
+        self.link = BrokerLink(cfg["mqtt"], self.hall, on_connected=self._on_connected)
+        self.committer = Committer(Store(self.path), self.link, self.hall, cfg["mqtt"]["batch_max"],
+                                   cfg["mqtt"]["batch_ms"], self.guard)
+        self.pin_factory = pin_factory
+        self.uplink = self.light = self.http = None
+        self._republish = threading.Event()
+        self.light_state, self.light_reasons = "ok", []
+
+    # -- what the HTTP API and `status` see of a running agent
+    def runtime(self):
+        up = self.uplink.state() if self.uplink else None
+        return {"broker_connected": self.link.connected.is_set(), "disk_guard": self.guard.active,
+                "disk_pct": round(self.guard.pct, 1), "held_by_guard": self.committer.held,
+                "inbox": self.link.inbox.qsize(), "uplink": up,
+                "light": self.light_state, "light_reasons": self.light_reasons}
+
+    def health(self):
+        if not self.committer.is_alive():
+            return False, "committer stopped"
+        if not self.link.connected.is_set():
+            return False, "not connected to the broker"
+        if self.guard.active:
+            return False, "disk guard up"
+        return True, "ok"
+
+    def _on_connected(self):
+        self._republish.set()   # retained configs carry hwm and the time
+
+    def run(self, stop):
+        cfg = self.cfg
+        self.guard.check()
+        self.committer.start()
+        self.link.start()
+        if cfg["http"]["port"]:
+            from edge_agent.http_api import HallHTTP
+            self.http = HallHTTP(Store(self.path), cfg, self.runtime, self.health).start()
+            log.info("HTTP on %s:%d", cfg["http"]["host"], self.http.port)
+        uplink_stop = threading.Event()
+        uplink_thread = self._start_uplink(uplink_stop)
+        self._start_light()
+        systemd.notify("READY=1")
+        log.info("agent for hall %s running, store %s", self.hall, self.path)
+        try:
+            self._housekeep(stop)
+        finally:
+            systemd.notify("STOPPING=1")
+            log.info("stopping: finishing in-flight commits")
+            self.committer.stop()
+            self.committer.join(30)
+            self.link.stop()
+            uplink_stop.set()
+            if uplink_thread:
+                uplink_thread.join(15)
+            if self.http:
+                self.http.stop()
+            log.info("stopped")
+
+    def _start_uplink(self, stop):
+        if not self.cfg["uplink"]["url"]:
+            log.info("uplink disabled: [uplink] url not set")
+            return None
+        Uplink = _optional("uplink", "Uplink")
+        if Uplink is None:
+            return None
+        self.uplink = Uplink(self.path, self.cfg["uplink"], self.hall)
+        t = threading.Thread(target=self.uplink.run, args=(stop,), name="uplink", daemon=True)
+        t.start()
+        return t
+
+    def _start_light(self):
+        if not self.cfg["light"]["enabled"]:
+            return
+        HallLight = _optional("light", "HallLight")
+        if HallLight is not None:
+            self.light = HallLight(self.cfg["light"]["pins"], pin_factory=self.pin_factory)
+
+    def _housekeep(self, stop):
+        every = {"beacon": self.cfg["mqtt"]["beacon_s"], "guard": 5, "retention": 3600, "light": 5}
+        last = {k: 0.0 for k in every}
+        rev = self.store.registry_rev()
+        wd = systemd.watchdog_interval_s()
+        last_wd = 0.0
+        while not stop.wait(0.5):
+            now = time.monotonic()
+            if not self.committer.is_alive():
+                log.error("committer thread ended; exiting so systemd restarts the agent")
+                raise SystemExit(1)
+            r = self.store.registry_rev()
+            if r != rev or self._republish.is_set():
+                rev = r
+                self._republish.clear()
+                self.publish_configs(None)
+            with self.committer.config_lock:
+                due, self.committer.config_due = self.committer.config_due, set()
+            if due:
+                self.publish_configs(due)
+            for chore, period in every.items():
+                if period and now - last[chore] >= period:
+                    last[chore] = now
+                    getattr(self, "_" + chore)()
+            if wd and now - last_wd >= wd and now - self.committer.beat < 60:
+                last_wd = now
+                systemd.notify("WATCHDOG=1")
+
+    def publish_configs(self, devices):
+        """Retained config per device (all active ones when devices is None);
+        a retired device's retained config is cleared."""
+        t = now_ms()
+        for d in registry.all_devices(self.store):
+            if devices is not None and d["device"] not in devices:
+                continue
+            topic = topics.topic(self.hall, d["device"], topics.CONFIG)
+            if d["status"] != "active":
+                self.link.publish(topic, b"", retain=True)
+                continue
+            msg = registry.device_config(self.store, d["device"], self.cfg["devices"], t)
+            self.link.publish(topic, messages.encode(msg), retain=True)
+
+    def _beacon(self):
+        if not self.link.connected.is_set():
+            return
+        msg = messages.encode({"cmd": "time", "t": now_ms()})
+        for d in registry.all_devices(self.store):
+            if d["status"] == "active":
+                self.link.publish(topics.topic(self.hall, d["device"], topics.CMD), msg)
+
+    def _guard(self):
+        self.guard.check()
+
+    def _retention(self):
+        cutoff = now_ms() - self.cfg["store"]["retention_days"] * 86400000
+        n = self.store.delete_synced_before(cutoff)
+        if n:
+            log.info("retention: deleted %d events synced before %d days ago", n,
+                     self.cfg["store"]["retention_days"])
+
+    def _light(self):
+        snap = status.snapshot(self.store, self.cfg, self.runtime())
+        screen = status.hall_screen(self.store, self.cfg)
+        state, reasons = status.hall_state(snap, screen, self.cfg)
+        if state != self.light_state:
+            log.info("hall light %s -> %s %s", self.light_state, state, "; ".join(reasons))
+        self.light_state, self.light_reasons = state, reasons
+        if self.light is not None:
+            try:
+                self.light.show(state)
+            except Exception:
+                log.exception("tower light failed")

@@ -1,0 +1,115 @@
+"""`edge-agent broker-config`: the hall's Mosquitto config, password file and ACL.
+
+Each device logs in as its device id (password: registry.mqtt_password(key))
+and may publish only its own events and status and read only its own ack,
+config and cmd. Only the agent's user reads everything and writes ack,
+config and cmd. Retired devices get no login.
+"""
+import os
+import subprocess
+import shutil
+
+from protocol import topics
+from edge_agent import registry
+from edge_agent.errors import AgentError
+
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+
+
+def agent_user(hall):
+    return "agent-" + hall
+
+
+def conf_text(cfg, out_dir, tls_cert=None, tls_key=None, tls_ca=None, tls_port=8883):
+    m = cfg["mqtt"]
+    host = m["host"] if m["host"] not in ("localhost",) else "127.0.0.1"
+    lines = [
+        "# Qinglian hall broker, written by `edge-agent broker-config`. Reload: systemctl reload mosquitto",
+        "per_listener_settings false",
+        "allow_anonymous false",
+        "password_file %s" % os.path.join(out_dir, "passwd"),
+        "acl_file %s" % os.path.join(out_dir, "acl"),
+        "",
+        "# Persistence: QoS 1 messages queued for the agent survive a broker restart.",
+        "persistence true",
+        "persistence_location %s/" % os.path.join(out_dir, "data"),
+        "autosave_interval 1",
+        "",
+        "# Limits are part of correctness. Debian's default max_queued_messages 1000",
+        "# silently drops QoS 1 messages queued for a lagging persistent subscriber",
+        "# (the agent while it restarts): 0 = no limit; the devices' outboxes bound it.",
+        "max_queued_messages 0",
+        "max_queued_bytes 0",
+        "# Messages in flight to one client before its PUBACKs: the agent's group-commit",
+        "# batch size. Larger = fewer commits; each device only ever sees a few.",
+        "max_inflight_messages 200",
+        "# Events are at most 1024 bytes; bigger payloads still reach the agent's",
+        "# quarantine (too_large), anything past this is refused at the door.",
+        "max_packet_size 16384",
+        "",
+        "listener %d %s" % (m["port"], host),
+    ]
+    if tls_cert:
+        lines += ["", "# TLS for devices on the hall network.",
+                  "listener %d" % tls_port,
+                  "certfile %s" % tls_cert,
+                  "keyfile %s" % tls_key]
+        if tls_ca:
+            lines.append("cafile %s" % tls_ca)
+    lines += ["", "log_dest stdout", "log_type error", "log_type warning", "log_type notice", ""]
+    return "\n".join(lines)
+
+
+def acl_text(hall, devices):
+    root = topics.ROOT + "/" + hall
+    out = ["# Written by `edge-agent broker-config`; one block per active device.",
+           "user %s" % agent_user(hall),
+           "topic read %s/+/%s" % (root, topics.EVENTS),
+           "topic read %s/+/%s" % (root, topics.STATUS),
+           "topic write %s/+/%s" % (root, topics.ACK),
+           "topic write %s/+/%s" % (root, topics.CONFIG),
+           "topic write %s/+/%s" % (root, topics.CMD), ""]
+    for d in devices:
+        t = lambda ch: topics.topic(hall, d, ch)  # noqa: E731
+        out += ["user %s" % d,
+                "topic write %s" % t(topics.EVENTS),
+                "topic write %s" % t(topics.STATUS),
+                "topic read %s" % t(topics.ACK),
+                "topic read %s" % t(topics.CONFIG),
+                "topic read %s" % t(topics.CMD), ""]
+    return "\n".join(out)
+
+
+def write(store, cfg, out_dir, tls_cert=None, tls_key=None, tls_ca=None, tls_port=8883):
+    """Write mosquitto.conf, passwd (hashed by mosquitto_passwd) and acl; return their paths."""
+    hall = cfg["hall"]
+    if (tls_cert is None) != (tls_key is None):
+        raise AgentError("--tls-cert and --tls-key go together")
+    if not cfg["mqtt"]["password"]:
+        raise AgentError("[mqtt] password is not set: the agent needs one to log in to the broker")
+    if cfg["mqtt"]["username"] not in (None, agent_user(hall)):
+        raise AgentError("[mqtt] username must be %r (or unset) for the ACL to match" % agent_user(hall))
+    devices = [d for d in registry.all_devices(store) if d["status"] == "active"]
+    if any(d["device"] == agent_user(hall) for d in devices):
+        raise AgentError("a device is named like the agent's user %r" % agent_user(hall))
+    out_dir = os.path.abspath(out_dir)
+    os.makedirs(os.path.join(out_dir, "data"), exist_ok=True)
+    paths = {n: os.path.join(out_dir, n) for n in ("mosquitto.conf", "passwd", "acl")}
+    with open(paths["mosquitto.conf"], "w") as f:
+        f.write(conf_text(cfg, out_dir, tls_cert, tls_key, tls_ca, tls_port))
+    with open(paths["acl"], "w") as f:
+        f.write(acl_text(hall, [d["device"] for d in devices]))
+    fd = os.open(paths["passwd"] + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("%s:%s\n" % (agent_user(hall), cfg["mqtt"]["password"]))
+        for d in devices:
+            f.write("%s:%s\n" % (d["device"], registry.mqtt_password(bytes.fromhex(d["key_hex"]))))
+    try:
+        subprocess.run([MOSQUITTO_PASSWD, "-U", paths["passwd"] + ".new"], check=True,
+                       capture_output=True, text=True)
+    except FileNotFoundError:
+        raise AgentError("mosquitto_passwd not found: apt-get install mosquitto")
+    except subprocess.CalledProcessError as e:
+        raise AgentError("mosquitto_passwd failed: %s" % (e.stderr.strip() or e.returncode))
+    os.replace(paths["passwd"] + ".new", paths["passwd"])
+    return paths

@@ -1,0 +1,217 @@
+"""`edge-agent`: the commands, as a table. Each has --help; a failure is one
+line on stderr and exit status 1. `--config PATH` works before or after the
+command (default $EDGE_AGENT_CONFIG or /etc/qinglian/edge-agent.toml)."""
+import argparse
+import json
+import logging
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import urllib.request
+
+from edge_agent import config as config_mod
+from edge_agent.errors import AgentError
+
+
+def _store(cfg):
+    from edge_agent.store import Store
+    return Store(cfg["store"]["path"])
+
+
+def cmd_run(args, cfg):
+    from edge_agent.agent import Agent
+    _setup_logging(args.verbose)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    Agent(cfg).run(stop)
+
+
+def cmd_config_check(args, cfg):
+    print("%s: ok (hall %s, store %s, broker %s:%d, uplink %s)" % (
+        args.config_path, cfg["hall"], cfg["store"]["path"], cfg["mqtt"]["host"], cfg["mqtt"]["port"],
+        cfg["uplink"]["url"] or "off"))
+
+
+def cmd_config_example(args, cfg):
+    sys.stdout.write(config_mod.example())
+
+
+def cmd_devices_add(args, cfg):
+    from edge_agent import registry
+    key = registry.add(_store(cfg), cfg["hall"], args.device, args.window, args.key)
+    print("added %s at window %s" % (args.device, args.window))
+    print("key %s" % key)
+    print("mqtt user %s password %s" % (args.device, registry.mqtt_password(bytes.fromhex(key))))
+
+
+def cmd_devices_list(args, cfg):
+    from edge_agent import registry
+    rows = registry.all_devices(_store(cfg))
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items() if k != "key_hex"} for r in rows], indent=1))
+        return
+    print("%-20s %-8s %-8s %-7s %8s  %s" % ("device", "window", "status", "online", "hwm", "fw"))
+    for r in rows:
+        print("%-20s %-8s %-8s %-7s %8d  %s" % (r["device"], r["window"] or "-", r["status"],
+                                              "yes" if r["online"] else "no", r["hwm"], r["fw"] or "-"))
+
+
+def cmd_devices_show(args, cfg):
+    from edge_agent import registry
+    store = _store(cfg)
+    d = registry.must_get(store, args.device)
+    d["hwm"] = registry.hwm(store, args.device)
+    if not args.show_key:
+        d["key_hex"] = "(hidden; --show-key)"
+    for k, v in d.items():
+        print("%-14s %s" % (k, v))
+
+
+def cmd_devices_retire(args, cfg):
+    from edge_agent import registry
+    registry.retire(_store(cfg), args.device)
+    print("retired %s (run broker-config again to remove its broker login)" % args.device)
+
+
+def cmd_devices_replace(args, cfg):
+    from edge_agent import registry
+    key, mark = registry.replace(_store(cfg), cfg["hall"], args.old, args.new, args.key)
+    print("%s replaces %s; its seq continues above %d" % (args.new, args.old, mark))
+    print("key %s" % key)
+    print("mqtt user %s password %s" % (args.new, registry.mqtt_password(bytes.fromhex(key))))
+
+
+def cmd_window_set(args, cfg):
+    from edge_agent import registry
+    registry.set_window(_store(cfg), args.window, args.staff, args.staff_no, args.target_s)
+    print("window %s: %s (%s)%s" % (args.window, args.staff or "-", args.staff_no or "-",
+                                   ", target %ds" % args.target_s if args.target_s else ""))
+
+
+def cmd_broker_config(args, cfg):
+    from edge_agent import broker
+    paths = broker.write(_store(cfg), cfg, args.out, args.tls_cert, args.tls_key, args.tls_ca, args.tls_port)
+    for p in paths.values():
+        print("wrote %s" % p)
+
+
+def cmd_status(args, cfg):
+    from edge_agent import status
+    snap = None
+    if cfg["http"]["port"]:
+        host = cfg["http"]["host"] if cfg["http"]["host"] not in ("0.0.0.0", "::") else "127.0.0.1"
+        try:
+            with urllib.request.urlopen("http://%s:%d/api/status" % (host, cfg["http"]["port"]), timeout=3) as r:
+                snap = json.load(r)
+        except (OSError, ValueError):
+            snap = None
+    if snap is None:
+        if not os.path.exists(cfg["store"]["path"]):
+            raise AgentError("no store at %s and no agent answering on HTTP" % cfg["store"]["path"])
+        snap = status.snapshot(_store(cfg), cfg)
+    if args.json:
+        print(json.dumps(snap, indent=1, ensure_ascii=False))
+    else:
+        print(status.human(snap))
+
+
+def _setup_logging(verbose):
+    # Under journald: no timestamps (the journal has them), and a <N> priority
+    # prefix so `journalctl -p warning` works.
+    if os.environ.get("JOURNAL_STREAM"):
+        class Prio(logging.Formatter):
+            def format(self, record):
+                prio = {50: 2, 40: 3, 30: 4, 20: 6, 10: 7}.get(record.levelno, 6)
+                return "<%d>%s" % (prio, super().format(record))
+        fmt = Prio("%(name)s: %(message)s")
+    else:
+        fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(fmt)
+    root = logging.getLogger()
+    root.handlers[:] = [h]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("edge_agent.http").setLevel(logging.INFO)
+
+
+# The table of commands: (words, function, help, arguments).
+COMMANDS = [
+    (("run",), cmd_run, "run the agent in the foreground (systemd runs this)",
+     [(("-v", "--verbose"), dict(action="store_true", help="debug logging"))]),
+    (("config", "check"), cmd_config_check, "validate the config file and explain what is wrong", []),
+    (("config", "example"), cmd_config_example, "print an example config with every key and its default", []),
+    (("devices", "add"), cmd_devices_add, "register a device at a window; prints its key", [
+        (("device",), dict(help="device id, as in its topics")),
+        (("--window",), dict(required=True, help="window it serves, e.g. A03")),
+        (("--key",), dict(help="32-byte key as hex (default: a new random one)"))]),
+    (("devices", "list"), cmd_devices_list, "list devices with window, status, presence",
+     [(("--json",), dict(action="store_true", help="JSON output"))]),
+    (("devices", "show"), cmd_devices_show, "show one device", [
+        (("device",), dict(help="device id")),
+        (("--show-key",), dict(action="store_true", help="print its key too"))]),
+    (("devices", "retire"), cmd_devices_retire, "retire a device: its events are refused from now on",
+     [(("device",), dict(help="device id"))]),
+    (("devices", "replace"), cmd_devices_replace,
+     "a new device takes over an old one's window and seq high-water mark", [
+        (("old",), dict(help="device being replaced")),
+        (("new",), dict(help="new device id")),
+        (("--key",), dict(help="the new device's key as hex (default: a new random one)"))]),
+    (("window", "set"), cmd_window_set, "set the staff on duty and service target of a window", [
+        (("window",), dict(help="window id")),
+        (("--staff",), dict(help="name shown on the evaluator")),
+        (("--staff-no",), dict(help="staff number (经办人编号)")),
+        (("--target-s",), dict(type=int, help="service-time target in seconds"))]),
+    (("broker-config",), cmd_broker_config, "write mosquitto.conf, password file and ACL", [
+        (("--out",), dict(required=True, help="directory to write into")),
+        (("--tls-cert",), dict(help="server certificate: adds a TLS listener")),
+        (("--tls-key",), dict(help="its private key")),
+        (("--tls-ca",), dict(help="CA for client certificates (optional)")),
+        (("--tls-port",), dict(type=int, default=8883, help="TLS listener port (8883)"))]),
+    (("status",), cmd_status, "the hall's numbers: events, quarantine, uplink, devices",
+     [(("--json",), dict(action="store_true", help="JSON output"))]),
+]
+
+
+def parser():
+    top = argparse.ArgumentParser(prog="edge-agent", description=__doc__.split("\n")[0])
+    top.add_argument("--config", help="config file (default %s)" % config_mod.DEFAULT_PATH)
+    subs = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    groups = {}
+    for words, fn, help_, arguments in COMMANDS:
+        if len(words) == 1:
+            p = subs.add_parser(words[0], help=help_, description=help_)
+        else:
+            if words[0] not in groups:
+                g = subs.add_parser(words[0], help="%s commands" % words[0],
+                                    description="%s commands" % words[0])
+                groups[words[0]] = g.add_subparsers(dest="sub", metavar="SUBCOMMAND", required=True)
+            p = groups[words[0]].add_parser(words[1], help=help_, description=help_)
+        p.add_argument("--config", default=argparse.SUPPRESS, help="config file")
+        for flags, kw in arguments:
+            p.add_argument(*flags, **kw)
+        p.set_defaults(fn=fn)
+    return top
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    args.config_path = args.config or config_mod.DEFAULT_PATH
+    try:
+        cfg = None if args.fn is cmd_config_example else config_mod.load(args.config_path)
+        args.fn(args, cfg)
+    except AgentError as e:
+        print("edge-agent: %s" % e, file=sys.stderr)
+        return 1
+    except (OSError, sqlite3.Error) as e:
+        print("edge-agent: %s" % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

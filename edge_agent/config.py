@@ -1,0 +1,175 @@
+"""The agent's configuration: one TOML file, every key in the table below.
+
+The table is the documentation: `config check` explains errors from it and
+`deploy/edge-agent.example.toml` is generated from it (`edge-agent config
+example`), so the three cannot drift apart.
+"""
+import difflib
+import os
+import tomllib
+
+from protocol.topics import valid_id
+from edge_agent.errors import ConfigError
+
+DEFAULT_PATH = os.environ.get("EDGE_AGENT_CONFIG", "/etc/qinglian/edge-agent.toml")
+
+# (section, key, type, default, doc). Section "" is the top level.
+# A default of None means "not set"; REQUIRED must be given.
+REQUIRED = object()
+KEYS = [
+    ("", "hall", str, REQUIRED, "hall id, as in the MQTT topics (1-32 of A-Z a-z 0-9 - _)"),
+    ("mqtt", "host", str, "127.0.0.1", "the hall's Mosquitto"),
+    ("mqtt", "port", int, 1883, "its port (8883 with tls_ca)"),
+    ("mqtt", "client_id", str, None, "fixed client id of the persistent session; default qinglian-agent-<hall>"),
+    ("mqtt", "username", str, None, "the agent's broker user (broker-config writes it as agent-<hall>)"),
+    ("mqtt", "password", str, None, "its password"),
+    ("mqtt", "tls_ca", str, None, "CA file: connect with TLS and check the broker against it"),
+    ("mqtt", "keepalive_s", int, 30, "MQTT keepalive"),
+    ("mqtt", "batch_max", int, 500, "group commit: at most this many messages per transaction"),
+    ("mqtt", "batch_ms", int, 20, "group commit: wait at most this long to fill a batch"),
+    ("mqtt", "beacon_s", int, 60, "time beacon to every device on its cmd topic every so often"),
+    ("store", "path", str, "/var/lib/qinglian/agent.db", "the SQLite file (mode 0600)"),
+    ("store", "disk_max_pct", float, 90.0, "above this disk use the agent stops acking new events (devices keep them)"),
+    ("store", "retention_days", int, 30, "delete events synced to the county longer ago than this; unsynced never"),
+    ("uplink", "url", str, None, "county server base URL; unset = no uplink"),
+    ("uplink", "token", str, None, "the hall's bearer token"),
+    ("uplink", "batch_max_events", int, 500, "events per batch"),
+    ("uplink", "batch_max_bytes", int, 262144, "bytes per batch (before gzip)"),
+    ("uplink", "interval_s", float, 2.0, "wait between batches when there is nothing to send"),
+    ("uplink", "timeout_s", float, 10.0, "HTTP timeout"),
+    ("uplink", "backoff_max_s", float, 60.0, "longest wait between retries"),
+    ("uplink", "ca_file", str, None, "pin the county's CA"),
+    ("uplink", "retention_days", int, 30, "kept for the uplink; [store] retention_days governs deletion"),
+    ("uplink", "alarm_after_min", int, 30, "tower light goes red when the uplink fails longer than this"),
+    ("http", "host", str, "127.0.0.1", "listen address of /healthz, /metrics, /api/hall"),
+    ("http", "port", int, 8080, "listen port; 0 disables the HTTP server"),
+    ("light", "enabled", bool, False, "drive the tower light on the Pi's GPIO"),
+    ("light", "pins", dict, {"green": 17, "yellow": 27, "red": 22, "buzzer": 23}, "BCM pin numbers"),
+    ("devices", "offline_after_s", int, 120, "a device without presence this long counts as offline"),
+    ("devices", "prompt_s", int, 30, "rating prompt timeout sent in the device config"),
+    ("devices", "warn_pct", int, 80, "yellow at this percentage of a service-time target"),
+    ("devices", "targets", dict, {"default": 900}, "service-time targets in seconds, by service item; 'default' for the rest"),
+]
+
+SECTIONS = list(dict.fromkeys(k[0] for k in KEYS if k[0]))
+
+
+def _spec(section, key):
+    for s in KEYS:
+        if s[0] == section and s[1] == key:
+            return s
+    return None
+
+
+def _where(section, key):
+    return key if not section else "[%s] %s" % (section, key)
+
+
+def _did_you_mean(word, choices):
+    close = difflib.get_close_matches(word, choices, n=1)
+    return " (did you mean %r?)" % close[0] if close else ""
+
+
+def _type_name(t):
+    return {str: "text", int: "a whole number", float: "a number", bool: "true or false", dict: "a table"}[t]
+
+
+def _check_value(section, key, typ, value):
+    where = _where(section, key)
+    if typ is float and type(value) is int:
+        value = float(value)
+    if type(value) is not typ:
+        raise ConfigError("%s must be %s, not %r" % (where, _type_name(typ), value))
+    if key == "port" and not 0 <= value <= 65535:
+        raise ConfigError("%s must be a port number 0-65535, not %d" % (where, value))
+    if key.endswith("_pct") and not 0 < value <= 100:
+        raise ConfigError("%s must be a percentage between 0 and 100, not %s" % (where, value))
+    if typ in (int, float) and key not in ("port",) and value < 0:
+        raise ConfigError("%s must not be negative" % where)
+    return value
+
+
+def validate(raw):
+    """Raw TOML dict -> complete config dict with defaults; ConfigError in plain words."""
+    cfg = {s: {} for s in SECTIONS}
+    top_keys = [k[1] for k in KEYS if not k[0]]
+    for name, value in raw.items():
+        if isinstance(value, dict) and name in SECTIONS:
+            known = [k[1] for k in KEYS if k[0] == name]
+            for key, v in value.items():
+                spec = _spec(name, key)
+                if spec is None:
+                    raise ConfigError("unknown key %s%s" % (_where(name, key), _did_you_mean(key, known)))
+                cfg[name][key] = _check_value(name, key, spec[2], v)
+        elif _spec("", name):
+            cfg[name] = _check_value("", name, _spec("", name)[2], value)
+        else:
+            kind = "section" if isinstance(value, dict) else "key"
+            raise ConfigError("unknown %s %r%s" % (kind, name, _did_you_mean(name, SECTIONS + top_keys)))
+    for section, key, typ, default, doc in KEYS:
+        target = cfg if not section else cfg[section]
+        if key not in target:
+            if default is REQUIRED:
+                raise ConfigError("%s is required: %s" % (_where(section, key), doc))
+            target[key] = dict(default) if isinstance(default, dict) else default
+    if not valid_id(cfg["hall"]):
+        raise ConfigError("hall %r must be 1-32 characters of A-Z a-z 0-9 - _" % cfg["hall"])
+    if not cfg["mqtt"]["client_id"]:
+        cfg["mqtt"]["client_id"] = "qinglian-agent-" + cfg["hall"]
+    for name, t in cfg["devices"]["targets"].items():
+        if type(t) is not int or t <= 0:
+            raise ConfigError("[devices] targets.%s must be a positive whole number of seconds" % name)
+    for name, pin in cfg["light"]["pins"].items():
+        if name not in ("green", "yellow", "red", "buzzer"):
+            raise ConfigError("[light] pins.%s: pins are green, yellow, red, buzzer%s"
+                              % (name, _did_you_mean(name, ["green", "yellow", "red", "buzzer"])))
+        if type(pin) is not int or not 0 <= pin <= 27:
+            raise ConfigError("[light] pins.%s must be a BCM pin number 0-27" % name)
+    if cfg["uplink"]["url"] and not cfg["uplink"]["token"]:
+        raise ConfigError("[uplink] token is required when [uplink] url is set")
+    if cfg["mqtt"]["batch_max"] < 1:
+        raise ConfigError("[mqtt] batch_max must be at least 1")
+    return cfg
+
+
+def load(path):
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("config file %s not found" % path)
+    except OSError as e:
+        raise ConfigError("cannot read %s: %s" % (path, e.strerror))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("%s is not valid TOML: %s" % (path, e))
+    return validate(raw)
+
+
+def _toml(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join("%s = %s" % (k, _toml(v)) for k, v in value.items()) + " }"
+    return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def example():
+    """The documented example config: every key with its default."""
+    out = ["# Qinglian edge agent configuration (generated by `edge-agent config example`).",
+           "# Every key is shown with its default; keys commented out are unset by default.", ""]
+    for section in [""] + SECTIONS:
+        if section:
+            out += ["", "[%s]" % section]
+        for s, key, typ, default, doc in KEYS:
+            if s != section:
+                continue
+            out.append("# %s" % doc)
+            if default is REQUIRED:
+                out.append('%s = "hall-01"' % key)
+            elif default is None:
+                out.append("# %s = " % key)
+            else:
+                out.append("%s = %s" % (key, _toml(default)))
+    return "\n".join(out) + "\n"

@@ -1,0 +1,86 @@
+"""HTTP for the hall: /healthz, /metrics (Prometheus), /api/status,
+/api/hall (the hall screen) and POST /api/windows/<W> (staff on duty).
+Stdlib server in a thread; one store connection behind a lock."""
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from edge_agent import registry, status
+from edge_agent.errors import AgentError
+
+log = logging.getLogger("edge_agent.http")
+
+
+class HallHTTP:
+    def __init__(self, store, cfg, runtime, health):
+        self.store, self.cfg = store, cfg
+        self.runtime = runtime   # () -> dict of live agent state
+        self.health = health     # () -> (ok, reason)
+        self.lock = threading.Lock()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, fmt, *args):
+                log.debug(fmt, *args)
+
+            def do_GET(self):
+                api.route(self, "GET")
+
+            def do_POST(self):
+                api.route(self, "POST")
+
+        self.server = ThreadingHTTPServer((cfg["http"]["host"], cfg["http"]["port"]), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def route(self, h, method):
+        path = h.path.split("?", 1)[0].rstrip("/") or "/"
+        try:
+            if method == "GET" and path == "/healthz":
+                ok, why = self.health()
+                return self.send(h, 200 if ok else 503, "text/plain", (why or "ok") + "\n")
+            if method == "GET" and path == "/metrics":
+                with self.lock:
+                    snap = status.snapshot(self.store, self.cfg, self.runtime())
+                return self.send(h, 200, "text/plain; version=0.0.4", status.metrics(snap))
+            if method == "GET" and path == "/api/status":
+                with self.lock:
+                    snap = status.snapshot(self.store, self.cfg, self.runtime())
+                return self.send_json(h, 200, snap)
+            if method == "GET" and path in ("/api/hall", "/"):
+                with self.lock:
+                    screen = status.hall_screen(self.store, self.cfg)
+                return self.send_json(h, 200, screen)
+            if method == "POST" and path.startswith("/api/windows/"):
+                body = json.loads(h.rfile.read(int(h.headers.get("Content-Length") or 0)) or b"{}")
+                with self.lock:
+                    registry.set_window(self.store, path.rsplit("/", 1)[1], body.get("staff"),
+                                        body.get("staff_no"), body.get("target_s"))
+                return self.send_json(h, 200, {"ok": True})
+            return self.send_json(h, 404, {"error": "no such path"})
+        except (AgentError, ValueError) as e:
+            return self.send_json(h, 400, {"error": str(e)})
+        except Exception as e:
+            log.exception("HTTP %s %s", method, path)
+            return self.send_json(h, 500, {"error": repr(e)})
+
+    def send_json(self, h, code, obj):
+        self.send(h, code, "application/json; charset=utf-8", json.dumps(obj, ensure_ascii=False))
+
+    def send(self, h, code, ctype, text):
+        data = text.encode()
+        h.send_response(code)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)

@@ -1,0 +1,161 @@
+"""Ingest: a batch of MQTT messages in, one SQLite transaction out.
+
+The rules (protocol/SPEC.md, delivery semantics):
+  - a valid new event is stored; an identical redelivery is counted and
+    acked again; the same (device, seq) with other content is a conflict,
+    kept in quarantine and acked so the device stops resending;
+  - anything else that cannot be trusted is quarantined with its reason
+    and never acked to a device (a forged seq must not delete a real event
+    from a real outbox);
+  - nothing here raises on input: only a store failure escapes, and then
+    the whole batch is rolled back and nothing is acked.
+The caller PUBACKs every message of the batch in arrival order and sends
+the protocol acks in `Outcome.acks`, both only after commit.
+"""
+import collections
+import json
+import logging
+import sqlite3
+
+import protocol
+from protocol import topics
+from protocol.errors import ProtocolError
+
+log = logging.getLogger("edge_agent.ingest")
+
+# Keep a refused payload for inspection, but not a flood of big ones.
+QUARANTINE_MAX_PAYLOAD = 4096
+
+# One received MQTT message. `link_gen` names the broker connection it came
+# on: a PUBACK is only valid on that connection.
+Inbound = collections.namedtuple("Inbound", "mid qos topic payload retain received_ms link_gen")
+
+
+class Outcome:
+    def __init__(self):
+        self.acks = collections.defaultdict(set)   # device -> seqs to ack
+        self.came_online = set()                   # devices that reconnected
+        self.stored = 0
+        self.duplicates = 0
+        self.quarantined = collections.Counter()
+
+
+def canonical_wire(ev):
+    """The wire bytes rebuilt from the fields: what two redeliveries compare."""
+    b = protocol.body(ev)
+    return (b[:-1] + b',"mac":"' + ev["mac"].encode() + b'"}').decode()
+
+
+class Batch:
+    """Classifies and stores one batch; use inside store.atomic()."""
+
+    def __init__(self, store, hall):
+        self.store, self.hall = store, hall
+        self.out = Outcome()
+        self._devices = {}
+        self._hwm = {}
+
+    def _device(self, device):
+        if device not in self._devices:
+            self._devices[device] = self.store.conn.execute(
+                "SELECT key_hex, status FROM devices WHERE device = ?", (device,)).fetchone()
+        return self._devices[device]
+
+    def quarantine(self, m, reason, detail="", device=None, seq=None):
+        payload = bytes(m.payload[:QUARANTINE_MAX_PAYLOAD])
+        if len(m.payload) > QUARANTINE_MAX_PAYLOAD:
+            detail = (detail + " " if detail else "") + "(payload cut from %d bytes)" % len(m.payload)
+        self.store.conn.execute(
+            "INSERT INTO quarantine (received_ms, topic, payload, reason, detail, device, seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", (m.received_ms, m.topic, payload, reason, detail[:200], device, seq))
+        self.store.bump("quarantined:" + reason)
+        self.out.quarantined[reason] += 1
+
+    def add(self, m):
+        self.store.bump("received")
+        try:
+            hall, device, channel = topics.parse(m.topic)
+            if hall != self.hall:
+                raise ProtocolError("bad_topic", "hall %s" % hall)
+            if channel == topics.EVENTS:
+                self._event(m, device)
+            elif channel == topics.STATUS:
+                self._presence(m, device)
+            else:
+                raise ProtocolError("bad_topic", "agent does not read %s" % channel)
+        except ProtocolError as e:
+            self.quarantine(m, e.code, e.detail, device=locals().get("device"))
+        except sqlite3.Error:
+            raise
+        except Exception as e:  # a bug must not stop ingest; keep the message and say so
+            log.exception("unexpected error on %s", m.topic)
+            self.quarantine(m, "agent_error", repr(e))
+
+    def _event(self, m, device):
+        ev = protocol.parse(m.payload)
+        if ev["device"] != device:
+            raise ProtocolError("topic_mismatch", "payload says %s" % ev["device"])
+        row = self._device(device)
+        if row is None:
+            raise ProtocolError("unknown_device", device)
+        if row[1] != "active":
+            raise ProtocolError("unknown_device", "%s is retired" % device)
+        protocol.verify(ev, bytes.fromhex(row[0]))
+        wire = canonical_wire(ev)
+        seq = ev["seq"]
+        held = self.store.conn.execute(
+            "SELECT body FROM events WHERE device = ? AND seq = ?", (device, seq)).fetchone()
+        if held is None:
+            self.store.conn.execute(
+                "INSERT INTO events (device, seq, kind, t, body, received_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                (device, seq, ev["kind"], ev["t"], wire, m.received_ms))
+            self.out.stored += 1
+            top, _ = self._hwm.get(device, (0, 0))
+            self._hwm[device] = (max(seq, top), m.received_ms)
+        elif held[0] == wire:
+            self.out.duplicates += 1
+        else:
+            self.quarantine(m, "conflict", "differs from the stored event", device, seq)
+        self.out.acks[device].add(seq)
+
+    def _presence(self, m, device):
+        if not m.payload:
+            return  # a cleared retained message
+        try:
+            msg = json.loads(m.payload)
+            online = msg["online"]
+            if type(online) is not bool:
+                raise ValueError
+        except Exception:
+            if not m.retain:  # retained ones come back on every reconnect; quarantine once
+                raise ProtocolError("bad_json", "presence must be {\"online\":true|false,...}")
+            return
+        if self._device(device) is None:
+            self.store.bump("presence_unknown_device")
+            return
+        fw = msg.get("fw") if isinstance(msg.get("fw"), str) else None
+        self.store.conn.execute(
+            "UPDATE devices SET online = ?, presence_ms = ?, fw = coalesce(?, fw) WHERE device = ?",
+            (int(online), m.received_ms, fw, device))
+        if online:
+            self.out.came_online.add(device)
+        else:
+            self.out.came_online.discard(device)
+
+    def finish(self):
+        for device, (seq, last_ms) in self._hwm.items():
+            self.store.conn.execute(
+                "UPDATE devices SET hwm = max(hwm, ?), last_event_ms = ? WHERE device = ?",
+                (seq, last_ms, device))
+        self.store.bump("committed", self.out.stored)
+        self.store.bump("duplicates", self.out.duplicates)
+        return self.out
+
+
+def commit(store, hall, messages):
+    """Store a batch in one transaction and return what to ack."""
+    with store.atomic():
+        b = Batch(store, hall)
+        for m in messages:
+            b.add(m)
+        return b.finish()

@@ -1,0 +1,87 @@
+"""The agent's MQTT session with the hall's broker (paho-mqtt 2.x).
+
+A persistent session (fixed client id, clean_session=False) with manual
+acks: the broker keeps every QoS 1 message for us until we PUBACK it, and we
+PUBACK only after commit, in arrival order. on_message never blocks paho's
+network loop: it only puts the message in the inbox for the committer.
+"""
+import logging
+import queue
+import ssl
+import threading
+
+import paho.mqtt.client as mqtt
+
+from protocol import topics
+from edge_agent.ingest import Inbound
+from edge_agent.store import now_ms
+
+log = logging.getLogger("edge_agent.link")
+
+
+class BrokerLink:
+    def __init__(self, mqtt_cfg, hall, inbox=None, on_connected=None):
+        self.cfg, self.hall = mqtt_cfg, hall
+        self.inbox = inbox if inbox is not None else queue.Queue()
+        self.on_connected = on_connected
+        # Bumped on every (re)connect: a message's PUBACK is only sent on the
+        # connection it came on (after a reconnect the broker resends it anyway,
+        # and the old packet id may already name another message).
+        self.gen = 0
+        self.connected = threading.Event()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=mqtt_cfg["client_id"],
+                        clean_session=False, manual_ack=True)
+        if mqtt_cfg["username"]:
+            c.username_pw_set(mqtt_cfg["username"], mqtt_cfg["password"])
+        if mqtt_cfg["tls_ca"]:
+            c.tls_set(ca_certs=mqtt_cfg["tls_ca"], cert_reqs=ssl.CERT_REQUIRED)
+        c.reconnect_delay_set(1, 30)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        self.client = c
+
+    def start(self):
+        self.client.connect_async(self.cfg["host"], self.cfg["port"], keepalive=self.cfg["keepalive_s"])
+        self.client.loop_start()
+
+    def stop(self):
+        """Disconnect after everything queued (PUBACKs, acks) has been written."""
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            log.warning("broker refused the connection: %s", reason_code)
+            return
+        self.gen += 1
+        log.info("connected to %s:%d (session present: %s)", self.cfg["host"], self.cfg["port"],
+                 flags.session_present)
+        client.subscribe([(topics.for_all_devices(self.hall, topics.EVENTS), 1),
+                          (topics.for_all_devices(self.hall, topics.STATUS), 1)])
+        self.connected.set()
+        if self.on_connected:
+            self.on_connected()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self.connected.clear()
+        log.warning("disconnected from the broker (%s); paho reconnects", reason_code)
+
+    def _on_message(self, client, userdata, msg):
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = repr(msg._topic)
+        self.inbox.put(Inbound(msg.mid, msg.qos, topic, msg.payload, msg.retain, now_ms(), self.gen))
+
+    def puback(self, messages):
+        """PUBACK a committed batch, in arrival order, on the connection each came on."""
+        for m in messages:
+            if m.qos and m.link_gen == self.gen:
+                self.client.ack(m.mid, m.qos)
+
+    def publish(self, topic, payload, retain=False):
+        # QoS 1; paho keeps it and sends it after a reconnect if need be.
+        self.client.publish(topic, payload, qos=1, retain=retain)

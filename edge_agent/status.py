@@ -1,0 +1,162 @@
+"""The hall's numbers, read from the store: one snapshot feeds
+`edge-agent status`, /metrics, /api/hall and the tower light."""
+import datetime
+import json
+
+from edge_agent.store import now_ms
+
+LIGHT_ORDER = ("ok", "warn", "alarm")
+
+
+def _midnight_ms(now):
+    d = datetime.datetime.fromtimestamp(now / 1000).replace(hour=0, minute=0, second=0, microsecond=0)
+    return int(d.timestamp() * 1000)
+
+
+def snapshot(store, cfg, runtime=None, now=None):
+    """Everything `status` shows. `runtime` adds what only a running agent
+    knows (broker connection, disk guard, uplink state)."""
+    now = now or now_ms()
+    c = store.counters()
+    quarantined = {k.split(":", 1)[1]: v for k, v in c.items() if k.startswith("quarantined:")}
+    pending, oldest = store.conn.execute(
+        "SELECT count(*), min(received_ms) FROM events WHERE synced_ms IS NULL").fetchone()
+    offline_ms = cfg["devices"]["offline_after_s"] * 1000
+    devices = []
+    for r in store.db.query("SELECT device, window, status, online, presence_ms, fw, hwm, last_event_ms "
+                            "FROM devices ORDER BY device"):
+        r["online"] = bool(r["online"])
+        # A reboot is not an outage: offline only after offline_after_s without presence.
+        r["offline"] = r["status"] == "active" and not r["online"] and (
+            r["presence_ms"] is None or now - r["presence_ms"] > offline_ms)
+        devices.append(r)
+    active = [d for d in devices if d["status"] == "active"]
+    snap = {
+        "hall": cfg["hall"],
+        "now_ms": now,
+        "received": c.get("received", 0),
+        "committed": c.get("committed", 0),
+        "duplicates": c.get("duplicates", 0),
+        "conflicts": quarantined.get("conflict", 0),
+        "quarantined": quarantined,
+        "events_stored": store.one("SELECT count(*) FROM events"),
+        "pending_uplink": pending,
+        "oldest_unsynced_age_s": round((now - oldest) / 1000.0, 1) if oldest else 0.0,
+        "devices_online": sum(1 for d in active if d["online"]),
+        "devices_offline": sum(1 for d in active if d["offline"]),
+        "devices_retired": len(devices) - len(active),
+        "devices": devices,
+    }
+    snap.update(runtime or {})
+    return snap
+
+
+def hall_screen(store, cfg, now=None):
+    """/api/hall: each window, who is on duty, online, today's ratings by level."""
+    now = now or now_ms()
+    since = _midnight_ms(now)
+    windows = {r["window"]: r for r in store.db.query("SELECT * FROM windows")}
+    ratings = {}
+    for device, level, n in store.conn.execute(
+            "SELECT device, json_extract(body, '$.level'), count(*) FROM events "
+            "WHERE kind = 'rating' AND received_ms >= ? GROUP BY 1, 2", (since,)):
+        ratings.setdefault(device, {})[level] = n
+    snap = snapshot(store, cfg, now=now)
+    out = []
+    for d in snap["devices"]:
+        if d["status"] != "active":
+            continue
+        w = windows.get(d["window"]) or {}
+        out.append({"window": d["window"], "device": d["device"], "staff": w.get("staff"),
+                    "staff_no": w.get("staff_no"), "online": d["online"],
+                    "target_s": w.get("target_s") or cfg["devices"]["targets"].get("default"),
+                    "service": open_service(store, d["device"], now),
+                    "ratings_today": ratings.get(d["device"], {})})
+    return {"hall": cfg["hall"], "now_ms": now, "windows": out}
+
+
+def open_service(store, device, now):
+    """The service running at a device's window: {session, elapsed_s} or None.
+    Elapsed counts from `started` (wall clock; paused time not subtracted)."""
+    row = store.conn.execute("SELECT body FROM events WHERE device = ? AND kind = 'session' "
+                             "ORDER BY seq DESC LIMIT 1", (device,)).fetchone()
+    if not row:
+        return None
+    ev = json.loads(row[0])
+    if ev["action"] not in ("started", "resumed"):
+        return None
+    start = store.one("SELECT t FROM events WHERE device = ? AND kind = 'session' AND "
+                      "json_extract(body, '$.session') = ? AND json_extract(body, '$.action') = 'started' "
+                      "ORDER BY seq DESC LIMIT 1", (device, ev["session"]))
+    if not start:
+        return None
+    return {"session": ev["session"], "elapsed_s": max(0, (now - start) // 1000)}
+
+
+def hall_state(snap, screen, cfg):
+    """The tower light: the worst of every window and of the agent itself.
+    alarm: disk guard up, uplink failing too long, a service over its target;
+    warn: a device offline, a service past warn_pct of its target."""
+    reasons = []
+    if snap.get("disk_guard"):
+        reasons.append(("alarm", "disk guard"))
+    failing = (snap.get("uplink") or {}).get("failing_since_ms")
+    if failing and snap["now_ms"] - failing > cfg["uplink"]["alarm_after_min"] * 60000:
+        reasons.append(("alarm", "uplink down"))
+    if snap["devices_offline"]:
+        reasons.append(("warn", "%d device(s) offline" % snap["devices_offline"]))
+    for w in screen["windows"]:
+        s, target = w["service"], w["target_s"]
+        if s and target:
+            if s["elapsed_s"] > target:
+                reasons.append(("alarm", "window %s over target" % w["window"]))
+            elif s["elapsed_s"] * 100 >= target * cfg["devices"]["warn_pct"]:
+                reasons.append(("warn", "window %s near target" % w["window"]))
+    state = max([r[0] for r in reasons] or ["ok"], key=LIGHT_ORDER.index)
+    return state, [r[1] for r in reasons]
+
+
+def metrics(snap):
+    """Prometheus text exposition format."""
+    lines = []
+
+    def m(name, kind, help_, samples):
+        lines.append("# HELP qinglian_agent_%s %s" % (name, help_))
+        lines.append("# TYPE qinglian_agent_%s %s" % (name, kind))
+        for labels, v in samples:
+            lines.append("qinglian_agent_%s%s %s" % (name, labels, v))
+
+    m("received_total", "counter", "MQTT messages taken into a commit.", [("", snap["received"])])
+    m("committed_total", "counter", "New events stored.", [("", snap["committed"])])
+    m("duplicates_total", "counter", "Identical redeliveries absorbed.", [("", snap["duplicates"])])
+    m("conflicts_total", "counter", "Same (device, seq), different content.", [("", snap["conflicts"])])
+    m("quarantined_total", "counter", "Messages kept aside, by reason.",
+      [('{reason="%s"}' % k, v) for k, v in sorted(snap["quarantined"].items())] or [('{reason="none"}', 0)])
+    m("pending_uplink", "gauge", "Events not yet committed by the county.", [("", snap["pending_uplink"])])
+    m("oldest_unsynced_age_seconds", "gauge", "Age of the oldest event not yet at the county.",
+      [("", snap["oldest_unsynced_age_s"])])
+    m("devices", "gauge", "Active devices by presence.",
+      [('{state="online"}', snap["devices_online"]), ('{state="offline"}', snap["devices_offline"])])
+    if "disk_guard" in snap:
+        m("disk_guard", "gauge", "1 while new events are refused for lack of disk.", [("", int(snap["disk_guard"]))])
+        m("broker_connected", "gauge", "1 while connected to the hall broker.", [("", int(snap["broker_connected"]))])
+    return "\n".join(lines) + "\n"
+
+
+def human(snap):
+    """`edge-agent status` without --json."""
+    out = ["hall %s" % snap["hall"],
+           "events: received %d, committed %d, duplicates %d, conflicts %d, stored %d" % (
+               snap["received"], snap["committed"], snap["duplicates"], snap["conflicts"], snap["events_stored"]),
+           "quarantined: %s" % (", ".join("%s %d" % kv for kv in sorted(snap["quarantined"].items())) or "none"),
+           "uplink: %d pending, oldest %.0fs" % (snap["pending_uplink"], snap["oldest_unsynced_age_s"]),
+           "devices: %d online, %d offline, %d retired" % (
+               snap["devices_online"], snap["devices_offline"], snap["devices_retired"])]
+    if "light" in snap:
+        out.append("light: %s%s" % (snap["light"], (" (" + "; ".join(snap["light_reasons"]) + ")")
+                                    if snap.get("light_reasons") else ""))
+        out.append("broker: %s, disk %.0f%%%s" % ("connected" if snap["broker_connected"] else "DISCONNECTED",
+                                                 snap["disk_pct"], ", GUARD UP" if snap["disk_guard"] else ""))
+    else:
+        out.append("agent: not reachable over HTTP (numbers from the store only)")
+    return "\n".join(out)

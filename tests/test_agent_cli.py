@@ -1,0 +1,101 @@
+"""The edge-agent command line: config check explains, devices commands,
+help on every command, one-line errors."""
+import os
+import subprocess
+
+import pytest
+
+from edge_agent import cli, config
+from test_agent_support import EDGE_AGENT
+
+
+def run(*args):
+    return subprocess.run([EDGE_AGENT] + list(args), capture_output=True, text=True)
+
+
+@pytest.fixture
+def conf(tmp_path):
+    p = tmp_path / "agent.toml"
+    p.write_text('hall = "h1"\n[store]\npath = "%s"\n[http]\nport = 0\n' % (tmp_path / "agent.db"))
+    return str(p)
+
+
+@pytest.mark.parametrize("body, words", [
+    ('hall = "h1"\n[mqtt]\nprot = 1\n', "did you mean 'port'"),
+    ('hall = "h1"\n[mqtt]\nport = 70000\n', "port number"),
+    ('hall = "h1"\n[mqtt]\nport = "1883"\n', "must be a whole number"),
+    ('hall = "h1"\n[stor]\npath = "x"\n', "did you mean 'store'"),
+    ('[mqtt]\nport = 1\n', "hall is required"),
+    ('hall = "h 1"\n', "hall 'h 1' must be"),
+    ('hall = "h1"\n[store]\ndisk_max_pct = 150\n', "percentage"),
+    ('hall = "h1"\n[uplink]\nurl = "http://x"\n', "token is required"),
+    ('hall = "h1"\n[light]\npins = { gren = 5 }\n', "did you mean 'green'"),
+    ('hall = = "h1"\n', "not valid TOML"),
+])
+def test_config_check_explains_in_plain_words(tmp_path, body, words):
+    p = tmp_path / "bad.toml"
+    p.write_text(body)
+    out = run("config", "check", "--config", str(p))
+    assert out.returncode == 1
+    assert words in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_config_check_ok_and_example_is_complete_and_valid(tmp_path, conf):
+    out = run("--config", conf, "config", "check")
+    assert out.returncode == 0 and "ok" in out.stdout
+    example = run("config", "example").stdout
+    shipped = open(os.path.join(os.path.dirname(cli.__file__), "..", "deploy", "edge-agent.example.toml")).read()
+    assert example == shipped, "deploy/edge-agent.example.toml is stale: edge-agent config example > it"
+    p = tmp_path / "ex.toml"
+    p.write_text(example)
+    assert run("config", "check", "--config", str(p)).returncode == 0
+    for section, key, *_ in config.KEYS:
+        assert key in example
+
+
+def test_every_command_has_help():
+    for words, fn, help_, arguments in cli.COMMANDS:
+        assert help_, words
+        out = run(*words, "--help")
+        assert out.returncode == 0 and help_ in " ".join(out.stdout.split()), words
+        for flags, kw in arguments:
+            assert kw.get("help"), (words, flags)
+
+
+def test_devices_add_list_show_retire_replace(conf, tmp_path):
+    out = run("devices", "add", "ev-01", "--window", "A01", "--config", conf)
+    assert out.returncode == 0, out.stderr
+    key = [l.split()[1] for l in out.stdout.splitlines() if l.startswith("key ")][0]
+    assert len(bytes.fromhex(key)) == 32
+    assert run("--config", conf, "devices", "add", "ev-01", "--window", "A01").returncode == 1
+    out = run("--config", conf, "devices", "add", "ev-02", "--window", "A02", "--key", "abcd")
+    assert out.returncode == 1 and "32 bytes" in out.stderr
+    assert "ev-01" in run("--config", conf, "devices", "list").stdout
+    show = run("--config", conf, "devices", "show", "ev-01").stdout
+    assert "A01" in show and key not in show
+    assert key in run("--config", conf, "devices", "show", "ev-01", "--show-key").stdout
+    # the new board takes the window and the seq high-water mark
+    from edge_agent.store import Store
+    s = Store(str(tmp_path / "agent.db"))
+    s.conn.execute("UPDATE devices SET hwm = 41 WHERE device = 'ev-01'")
+    out = run("--config", conf, "devices", "replace", "ev-01", "ev-09")
+    assert out.returncode == 0 and "above 41" in out.stdout, out.stderr
+    rows = {r["device"]: r for r in s.db.query("SELECT * FROM devices")}
+    assert rows["ev-09"]["window"] == "A01" and rows["ev-09"]["hwm"] == 41
+    assert rows["ev-01"]["status"] == "retired" and rows["ev-01"]["replaced_by"] == "ev-09"
+    assert run("--config", conf, "devices", "retire", "nope").stderr.startswith("edge-agent: no device")
+    out = run("--config", conf, "window", "set", "A01", "--staff", "张三", "--staff-no", "1024", "--target-s", "600")
+    assert out.returncode == 0
+    from edge_agent import registry
+    cfg = config.load(conf)
+    msg = registry.device_config(s, "ev-09", cfg["devices"], 1)
+    assert msg["staff"] == "张三" and msg["staff_no"] == "1024" and msg["hwm"] == 41
+    assert msg["targets"]["default"] == 600
+
+
+def test_status_without_a_running_agent(conf):
+    run("--config", conf, "devices", "add", "ev-01", "--window", "A01")
+    out = run("--config", conf, "status", "--json")
+    assert out.returncode == 0 and '"committed": 0' in out.stdout
+    assert "devices: 0 online, 1 offline" in run("--config", conf, "status").stdout

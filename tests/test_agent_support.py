@@ -1,0 +1,160 @@
+"""Helpers for the edge agent tests (no tests here): a config writer, the
+agent as a real process, and a paho-based stand-in for a device that keeps
+an outbox exactly as SPEC.md says (delete only on the agent's ack, resend
+the rest)."""
+import json
+import os
+import secrets
+import subprocess
+import threading
+import urllib.request
+
+import paho.mqtt.client as mqtt
+
+import protocol
+from protocol import messages, topics
+from harness import Proc, VENV_BIN, free_port, wait_for
+
+EDGE_AGENT = os.path.join(VENV_BIN, "edge-agent")
+
+
+def write_config(work, broker_port, hall="h1", http_port=0, extra=""):
+    path = os.path.join(work, "agent.toml")
+    with open(path, "w") as f:
+        f.write("\n".join([
+            'hall = "%s"' % hall,
+            "[mqtt]", 'host = "127.0.0.1"', "port = %d" % broker_port, extra,
+            "[store]", 'path = "%s"' % os.path.join(work, "agent.db"),
+            "[http]", 'host = "127.0.0.1"', "port = %d" % http_port, ""]))
+    return path
+
+
+def edge_agent(config, *args, check=True):
+    out = subprocess.run([EDGE_AGENT, "--config", config] + list(args), capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise AssertionError("edge-agent %s: %s" % (" ".join(args), out.stderr))
+    return out
+
+
+def add_devices(config, names, window_prefix="A"):
+    keys = {}
+    for i, d in enumerate(names):
+        key = secrets.token_bytes(32)
+        edge_agent(config, "devices", "add", d, "--window", "%s%02d" % (window_prefix, i + 1), "--key", key.hex())
+        keys[d] = key
+    return keys
+
+
+def agent_proc(work, config, name="edge-agent"):
+    return Proc(name, [EDGE_AGENT, "run", "--config", config], work)
+
+
+def healthy(http_port):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % http_port, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def start_agent(work, config, http_port, name="edge-agent"):
+    """Start the agent and wait until its session with the broker exists (a
+    persistent session only queues messages once it has subscribed)."""
+    p = agent_proc(work, config, name).start()
+    wait_for(lambda: healthy(http_port) or not p.alive(), 30, what="agent healthy")
+    assert p.alive(), p.log()
+    return p
+
+
+def http_json(http_port, path):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (http_port, path), timeout=5) as r:
+        return json.load(r)
+
+
+def rating(device, seq, level="satisfied", session=None):
+    return {"v": 1, "device": device, "seq": seq, "kind": "rating", "t": 1764000000000 + seq,
+            "level": level, "channel": "window", "session": session or "%s-1-%d" % (device, seq)}
+
+
+class PahoDevice:
+    """A device's delivery behaviour on paho: an outbox of signed events,
+    published QoS 1, deleted only when the agent's ack covers them."""
+
+    def __init__(self, hall, device, key, port, username=None, password=None, client_id=None):
+        self.hall, self.device, self.key = hall, device, key
+        self.outbox = {}           # seq -> wire bytes
+        self.acked = set()
+        self.configs = []
+        self.lock = threading.Lock()
+        self.connected = threading.Event()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "dev-" + device,
+                        clean_session=True)
+        if username:
+            c.username_pw_set(username, password)
+        c.will_set(topics.topic(hall, device, topics.STATUS), b'{"online":false}', qos=1, retain=True)
+        c.on_connect = self._on_connect
+        c.on_message = self._on_message
+        c.on_disconnect = lambda *a: self.connected.clear()
+        c.reconnect_delay_set(0.2, 2)
+        self.client, self.port = c, port
+        self.sub_results = []
+
+    def start(self):
+        self.client.connect_async("127.0.0.1", self.port, keepalive=10)
+        self.client.loop_start()
+        return self
+
+    def stop(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client, userdata, flags, rc, props):
+        if rc.is_failure:
+            return
+        client.subscribe([(topics.topic(self.hall, self.device, ch), 1)
+                          for ch in (topics.ACK, topics.CONFIG, topics.CMD)])
+        client.publish(topics.topic(self.hall, self.device, topics.STATUS), b'{"online":true,"fw":"paho"}',
+                       qos=1, retain=True)
+        self.connected.set()
+        self.resend()
+
+    def _on_message(self, client, userdata, msg):
+        ch = msg.topic.rsplit("/", 1)[1]
+        if ch == topics.ACK:
+            ranges = messages.parse_ack(msg.payload)
+            with self.lock:
+                for seq in list(self.outbox):
+                    if messages.acked(ranges, seq):
+                        del self.outbox[seq]
+                        self.acked.add(seq)
+        elif ch == topics.CONFIG and msg.payload:
+            self.configs.append(json.loads(msg.payload))
+
+    def send(self, ev):
+        wire = protocol.encode(ev, self.key)
+        with self.lock:
+            self.outbox[ev["seq"]] = wire
+        self.client.publish(topics.topic(self.hall, self.device, topics.EVENTS), wire, qos=1)
+
+    def resend(self):
+        with self.lock:
+            pending = sorted(self.outbox.items())
+        for seq, wire in pending:
+            self.client.publish(topics.topic(self.hall, self.device, topics.EVENTS), wire, qos=1)
+
+    def pending(self):
+        with self.lock:
+            return len(self.outbox)
+
+
+def store_count(db_path, sql="SELECT count(*) FROM events", params=()):
+    import sqlite3
+    c = sqlite3.connect(db_path, timeout=30)
+    try:
+        return c.execute(sql, params).fetchone()[0]
+    finally:
+        c.close()
+
+
+__all__ = ["write_config", "edge_agent", "add_devices", "agent_proc", "rating", "PahoDevice",
+           "store_count", "free_port", "wait_for", "start_agent", "healthy", "http_json"]
