@@ -325,7 +325,10 @@ class Evaluator:
                "boot": self.boot, "inputs": self.inputs, "errors": self.errors,
                "connected": up.connected, "published": up.published, "acks": up.acks,
                "reconnects": up.reconnects, "resends": up.resends, "bad": up.bad,
-               "clock": self.clock.now(), "heap": gc.mem_free()}
+               "clock": self.clock.now()}
+        gc.collect()
+        out["heap"] = gc.mem_free()
+        out["heap_used"] = gc.mem_alloc()
         try:
             import micropython
             out["heap_peak"] = micropython.mem_peak()

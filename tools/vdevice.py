@@ -27,6 +27,76 @@ EXIT_RESET = 75
 FIRMWARE = os.path.join(ROOT, "firmware")
 
 
+# What goes into the ROMFS image: the firmware a board would run, not the
+# real-board layers (they import `machine`) nor the boot entry points.
+_NOT_IN_ROM = ("main.py", "romboot.py", "manifest.py", "board_esp32.py", "board_rp2.py",
+               "board_mcu.py")
+ROM_DIR = os.path.join(ROOT, "build", "romfs")
+
+
+def firmware_romfs():
+    """Build (once per content) the firmware ROMFS image; return its path."""
+    import hashlib
+    import shutil
+    import tempfile
+    srcs = []
+    for d, prefix in ((FIRMWARE, ""), (os.path.join(ROOT, "protocol"), "protocol/")):
+        for name in sorted(os.listdir(d)):
+            if name.endswith(".py") and name not in _NOT_IN_ROM:
+                srcs.append((os.path.join(d, name), prefix + name))
+    h = hashlib.sha256()
+    for path, name in srcs:
+        with open(path, "rb") as f:
+            h.update(name.encode() + b"\0" + f.read() + b"\0")
+    out = os.path.join(ROM_DIR, h.hexdigest()[:16] + ".romfs")
+    if os.path.exists(out):
+        return out
+    import contextlib
+    import io
+    from mpremote.romfs import make_romfs
+    os.makedirs(ROM_DIR, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        os.makedirs(os.path.join(tmp, "protocol"))
+        for path, name in srcs:
+            shutil.copy(path, os.path.join(tmp, name))
+        with contextlib.redirect_stdout(io.StringIO()):
+            image = make_romfs(tmp, mpy_cross=True)
+    part = out + ".%d.tmp" % os.getpid()
+    with open(part, "wb") as f:
+        f.write(image)
+    os.replace(part, out)
+    return out
+
+
+def rom_qstr_bytes(rom):
+    """Heap the unix port spends interning the ROM modules' names, which a
+    frozen build keeps in flash; measured once per image."""
+    side = rom + ".qstr"
+    if os.path.exists(side):
+        with open(side) as f:
+            return int(f.read())
+    import re
+    env = dict(os.environ, MICROPYPATH=micropython_path(".frozen"), QL_ROMFS=rom, QL_ROM_ONLY="1")
+    code = ("import micropython;micropython.qstr_info();import romboot;"
+            "import evaluator, board_sim, uplink, mqtt;micropython.qstr_info()")
+    out = subprocess.run([MICROPYTHON, "-X", "heapsize=1m", "-c", code], env=env,
+                         capture_output=True, text=True, timeout=60)
+    sizes = [int(x) for x in re.findall(r"n_total_bytes=(\d+)", out.stdout)]
+    if out.returncode != 0 or len(sizes) != 2:
+        raise DeviceError("measuring the ROM image failed: %s" % (out.stdout + out.stderr)[-1000:])
+    n = sizes[1] - sizes[0]
+    with open(side + ".tmp", "w") as f:
+        f.write(str(n))
+    os.replace(side + ".tmp", side)
+    return n
+
+
+def _bytes(size):
+    s = str(size).strip().lower()
+    mult = {"k": 1024, "m": 1024 * 1024}.get(s[-1:], 1)
+    return int(s.rstrip("km")) * mult
+
+
 class DeviceError(RuntimeError):
     """The simulated board refused a request, or the device is not running."""
 
@@ -55,6 +125,7 @@ class VirtualDevice:
             self.site["password"] = password
         self.site.update(site or {})
         self.proc = None
+        self.rom = None
         self.restarts = 0
         self._sock = None
         self._file = None
@@ -65,6 +136,7 @@ class VirtualDevice:
     def _env(self):
         return {
             "MICROPYPATH": micropython_path(".frozen"),
+            "QL_ROMFS": self.rom,
             "QL_BOARD": "sim",
             "QL_FLASH": self.image,
             "QL_CONTROL": str(self.control_port),
@@ -74,13 +146,18 @@ class VirtualDevice:
     def _argv(self, *args):
         argv = [MICROPYTHON]
         if self.heapsize:
-            argv += ["-X", "heapsize=%s" % self.heapsize]
+            # Two things sit in this heap only because the unix port has no
+            # memory-mapped flash: the ROM image and the names its modules
+            # intern. A board keeps both in flash; the firmware gets `heapsize`.
+            heap = _bytes(self.heapsize) + os.path.getsize(self.rom) + rom_qstr_bytes(self.rom)
+            argv += ["-X", "heapsize=%d" % heap]
         return argv + list(args)
 
     def provision(self, site=None):
         """Write site.json onto the flash image (creating it when new)."""
         if site:
             self.site.update(site)
+        self.rom = firmware_romfs()
         files = {"site.json": json.dumps(self.site)}
         code = ("import board_sim,json;board_sim.provision(%r,{k:v.encode() for k,v in json.loads(%r).items()})"
                 % (self.image, json.dumps(files)))
@@ -95,7 +172,8 @@ class VirtualDevice:
         if not os.path.exists(self.image):
             self.provision()
         self._close()
-        self.proc = Proc("device-" + self.device, self._argv(os.path.join(FIRMWARE, "main.py")),
+        self.rom = firmware_romfs()
+        self.proc = Proc("device-" + self.device, self._argv(os.path.join(FIRMWARE, "romboot.py")),
                          self.work_dir, env=self._env(), cwd=self.work_dir)
         self.proc.start()
         try:
