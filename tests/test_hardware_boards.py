@@ -96,3 +96,24 @@ def test_cli_rejects_broken_json(tmp_path):
     bad.write_text('{"chip": "esp32", ')
     with pytest.raises(boards.BoardError, match="^torn.json: "):
         boards.load(str(bad))
+
+
+LABELS = {"very_satisfied": "非常满意 button", "satisfied": "| 满意 button", "basically_satisfied": "基本满意 button",
+          "dissatisfied": "| 不满意 button", "very_dissatisfied": "非常不满意 button", "staff": "staff key",
+          "green": "green LED", "yellow": "yellow LED", "red": "red LED", "buzzer": "buzzer",
+          "sda": "SSD1306 SDA", "scl": "SSD1306 SCL"}
+
+
+@pytest.mark.parametrize("name, heading, prefix", [("esp32_devkitc", "## Wiring: ESP32-DevKitC", ""),
+                                                   ("pico_w", "## Wiring: Raspberry Pi Pico W", "GP")])
+def test_readme_wiring_table_matches_the_board_file(name, heading, prefix):
+    readme = open(os.path.join(ROOT, "hardware", "README.md"), encoding="utf-8").read()
+    section = readme.split(heading, 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| ")}
+    board = shipped(name)
+    pins = dict(board["buttons"])
+    pins.update((c, board["light"][c]) for c in ("green", "yellow", "red"))
+    pins.update(buzzer=board["buzzer"]["pin"], sda=board["display"]["i2c"]["sda"], scl=board["display"]["i2c"]["scl"])
+    for role, gpio in pins.items():
+        row = rows.get("%s%d" % (prefix, gpio), "")
+        assert LABELS[role] in row, "README %s: GPIO %d should be %s, row is %r" % (name, gpio, LABELS[role], row)
