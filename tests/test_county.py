@@ -72,6 +72,10 @@ def test_each_event_is_stored_once_and_a_different_body_is_a_conflict(county):
     # The same batch again (an answer lost on the way): nothing new.
     status, ans = county.post(HALL, TOKEN, batch([e1, e2]))
     assert statuses(ans) == [("ev-1", 1, "duplicate"), ("ev-1", 2, "duplicate")]
+    # Re-serialised by someone on the way (spaces, escapes): still the same event.
+    respaced = json.dumps(dict(reversed(list(json.loads(e1).items()))))
+    assert respaced != e1
+    assert statuses(county.post(HALL, TOKEN, batch([respaced]))[1]) == [("ev-1", 1, "duplicate")]
 
     # Same (device, seq), other content: kept aside, the first one stays.
     forged = rating("ev-1", 2, "very_satisfied")
@@ -84,7 +88,7 @@ def test_each_event_is_stored_once_and_a_different_body_is_a_conflict(county):
     assert s["events"] == {"rating": 3}
     assert s["ratings"] == {"dissatisfied": 1, "satisfied": 1, "very_satisfied": 1}
     assert s["conflicts"] == 1             # the same conflicting body twice is one record
-    assert (s["batches"], s["batch_posts"]) == (3, 4)
+    assert (s["batches"], s["batch_posts"]) == (3, 5)
 
 
 def test_a_hall_is_its_own_namespace(county):

@@ -53,10 +53,21 @@ def record(device, seq, body):
         raise Invalid(e.code)
     if ev["device"] != device or ev["seq"] != seq:
         raise Invalid("key_mismatch")
-    row = {"kind": ev["kind"], "t": ev["t"], "body": canonical(ev)}
+    row = {"kind": ev["kind"], "t": ev["t"], "body": body}
     for c in COLUMNS:
         row[c] = ev.get(c)
     return row
+
+
+def same_event(stored, body):
+    """Is `body` a redelivery of the stored body? Byte-equal is the common
+    case; otherwise compare the canonical forms (a re-serialised resend)."""
+    if stored == body:
+        return True
+    try:
+        return canonical(protocol.parse(stored.encode())) == canonical(protocol.parse(body.encode()))
+    except protocol.ProtocolError:
+        return False
 
 
 def digest(text):

@@ -70,6 +70,8 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "qinglian-county/1"
     protocol_version = "HTTP/1.1"        # keep-alive: a draining hall posts back to back
     timeout = 120                        # an idle or stalled client frees its thread
+    # Headers and body go out in two writes; with Nagle the second waits out a delayed ACK.
+    disable_nagle_algorithm = True
 
     def do_GET(self):
         try:

@@ -107,7 +107,7 @@ class Store:
                     res["status"] = "stored"
                     continue
                 cur.execute(sql["existing"], (hall, device, seq))
-                if cur.fetchone()[0] == row["body"]:
+                if records.same_event(cur.fetchone()[0], row["body"]):
                     res["status"] = "duplicate"
                 else:
                     cur.execute(sql["conflict"], (hall, device, seq, records.digest(row["body"]),

@@ -1,0 +1,167 @@
+"""Uplink drain rate: how fast a hall's backlog of N pending events (1,000,000
+by default: weeks of a busy hall offline) reaches the county, against two
+baselines measured in the same run on the same machine:
+
+  raw insert     the same rows straight into the county's SQLite schema
+                 (executemany, one commit per batch, synchronous=FULL):
+                 what the county's disk allows;
+  county ingest  the county store's own ingest() in-process (parse each body,
+                 insert-or-compare, commit per batch), no HTTP: what the
+                 county's code allows.
+
+The drain is the real thing: the agent's SQLite store -> Uplink (gzip,
+HTTP keep-alive) -> `county-server run` (SQLite) in its own process. At the
+end the county must hold exactly N events, else exit 1.
+
+    python -m bench.uplink_drain [--events N] [--batch 500] [--devices 50]
+"""
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+
+import protocol
+from edge_agent.uplink import Uplink
+from tools.county import records
+from tools.county.store import SqliteStore, _COLS, _SCHEMA
+from tools.county.testing import CountyProc, add_events, agent_store
+
+HALL, TOKEN = "bench-hall", "bench-token-0123456789"
+KEY = bytes(range(32))
+
+
+def make_events(n, devices):
+    """n signed events, spread over devices like a hall's evaluators."""
+    levels = protocol.LEVELS
+    out = []
+    for i in range(n):
+        d, seq = "ev-%03d" % (i % devices), i // devices + 1
+        ev = {"v": 1, "device": d, "seq": seq, "kind": "rating", "t": 1764000000000 + i * 1000,
+              "level": levels[i % 5], "channel": "window", "session": "%s-1-%d" % (d, seq),
+              "window": "A%02d" % (i % devices), "staff": "1024"}
+        out.append(protocol.encode(ev, KEY).decode())
+    return out
+
+
+def batches(seq, size):
+    for i in range(0, len(seq), size):
+        yield seq[i:i + size]
+
+
+def raw_insert(path, bodies, size):
+    """Baseline 1: rows ready-made, straight into the county schema."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    for ddl in _SCHEMA:
+        db.execute(ddl)
+    sql = "INSERT INTO events (%s) VALUES (%s)" % (", ".join('"%s"' % c for c in _COLS), ", ".join("?" * len(_COLS)))
+    rows = []
+    for b in bodies:
+        ev = json.loads(b)
+        r = {c: ev.get(c) for c in _COLS}
+        r.update(hall=HALL, body=b, batch="b", received_ms=0)
+        rows.append([r[c] for c in _COLS])
+    started = time.perf_counter()
+    for chunk in batches(rows, size):
+        db.execute("BEGIN")
+        db.executemany(sql, chunk)
+        db.execute("COMMIT")
+    took = time.perf_counter() - started
+    db.close()
+    return took
+
+
+def county_ingest(path, bodies, size):
+    """Baseline 2: the county's own code, no network."""
+    store = SqliteStore(path)
+    items = [{"device": json.loads(b)["device"], "seq": json.loads(b)["seq"], "body": b} for b in bodies]
+    started = time.perf_counter()
+    for i, chunk in enumerate(batches(items, size)):
+        store.ingest(HALL, "b%d" % i, chunk, 0)
+    took = time.perf_counter() - started
+    store.close()
+    return took
+
+
+def drain(work, bodies, size):
+    """The uplink for real: agent store -> HTTP -> county-server process."""
+    agent_path = os.path.join(work, "agent.db")
+    db = agent_store(agent_path)
+    for chunk in batches(bodies, 50000):
+        add_events(db, chunk)
+    db.close()
+    county = CountyProc(os.path.join(work, "county"), os.path.join(work, "county-drain.db"), {HALL: TOKEN},
+                        extra=["--log-level", "WARNING"]).start()
+    stop = threading.Event()
+    up = Uplink(agent_path, {"url": county.url, "token": TOKEN, "batch_max_events": size,
+                             "batch_max_bytes": 4 << 20, "interval_s": 0.2}, HALL)
+    t = threading.Thread(target=up.run, args=(stop,), daemon=True)
+    try:
+        started = time.perf_counter()
+        t.start()
+        while True:
+            time.sleep(0.5)
+            st = up.state()
+            if st["pending"] == 0:
+                break
+            if st["last_error"]:
+                print("  uplink: %s" % st["last_error"], file=sys.stderr)
+        took = time.perf_counter() - started
+        stop.set()
+        t.join(30)
+    finally:
+        county.stop()
+    c = sqlite3.connect(county.db)
+    held = c.execute("SELECT count(*), count(DISTINCT device || '/' || seq) FROM events").fetchone()
+    posts = c.execute("SELECT count(*), sum(posts) FROM batches").fetchone()
+    c.close()
+    return took, held, posts, st
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m bench.uplink_drain", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=1000000, help="pending events to drain (default: 1,000,000)")
+    ap.add_argument("--batch", type=int, default=500, help="events per batch (default: 500, the agent's default)")
+    ap.add_argument("--devices", type=int, default=50, help="devices the events come from (default: 50)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args(argv)
+
+    work = tempfile.mkdtemp(prefix="uplink-drain-")
+    n = args.events
+    try:
+        t0 = time.perf_counter()
+        bodies = make_events(n, args.devices)
+        print("uplink drain: %d events from %d devices, batches of %d, county store SQLite (synchronous=FULL)"
+              % (n, args.devices, args.batch))
+        print("  (signed %d events in %.0f s; work dir %s)" % (n, time.perf_counter() - t0, work), flush=True)
+        raw = raw_insert(os.path.join(work, "county-raw.db"), bodies, args.batch)
+        print("  %-44s %9.0f events/s  (%.1f s)" % ("baseline: raw insert into county schema", n / raw, raw),
+              flush=True)
+        ing = county_ingest(os.path.join(work, "county-ingest.db"), bodies, args.batch)
+        print("  %-44s %9.0f events/s  (%.1f s)" % ("baseline: county ingest in-process, no HTTP", n / ing, ing),
+              flush=True)
+        took, held, posts, st = drain(work, bodies, args.batch)
+        rate = n / took
+        print("  %-44s %9.0f events/s  (%.1f s) = %.0f%% of county ingest, %.0f%% of raw insert" % (
+            "uplink drain: agent -> HTTP gzip -> county", rate, took, 100 * rate / (n / ing), 100 * rate / (n / raw)))
+        print("  county holds %d events (%d distinct); %d batches, %d posts; agent pending %d, conflicts %d"
+              % (held[0], held[1], posts[0], posts[1] or 0, st["pending"], st["conflicts"]))
+        ok = held[0] == held[1] == n and st["pending"] == 0
+        print("  %s" % ("OK: every event at the county exactly once" if ok else "MISMATCH"))
+        return 0 if ok else 1
+    finally:
+        if args.keep:
+            print("  kept %s" % work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
