@@ -1,6 +1,7 @@
 """The running agent: wires the store, the broker link, the committer, the
 HTTP API, the uplink and the tower light, and does the periodic chores
-(device configs, time beacon, disk guard, retention, light, watchdog).
+(device configs, time beacon, disk guard, light, watchdog). Retention is
+the uplink's: it deletes only rows the county has committed.
 
 Threads: paho's network loop (fills the inbox), the committer (the only
 writer of events), the uplink (its own connection), the HTTP server, and
@@ -118,6 +119,8 @@ class Agent:
                 uplink_thread.join(15)
             if self.http:
                 self.http.stop()
+            if self.light is not None:
+                self.light.close()
             log.info("stopped")
 
     def _start_uplink(self, stop):
@@ -127,7 +130,9 @@ class Agent:
         Uplink = _optional("uplink", "Uplink")
         if Uplink is None:
             return None
-        self.uplink = Uplink(self.path, self.cfg["uplink"], self.hall)
+        cfg = {k: v for k, v in self.cfg["uplink"].items() if k != "alarm_after_min"}
+        cfg["retention_days"] = self.cfg["store"]["retention_days"]
+        self.uplink = Uplink(self.path, cfg, self.hall)
         t = threading.Thread(target=self.uplink.run, args=(stop,), name="uplink", daemon=True)
         t.start()
         return t
@@ -140,7 +145,7 @@ class Agent:
             self.light = HallLight(self.cfg["light"]["pins"], pin_factory=self.pin_factory)
 
     def _housekeep(self, stop):
-        every = {"beacon": self.cfg["mqtt"]["beacon_s"], "guard": 5, "retention": 3600, "light": 5}
+        every = {"beacon": self.cfg["mqtt"]["beacon_s"], "guard": 5, "light": 5}
         last = {k: 0.0 for k in every}
         rev = self.store.registry_rev()
         wd = systemd.watchdog_interval_s()
@@ -191,13 +196,6 @@ class Agent:
 
     def _guard(self):
         self.guard.check()
-
-    def _retention(self):
-        cutoff = now_ms() - self.cfg["store"]["retention_days"] * 86400000
-        n = self.store.delete_synced_before(cutoff)
-        if n:
-            log.info("retention: deleted %d events synced before %d days ago", n,
-                     self.cfg["store"]["retention_days"])
 
     def _light(self):
         snap = status.snapshot(self.store, self.cfg, self.runtime())

@@ -5,6 +5,7 @@ and may publish only its own events and status and read only its own ack,
 config and cmd. Only the agent's user reads everything and writes ack,
 config and cmd. Retired devices get no login.
 """
+import grp
 import os
 import subprocess
 import shutil
@@ -20,7 +21,8 @@ def agent_user(hall):
     return "agent-" + hall
 
 
-def conf_text(cfg, out_dir, tls_cert=None, tls_key=None, tls_ca=None, tls_port=8883):
+def conf_text(cfg, out_dir, tls_cert=None, tls_key=None, tls_ca=None, tls_port=8883,
+              data_dir="/var/lib/mosquitto"):
     m = cfg["mqtt"]
     host = m["host"] if m["host"] not in ("localhost",) else "127.0.0.1"
     lines = [
@@ -32,7 +34,7 @@ def conf_text(cfg, out_dir, tls_cert=None, tls_key=None, tls_ca=None, tls_port=8
         "",
         "# Persistence: QoS 1 messages queued for the agent survive a broker restart.",
         "persistence true",
-        "persistence_location %s/" % os.path.join(out_dir, "data"),
+        "persistence_location %s/" % data_dir.rstrip("/"),
         "autosave_interval 1",
         "",
         "# Limits are part of correctness. Debian's default max_queued_messages 1000",
@@ -80,7 +82,8 @@ def acl_text(hall, devices):
     return "\n".join(out)
 
 
-def write(store, cfg, out_dir, tls_cert=None, tls_key=None, tls_ca=None, tls_port=8883):
+def write(store, cfg, out_dir, tls_cert=None, tls_key=None, tls_ca=None, tls_port=8883,
+          data_dir="/var/lib/mosquitto"):
     """Write mosquitto.conf, passwd (hashed by mosquitto_passwd) and acl; return their paths."""
     hall = cfg["hall"]
     if (tls_cert is None) != (tls_key is None):
@@ -93,10 +96,10 @@ def write(store, cfg, out_dir, tls_cert=None, tls_key=None, tls_ca=None, tls_por
     if any(d["device"] == agent_user(hall) for d in devices):
         raise AgentError("a device is named like the agent's user %r" % agent_user(hall))
     out_dir = os.path.abspath(out_dir)
-    os.makedirs(os.path.join(out_dir, "data"), exist_ok=True)
+    os.makedirs(out_dir, exist_ok=True)
     paths = {n: os.path.join(out_dir, n) for n in ("mosquitto.conf", "passwd", "acl")}
     with open(paths["mosquitto.conf"], "w") as f:
-        f.write(conf_text(cfg, out_dir, tls_cert, tls_key, tls_ca, tls_port))
+        f.write(conf_text(cfg, out_dir, tls_cert, tls_key, tls_ca, tls_port, data_dir))
     with open(paths["acl"], "w") as f:
         f.write(acl_text(hall, [d["device"] for d in devices]))
     fd = os.open(paths["passwd"] + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -111,5 +114,17 @@ def write(store, cfg, out_dir, tls_cert=None, tls_key=None, tls_ca=None, tls_por
         raise AgentError("mosquitto_passwd not found: apt-get install mosquitto")
     except subprocess.CalledProcessError as e:
         raise AgentError("mosquitto_passwd failed: %s" % (e.stderr.strip() or e.returncode))
+    _readable_by_broker(paths["passwd"] + ".new")
     os.replace(paths["passwd"] + ".new", paths["passwd"])
     return paths
+
+
+def _readable_by_broker(path):
+    # Mosquitto reads the password file after dropping to its own user: give
+    # that group read access, nobody else.
+    try:
+        gid = grp.getgrnam("mosquitto").gr_gid
+        os.chown(path, -1, gid)
+        os.chmod(path, 0o640)
+    except (KeyError, PermissionError):
+        pass

@@ -93,7 +93,8 @@ def cmd_window_set(args, cfg):
 
 def cmd_broker_config(args, cfg):
     from edge_agent import broker
-    paths = broker.write(_store(cfg), cfg, args.out, args.tls_cert, args.tls_key, args.tls_ca, args.tls_port)
+    paths = broker.write(_store(cfg), cfg, args.out, args.tls_cert, args.tls_key, args.tls_ca, args.tls_port,
+                          args.data_dir)
     for p in paths.values():
         print("wrote %s" % p)
 
@@ -169,7 +170,9 @@ COMMANDS = [
         (("--tls-cert",), dict(help="server certificate: adds a TLS listener")),
         (("--tls-key",), dict(help="its private key")),
         (("--tls-ca",), dict(help="CA for client certificates (optional)")),
-        (("--tls-port",), dict(type=int, default=8883, help="TLS listener port (8883)"))]),
+        (("--tls-port",), dict(type=int, default=8883, help="TLS listener port (8883)")),
+        (("--data-dir",), dict(default="/var/lib/mosquitto",
+                               help="broker persistence directory, writable by the mosquitto user"))]),
     (("status",), cmd_status, "the hall's numbers: events, quarantine, uplink, devices",
      [(("--json",), dict(action="store_true", help="JSON output"))]),
 ]

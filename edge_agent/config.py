@@ -30,7 +30,8 @@ KEYS = [
     ("mqtt", "beacon_s", int, 60, "time beacon to every device on its cmd topic every so often"),
     ("store", "path", str, "/var/lib/qinglian/agent.db", "the SQLite file (mode 0600)"),
     ("store", "disk_max_pct", float, 90.0, "above this disk use the agent stops acking new events (devices keep them)"),
-    ("store", "retention_days", int, 30, "delete events synced to the county longer ago than this; unsynced never"),
+    ("store", "retention_days", int, 30, "the uplink deletes events synced to the county and older than this; "
+     "unsynced never; 0 keeps all"),
     ("uplink", "url", str, None, "county server base URL; unset = no uplink"),
     ("uplink", "token", str, None, "the hall's bearer token"),
     ("uplink", "batch_max_events", int, 500, "events per batch"),
@@ -39,7 +40,7 @@ KEYS = [
     ("uplink", "timeout_s", float, 10.0, "HTTP timeout"),
     ("uplink", "backoff_max_s", float, 60.0, "longest wait between retries"),
     ("uplink", "ca_file", str, None, "pin the county's CA"),
-    ("uplink", "retention_days", int, 30, "kept for the uplink; [store] retention_days governs deletion"),
+    ("uplink", "retry_invalid_s", int, 3600, "events the county called invalid are offered again after this"),
     ("uplink", "alarm_after_min", int, 30, "tower light goes red when the uplink fails longer than this"),
     ("http", "host", str, "127.0.0.1", "listen address of /healthz, /metrics, /api/hall"),
     ("http", "port", int, 8080, "listen port; 0 disables the HTTP server"),

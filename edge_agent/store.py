@@ -175,14 +175,6 @@ class Store:
     def registry_rev(self):
         return int(self.meta("registry_rev", 0))
 
-    def delete_synced_before(self, cutoff_ms, limit=10000):
-        """Retention: only rows the county has committed; never an unsynced one."""
-        with self.atomic():
-            cur = self.conn.execute(
-                "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE synced_ms IS NOT NULL "
-                "AND synced_ms < ? AND received_ms < ? LIMIT ?)", (cutoff_ms, cutoff_ms, limit))
-            return cur.rowcount
-
 
 def _create_private(path):
     # Device keys live in this file: create it 0600 before SQLite opens it

@@ -1,0 +1,108 @@
+"""`edge-agent broker-config` on the real broker: a device's credentials
+cannot publish as another device or read another device's topics, and the
+agent, logged in with its own user, still ingests everything."""
+import os
+import shutil
+import tempfile
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from protocol import topics
+from edge_agent import registry
+from harness import Mosquitto, wait_for
+from test_agent_support import (PahoDevice, add_devices, edge_agent, free_port, rating, start_agent,
+                                store_count, write_config)
+
+HALL = "h1"
+
+
+def broker_dir():
+    """Mosquitto drops to its own user before reading the password file and
+    writing persistence: give it a directory it can reach (pytest's are 0700)."""
+    d = tempfile.mkdtemp(prefix="qinglian-broker-")
+    os.chmod(d, 0o755)
+    os.makedirs(d + "/data")
+    try:
+        shutil.chown(d + "/data", "mosquitto")
+    except (LookupError, PermissionError):
+        os.chmod(d + "/data", 0o777)
+    return d
+
+
+def test_acl_keeps_devices_in_their_own_topics(tmp_path):
+    work = str(tmp_path)
+    bdir = broker_dir()
+    port, http = free_port(), free_port()
+    config = write_config(work, port, hall=HALL, http_port=http,
+                          extra='username = "agent-h1"\npassword = "agent-secret"')
+    keys = add_devices(config, ["ev-a", "ev-b"])
+    out = edge_agent(config, "broker-config", "--out", bdir, "--data-dir", bdir + "/data")
+    assert "mosquitto.conf" in out.stdout
+    conf = open(bdir + "/mosquitto.conf").read()
+    assert "max_queued_messages 0" in conf and "allow_anonymous false" in conf
+    assert "agent-secret" not in open(bdir + "/passwd").read()
+    broker = Mosquitto(bdir, port=port, conf=conf).start()
+    agent = start_agent(work, config, http)
+    pw = {d: registry.mqtt_password(k) for d, k in keys.items()}
+    a = PahoDevice(HALL, "ev-a", keys["ev-a"], port, username="ev-a", password=pw["ev-a"]).start()
+    b = PahoDevice(HALL, "ev-b", keys["ev-b"], port, username="ev-b", password=pw["ev-b"]).start()
+    spy_got = []
+    spy = _client("ev-a", pw["ev-a"], port, "spy-ev-a", on_message=lambda c, u, m: spy_got.append(m.topic))
+    try:
+        wait_for(lambda: a.connected.is_set() and b.connected.is_set(), 10, what="devices connected")
+        # A, with its own login, tries B's topics: subscribe and publish as B
+        # (Mosquitto 2.0 grants the subscription and then delivers nothing of it.)
+        spy.subscribe([(topics.topic(HALL, "ev-b", ch), 1) for ch in ("ack", "config", "cmd", "events")]
+                      + [(topics.topic(HALL, "ev-a", "config"), 1)])
+        import protocol
+        # (Mosquitto 2.0 PUBACKs a refused publish and drops it, or drops the client.)
+        for topic, payload in [(topics.topic(HALL, "ev-b", "events"), protocol.encode(rating("ev-b", 7), keys["ev-a"])),
+                               (topics.topic(HALL, "ev-b", "ack"), b'{"acks":[[1,100]]}'),
+                               (topics.topic(HALL, "ev-b", "status"), b'{"online":false}')]:
+            c = _client("ev-a", pw["ev-a"], port, "forger-ev-a")
+            c.publish(topic, payload, qos=1)
+            time.sleep(0.3)
+            c.loop_stop()
+            c.disconnect()
+        # legitimate traffic from both
+        for seq in range(1, 6):
+            a.send(rating("ev-a", seq))
+            b.send(rating("ev-b", seq))
+        db = work + "/agent.db"
+        wait_for(lambda: store_count(db) == 10, 20, what="10 events")
+        wait_for(lambda: a.pending() == 0 and b.pending() == 0, 20, what="acks")
+        time.sleep(1)
+        assert set(spy_got) == {topics.topic(HALL, "ev-a", "config")}, spy_got   # its own config only
+        assert store_count(db, "SELECT count(*) FROM events WHERE device='ev-b' AND seq=7") == 0
+        assert store_count(db, "SELECT count(*) FROM quarantine") == 0
+        assert b.acked == set(range(1, 6))
+        # a wrong password is refused outright
+        rc = []
+        bad = _client("ev-a", "wrong", port, "bad-ev-a", on_connect=lambda c, u, f, r, p: rc.append(r))
+        wait_for(lambda: rc, 5, what="CONNACK")
+        assert rc[0].is_failure
+        bad.loop_stop()
+    finally:
+        spy.loop_stop()
+        for d in (a, b):
+            d.stop()
+        agent.stop()
+        broker.stop()
+        if not os.environ.get("KEEP"):
+            shutil.rmtree(bdir, ignore_errors=True)
+
+
+def _client(user, password, port, client_id, on_message=None, on_connect=None):
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    c.username_pw_set(user, password)
+    ready = threading.Event()
+    c.on_connect = on_connect or (lambda *a: ready.set())
+    if on_message:
+        c.on_message = on_message
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    if on_connect is None:
+        assert ready.wait(5)
+    return c
