@@ -128,3 +128,12 @@ def test_config_strings_are_covered_and_errors_are_one_line(tmp_path, capsys):
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 1
     assert r.stderr == "fontgen: /nonexistent.ttc is missing: `make setup` installs fonts-wqy-microhei\n"
+
+
+def test_screen_texts_come_from_the_firmware_code(font, tmp_path):
+    (tmp_path / "screen.py").write_text('"""文档 is not shown."""\n'
+                                        'def f():\n    """说明"""\n    return ("Hello", "你好")\n', encoding="utf-8")
+    assert list(fontgen.firmware_strings(str(tmp_path))) == ["你好"]
+    # Whatever the evaluator's screens say in Chinese is in the font it ships with.
+    shown = set(fontgen.charset(fontgen.firmware_strings()))
+    assert shown and shown <= set(fontgen.unpack(open(font, "rb").read())[1])

@@ -1,16 +1,18 @@
 """Make the Chinese bitmap font a window terminal's SSD1306 needs.
 
 A full CJK font will not fit on a small board, and the display only ever
-shows a few dozen Chinese characters: the fixed screens (请评价, 谢谢, 暂停服务
-...) and the names of the staff on duty. This rasterises exactly those
+shows a few dozen Chinese characters: the fixed screens (请您评价, 谢谢您的评价,
+暂停服务 ...) and the names of the staff on duty. This rasterises exactly those
 characters from a font file that a Debian package ships (fonts-wqy-microhei)
 into a small binary file that firmware/cjkfont.py draws from.
 
     python -m tools.fontgen -o build/font.qlf [--config site.json ...] [--size 16] [TEXT ...]
 
-Every string in the --config JSON files (for example the agent's retained
-device config with "staff": "张三", or a roster) and every TEXT argument is
-scanned; ASCII is left to the display's built-in 8x8 font.
+Covered: every non-ASCII string literal in firmware/*.py (the screens'
+texts, read from the code so they are written once), every string in the
+--config JSON files (the agent's retained device config with "staff": "张三",
+or a roster) and every TEXT argument. ASCII is left to the display's
+built-in 8x8 font.
 
 File format (little-endian), "QLF1":
     b"QLF1"  u8 size  u8 reserved  u16 count
@@ -18,22 +20,18 @@ File format (little-endian), "QLF1":
     count x glyph bitmap: size rows of (size + 7) // 8 bytes, MONO_HLSB (MSB = left)
 """
 import argparse
+import ast
+import glob
 import json
 import os
 import struct
 import sys
 
 DEFAULT_FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
+FIRMWARE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "firmware")
 MAGIC = b"QLF1"
 HEADER = struct.Struct("<4sBBH")
 
-# What the evaluator can show besides names: keep in step with the screens in firmware/.
-UI_STRINGS = (
-    "请评价", "请对本次服务评价", "谢谢", "谢谢您的评价", "暂停服务", "服务中", "请稍候",
-    "窗口", "号窗口", "工号", "受理人", "欢迎", "评价超时",
-    "非常满意", "满意", "基本满意", "不满意", "非常不满意",
-    "网络断开", "离线", "已连接",
-)
 
 
 class FontError(Exception):
@@ -51,6 +49,22 @@ def charset(texts):
                 raise FontError("%r (U+%X) is outside the Basic Multilingual Plane" % (ch, ord(ch)))
             chars.add(ch)
     return sorted(chars)
+
+
+def firmware_strings(folder=FIRMWARE):
+    """Non-ASCII string literals in the firmware's modules, docstrings excepted."""
+    for path in sorted(glob.glob(os.path.join(folder, "*.py"))):
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+        docs = set()
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+                docs.add(id(body[0].value))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs
+                    and not node.value.isascii()):
+                yield node.value
 
 
 def strings_in(value):
@@ -123,7 +137,7 @@ def unpack(data):
 def build(texts, size=16, font_path=DEFAULT_FONT, ui=True):
     if not 8 <= size <= 32:
         raise FontError("size %d: the 128x64 display wants 8..32 pixels" % size)
-    chars = charset(list(texts) + (list(UI_STRINGS) if ui else []))
+    chars = charset(list(texts) + (list(firmware_strings()) if ui else []))
     return pack(rasterise(chars, size, font_path), size)
 
 
@@ -138,7 +152,7 @@ def main(argv=None):
     ap.add_argument("--config", action="append", default=[], help="JSON file whose strings to cover (repeatable)")
     ap.add_argument("--size", type=int, default=16, help="glyph cell in pixels (default 16: 4 lines of 8 on 128x64)")
     ap.add_argument("--font", default=DEFAULT_FONT, help="TrueType/OpenType file (default: %(default)s)")
-    ap.add_argument("--no-ui", action="store_true", help="leave out the firmware's fixed screen strings")
+    ap.add_argument("--no-ui", action="store_true", help="leave out the firmware's own screen texts")
     ap.add_argument("--show", action="store_true", help="print each glyph as text art")
     args = ap.parse_args(argv)
     texts = list(args.text)
