@@ -11,11 +11,13 @@ options.defaults(port="esp32")  # noqa: F821 (makemanifest provides options, mod
 
 # Stay on the filesystem: main.py so provisioning can replace it; boot.py is the port's.
 _ON_FLASH_FS = ("main.py", "boot.py", "manifest.py")
+# Host-only: the simulator, its flash image and the unix-port ROMFS boot never ship.
+_HOST_ONLY = ("lfsblock.py", "romboot.py")
 
 
 def _frozen(name, port):
-    if not name.endswith(".py") or name in _ON_FLASH_FS or "sim" in name:
-        return False  # host-only simulator pieces never ship
+    if not name.endswith(".py") or name in _ON_FLASH_FS or name in _HOST_ONLY or "sim" in name:
+        return False
     if name.startswith("board_"):
         return name in ("board_mcu.py", "board_%s.py" % port)
     return True

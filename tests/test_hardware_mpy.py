@@ -87,7 +87,11 @@ def test_manifest_freezes_what_the_port_needs(port, other):
     # Nothing on the device is left out by accident: every other firmware module is frozen.
     everything = {os.path.basename(f) for f in sources() if "/firmware/" in f}
     left_out = everything - set(m.modules)
-    assert all(n in ("main.py", "boot.py") or "sim" in n or n.startswith("board_") for n in left_out), left_out
+    assert all(n in ("main.py", "boot.py", "lfsblock.py", "romboot.py") or "sim" in n or n.startswith("board_")
+               for n in left_out), left_out
+    # What the flashing tool treats as host-only is never frozen either.
+    from tools.hallctl import bundle
+    assert not set(bundle.HOST_ONLY) & set(m.modules)
 
 
 def test_manifest_defaults_to_esp32():
