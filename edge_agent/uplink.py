@@ -22,6 +22,7 @@ import gzip
 import http.client
 import json
 import logging
+import os
 import random
 import secrets
 import sqlite3
@@ -93,9 +94,16 @@ def now_ms():
     return int(time.time() * 1000)
 
 
+def _open(db_path, timeout_s):
+    # mode=rw: never create an empty store by accident (a typo, a missing mount).
+    uri = "file:%s?mode=rw" % urllib.parse.quote(os.path.abspath(db_path))
+    return sqlite3.connect(uri, uri=True, timeout=timeout_s, isolation_level=None)
+
+
 def connect(db_path, busy_timeout_s=30.0):
-    """A connection of the uplink's own, for its own thread."""
-    db = sqlite3.connect(db_path, timeout=busy_timeout_s, isolation_level=None)
+    """A connection of the uplink's own, for its own thread. The store must
+    exist: the agent's store creates it (with its mode and migrations)."""
+    db = _open(db_path, busy_timeout_s)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA busy_timeout=%d" % int(busy_timeout_s * 1000))
     # A lost synced mark after a power cut only means a duplicate at the county.
@@ -199,7 +207,7 @@ class Uplink:
                        "events_synced": 0, "conflicts": 0, "invalid": 0, "last_error": None}
         self._failures = 0
         self._cursor = 0           # rowid up to which unsynced rows were already batched
-        self._max_events = int(self.cfg["batch_max_events"])   # halved on 413
+        self._max_events = int(self.cfg["batch_max_events"])   # halved on each 413, kept until restart
 
     # -- the thread -------------------------------------------------------
 
@@ -254,6 +262,8 @@ class Uplink:
             db.execute("DELETE FROM uplink_batches WHERE batch = ?", (batch,))
             self._cursor = 0
             self._max_events = max(1, len(rows) // 2)
+            log.warning("county refused a batch of %d events as too large; sending at most %d from now on",
+                        len(rows), self._max_events)
             raise
         self._apply(db, batch, rows, answer)
         return len(rows)
@@ -350,7 +360,6 @@ class Uplink:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        self._max_events = int(self.cfg["batch_max_events"])
         unanswered = len(rows) - sum(n for s, n in counts.items() if s in ("stored", "duplicate", "conflict", "invalid"))
         if unanswered:
             log.warning("batch %s: county gave no usable result for %d of %d events; they go again",
@@ -406,7 +415,7 @@ class Uplink:
             out = dict(self._stats)
         out.update(pending=None, oldest_unsynced_age_s=None, held=None)
         try:
-            db = sqlite3.connect(self.db_path, timeout=5)
+            db = _open(self.db_path, 5)
             try:
                 n, oldest = db.execute("SELECT count(*), min(received_ms) FROM events "
                                        "WHERE synced_ms IS NULL").fetchone()

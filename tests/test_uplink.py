@@ -308,3 +308,30 @@ def test_config_is_checked_in_plain_words():
         check_config({"url": "http://x", "token": "t", "ca_file": "/ca.pem"})
     cfg = check_config({"url": "https://x", "token": "t", "ca_file": None})
     assert cfg["batch_max_events"] == 500 and cfg["retention_days"] == 30
+
+
+def test_a_missing_store_is_reported_not_created(tmp_path):
+    path = tmp_path / "typo.db"
+    up = Running(str(path), "http://127.0.0.1:9")
+    try:
+        st = wait_for(lambda: (lambda s: s if s["last_error"] else None)(up.up.state()), 30, 0.1, "a failure")
+    finally:
+        up.close()
+    assert "agent store" in st["last_error"] and st["pending"] is None and "store_error" in st
+    assert not path.exists()
+
+
+def test_a_county_that_takes_smaller_batches_gets_them(tmp_path, agent_db):
+    # The reference county refuses more than 10,000 events a batch with 413.
+    path, db = agent_db
+    add_events(db, events("ev-11", 10050))
+    county = start_county(tmp_path)
+    up = Running(path, county.url, batch_max_events=20000, batch_max_bytes=64 << 20)
+    try:
+        up.drained(120)
+    finally:
+        up.close()
+        county.stop()
+    sizes = [n for _, _, n in county_batches(county)]
+    assert sum(sizes) == 10050 and max(sizes) <= 10000
+    assert county_rows(county) == (10050, 10050)
