@@ -1,8 +1,10 @@
-"""HTTP for the hall: /healthz, /metrics (Prometheus), /api/status,
-/api/hall (the hall screen) and POST /api/windows/<W> (staff on duty).
+"""HTTP for the hall: / (the lobby screen), /healthz, /metrics (Prometheus),
+/api/status, /api/hall (what the screen shows) and POST /api/windows/<W>
+(staff on duty).
 Stdlib server in a thread; one store connection behind a lock."""
 import json
 import logging
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -10,6 +12,9 @@ from edge_agent import registry, status
 from edge_agent.errors import AgentError
 
 log = logging.getLogger("edge_agent.http")
+# The lobby screen: one static page that polls /api/hall.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "screen", "index.html"), encoding="utf-8") as _f:
+    SCREEN_HTML = _f.read()
 
 
 class HallHTTP:
@@ -57,7 +62,9 @@ class HallHTTP:
                 with self.lock:
                     snap = status.snapshot(self.store, self.cfg, self.runtime())
                 return self.send_json(h, 200, snap)
-            if method == "GET" and path in ("/api/hall", "/"):
+            if method == "GET" and path in ("/", "/screen"):
+                return self.send(h, 200, "text/html; charset=utf-8", SCREEN_HTML)
+            if method == "GET" and path == "/api/hall":
                 with self.lock:
                     screen = status.hall_screen(self.store, self.cfg)
                 return self.send_json(h, 200, screen)

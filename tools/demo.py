@@ -60,7 +60,7 @@ def main(argv=None):
     pressed, lock = [0], threading.Lock()
     try:
         hall.start()
-        print("hall API:      %s  (metrics: /metrics)" % hall.hall_api_url)
+        print("hall screen:   %s  (JSON: /api/hall, Prometheus: /metrics)" % hall.screen_url)
         print("county server: %s" % hall.county_url)
         rng = random.Random(1)
         threads = [threading.Thread(target=citizen_loop, args=(vd, stop, pressed, lock, random.Random(rng.random())),

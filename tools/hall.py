@@ -42,8 +42,8 @@ class Hall:
         return "http://127.0.0.1:%d" % self.county_port
 
     @property
-    def hall_api_url(self):
-        return "http://127.0.0.1:%d/api/hall" % self.http_port
+    def screen_url(self):
+        return "http://127.0.0.1:%d/" % self.http_port
 
     def write_agent_config(self):
         with open(self.config_path, "w") as f:
