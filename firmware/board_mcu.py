@@ -128,6 +128,9 @@ class McuBoard(board.Board):
                 network.country(country)  # regulatory domain: channels 1-13 in CN
             self._wlan = network.WLAN(network.WLAN.IF_STA)
             self._wlan.active(True)
+            # Mains-powered: radio power saving would hold every PUBACK and pushed
+            # command until the next beacon wake-up.
+            self._wlan.config(pm=network.WLAN.PM_NONE)
         if self._wlan.isconnected() or self._wlan.status() == network.STAT_CONNECTING:
             return
         self._wlan.connect(ssid, password)  # returns at once; poll wifi_connected()

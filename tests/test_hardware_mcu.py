@@ -135,7 +135,7 @@ out["frame"] = [frame[0], len(frame) - 1, sum(1 for x in frame[1:] if x)]
 out["frame_is_panel"] = frame[1:] == bytes(b.display.fb.buffer)
 b.wifi_connect("hall-ap", "secret")
 b.wifi_connect("hall-ap", "secret")  # still associating: no second connect
-out["wifi"] = [network.COUNTRY, network.CONNECTS, b.wifi_connected(), b.rssi()]
+out["wifi"] = [network.COUNTRY, network.CONNECTS, b.wifi_connected(), b.rssi(), network.CONFIG]
 network.associate()
 out["wifi_up"] = [b.wifi_connected(), b.rssi()]
 b.wdt_start(10000)
@@ -161,7 +161,7 @@ def test_esp32_board_drives_its_parts_from_board_json(tmp_path, mpy_path):
     assert out["beep"] == [2700, 32768, 80] and out["after_beep"] == 0
     assert out["init_bytes"] > 20  # the driver's init sequence reached the panel
     assert out["frame"][:2] == [0x40, 1024] and out["frame"][2] > 0 and out["frame_is_panel"]
-    assert out["wifi"] == [["CN"], [["hall-ap", "secret"]], False, None]
+    assert out["wifi"] == [["CN"], [["hall-ap", "secret"]], False, None, {"pm": 0}]  # power saving off
     assert out["wifi_up"] == [True, -61]
     assert out["wdt"] == [["start", 10000], ["feed"]]
     assert out["faults"] == []

@@ -5,11 +5,15 @@ STAT_CONNECTING = 1
 STAT_GOT_IP = 3
 COUNTRY = []
 CONNECTS = []
+CONFIG = {}
 
 
 class WLAN:
     IF_STA = 0
     IF_AP = 1
+    PM_NONE = 0
+    PM_PERFORMANCE = 1
+    PM_POWERSAVE = 2
     _sta = None
 
     def __new__(cls, interface=0):
@@ -36,6 +40,12 @@ class WLAN:
             raise OSError("Wifi Internal State Error")  # what the esp32 port says
         CONNECTS.append((ssid, key))
         self._status = STAT_CONNECTING
+
+    def config(self, **settings):
+        for key, value in settings.items():
+            if key != "pm" or value not in (WLAN.PM_NONE, WLAN.PM_PERFORMANCE, WLAN.PM_POWERSAVE):
+                raise ValueError("unknown config param")
+            CONFIG[key] = value
 
     def isconnected(self):
         return self._status == STAT_GOT_IP
