@@ -4,7 +4,7 @@
     QL_HIL_PORT=/dev/ttyUSB0 .venv/bin/pytest -q tests/test_hardware_hil.py
 
 Hands off the buttons while it runs; watch the light go green, yellow, red
-and off, hear one beep, and read "Qinglian self-test" on the display. Skipped
+and off, hear one beep, and read "QL self-test" on the display. Skipped
 without QL_HIL_PORT. QL_HIL_WIFI="ssid:password" also checks Wi-Fi."""
 import json
 import os
@@ -28,7 +28,7 @@ for c in ("green", "yellow", "red", None):
     time.sleep_ms(400)
 b.beep(120)
 b.display.fill(0)
-b.display.text("Qinglian self-test", 0, 0)
+b.display.text("QL self-test", 0, 0)
 b.display.show()
 out["faults"] = b.faults
 wifi = %r
