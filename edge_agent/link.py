@@ -29,6 +29,7 @@ class BrokerLink:
         # and the old packet id may already name another message).
         self.gen = 0
         self.connected = threading.Event()
+        self.stopping = False
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=mqtt_cfg["client_id"],
                         clean_session=False, manual_ack=True)
         if mqtt_cfg["username"]:
@@ -47,6 +48,7 @@ class BrokerLink:
 
     def stop(self):
         """Disconnect after everything queued (PUBACKs, acks) has been written."""
+        self.stopping = True
         try:
             self.client.disconnect()
         finally:
@@ -67,7 +69,8 @@ class BrokerLink:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.connected.clear()
-        log.warning("disconnected from the broker (%s); paho reconnects", reason_code)
+        if not self.stopping:
+            log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, msg):
         try:

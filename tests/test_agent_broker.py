@@ -3,7 +3,6 @@ cannot publish as another device or read another device's topics, and the
 agent, logged in with its own user, still ingests everything."""
 import os
 import shutil
-import tempfile
 import threading
 import time
 
@@ -12,23 +11,10 @@ import paho.mqtt.client as mqtt
 from protocol import topics
 from edge_agent import registry
 from harness import Mosquitto, wait_for
-from test_agent_support import (PahoDevice, add_devices, edge_agent, free_port, rating, start_agent,
+from test_agent_support import (PahoDevice, broker_dir, add_devices, edge_agent, free_port, rating, start_agent,
                                 store_count, write_config)
 
 HALL = "h1"
-
-
-def broker_dir():
-    """Mosquitto drops to its own user before reading the password file and
-    writing persistence: give it a directory it can reach (pytest's are 0700)."""
-    d = tempfile.mkdtemp(prefix="qinglian-broker-")
-    os.chmod(d, 0o755)
-    os.makedirs(d + "/data")
-    try:
-        shutil.chown(d + "/data", "mosquitto")
-    except (LookupError, PermissionError):
-        os.chmod(d + "/data", 0o777)
-    return d
 
 
 def test_acl_keeps_devices_in_their_own_topics(tmp_path):

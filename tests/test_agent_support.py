@@ -6,7 +6,10 @@ import json
 import os
 import secrets
 import subprocess
+import shutil
+import tempfile
 import threading
+import time
 import urllib.request
 
 import paho.mqtt.client as mqtt
@@ -83,6 +86,7 @@ class PahoDevice:
     def __init__(self, hall, device, key, port, username=None, password=None, client_id=None):
         self.hall, self.device, self.key = hall, device, key
         self.outbox = {}           # seq -> wire bytes
+        self.sent_at = {}          # seq -> monotonic time of the last (re)send
         self.acked = set()
         self.configs = []
         self.lock = threading.Lock()
@@ -134,17 +138,45 @@ class PahoDevice:
         wire = protocol.encode(ev, self.key)
         with self.lock:
             self.outbox[ev["seq"]] = wire
+            self.sent_at[ev["seq"]] = time.monotonic()
         self.client.publish(topics.topic(self.hall, self.device, topics.EVENTS), wire, qos=1)
 
-    def resend(self):
+    def resend(self, older_than_s=0.0):
+        """Publish again what no ack covered yet (all of it after a reconnect;
+        what waited longer than older_than_s when called periodically)."""
+        now = time.monotonic()
         with self.lock:
-            pending = sorted(self.outbox.items())
+            pending = sorted((s, w) for s, w in self.outbox.items() if now - self.sent_at[s] >= older_than_s)
+            for s, _ in pending:
+                self.sent_at[s] = now
         for seq, wire in pending:
             self.client.publish(topics.topic(self.hall, self.device, topics.EVENTS), wire, qos=1)
 
     def pending(self):
         with self.lock:
             return len(self.outbox)
+
+
+def broker_dir():
+    """Mosquitto drops to its own user before reading the password file and
+    writing persistence: give it a directory it can reach (pytest's are 0700)."""
+    d = tempfile.mkdtemp(prefix="qinglian-broker-")
+    os.chmod(d, 0o755)
+    os.makedirs(d + "/data")
+    try:
+        shutil.chown(d + "/data", "mosquitto")
+    except (LookupError, PermissionError):
+        os.chmod(d + "/data", 0o777)
+    return d
+
+
+def persistent_broker_conf(d, port):
+    """The harness broker's settings, with persistence in a directory the
+    broker's user can write, so a broker restart keeps the agent's queue."""
+    return "\n".join(["listener %d 127.0.0.1" % port, "allow_anonymous true", "persistence true",
+                      "persistence_location %s/data/" % d, "autosave_interval 1",
+                      "max_queued_messages 0", "max_inflight_messages 200",
+                      "log_dest stdout", "log_type error", "log_type warning", ""])
 
 
 def store_count(db_path, sql="SELECT count(*) FROM events", params=()):
@@ -157,4 +189,5 @@ def store_count(db_path, sql="SELECT count(*) FROM events", params=()):
 
 
 __all__ = ["write_config", "edge_agent", "add_devices", "agent_proc", "rating", "PahoDevice",
-           "store_count", "free_port", "wait_for", "start_agent", "healthy", "http_json"]
+           "store_count", "free_port", "wait_for", "start_agent", "healthy", "http_json",
+           "broker_dir", "persistent_broker_conf"]
