@@ -105,6 +105,9 @@ class McuBoard(board.Board):
 
     def _flush(self):
         try:
+            if "display" in self.faults:
+                self._panel.init_display()  # it lost power or came loose: set it up again
+                self.faults.remove("display")
             self._panel.show()
         except OSError:
             # A loose I2C cable must not stop the ratings; status reports it.

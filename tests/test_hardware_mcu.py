@@ -215,6 +215,23 @@ out["green"] = machine.LEVELS[16]
     assert out == {"faults": ["display"], "green": 1}
 
 
+def test_panel_that_comes_loose_and_back_is_set_up_again(tmp_path, mpy_path):
+    script = r'''
+b = board.load("esp32")
+panel = machine.I2C_DEVICES.pop(0x3C)
+b.display.show()
+out["loose"] = list(b.faults)
+machine.I2C_DEVICES[0x3C] = panel
+before = panel[0]
+b.display.show()
+out["back"] = list(b.faults)
+out["sent"] = panel[0] - before
+'''
+    out = boot(tmp_path, "esp32", script, board=shipped("esp32_devkitc"), path=mpy_path)
+    assert out["loose"] == ["display"] and out["back"] == []
+    assert out["sent"] > 2 * 1025  # init sequence + its clear + the frame
+
+
 def test_stand_in_refuses_what_the_chip_refuses(tmp_path, mpy_path):
     # The validator rejects this file; the stand-in rejects it the way the chip would.
     bad = shipped("esp32_devkitc")
