@@ -187,6 +187,7 @@ def test_every_command_has_help():
 @pytest.mark.parametrize("argv, words", [
     (["run", "--db", "/nonexistent/dir/county.db", "--token", "h=tok-aaaaaaaa"], "cannot open"),
     (["run", "--db", "x.db", "--token", "h"], "HALL=TOKEN"),
+    (["stats", "--db", "typo.db"], "no county database at typo.db"),
     (["run", "--db", "x.db"], "--token"),
     (["run", "--db", "x.db", "--tokens-file", "/nonexistent"], "tokens file"),
     (["run", "--db", "postgresql://nobody@127.0.0.1:1/x", "--token", "h=tok-aaaaaaaa"], "PostgreSQL"),

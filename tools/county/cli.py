@@ -78,7 +78,7 @@ def cmd_run(args):
 
 def cmd_stats(args):
     from tools.county.store import open_store
-    store = open_store(args.db)
+    store = open_store(args.db, create=False)
     try:
         s = store.stats(args.hall)
     finally:

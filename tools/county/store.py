@@ -9,6 +9,7 @@ canonical body is a duplicate; a different body is a conflict, kept in its
 own table and never overwriting what was stored first.
 """
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -59,10 +60,13 @@ _BATCH = ("INSERT INTO batches (hall, batch, first_ms, last_ms, posts, events) "
           "DO UPDATE SET last_ms = excluded.last_ms, posts = batches.posts + 1")
 
 
-def open_store(db):
-    """A store for a `--db` value: a PostgreSQL URL or an SQLite file path."""
+def open_store(db, create=True):
+    """A store for a `--db` value: a PostgreSQL URL or an SQLite file path.
+    create=False refuses a missing SQLite file instead of making an empty one."""
     if db.startswith(("postgresql://", "postgres://")):
         return PostgresStore(db)
+    if not create and not os.path.exists(db):
+        raise StoreError("no county database at %s" % db)
     return SqliteStore(db)
 
 
