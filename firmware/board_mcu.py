@@ -73,9 +73,8 @@ class McuBoard(board.Board):
     # -- buzzer ----------------------------------------------------------
 
     def _init_buzzer(self, buzzer):
-        self._pwm = PWM(Pin(buzzer["pin"], Pin.OUT, value=0))
-        self._pwm.freq(buzzer.get("freq", 2700))
-        self._pwm.duty_u16(0)
+        # Duty 0 from the constructor on: no chirp while the board starts.
+        self._pwm = PWM(Pin(buzzer["pin"], Pin.OUT, value=0), freq=buzzer.get("freq", 2700), duty_u16=0)
         self._duty = buzzer.get("duty_u16", 32768)
         self._beep_timer = machine.Timer(self.TIMER_ID)
         self._quiet_cb = self._quiet  # bound once: no allocation in the timer callback

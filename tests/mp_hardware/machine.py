@@ -64,10 +64,14 @@ class Pin:
 
 
 class PWM:
-    def __init__(self, pin):
+    def __init__(self, pin, *, freq=None, duty_u16=None):
         if pin.mode == Pin.IN:
             raise ValueError("PWM needs an output pin")
         self.pin, self._freq, self._duty = pin, 0, 0
+        if freq is not None:
+            self.freq(freq)
+        if duty_u16 is not None:
+            self.duty_u16(duty_u16)
         PWMS[pin.id] = self
 
     def freq(self, f=None):
