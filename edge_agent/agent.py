@@ -142,7 +142,10 @@ class Agent:
             return
         HallLight = _optional("light", "HallLight")
         if HallLight is not None:
-            self.light = HallLight(self.cfg["light"]["pins"], pin_factory=self.pin_factory)
+            try:
+                self.light = HallLight(self.cfg["light"]["pins"], pin_factory=self.pin_factory)
+            except Exception as e:  # a broken lamp must not stop ingest
+                log.error("tower light disabled: %s", e)
 
     def _housekeep(self, stop):
         every = {"beacon": self.cfg["mqtt"]["beacon_s"], "guard": 5, "light": 5}

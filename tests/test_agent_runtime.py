@@ -1,0 +1,176 @@
+"""The running agent's behaviour around ingest: disk guard (backpressure),
+device configs and the time beacon, presence, the hall screen, the tower
+light, SIGTERM, systemd notify and journald logging."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from edge_agent import config as config_mod
+from edge_agent.agent import Agent
+from harness import Mosquitto, wait_for
+from test_agent_support import (EDGE_AGENT, PahoDevice, add_devices, edge_agent, free_port, http_json,
+                                rating, start_agent, store_count, write_config)
+
+HALL = "h1"
+
+
+class Usage:
+    pct = 99.0
+
+    def __call__(self):
+        return self.pct
+
+
+def _get_status(port, path):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=3) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+@pytest.fixture
+def inproc(tmp_path):
+    """An Agent in this process (so the disk and the light can be faked)."""
+    from gpiozero.pins.mock import MockFactory
+    broker = Mosquitto(str(tmp_path / "broker")).start()
+    http = free_port()
+    path = write_config(str(tmp_path), broker.port, hall=HALL, http_port=http,
+                        extra="beacon_s = 1\n[light]\nenabled = true\n[devices]\noffline_after_s = 1")
+    keys = add_devices(path, ["ev-01", "ev-02"])
+    usage, factory = Usage(), MockFactory()
+    agent = Agent(config_mod.load(path), disk_usage=usage, pin_factory=factory)
+    stop = threading.Event()
+    t = threading.Thread(target=agent.run, args=(stop,))
+    t.start()
+    wait_for(agent.link.connected.is_set, 10, what="agent connected")
+    yield dict(agent=agent, usage=usage, factory=factory, keys=keys, port=broker.port, http=http,
+               config=path, db=str(tmp_path / "agent.db"))
+    stop.set()
+    t.join(30)
+    broker.stop()
+
+
+def test_disk_guard_stops_acking_then_catches_up(inproc):
+    a = inproc["agent"]
+    assert a.guard.active                          # 99% > 90% from the start
+    dev = PahoDevice(HALL, "ev-01", inproc["keys"]["ev-01"], inproc["port"]).start()
+    try:
+        wait_for(dev.connected.is_set, 10, what="device")
+        for seq in range(1, 11):
+            dev.send(rating("ev-01", seq))
+        wait_for(lambda: a.committer.held >= 10, 10, what="events held by the guard")
+        assert store_count(inproc["db"]) == 0 and dev.pending() == 10
+        code, body = _get_status(inproc["http"], "/healthz")
+        assert code == 503 and "disk" in body
+        wait_for(lambda: a.light_state == "alarm", 10, what="light alarm")
+        red = inproc["factory"].pin(22)
+        assert red.state                               # the red lamp is lit
+        assert http_json(inproc["http"], "/api/status")["disk_guard"] is True
+        inproc["usage"].pct = 40.0
+        wait_for(lambda: dev.pending() == 0, 20, what="acks after the guard")
+        assert store_count(inproc["db"]) == 10
+        wait_for(lambda: _get_status(inproc["http"], "/healthz")[0] == 200, 10, what="healthy")
+    finally:
+        dev.stop()
+
+
+def test_configs_beacon_presence_and_hall_screen(inproc):
+    inproc["usage"].pct = 10.0
+    a = inproc["agent"]
+    a.guard.check()
+    dev = PahoDevice(HALL, "ev-02", inproc["keys"]["ev-02"], inproc["port"]).start()
+    cmds = []
+    orig = dev._on_message
+
+    def spy(c, u, msg):
+        if msg.topic.endswith("/cmd"):
+            cmds.append(json.loads(msg.payload))
+        orig(c, u, msg)
+    dev.client.on_message = spy
+    try:
+        wait_for(lambda: dev.configs, 10, what="retained config")
+        assert dev.configs[-1]["window"] == "A02" and dev.configs[-1]["hwm"] == 0
+        for seq, level in enumerate(["very_satisfied", "satisfied", "satisfied", "very_dissatisfied"], 1):
+            dev.send(rating("ev-02", seq, level=level))
+        wait_for(lambda: dev.pending() == 0, 10, what="acks")
+        # a change of staff reaches the device (CLI writes the store, the agent notices)
+        edge_agent(inproc["config"], "window", "set", "A02", "--staff", "李四", "--staff-no", "2048")
+        wait_for(lambda: dev.configs[-1].get("staff") == "李四", 10, what="config with the new staff")
+        assert dev.configs[-1]["hwm"] == 4
+        # and through the HTTP API
+        req = urllib.request.Request("http://127.0.0.1:%d/api/windows/A02" % inproc["http"],
+                                     data=json.dumps({"staff": "王五", "target_s": 300}).encode(), method="POST")
+        urllib.request.urlopen(req, timeout=5).read()
+        wait_for(lambda: dev.configs[-1].get("staff") == "王五", 10, what="config via HTTP")
+        assert dev.configs[-1]["targets"]["default"] == 300
+        wait_for(lambda: cmds, 5, what="time beacon")
+        assert cmds[0]["cmd"] == "time" and abs(cmds[0]["t"] - time.time() * 1000) < 60000
+        screen = http_json(inproc["http"], "/api/hall")
+        w = {x["window"]: x for x in screen["windows"]}["A02"]
+        assert w["online"] and w["staff"] == "王五"
+        assert w["ratings_today"] == {"very_satisfied": 1, "satisfied": 2, "very_dissatisfied": 1}
+    finally:
+        dev.client.disconnect()      # clean disconnect: publish the offline presence like a will would
+        dev.client.loop_stop()
+    # the Last Will says offline (sent explicitly: a clean disconnect drops the will)
+    subprocess.run(["mosquitto_pub", "-p", str(inproc["port"]), "-q", "1", "-r",
+                    "-t", "qinglian/v1/h1/ev-02/status", "-m", '{"online":false}'], check=True)
+    wait_for(lambda: http_json(inproc["http"], "/api/status")["devices_offline"] == 2, 10, what="offline")
+    wait_for(lambda: a.light_state == "warn", 10, what="light warn for offline devices")
+    assert inproc["factory"].pin(27).state
+
+
+def test_sigterm_finishes_acks_and_exits_0_with_systemd_notify(tmp_path):
+    broker = Mosquitto(str(tmp_path / "broker")).start()
+    http = free_port()
+    path = write_config(str(tmp_path), broker.port, hall=HALL, http_port=http)
+    keys = add_devices(path, ["ev-01"])
+    sock_path = str(tmp_path / "notify.sock")
+    notes = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notes.bind(sock_path)
+    notes.settimeout(5)
+    env = dict(os.environ, NOTIFY_SOCKET=sock_path, WATCHDOG_USEC="1000000", JOURNAL_STREAM="8:1234")
+    agent = subprocess.Popen([EDGE_AGENT, "run", "--config", path], env=env, stderr=subprocess.PIPE, text=True)
+    got = []
+    try:
+        while "READY=1" not in got:
+            got.append(notes.recv(100).decode())
+        while "WATCHDOG=1" not in got:
+            got.append(notes.recv(100).decode())
+        dev = PahoDevice(HALL, "ev-01", keys["ev-01"], broker.port).start()
+        wait_for(dev.connected.is_set, 10, what="device")
+        for seq in range(1, 301):
+            dev.send(rating("ev-01", seq))
+        wait_for(lambda: store_count(str(tmp_path / "agent.db")) > 0, 10, what="ingest under way")
+        agent.send_signal(signal.SIGTERM)
+        rc = agent.wait(30)
+        err = agent.stderr.read()
+        while "STOPPING=1" not in got:
+            got.append(notes.recv(100).decode())
+        assert rc == 0, err
+        # journald: no timestamps, a priority prefix
+        lines = [l for l in err.splitlines() if l]
+        assert lines and all(l.startswith("<") for l in lines), lines[:3]
+        assert any(l.startswith("<6>edge_agent: stopped") for l in lines)
+        # whatever the agent acked is stored; a restart takes the rest
+        stored = store_count(str(tmp_path / "agent.db"))
+        assert stored >= len(dev.acked)
+        agent2 = start_agent(str(tmp_path), path, http)
+        dev.resend()
+        wait_for(lambda: dev.pending() == 0, 20, what="all acked after restart")
+        assert store_count(str(tmp_path / "agent.db")) == 300
+        agent2.stop()
+        dev.stop()
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        notes.close()
+        broker.stop()
