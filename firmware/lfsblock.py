@@ -1,0 +1,120 @@
+"""Simulated flash for host runs: a littlefs2 filesystem on a host image file.
+
+The block device writes straight through to the image (MicroPython's unix
+files are unbuffered: every write is one write(2)), so a SIGKILL of the
+micropython process in the middle of a write is a power cut: whatever the
+kernel got stays, the rest never happens. It behaves like NOR flash and
+rejects what a real chip would get wrong: programming bytes that were not
+erased first, or touching a block outside the chip.
+
+    import lfsblock
+    lfsblock.mount("/tmp/flash.img", "/flash")   # formats only a new image
+
+ESP32 and rp2 use 4096-byte erase blocks; so does this by default.
+"""
+import os
+import vfs
+
+try:
+    from micropython import const
+except ImportError:  # CPython, for type checkers
+    def const(x):
+        return x
+
+_IOCTL_INIT = const(1)
+_IOCTL_DEINIT = const(2)
+_IOCTL_SYNC = const(3)
+_IOCTL_BLOCK_COUNT = const(4)
+_IOCTL_BLOCK_SIZE = const(5)
+_IOCTL_BLOCK_ERASE = const(6)
+
+
+class FlashError(OSError):
+    pass
+
+
+class FileBlockDev:
+    """The extended block protocol (offsets within a block) that littlefs uses."""
+
+    def __init__(self, path, block_size=4096, block_count=256, strict=True):
+        self.block_size = block_size
+        self.block_count = block_count
+        self.strict = strict
+        self._erased = b"\xff" * block_size
+        self.f = open(path, "r+b")
+
+    def _check(self, block, offset, n):
+        if block < 0 or block >= self.block_count or offset < 0 or offset + n > self.block_size:
+            raise FlashError(22)  # EINVAL: outside the chip
+
+    def readblocks(self, block, buf, offset=0):
+        self._check(block, offset, len(buf))
+        self.f.seek(block * self.block_size + offset)
+        self.f.readinto(buf)
+
+    def writeblocks(self, block, buf, offset=None):
+        if offset is None:  # the simple protocol: erase, then program the whole block
+            self.erase(block)
+            offset = 0
+        n = len(buf)
+        self._check(block, offset, n)
+        pos = block * self.block_size + offset
+        if self.strict:
+            # NOR flash only programs erased bytes; littlefs must erase first.
+            self.f.seek(pos)
+            if self.f.read(n) != self._erased[:n]:
+                raise FlashError(5)  # EIO
+        self.f.seek(pos)
+        self.f.write(buf)
+
+    def erase(self, block):
+        self._check(block, 0, 0)
+        self.f.seek(block * self.block_size)
+        self.f.write(self._erased)
+
+    def ioctl(self, op, arg):
+        if op == _IOCTL_BLOCK_COUNT:
+            return self.block_count
+        if op == _IOCTL_BLOCK_SIZE:
+            return self.block_size
+        if op == _IOCTL_BLOCK_ERASE:
+            self.erase(arg)
+            return 0
+        if op in (_IOCTL_INIT, _IOCTL_DEINIT, _IOCTL_SYNC):
+            return 0
+        return None
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def create_image(path, block_size=4096, block_count=256):
+    """A new, fully erased chip."""
+    blank = b"\xff" * block_size
+    with open(path, "wb") as f:
+        for _ in range(block_count):
+            f.write(blank)
+
+
+def mount(image, mountpoint="/flash", block_size=4096, block_count=256, strict=True):
+    """Mount the image at mountpoint and return the block device.
+
+    A missing image is created erased and formatted. An existing image that
+    does not mount raises OSError: a power cut must never need a reformat,
+    so this never formats an image it did not just create."""
+    if not _exists(image):
+        # Provisioning: build the formatted chip aside, so a cut leaves no half image.
+        tmp = image + ".new"
+        create_image(tmp, block_size, block_count)
+        bdev = FileBlockDev(tmp, block_size, block_count, strict)
+        vfs.VfsLfs2.mkfs(bdev)
+        bdev.f.close()
+        os.rename(tmp, image)
+    bdev = FileBlockDev(image, block_size, block_count, strict)
+    vfs.mount(vfs.VfsLfs2(bdev), mountpoint)
+    return bdev

@@ -1,0 +1,406 @@
+"""Durable outbox: events wait on flash until the agent acks them.
+
+A press that showed "thank you" must survive a power cut and reach the agent
+exactly once, so every event is committed to flash before the citizen sees
+anything, and deleted only after the agent's ack (protocol/SPEC.md, delivery).
+
+    ob = Outbox(root_dir, segment_bytes=4096, max_segments=32)
+    seq = ob.append(build, droppable=False)
+        # build(seq) -> bytes, the signed event for that seq. Returns seq once
+        # the record is committed to flash; None if a droppable event was
+        # dropped; raises OutboxFull if a non-droppable one does not fit.
+    ob.pending(limit, after=0)  # [(seq, payload)], unacked, oldest first, seq > after
+    ob.ack(ranges)              # [(lo, hi), ...] inclusive, any order
+    ob.depth()                  # unacked records
+    ob.raise_floor(hwm)         # the next seq will be > hwm (agent's hwm after a reflash)
+    ob.full                     # True: the next rating may be refused -> alarm
+    ob.dropped                  # droppable events refused since boot
+    ob.corrupt                  # records found broken (torn tail or bad CRC)
+    ob.close()
+
+On flash (root_dir):
+- `<first seq>.seg`: append-only segment files, at most segment_bytes each
+  (keep it at most one littlefs block: littlefs copies a file's partial last
+  block on every synced append). A segment holds consecutive seqs; a gap in
+  seqs (raise_floor) starts a new segment. Each record is a 12-byte header
+  (magic, flags, payload length, seq, CRC-32 over header and payload) and
+  the payload.
+- `ptr` (replaced atomically by writing `ptr.tmp` and renaming): the acked-up-to
+  seq and the floor. Every seq ever handed out is either in a segment or at
+  most max(acked, floor), so seqs are never reused, even when all is acked
+  and every segment deleted.
+
+Power cuts: append() returns only after the file is synced (flush), so a
+returned seq is on flash. A record cut short fails its CRC: on open it ends
+its segment and new records go to a fresh segment; earlier records are never
+rewritten. Segments are deleted only after `ptr` covers them.
+
+Acks: ranges may come in any order; the pointer moves over the acked prefix,
+acks above it are kept in RAM as merged ranges (lost on reboot, which only
+means those events are sent again and acked as duplicates).
+
+Full policy: capacity is max_segments segments. Droppable (status) events are
+refused once fewer than max_segments // 4 (at least 1) segments are free, so
+that space stays for ratings and sessions, which are never dropped. When even
+those do not fit, append raises OutboxFull: the app refuses the press with an
+error on screen and raises the `outbox_full` alarm in status.
+
+Memory: RAM holds one small list per segment and the ack ranges, never the
+payloads; pending() reads records from flash as asked, with one header buffer
+and one scratch buffer allocated once.
+"""
+import os
+import struct
+from binascii import crc32
+
+try:
+    from micropython import const
+except ImportError:  # CPython, for type checkers
+    def const(x):
+        return x
+
+_MAGIC = const(0xA7)
+_HDR = const(12)  # magic B, flags B, length H, seq I, crc I (little-endian)
+_HDR_FMT = "<BBHII"
+_FLAG_DROPPABLE = const(1)
+_PTR_MAGIC = b"QLP1"
+_PTR_FMT = "<4sIII"  # magic, acked, floor, crc of the first 12 bytes
+_PTR_LEN = const(16)
+_SCRATCH = const(256)
+_MAX_EVENT = const(1024)  # protocol limit, used for `full`
+# per-segment list fields
+_FIRST = const(0)
+_LAST = const(1)
+_SIZE = const(2)
+
+
+class OutboxFull(Exception):
+    pass
+
+
+class Outbox:
+    def __init__(self, root_dir, segment_bytes=4096, max_segments=32):
+        if segment_bytes < _HDR + 1 or segment_bytes > 65535 + _HDR:
+            raise ValueError("segment_bytes")
+        self.root = root_dir.rstrip("/")
+        self.segment_bytes = segment_bytes
+        self.max_segments = max_segments
+        self.reserve = max(1, max_segments // 4)
+        self.dropped = 0
+        self.corrupt = 0
+        self._hdr = bytearray(_HDR)
+        self._scratch = bytearray(_SCRATCH)
+        self._segs = []  # [first, last, size] per segment, oldest first
+        self._above = []  # [lo, hi] acked ranges above the pointer, sorted, disjoint
+        self._w = None  # the newest segment, open for appending
+        self._rotate = True  # next append starts a new segment
+        self._cursor = None  # (first of segment, offset, seq): where pending() stopped
+        try:
+            os.mkdir(self.root)
+        except OSError:
+            pass  # exists
+        self._acked, self._floor = self._read_ptr()
+        self._scan()
+        last = self._segs[-1][_LAST] if self._segs else 0
+        self._next = max(self._acked, self._floor, last) + 1
+        self._free_acked()
+
+    # ---- flash layout -------------------------------------------------
+
+    def _path(self, name):
+        return self.root + "/" + name
+
+    def _seg_path(self, first):
+        return self.root + "/" + str(first) + ".seg"
+
+    def _read_ptr(self):
+        best = (0, 0)
+        for name in ("ptr", "ptr.tmp"):  # a finished ptr.tmp is a newer, complete state
+            try:
+                with open(self._path(name), "rb") as f:
+                    b = f.read(_PTR_LEN)
+            except OSError:
+                continue
+            if len(b) != _PTR_LEN:
+                continue
+            magic, acked, floor, crc = struct.unpack(_PTR_FMT, b)
+            if magic == _PTR_MAGIC and crc == crc32(b[:12]):
+                best = (max(acked, best[0]), max(floor, best[1]))
+        return best
+
+    def _write_ptr(self):
+        b = bytearray(_PTR_LEN)
+        struct.pack_into("<4sII", b, 0, _PTR_MAGIC, self._acked, self._floor)
+        struct.pack_into("<I", b, 12, crc32(b[:12]))
+        tmp = self._path("ptr.tmp")
+        with open(tmp, "wb") as f:
+            f.write(b)
+        os.rename(tmp, self._path("ptr"))  # littlefs: atomic replace
+
+    def _scan(self):
+        """Rebuild the segment list from flash; stop each segment at its first bad record."""
+        firsts = []
+        for name in os.listdir(self.root):
+            if name.endswith(".seg"):
+                try:
+                    firsts.append(int(name[:-4]))
+                except ValueError:
+                    pass
+        firsts.sort()
+        for first in firsts:
+            path = self._seg_path(first)
+            with open(path, "rb") as f:
+                seq, end, torn = self._walk(f, first)
+                size = f.seek(0, 2)
+            if seq == first:  # no valid record: a segment created just before a cut
+                os.remove(path)
+                continue
+            if end != size:
+                self.corrupt += 1
+            self._segs.append([first, seq - 1, end])
+        # New records always go to a fresh segment after a boot: never append
+        # after a torn tail, and the walk above does not leave a handle open.
+        self._rotate = True
+
+    def _walk(self, f, first):
+        """Read records while they check out; return (next seq, end offset, stopped early)."""
+        seq, end = first, 0
+        hdr = self._hdr
+        while True:
+            if f.readinto(hdr) != _HDR:
+                return seq, end, False
+            magic, _, n, s, crc = struct.unpack(_HDR_FMT, hdr)
+            if magic != _MAGIC or s != seq or _HDR + n > self.segment_bytes \
+                    or self._crc_file(f, n) != crc:
+                return seq, end, True
+            seq += 1
+            end += _HDR + n
+
+    def _crc_file(self, f, n):
+        """CRC of the header in self._hdr and the next n bytes of f, in scratch-sized pieces."""
+        crc = crc32(memoryview(self._hdr)[:8])
+        mv = memoryview(self._scratch)
+        while n:
+            k = min(n, _SCRATCH)
+            if f.readinto(mv[:k]) != k:
+                return None
+            crc = crc32(mv[:k], crc)
+            n -= k
+        return crc
+
+    # ---- append ------------------------------------------------------
+
+    def _room(self, need):
+        """Segments in use after storing `need` bytes."""
+        n = len(self._segs)
+        if self._rotate or not n or self._segs[-1][_SIZE] + need > self.segment_bytes:
+            n += 1
+        return n
+
+    @property
+    def full(self):
+        return self._room(min(self.segment_bytes, _HDR + _MAX_EVENT)) > self.max_segments
+
+    def append(self, build, droppable=False):
+        limit = self.max_segments - (self.reserve if droppable else 0)
+        if self._room(_HDR + 1) > limit:  # not even the smallest record fits: skip build
+            return self._refuse(droppable)
+        seq = self._next
+        payload = build(seq)
+        need = _HDR + len(payload)
+        if need > self.segment_bytes:
+            raise ValueError("event larger than a segment")
+        if self._room(need) > limit:
+            return self._refuse(droppable)
+        hdr = self._hdr
+        struct.pack_into(_HDR_FMT, hdr, 0, _MAGIC, _FLAG_DROPPABLE if droppable else 0,
+                         len(payload), seq, 0)
+        struct.pack_into("<I", hdr, 8, crc32(payload, crc32(memoryview(hdr)[:8])))
+        try:
+            if self._rotate or not self._segs or \
+                    self._segs[-1][_SIZE] + need > self.segment_bytes:
+                self._close_w()
+                self._w = open(self._seg_path(seq), "wb")
+                self._segs.append([seq, seq - 1, 0])
+                self._rotate = False
+            seg = self._segs[-1]
+            self._w.write(hdr)
+            self._w.write(payload)
+            self._w.flush()  # littlefs: sync = commit; the record is now on flash
+        except OSError as e:
+            self._abandon(seq)
+            if e.args and e.args[0] == 28:  # ENOSPC: the filesystem itself is full
+                raise OutboxFull("flash full")
+            raise
+        seg[_LAST] = seq
+        seg[_SIZE] += need
+        self._next = seq + 1
+        return seq
+
+    def _abandon(self, seq):
+        """A write failed: end the newest segment before the half-written record."""
+        self._rotate = True
+        self._cursor = None
+        try:
+            self._close_w()  # may commit the half record: the CRC catches it on open
+        except OSError:
+            pass
+        if self._segs and self._segs[-1][_FIRST] == seq:  # it holds nothing of ours
+            self._segs.pop()
+            try:
+                os.remove(self._seg_path(seq))
+            except OSError:
+                pass
+
+    def _refuse(self, droppable):
+        if droppable:
+            self.dropped += 1
+            return None
+        raise OutboxFull("outbox full")
+
+    def _close_w(self):
+        if self._w is not None:
+            try:
+                self._w.close()
+            finally:
+                self._w = None
+
+    def close(self):
+        self._close_w()
+        self._rotate = True
+
+    def raise_floor(self, hwm):
+        if hwm < self._next:
+            return
+        self._floor = hwm
+        self._write_ptr()
+        self._next = hwm + 1
+        self._rotate = True  # a segment holds consecutive seqs only
+
+    # ---- read and ack ----------------------------------------------------
+
+    def _is_acked(self, seq):
+        if seq <= self._acked:
+            return True
+        for lo, hi in self._above:
+            if lo <= seq <= hi:
+                return True
+            if lo > seq:
+                break
+        return False
+
+    def depth(self):
+        n = 0
+        for first, last, _ in self._segs:
+            lo = max(first, self._acked + 1)
+            if last >= lo:
+                n += last - lo + 1
+                for a, b in self._above:
+                    a, b = max(a, lo), min(b, last)
+                    if b >= a:
+                        n -= b - a + 1
+        return n
+
+    def pending(self, limit, after=0):
+        out = []
+        start = max(self._acked, after) + 1
+        hdr = self._hdr
+        for seg in self._segs:
+            first, last = seg[_FIRST], seg[_LAST]
+            if last < start:
+                continue
+            if len(out) >= limit:
+                break
+            seq, off = first, 0
+            c = self._cursor
+            if c is not None and c[0] == first and c[2] <= start:
+                seq, off = c[2], c[1]
+            with open(self._seg_path(first), "rb") as f:
+                f.seek(off)
+                while seq <= last and len(out) < limit:
+                    if f.readinto(hdr) != _HDR:
+                        self._lost(seg, seq)
+                        break
+                    magic, _, n, s, crc = struct.unpack(_HDR_FMT, hdr)
+                    if magic != _MAGIC or s != seq or _HDR + n > self.segment_bytes:
+                        self._lost(seg, seq)
+                        break
+                    if seq < start or self._is_acked(seq):
+                        f.seek(n, 1)
+                    else:
+                        payload = f.read(n)
+                        if len(payload) != n or \
+                                crc32(payload, crc32(memoryview(hdr)[:8])) != crc:
+                            self._lost(seg, seq)
+                            break
+                        out.append((seq, payload))
+                    seq += 1
+                    off += _HDR + n
+                self._cursor = (first, off, seq)
+        return out
+
+    def _lost(self, seg, seq):
+        """A record went bad after boot (flash fault): drop it and the rest of its segment."""
+        self.corrupt += 1
+        seg[_LAST] = seq - 1
+        if seg is self._segs[-1]:
+            self._close_w()
+            self._rotate = True
+        self._cursor = None
+
+    def _next_unacked(self):
+        for first, last, _ in self._segs:
+            if last > self._acked:
+                return max(first, self._acked + 1)
+        return None
+
+    def ack(self, ranges):
+        last = self._next - 1
+        moved = False
+        for lo, hi in sorted(ranges):
+            lo, hi = max(lo, self._acked + 1), min(hi, last)
+            if lo > hi:
+                continue
+            nu = self._next_unacked()
+            if nu is not None and lo <= nu:
+                self._acked, moved = hi, True
+            else:
+                self._add_above(lo, hi)
+        # Absorb acked ranges that now touch the pointer (possibly across seq gaps).
+        while True:
+            above = [r for r in self._above if r[1] > self._acked]
+            self._above = above
+            nu = self._next_unacked()
+            if nu is None:
+                # everything stored is acked; remaining ranges name nothing we hold
+                self._above = []
+                break
+            if not above or above[0][0] > nu:
+                break
+            self._acked, moved = above[0][1], True
+        if moved:
+            self._write_ptr()  # before deleting anything it covers
+            self._free_acked()
+
+    def _add_above(self, lo, hi):
+        r = self._above
+        r.append([lo, hi])
+        r.sort()
+        merged = [r[0]]
+        for a, b in r[1:]:
+            if a <= merged[-1][1] + 1:
+                if b > merged[-1][1]:
+                    merged[-1][1] = b
+            else:
+                merged.append([a, b])
+        self._above = merged
+
+    def _free_acked(self):
+        """Delete segments the pointer covers, except the one being appended to."""
+        segs = self._segs
+        while segs and segs[0][_LAST] <= self._acked and \
+                (len(segs) > 1 or self._w is None):
+            first = segs.pop(0)[_FIRST]
+            if self._cursor is not None and self._cursor[0] == first:
+                self._cursor = None
+            os.remove(self._seg_path(first))
