@@ -1,0 +1,148 @@
+"""Durable ingest rate of the edge agent against the broker's own limit,
+both measured in this run on this machine with the same broker settings:
+
+  broker limit   P `mosquitto_pub -l` publishers (QoS 1) -> one
+                 `mosquitto_sub -q 1` subscriber: how fast Mosquitto moves
+                 these messages from publishers to one QoS 1 subscriber;
+  agent          the same publishers and messages -> the edge agent, counted
+                 when COMMITted to SQLite (synchronous=FULL) - durable, the
+                 moment a device may forget the event.
+
+Also reports the agent's batch size (messages per commit). Exit 1 if the
+agent does not end with exactly N events.
+
+    python -m bench.agent_ingest [--events N] [--publishers P] [--inflight K]
+"""
+import argparse
+import os
+import secrets
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+import protocol
+from protocol import topics
+from tools.procs import Mosquitto, Proc, VENV_BIN, free_port, wait_for
+
+HALL = "bench"
+
+
+def broker_conf(work, port, inflight):
+    return "\n".join(["listener %d 127.0.0.1" % port, "allow_anonymous true", "persistence false",
+                      "max_queued_messages 0", "max_inflight_messages %d" % inflight,
+                      "log_dest stdout", "log_type error", ""])
+
+
+def payloads(devices, per_device, keys):
+    out = {}
+    for d in devices:
+        lines = []
+        for seq in range(1, per_device + 1):
+            ev = {"v": 1, "device": d, "seq": seq, "kind": "rating", "t": 1764000000000 + seq,
+                  "level": protocol.LEVELS[seq % 5], "channel": "window", "session": "%s-1-%d" % (d, seq)}
+            lines.append(protocol.encode(ev, keys[d]))
+        out[d] = b"\n".join(lines) + b"\n"
+    return out
+
+
+def publish_all(port, data):
+    procs = [subprocess.Popen(["mosquitto_pub", "-p", str(port), "-q", "1", "-l",
+                               "-i", "bench-pub-" + d, "-t", topics.topic(HALL, d, "events")],
+                              stdin=subprocess.PIPE) for d in data]
+    for p, body in zip(procs, data.values()):
+        p.stdin.write(body)
+        p.stdin.close()
+    return procs
+
+
+def broker_limit(work, n, data, inflight):
+    port = free_port()
+    broker = Mosquitto(work + "/b1", port=port, conf=broker_conf(work + "/b1", port, inflight)).start()
+    try:
+        sub = subprocess.Popen(["mosquitto_sub", "-p", str(port), "-q", "1", "-C", str(n),
+                                "-t", topics.for_all_devices(HALL, "events")], stdout=subprocess.DEVNULL)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        pubs = publish_all(port, data)
+        sub.wait(600)
+        dt = time.monotonic() - t0
+        for p in pubs:
+            p.wait(60)
+        return n / dt, dt
+    finally:
+        broker.stop()
+
+
+def agent_rate(work, n, data, keys, inflight):
+    port, http = free_port(), free_port()
+    broker = Mosquitto(work + "/b2", port=port, conf=broker_conf(work + "/b2", port, inflight)).start()
+    cfg = os.path.join(work, "agent.toml")
+    db = os.path.join(work, "agent.db")
+    with open(cfg, "w") as f:
+        f.write('hall = "%s"\n[mqtt]\nport = %d\n[store]\npath = "%s"\n[http]\nport = %d\n' % (HALL, port, db, http))
+    ea = os.path.join(VENV_BIN, "edge-agent")
+    for d, k in keys.items():
+        subprocess.run([ea, "--config", cfg, "devices", "add", d, "--window", "W" + d[-3:], "--key", k.hex()],
+                       check=True, capture_output=True)
+    agent = Proc("edge-agent", [ea, "run", "--config", cfg], work).start()
+    try:
+        import urllib.request
+        wait_for(lambda: _ok("http://127.0.0.1:%d/healthz" % http), 30, what="agent")
+        t0 = time.monotonic()
+        pubs = publish_all(port, data)
+        c = sqlite3.connect(db, timeout=30)
+        wait_for(lambda: c.execute("SELECT count(*) FROM events").fetchone()[0] >= n, 600, 0.02, "all stored")
+        dt = time.monotonic() - t0
+        stored = c.execute("SELECT count(*) FROM events").fetchone()[0]
+        counters = dict(c.execute("SELECT name, value FROM counters"))
+        c.close()
+        for p in pubs:
+            p.wait(60)
+        return n / dt, dt, stored, counters.get("received", 0) / max(1, counters.get("commits", 1))
+    finally:
+        agent.stop()
+        broker.stop()
+
+
+def _ok(url):
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=20000)
+    ap.add_argument("--publishers", type=int, default=10)
+    ap.add_argument("--inflight", type=int, default=200, help="broker max_inflight_messages (broker-config's value)")
+    args = ap.parse_args(argv)
+    per = args.events // args.publishers
+    n = per * args.publishers
+    devices = ["ev-%03d" % i for i in range(args.publishers)]
+    keys = {d: secrets.token_bytes(32) for d in devices}
+    data = payloads(devices, per, keys)
+    work = tempfile.mkdtemp(prefix="bench-agent-ingest-")
+    try:
+        limit, t_limit = broker_limit(work, n, data, args.inflight)
+        rate, t_agent, stored, per_commit = agent_rate(work, n, data, keys, args.inflight)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("%d QoS 1 events from %d publishers, broker max_inflight_messages %d" % (n, args.publishers, args.inflight))
+    print("%-44s %9.0f msg/s  (%.1f s)" % ("broker limit (mosquitto_pub -> mosquitto_sub)", limit, t_limit))
+    print("%-44s %9.0f msg/s  (%.1f s)" % ("agent, durable (committed, synchronous=FULL)", rate, t_agent))
+    print("%-44s %9.0f %%" % ("agent / broker limit", 100.0 * rate / limit))
+    print("%-44s %9.0f" % ("agent messages per commit (mean)", per_commit))
+    if stored != n:
+        print("FAIL: agent stored %d of %d" % (stored, n))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
