@@ -137,6 +137,15 @@ def validate(board):
     freq = buzzer.get("freq", 2700)
     if not isinstance(freq, int) or not 100 <= freq <= 10000:
         errors.append("buzzer.freq: %r Hz is outside 100..10000" % (freq,))
+    duty = buzzer.get("duty_u16", 32768)
+    if not isinstance(duty, int) or not 0 < duty <= 65535:
+        errors.append("buzzer.duty_u16: %r is outside 1..65535" % (duty,))
+    if not isinstance(light.get("active_high", True), bool):
+        errors.append("light.active_high: must be true or false")
+
+    country = (board.get("wifi") or {}).get("country", "CN")
+    if not (isinstance(country, str) and len(country) == 2 and country.isupper()):
+        errors.append("wifi.country: %r is not a two-letter country code such as CN" % (country,))
 
     display = board.get("display") or {}
     if display.get("driver") != "ssd1306":

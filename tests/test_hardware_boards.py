@@ -68,6 +68,10 @@ def broken(name, change):
      "light.green: GPIO25 is used by the CYW43439 Wi-Fi chip on the Pico W"),
     ("pico_w", lambda b: b["buttons"].update(very_satisfied=11),
      "buttons.very_satisfied: GPIO11 is already used by buttons.satisfied"),
+    ("pico_w", lambda b: b["buzzer"].update(duty_u16=70000),
+     "buzzer.duty_u16: 70000 is outside 1..65535"),
+    ("pico_w", lambda b: b["wifi"].update(country="china"),
+     "wifi.country: 'china' is not a two-letter country code"),
     ("pico_w", lambda b: b.update(chip="esp8266"),
      "chip: 'esp8266' is not one of esp32, rp2040_pico_w"),
 ])
