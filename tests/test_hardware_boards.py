@@ -121,3 +121,11 @@ def test_readme_wiring_table_matches_the_board_file(name, heading, prefix):
     for role, gpio in pins.items():
         row = rows.get("%s%d" % (prefix, gpio), "")
         assert LABELS[role] in row, "README %s: GPIO %d should be %s, row is %r" % (name, gpio, LABELS[role], row)
+
+
+@pytest.mark.parametrize("module", ["hardware.boards", "tools.fontgen"])
+def test_hardware_tools_explain_themselves(module):
+    r = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0
+    description = r.stdout.split("\n\n")[1]
+    assert len(description.strip()) > 20, r.stdout
