@@ -64,7 +64,7 @@ def run_kill_test(work, total, publishers, kills, seed=1):
             for seq in range(1, per + 1):
                 for d in devices:
                     d.send(rating(d.device, seq, level=rnd.choice(["satisfied", "dissatisfied"])))
-                time.sleep(0.35)
+                time.sleep(0.25)
         except Exception as e:  # surfaced by the main thread
             failures.append(e)
         finally:
@@ -82,7 +82,7 @@ def run_kill_test(work, total, publishers, kills, seed=1):
         t.start()
     try:
         for i in range(kills):
-            time.sleep(rnd.uniform(0.8, 2.0))
+            time.sleep(rnd.uniform(0.5, 1.5))
             if i == kills // 2:
                 # the broker dies under a running agent, which reconnects to its session
                 broker.kill()
