@@ -45,6 +45,7 @@ _THANKS_MS = const(3000)
 _BUSY_MS = const(3000)
 _GUARD_MS = const(1000)
 _STAFF_I = const(5)          # index of the staff key in BUTTONS
+_GC_MS = const(500)
 
 
 def _read_json(path):
@@ -267,6 +268,7 @@ class Evaluator:
         same = bytearray(n)
         self._staff_since = 0
         self._staff_long = True
+        self._gc_at = time.ticks_ms()
         desk = self.desk
         while True:
             now = time.ticks_ms()
@@ -297,6 +299,11 @@ class Evaluator:
             busy = time.ticks_diff(self.busy_until, now) > 0
             self.screen.update(desk, self.config, self.window(), now, busy)
             self._looped = True
+            if time.ticks_diff(now, self._gc_at) >= _GC_MS:
+                # Collect while quiet rather than when a big allocation fails:
+                # a fragmented 64 KiB heap fails long before it is full.
+                gc.collect()
+                self._gc_at = now
             await asyncio.sleep_ms(_POLL_MS)
 
     # -- background --------------------------------------------------------------
@@ -337,6 +344,9 @@ class Evaluator:
         return out
 
     async def _main(self):
+        gc.collect()
+        # Collect early, before the heap fills: fewer, cheaper collections and less fragmentation.
+        gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
         for coro in self.board.background():
             asyncio.create_task(coro)
         asyncio.create_task(self.uplink.run())

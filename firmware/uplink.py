@@ -26,7 +26,7 @@ except ImportError:
     def const(x):
         return x
 
-_BATCH = const(8)            # records read from flash per step
+_BATCH = const(4)            # records read from flash per step
 _MIN_BACKOFF = const(1000)
 _MAX_BACKOFF = const(30000)
 _STEADY_MS = const(60000)    # a link that lived this long resets the backoff
@@ -45,7 +45,7 @@ class Uplink:
         self.t_cmd = topics.topic(hall, dev, topics.CMD)
         self.keepalive = site.get("keepalive_s", 30)
         self.ack_timeout = site.get("ack_timeout_s", 30) * 1000
-        self.window = site.get("mqtt_window", 32)
+        self.window = site.get("mqtt_window", 16)
         self.wake = asyncio.Event()
         self.mq = None
         self.connected = False

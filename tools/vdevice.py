@@ -29,7 +29,7 @@ FIRMWARE = os.path.join(ROOT, "firmware")
 
 # What goes into the ROMFS image: the firmware a board would run, not the
 # real-board layers (they import `machine`) nor the boot entry points.
-_NOT_IN_ROM = ("main.py", "romboot.py", "manifest.py", "board_esp32.py", "board_rp2.py",
+_NOT_IN_ROM = ("romboot.py", "manifest.py", "board_esp32.py", "board_rp2.py",
                "board_mcu.py")
 ROM_DIR = os.path.join(ROOT, "build", "romfs")
 
@@ -209,8 +209,8 @@ class VirtualDevice:
             self.start()
 
     def kill(self):
-        """Power cut."""
-        self._close()
+        """Power cut. (The harness link just breaks, as it would: a caller
+        in another thread sees DeviceError.)"""
         if self.proc is not None:
             p, self.proc = self.proc, None
             p.kill()
@@ -250,7 +250,7 @@ class VirtualDevice:
                     if not line:
                         raise OSError("device closed the link")
                     break
-                except OSError as e:
+                except (OSError, ValueError) as e:
                     self._close()
                     if attempt or not self.alive():
                         raise DeviceError("%s: %s (%s)" % (self.device, req.get("op"), e))

@@ -1,0 +1,242 @@
+"""The window-side experience, asserted on what a citizen and the staff see
+(display rows, service light, buzzer) and on the events the agent gets.
+
+Real firmware under the MicroPython unix port at -X heapsize=64k, the
+simulated board, a real Mosquitto, and a test-side agent (tools.vdevice.Acker)."""
+import os
+import random
+
+import pytest
+
+from harness import Mosquitto, wait_for
+from tools.vdevice import LEVELS, Acker, VirtualDevice
+
+HALL = "fw-hall"
+KEY = bytes(range(1, 33))
+DEV = "ev-07"
+BASE = {"window": "A07", "staff": "张三", "staff_no": "1024",
+        "targets": {"default": 900}, "warn_pct": 80, "prompt_s": 2}
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Mosquitto(str(tmp_path / "broker")).start()
+    yield b
+    b.stop()
+
+
+def _rig(tmp_path, broker, config=None, site=None):
+    acker = Acker(broker.port, HALL, {DEV: KEY}, {"*": dict(BASE, **(config or {}))}).start()
+    s = {"long_ms": 150}
+    s.update(site or {})
+    vd = VirtualDevice(str(tmp_path / DEV), HALL, DEV, KEY, broker.port, window="A99",
+                       heapsize="64k", site=s)
+    return acker, vd
+
+
+@pytest.fixture
+def rig(tmp_path, broker):
+    acker, vd = _rig(tmp_path, broker)
+    vd.start()
+    wait_for(lambda: vd.screen()["lines"][:2] == ["A07 No.1024", "张三"], 20,
+             what="retained config on screen")
+    yield acker, vd
+    vd.stop()
+    acker.stop()
+
+
+def sessions(acker, action=None):
+    return [e for e in acker.of_kind("session") if action in (None, e["action"])]
+
+
+def test_a_service_from_call_to_thanks(rig):
+    acker, vd = rig
+    assert vd.screen()["lines"] == ["A07 No.1024", "张三", "Welcome", "欢迎"]
+    assert vd.screen()["light"] is None
+    vd.press("satisfied")                     # nothing to rate yet
+    assert vd.stats()["ignored"] == 1
+    vd.call("A012")
+    s = vd.screen()
+    assert s["lines"][2].startswith("Serving 00:0") and s["lines"][3] == "服务中"
+    assert s["light"] == "green"
+    vd.press("very_satisfied")                # while being served: ignored
+    vd.staff("pause")
+    assert vd.screen()["lines"][2:] == [vd.screen()["lines"][2], "暂停服务"]
+    assert vd.screen()["lines"][2].startswith("Paused")
+    vd.staff("resume")
+    assert vd.screen()["lines"][3] == "服务中"
+    vd.staff("end")
+    assert vd.screen()["lines"][2:] == ["Please rate", "请您评价"]
+    beeps = vd.screen()["beeps"]
+    vd.press("dissatisfied")
+    s = vd.screen()
+    assert s["lines"][2:] == ["Thank you", "谢谢您的评价"]
+    assert s["beeps"] == beeps + 1
+    vd.press("very_satisfied")                # 一次一评: the second press is ignored
+    st = vd.stats()
+    assert st["thanks"] == 1 and st["ignored"] == 3
+    wait_for(lambda: vd.stats()["outbox"] == 0, 20, what="all acked")
+    ratings = acker.of_kind("rating")
+    assert [(r["level"], r["window"], r["staff"], r["channel"]) for r in ratings] == \
+        [("dissatisfied", "A07", "1024", "window")]
+    steps = [e["action"] for e in sessions(acker)]
+    assert steps == ["called", "started", "paused", "resumed", "ended"]
+    called, started, ended = sessions(acker, "called")[0], sessions(acker, "started")[0], sessions(acker, "ended")[0]
+    assert called["ticket"] == started["ticket"] == "A012"
+    assert ratings[0]["session"] == started["session"] == ended["session"]
+    assert ended["paused_ms"] >= 150 and ended["service_ms"] >= 0
+    assert ended["t"] > 1700000000000         # wall clock from the config beacon
+    # The status event counts the ignored presses for the hall manager.
+    acker.send_cmd(DEV, {"cmd": "status"})
+    wait_for(lambda: any(e.get("ignored") == 3 for e in acker.of_kind("status")), 20,
+             what="status with ignored presses")
+
+
+def test_prompt_timeout_closes_unrated_and_invents_nothing(rig):
+    acker, vd = rig
+    vd.staff("start")
+    vd.staff("end")
+    assert vd.screen()["lines"][2] == "Please rate"
+    wait_for(lambda: vd.screen()["lines"][2] == "Welcome", 10, what="prompt timed out")
+    vd.press("satisfied")                     # too late
+    wait_for(lambda: sessions(acker, "unrated"), 10, what="unrated step")
+    assert acker.of_kind("rating") == []
+    assert vd.stats()["thanks"] == 0 and vd.stats()["ignored"] == 1
+    # A new service while a prompt is open closes that prompt as unrated.
+    vd.call("A100")
+    vd.staff("end")
+    vd.call("A101")
+    wait_for(lambda: len(sessions(acker, "unrated")) == 2, 10, what="second unrated")
+    assert acker.of_kind("rating") == []
+
+
+def test_contact_bounce_is_not_a_press(rig):
+    acker, vd = rig
+    vd.call("A001")
+    vd.staff("end")
+    before = vd.stats()["inputs"]
+    for _ in range(5):
+        vd.glitch("satisfied")
+    assert vd.stats()["inputs"] == before
+    assert vd.screen()["lines"][2] == "Please rate"
+    vd.press("satisfied")
+    assert vd.stats()["thanks"] == 1
+
+
+def test_the_sim_board_refuses_what_a_board_would_not_do(rig):
+    acker, vd = rig
+    from tools.vdevice import DeviceError
+    for bad in ({"op": "press", "button": "excellent"}, {"op": "press", "button": "staff", "ms": -1},
+                {"op": "press", "button": "satisfied", "colour": "red"}, {"op": "fly"}):
+        with pytest.raises(DeviceError):
+            vd._rpc(bad)
+    with pytest.raises(ValueError):
+        vd.press("excellent")
+
+
+def test_service_light_follows_the_time_target(tmp_path, broker):
+    acker, vd = _rig(tmp_path, broker, {"targets": {"default": 2}, "warn_pct": 50})
+    try:
+        vd.start()
+        wait_for(lambda: vd.screen()["lines"][0] == "A07 No.1024", 20, what="config")
+        vd.call("A001")
+        assert vd.screen()["light"] == "green"
+        wait_for(lambda: vd.screen()["light"] == "yellow", 10, what="yellow near the limit")
+        wait_for(lambda: vd.screen()["light"] == "red", 10, what="red over the limit")
+        vd.staff("end")
+        vd.press("satisfied")
+        assert vd.screen()["light"] is None
+    finally:
+        vd.stop()
+        acker.stop()
+
+
+def test_full_outbox_refuses_presses_instead_of_dropping_them(tmp_path, broker):
+    acker, vd = _rig(tmp_path, broker, site={"segment_bytes": 1024, "max_segments": 4})
+    acker.acking = False
+    try:
+        vd.start()
+        refused_at = None
+        for i in range(20):
+            vd.call("F%02d" % i)
+            vd.staff("end")
+            vd.press("satisfied")
+            st = vd.stats()
+            if st["refused"]:
+                refused_at = i
+                break
+        assert refused_at is not None, "the outbox never filled"
+        assert vd.screen()["lines"][2:] == ["Busy, sorry", "系统繁忙"]
+        thanks = vd.stats()["thanks"]
+        acker.acking = True
+        wait_for(lambda: vd.stats()["outbox"] == 0, 30, what="drained after acks resume")
+        wait_for(lambda: len(acker.of_kind("rating")) == thanks, 10, what="every thanked rating")
+        vd.call("G01")
+        vd.staff("end")
+        vd.press("very_satisfied")
+        assert vd.stats()["thanks"] == thanks + 1
+        # The alarm goes out with the first status that fits.
+        acker.send_cmd(DEV, {"cmd": "status"})
+        wait_for(lambda: any(e.get("alarm") == "outbox_full" for e in acker.of_kind("status")), 20,
+                 what="outbox_full alarm in status")
+    finally:
+        vd.stop()
+        acker.stop()
+
+
+def _run_sessions(tmp_path, broker, n, seed=1):
+    """n sessions with random pauses, repeated presses, stray presses and
+    timeouts; the agent must hold exactly the ratings the citizen was thanked
+    for, one per rated session, and an `unrated` step for every other."""
+    rnd = random.Random(seed)
+    acker, vd = _rig(tmp_path, broker, {"prompt_s": 1})
+    expect_rated, expect_unrated = {}, set()
+    try:
+        vd.start()
+        wait_for(lambda: vd.screen()["lines"][0] == "A07 No.1024", 20, what="config")
+        for i in range(n):
+            if rnd.random() < 0.5:
+                vd.call("T%04d" % i)
+            else:
+                vd.staff("start")
+            session = vd.stats()["session"]
+            if rnd.random() < 0.1:
+                vd.press(rnd.choice(LEVELS), ms=20)          # stray press while served
+            if rnd.random() < 0.1:
+                vd.staff("pause")
+                vd.staff("resume")
+            vd.staff("end")
+            if rnd.random() < 0.05:
+                wait_for(lambda: vd.stats()["state"] == "idle", 10, what="timeout")
+                expect_unrated.add(session)
+                continue
+            level = rnd.choice(LEVELS)
+            vd.press(level, ms=20)
+            expect_rated[session] = level
+            if rnd.random() < 0.2:
+                vd.press(rnd.choice(LEVELS), ms=20)          # repeated press
+        st = vd.stats()
+        assert st["thanks"] == len(expect_rated)
+        wait_for(lambda: vd.stats()["outbox"] == 0, 60, what="all acked")
+        got = {r["session"]: r["level"] for r in acker.of_kind("rating")}
+        assert len(acker.of_kind("rating")) == len(expect_rated)
+        assert got == expect_rated
+        assert {e["session"] for e in sessions(acker, "unrated")} == expect_unrated
+        assert len(sessions(acker, "ended")) == n
+        assert acker.conflicts == 0 and not acker.rejected
+        assert vd.alive(), vd.log()[-2000:]
+        return vd.stats()
+    finally:
+        vd.stop()
+        acker.stop()
+
+
+def test_many_sessions_at_64k(tmp_path, broker):
+    n = int(os.environ.get("QL_FW_SESSIONS", "150"))
+    _run_sessions(tmp_path, broker, n)
+
+
+@pytest.mark.soak
+def test_1000_sessions_at_64k(tmp_path, broker):
+    st = _run_sessions(tmp_path, broker, 1000, seed=1000)
+    print("heap free at the end:", st["heap"])
