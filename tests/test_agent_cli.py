@@ -1,6 +1,7 @@
 """The edge-agent command line: config check explains, devices commands,
 help on every command, one-line errors."""
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -99,3 +100,17 @@ def test_status_without_a_running_agent(conf):
     out = run("--config", conf, "status", "--json")
     assert out.returncode == 0 and '"committed": 0' in out.stdout
     assert "devices: 0 online, 1 offline" in run("--config", conf, "status").stdout
+
+
+def test_systemd_unit_restarts_watches_and_hardens():
+    unit = open(os.path.join(os.path.dirname(cli.__file__), "..", "deploy", "edge-agent.service")).read()
+    for line in ("Type=notify", "Restart=always", "WatchdogSec=", "ProtectSystem=strict",
+                 "ReadWritePaths=/var/lib/qinglian", "NoNewPrivileges=true", "PrivateTmp=true",
+                 "UMask=0077", "ExecStart=/opt/qinglian/.venv/bin/edge-agent run --config"):
+        assert line in unit, line
+    analyze = shutil.which("systemd-analyze")
+    if analyze:
+        out = subprocess.run([analyze, "verify", "--man=no", os.path.abspath(os.path.join(
+            os.path.dirname(cli.__file__), "..", "deploy", "edge-agent.service"))], capture_output=True, text=True)
+        complaints = [l for l in out.stderr.splitlines() if "is not executable" not in l and l.strip()]
+        assert not complaints, complaints

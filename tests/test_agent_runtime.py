@@ -113,6 +113,10 @@ def test_configs_beacon_presence_and_hall_screen(inproc):
         assert dev.configs[-1]["targets"]["default"] == 300
         wait_for(lambda: cmds, 5, what="time beacon")
         assert cmds[0]["cmd"] == "time" and abs(cmds[0]["t"] - time.time() * 1000) < 60000
+        out = edge_agent(inproc["config"], "status", "--json")
+        snap = json.loads(out.stdout)
+        assert snap["broker_connected"] is True and snap["committed"] == 4
+        assert "broker: connected" in edge_agent(inproc["config"], "status").stdout
         screen = http_json(inproc["http"], "/api/hall")
         w = {x["window"]: x for x in screen["windows"]}["A02"]
         assert w["online"] and w["staff"] == "王五"

@@ -1,0 +1,149 @@
+"""The store and the ingest rules on real SQLite files (no broker): the
+front door, classification of a batch, and the committer's promise - PUBACK
+in arrival order, and only for what another connection can already read."""
+import os
+import queue
+import sqlite3
+import threading
+
+import pytest
+
+import protocol
+from edge_agent import ingest, registry
+from edge_agent.committer import Committer
+from edge_agent.ingest import Inbound
+from edge_agent.store import MIGRATIONS, Store
+from test_agent_support import rating
+
+HALL = "h1"
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(str(tmp_path / "agent.db"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def keys(store):
+    return {d: bytes.fromhex(registry.add(store, HALL, d, "A01")) for d in ("ev-01", "ev-02")}
+
+
+def msg(mid, device, payload, channel="events", retain=False):
+    return Inbound(mid, 1, "qinglian/v1/%s/%s/%s" % (HALL, device, channel), payload, retain, 1000 + mid, 1)
+
+
+def test_front_door(tmp_path):
+    path = str(tmp_path / "agent.db")
+    s = Store(path)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert s.one("PRAGMA journal_mode") == "wal" and s.one("PRAGMA synchronous") == 2   # FULL
+    assert [r[0] for r in s.conn.execute("SELECT name FROM _migrations")] == [m[0] for m in MIGRATIONS]
+    Store(path).close()                                           # migrations run once
+    assert s.one("SELECT count(*) FROM _migrations") == len(MIGRATIONS)
+    with pytest.raises(ZeroDivisionError):
+        with s.atomic():
+            s.bump("x", 5)
+            1 / 0
+    assert s.counters() == {}
+    assert not s.conn.in_transaction
+    mem = Store(memory=True)
+    assert "events" in mem.db.table_names()
+
+
+def test_unsynced_rows_come_in_arrival_order_from_the_partial_index(store, keys):
+    batch = [msg(i, "ev-0%d" % (1 + i % 2), protocol.encode(rating("ev-0%d" % (1 + i % 2), 100 - i), keys["ev-0%d" % (1 + i % 2)]))
+             for i in range(20)]
+    ingest.commit(store, HALL, batch)
+    store.conn.execute("UPDATE events SET synced_ms = 1 WHERE seq % 3 = 0")
+    store.conn.execute("ANALYZE")
+    rows = store.conn.execute("SELECT device, seq FROM events WHERE synced_ms IS NULL ORDER BY rowid").fetchall()
+    expect = [(m.topic.split("/")[3], 100 - m.mid) for m in batch if (100 - m.mid) % 3]
+    assert rows == expect
+    plan = " ".join(r[3] for r in store.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT rowid FROM events WHERE synced_ms IS NULL ORDER BY rowid LIMIT 500"))
+    assert "events_unsynced" in plan and "TEMP B-TREE" not in plan
+
+
+def test_one_batch_classifies_everything(store, keys):
+    k1 = keys["ev-01"]
+    first = protocol.encode(rating("ev-01", 1), k1)
+    forged = first[:-66] + b'0' * 64 + b'"}'
+    batch = [
+        msg(1, "ev-01", first),
+        msg(2, "ev-01", first),                                                     # duplicate, same batch
+        msg(3, "ev-01", protocol.encode(rating("ev-01", 1, level="dissatisfied"), k1)),  # conflict
+        msg(4, "ev-01", forged),                                                    # bad_mac
+        msg(5, "ev-01", protocol.encode(rating("ev-02", 9), keys["ev-02"])),        # topic_mismatch
+        msg(6, "ev-01", b"\xff\xfe"),                                               # bad_json
+        msg(7, "ev-01", b'{"online":true,"fw":"1.2"}', channel="status"),           # presence
+        msg(8, "ev-01", protocol.encode(rating("ev-01", 2), k1)),
+        Inbound(9, 1, "qinglian/v1/other-hall/ev-01/events", first, False, 9, 1),   # bad_topic
+    ]
+    out = ingest.commit(store, HALL, batch)
+    assert out.stored == 2 and out.duplicates == 1
+    assert dict(out.quarantined) == {"conflict": 1, "bad_mac": 1, "topic_mismatch": 1, "bad_json": 1,
+                                     "bad_topic": 1}
+    assert dict(out.acks) == {"ev-01": {1, 2}}        # not the forged or mismatched ones
+    assert out.came_online == {"ev-01"}
+    c = store.counters()
+    assert c["received"] == 9 and c["committed"] == 2 and c["duplicates"] == 1
+    d = registry.get(store, "ev-01")
+    assert d["hwm"] == 2 and d["online"] == 1 and d["fw"] == "1.2"
+    assert store.one("SELECT body FROM events WHERE device='ev-01' AND seq=1") == first.decode()
+
+
+class FakeLink:
+    """Records PUBACKs and protocol acks; at each PUBACK, checks from a
+    second connection that the message's effect is already committed."""
+
+    def __init__(self, path):
+        self.inbox = queue.Queue()
+        self.reader = sqlite3.connect(path, check_same_thread=False)
+        self.pubacked, self.published, self.visible = [], [], []
+
+    def puback(self, batch):
+        for m in batch:
+            seq = protocol.parse(m.payload)["seq"] if m.topic.endswith("events") else None
+            n = self.reader.execute("SELECT count(*) FROM events WHERE seq = ?", (seq,)).fetchone()[0]
+            self.visible.append(n == 1)
+            self.pubacked.append(m.mid)
+
+    def publish(self, topic, payload, retain=False):
+        self.published.append((topic, payload))
+
+
+def test_committer_pubacks_in_arrival_order_only_after_commit(store, keys):
+    link = FakeLink(store.path)
+    c = Committer(store, link, HALL, batch_max=7, batch_ms=5)
+    mids = list(range(1, 101))
+    for mid in mids:
+        link.inbox.put(msg(mid, "ev-02", protocol.encode(rating("ev-02", mid), keys["ev-02"])))
+    c.start()
+    c.stop()
+    c.join(30)
+    assert link.pubacked == mids
+    assert all(link.visible)
+    acked = set()
+    for topic, payload in link.published:
+        assert topic == "qinglian/v1/h1/ev-02/ack"
+        for lo, hi in protocol.messages.parse_ack(payload):
+            acked.update(range(lo, hi + 1))
+    assert acked == set(mids)
+
+
+def test_a_failed_commit_acks_nothing_and_is_retried(tmp_path, keys, store):
+    slow = Store(store.path, timeout_s=0.05)
+    link = FakeLink(store.path)
+    locker = sqlite3.connect(store.path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")                              # another writer holds the lock
+    c = Committer(slow, link, HALL)
+    link.inbox.put(msg(1, "ev-01", protocol.encode(rating("ev-01", 1), keys["ev-01"])))
+    c.start()
+    threading.Event().wait(1.0)
+    assert link.pubacked == [] and link.published == []
+    locker.execute("COMMIT")
+    c.stop()
+    c.join(30)
+    assert link.pubacked == [1] and link.visible == [True]
