@@ -42,6 +42,8 @@ class FileBlockDev:
         self.strict = strict
         self._erased = b"\xff" * block_size
         self.f = open(path, "r+b")
+        self.prog_bytes = 0  # wear and write amplification, for bench/
+        self.erases = 0
 
     def _check(self, block, offset, n):
         if block < 0 or block >= self.block_count or offset < 0 or offset + n > self.block_size:
@@ -66,11 +68,13 @@ class FileBlockDev:
                 raise FlashError(5)  # EIO
         self.f.seek(pos)
         self.f.write(buf)
+        self.prog_bytes += n
 
     def erase(self, block):
         self._check(block, 0, 0)
         self.f.seek(block * self.block_size)
         self.f.write(self._erased)
+        self.erases += 1
 
     def ioctl(self, op, arg):
         if op == _IOCTL_BLOCK_COUNT:

@@ -25,10 +25,11 @@ On flash (root_dir):
   seqs (raise_floor) starts a new segment. Each record is a 12-byte header
   (magic, flags, payload length, seq, CRC-32 over header and payload) and
   the payload.
-- `ptr` (replaced atomically by writing `ptr.tmp` and renaming): the acked-up-to
-  seq and the floor. Every seq ever handed out is either in a segment or at
-  most max(acked, floor), so seqs are never reused, even when all is acked
-  and every segment deleted.
+- `ptr`: a log of 16-byte entries (acked-up-to seq, floor, CRC), one appended
+  and synced per ack that moves the pointer; started over atomically (write
+  `ptr.tmp`, rename) at open and every 128 entries. Every seq ever handed
+  out is either in a segment or at most max(acked, floor), so seqs are never
+  reused, even when all is acked and every segment deleted.
 
 Power cuts: append() returns only after the file is synced (flush), so a
 returned seq is on flash. A record cut short fails its CRC: on open it ends
@@ -66,6 +67,7 @@ _FLAG_DROPPABLE = const(1)
 _PTR_MAGIC = b"QLP1"
 _PTR_FMT = "<4sIII"  # magic, acked, floor, crc of the first 12 bytes
 _PTR_LEN = const(16)
+_PTR_RECORDS = const(128)  # pointer log entries before it is started over
 _SCRATCH = const(256)
 _MAX_EVENT = const(1024)  # protocol limit, used for `full`
 # per-segment list fields
@@ -99,7 +101,11 @@ class Outbox:
             os.mkdir(self.root)
         except OSError:
             pass  # exists
+        self._ptrbuf = bytearray(_PTR_LEN)
+        self._pf = None  # the pointer log, open for appending
+        self._ptr_n = 0
         self._acked, self._floor = self._read_ptr()
+        self._write_ptr()  # a fresh one-entry log: no torn tail, no ptr.tmp left
         self._scan()
         last = self._segs[-1][_LAST] if self._segs else 0
         self._next = max(self._acked, self._floor, last) + 1
@@ -114,28 +120,41 @@ class Outbox:
         return self.root + "/" + str(first) + ".seg"
 
     def _read_ptr(self):
-        best = (0, 0)
-        for name in ("ptr", "ptr.tmp"):  # a finished ptr.tmp is a newer, complete state
+        """The newest (acked, floor) in `ptr` or a finished `ptr.tmp`: values only grow."""
+        acked = floor = 0
+        b = self._ptrbuf
+        for name in ("ptr", "ptr.tmp"):
             try:
-                with open(self._path(name), "rb") as f:
-                    b = f.read(_PTR_LEN)
+                f = open(self._path(name), "rb")
             except OSError:
                 continue
-            if len(b) != _PTR_LEN:
-                continue
-            magic, acked, floor, crc = struct.unpack(_PTR_FMT, b)
-            if magic == _PTR_MAGIC and crc == crc32(b[:12]):
-                best = (max(acked, best[0]), max(floor, best[1]))
-        return best
+            with f:
+                while f.readinto(b) == _PTR_LEN:
+                    magic, a, fl, crc = struct.unpack(_PTR_FMT, b)
+                    if magic != _PTR_MAGIC or crc != crc32(memoryview(b)[:12]):
+                        break  # a torn tail: nothing valid follows it
+                    acked, floor = max(acked, a), max(floor, fl)
+        return acked, floor
 
     def _write_ptr(self):
-        b = bytearray(_PTR_LEN)
+        """Append the pointer to its log; start the log over (atomically) when it is long."""
+        b = self._ptrbuf
         struct.pack_into("<4sII", b, 0, _PTR_MAGIC, self._acked, self._floor)
-        struct.pack_into("<I", b, 12, crc32(b[:12]))
+        struct.pack_into("<I", b, 12, crc32(memoryview(b)[:12]))
+        if self._pf is not None and self._ptr_n < _PTR_RECORDS:
+            self._pf.write(b)
+            self._pf.flush()  # one littlefs commit per ack
+            self._ptr_n += 1
+            return
+        if self._pf is not None:
+            self._pf.close()
+            self._pf = None
         tmp = self._path("ptr.tmp")
         with open(tmp, "wb") as f:
             f.write(b)
         os.rename(tmp, self._path("ptr"))  # littlefs: atomic replace
+        self._pf = open(self._path("ptr"), "ab")
+        self._ptr_n = 1
 
     def _scan(self):
         """Rebuild the segment list from flash; stop each segment at its first bad record."""
@@ -150,7 +169,7 @@ class Outbox:
         for first in firsts:
             path = self._seg_path(first)
             with open(path, "rb") as f:
-                seq, end, torn = self._walk(f, first)
+                seq, end = self._walk(f, first)
                 size = f.seek(0, 2)
             if seq == first:  # no valid record: a segment created just before a cut
                 os.remove(path)
@@ -163,16 +182,16 @@ class Outbox:
         self._rotate = True
 
     def _walk(self, f, first):
-        """Read records while they check out; return (next seq, end offset, stopped early)."""
+        """Read records while they check out; return (next seq, end offset)."""
         seq, end = first, 0
         hdr = self._hdr
         while True:
             if f.readinto(hdr) != _HDR:
-                return seq, end, False
+                return seq, end
             magic, _, n, s, crc = struct.unpack(_HDR_FMT, hdr)
             if magic != _MAGIC or s != seq or _HDR + n > self.segment_bytes \
                     or self._crc_file(f, n) != crc:
-                return seq, end, True
+                return seq, end
             seq += 1
             end += _HDR + n
 
@@ -268,6 +287,9 @@ class Outbox:
     def close(self):
         self._close_w()
         self._rotate = True
+        if self._pf is not None:
+            self._pf.close()
+            self._pf = None
 
     def raise_floor(self, hwm):
         if hwm < self._next:

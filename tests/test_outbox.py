@@ -88,6 +88,7 @@ class Ledger:
         self.order = []  # returned seqs in the order they were returned, across runs
         self.ack_tried = set()  # seqs the driver started to ack: may be gone
         self.cut_during = {}
+        self.full = 0  # appends refused with OutboxFull
 
     def record(self, run, lines):
         step = "boot"
@@ -96,6 +97,8 @@ class Ledger:
             if f and f[0] == "A":
                 self.order.append(int(f[1]))
                 self.returned[int(f[1])] = run
+            elif f and f[0] == "FULL":
+                self.full += 1
             elif f and f[0] == "K":
                 self.ack_tried.update(range(int(f[1]), int(f[2]) + 1))
             if f:
@@ -151,5 +154,6 @@ def test_power_cuts(tmp_path):
         most = max(most, len(held))
     ledger.check(image, probe=True)
     assert len(ledger.order) > KILLS, "too little work between cuts: %d appends" % len(ledger.order)
-    print("seed %d: %d power cuts, %d appends returned, up to %d held, %d corrupt, cut during %r"
-          % (seed, KILLS, len(ledger.order), most, corrupt, ledger.cut_during))
+    print("seed %d: %d power cuts, %d appends returned, %d refused full, up to %d held, "
+          "%d corrupt, cut during %r" % (seed, KILLS, len(ledger.order), ledger.full, most, corrupt,
+                                         ledger.cut_during))

@@ -7,6 +7,8 @@
 import sys
 import os
 import random
+import struct
+from binascii import crc32
 
 import lfsblock
 from outbox import Outbox, OutboxFull
@@ -167,6 +169,20 @@ def t_torn_tail():
     ob.close()
     ob = Outbox(ROOT, 1024, 8)
     check("9.seg" not in files() and seqs(ob) == [1, 2, 3, 4, 5, 6], "empty segment removed")
+    ob.ack([(1, 2)])
+    ob.ack([(3, 3)])
+    ob.close()
+    with open(ROOT + "/ptr", "ab") as f:  # a pointer entry cut short
+        f.write(b"QLP1\x06\x00")
+    ob = Outbox(ROOT, 1024, 8)
+    check(seqs(ob) == [4, 5, 6], "torn pointer entry %r" % seqs(ob))
+    ob.close()
+    # the log was being started over: ptr.tmp complete, the rename cut off
+    b = struct.pack("<4sII", b"QLP1", 4, 0)
+    with open(ROOT + "/ptr.tmp", "wb") as f:
+        f.write(b + struct.pack("<I", crc32(b)))
+    ob = Outbox(ROOT, 1024, 8)
+    check(seqs(ob) == [5, 6] and "ptr.tmp" not in files(), "finished ptr.tmp %r" % files())
 
 
 def t_bad_crc():
