@@ -21,10 +21,8 @@ def agent_user(hall):
     return "agent-" + hall
 
 
-def conf_text(cfg, out_dir, tls_cert=None, tls_key=None, tls_ca=None, tls_port=8883,
-              data_dir="/var/lib/mosquitto"):
-    m = cfg["mqtt"]
-    host = m["host"] if m["host"] not in ("localhost",) else "127.0.0.1"
+def conf_text(out_dir, listen="0.0.0.0", port=1883, tls=None, data_dir="/var/lib/mosquitto"):
+    """mosquitto.conf. `tls` = {"cert", "key", "ca" (optional), "port", "listen"} adds a TLS listener."""
     lines = [
         "# Qinglian hall broker, written by `edge-agent broker-config`. Reload: systemctl reload mosquitto",
         "per_listener_settings false",
@@ -49,15 +47,16 @@ def conf_text(cfg, out_dir, tls_cert=None, tls_key=None, tls_ca=None, tls_port=8
         "# quarantine (too_large), anything past this is refused at the door.",
         "max_packet_size 16384",
         "",
-        "listener %d %s" % (m["port"], host),
+        "# Devices and the agent.",
+        "listener %d %s" % (port, listen),
     ]
-    if tls_cert:
+    if tls:
         lines += ["", "# TLS for devices on the hall network.",
-                  "listener %d" % tls_port,
-                  "certfile %s" % tls_cert,
-                  "keyfile %s" % tls_key]
-        if tls_ca:
-            lines.append("cafile %s" % tls_ca)
+                  "listener %d %s" % (tls["port"], tls.get("listen") or listen),
+                  "certfile %s" % os.path.abspath(tls["cert"]),
+                  "keyfile %s" % os.path.abspath(tls["key"])]
+        if tls.get("ca"):
+            lines.append("cafile %s" % os.path.abspath(tls["ca"]))
     lines += ["", "log_dest stdout", "log_type error", "log_type warning", "log_type notice", ""]
     return "\n".join(lines)
 
@@ -82,11 +81,10 @@ def acl_text(hall, devices):
     return "\n".join(out)
 
 
-def write(store, cfg, out_dir, tls_cert=None, tls_key=None, tls_ca=None, tls_port=8883,
-          data_dir="/var/lib/mosquitto"):
+def write(store, cfg, out_dir, listen="0.0.0.0", port=None, tls=None, data_dir="/var/lib/mosquitto"):
     """Write mosquitto.conf, passwd (hashed by mosquitto_passwd) and acl; return their paths."""
     hall = cfg["hall"]
-    if (tls_cert is None) != (tls_key is None):
+    if tls and not (tls.get("cert") and tls.get("key")):
         raise AgentError("--tls-cert and --tls-key go together")
     if not cfg["mqtt"]["password"]:
         raise AgentError("[mqtt] password is not set: the agent needs one to log in to the broker")
@@ -99,7 +97,7 @@ def write(store, cfg, out_dir, tls_cert=None, tls_key=None, tls_ca=None, tls_por
     os.makedirs(out_dir, exist_ok=True)
     paths = {n: os.path.join(out_dir, n) for n in ("mosquitto.conf", "passwd", "acl")}
     with open(paths["mosquitto.conf"], "w") as f:
-        f.write(conf_text(cfg, out_dir, tls_cert, tls_key, tls_ca, tls_port, data_dir))
+        f.write(conf_text(out_dir, listen, port or cfg["mqtt"]["port"], tls, data_dir))
     with open(paths["acl"], "w") as f:
         f.write(acl_text(hall, [d["device"] for d in devices]))
     fd = os.open(paths["passwd"] + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -93,8 +93,10 @@ def cmd_window_set(args, cfg):
 
 def cmd_broker_config(args, cfg):
     from edge_agent import broker
-    paths = broker.write(_store(cfg), cfg, args.out, args.tls_cert, args.tls_key, args.tls_ca, args.tls_port,
-                          args.data_dir)
+    tls = None
+    if args.tls_cert or args.tls_key:
+        tls = {"cert": args.tls_cert, "key": args.tls_key, "ca": args.tls_ca, "port": args.tls_port}
+    paths = broker.write(_store(cfg), cfg, args.out, args.listen, args.port, tls, args.data_dir)
     for p in paths.values():
         print("wrote %s" % p)
 
@@ -167,6 +169,8 @@ COMMANDS = [
         (("--target-s",), dict(type=int, help="service-time target in seconds"))]),
     (("broker-config",), cmd_broker_config, "write mosquitto.conf, password file and ACL", [
         (("--out",), dict(required=True, help="directory to write into")),
+        (("--listen",), dict(default="0.0.0.0", help="address devices reach the broker on (0.0.0.0)")),
+        (("--port",), dict(type=int, help="plain MQTT port (default: [mqtt] port)")),
         (("--tls-cert",), dict(help="server certificate: adds a TLS listener")),
         (("--tls-key",), dict(help="its private key")),
         (("--tls-ca",), dict(help="CA for client certificates (optional)")),

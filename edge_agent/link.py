@@ -59,7 +59,8 @@ class BrokerLink:
             log.warning("broker refused the connection: %s", reason_code)
             return
         self.gen += 1
-        log.info("connected to %s:%d (session present: %s)", self.cfg["host"], self.cfg["port"],
+        log.info("connected to %s:%d%s (session present: %s)", self.cfg["host"], self.cfg["port"],
+                 " over TLS" if self.cfg["tls_ca"] else "",
                  flags.session_present)
         client.subscribe([(topics.for_all_devices(self.hall, topics.EVENTS), 1),
                           (topics.for_all_devices(self.hall, topics.STATUS), 1)])

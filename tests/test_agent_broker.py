@@ -3,6 +3,7 @@ cannot publish as another device or read another device's topics, and the
 agent, logged in with its own user, still ingests everything."""
 import os
 import shutil
+import subprocess
 import threading
 import time
 
@@ -20,14 +21,19 @@ HALL = "h1"
 def test_acl_keeps_devices_in_their_own_topics(tmp_path):
     work = str(tmp_path)
     bdir = broker_dir()
-    port, http = free_port(), free_port()
-    config = write_config(work, port, hall=HALL, http_port=http,
-                          extra='username = "agent-h1"\npassword = "agent-secret"')
+    port, tls_port, http = free_port(), free_port(), free_port()
+    ca = make_certs(bdir)
+    # the agent comes in over TLS, checking the broker against the hall's CA; devices in plain MQTT
+    config = write_config(work, tls_port, hall=HALL, http_port=http,
+                          extra='username = "agent-h1"\npassword = "agent-secret"\ntls_ca = "%s"' % ca)
     keys = add_devices(config, ["ev-a", "ev-b"])
-    out = edge_agent(config, "broker-config", "--out", bdir, "--data-dir", bdir + "/data")
+    out = edge_agent(config, "broker-config", "--out", bdir, "--data-dir", bdir + "/data", "--listen", "127.0.0.1",
+                     "--port", str(port), "--tls-port", str(tls_port), "--tls-cert", bdir + "/server.pem",
+                     "--tls-key", bdir + "/server.key")
     assert "mosquitto.conf" in out.stdout
     conf = open(bdir + "/mosquitto.conf").read()
     assert "max_queued_messages 0" in conf and "allow_anonymous false" in conf
+    assert "listener %d 127.0.0.1" % tls_port in conf and "certfile" in conf
     assert "agent-secret" not in open(bdir + "/passwd").read()
     broker = Mosquitto(bdir, port=port, conf=conf).start()
     agent = start_agent(work, config, http)
@@ -78,6 +84,22 @@ def test_acl_keeps_devices_in_their_own_topics(tmp_path):
         broker.stop()
         if not os.environ.get("KEEP"):
             shutil.rmtree(bdir, ignore_errors=True)
+
+
+def make_certs(d):
+    """A hall CA and a broker certificate for 127.0.0.1, made with openssl."""
+    def ossl(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=d)
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+         "-subj", "/CN=hall CA")
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=broker")
+    with open(os.path.join(d, "san.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+         "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
+    for f in ("server.key", "server.pem", "ca.pem"):
+        os.chmod(os.path.join(d, f), 0o644)
+    return os.path.join(d, "ca.pem")
 
 
 def _client(user, password, port, client_id, on_message=None, on_connect=None):
