@@ -36,10 +36,11 @@ class FlashError(OSError):
 class FileBlockDev:
     """The extended block protocol (offsets within a block) that littlefs uses."""
 
-    def __init__(self, path, block_size=4096, block_count=256, strict=True):
+    def __init__(self, path, block_size=4096, block_count=256, strict=True, tear=0):
         self.block_size = block_size
         self.block_count = block_count
         self.strict = strict
+        self.tear = tear  # >0: program and erase in pieces this big, so a cut can tear them
         self._erased = b"\xff" * block_size
         self.f = open(path, "r+b")
         self.prog_bytes = 0  # wear and write amplification, for bench/
@@ -67,13 +68,22 @@ class FileBlockDev:
             if self.f.read(n) != self._erased[:n]:
                 raise FlashError(5)  # EIO
         self.f.seek(pos)
-        self.f.write(buf)
+        self._put(buf)
         self.prog_bytes += n
+
+    def _put(self, buf):
+        t = self.tear
+        if not t:
+            self.f.write(buf)
+            return
+        mv = memoryview(buf)
+        for i in range(0, len(buf), t):
+            self.f.write(mv[i:i + t])
 
     def erase(self, block):
         self._check(block, 0, 0)
         self.f.seek(block * self.block_size)
-        self.f.write(self._erased)
+        self._put(self._erased)
         self.erases += 1
 
     def ioctl(self, op, arg):
@@ -105,7 +115,7 @@ def create_image(path, block_size=4096, block_count=256):
             f.write(blank)
 
 
-def mount(image, mountpoint="/flash", block_size=4096, block_count=256, strict=True):
+def mount(image, mountpoint="/flash", block_size=4096, block_count=256, strict=True, tear=0):
     """Mount the image at mountpoint and return the block device.
 
     A missing image is created erased and formatted. An existing image that
@@ -119,6 +129,6 @@ def mount(image, mountpoint="/flash", block_size=4096, block_count=256, strict=T
         vfs.VfsLfs2.mkfs(bdev)
         bdev.f.close()
         os.rename(tmp, image)
-    bdev = FileBlockDev(image, block_size, block_count, strict)
+    bdev = FileBlockDev(image, block_size, block_count, strict, tear)
     vfs.mount(vfs.VfsLfs2(bdev), mountpoint)
     return bdev

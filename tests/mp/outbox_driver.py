@@ -272,7 +272,8 @@ def dump(probe):
 
 def main():
     cmd, image = sys.argv[1], sys.argv[2]
-    lfsblock.mount(image, MNT)
+    # chaos programs flash in 16-byte pieces, so a cut can also tear a program or an erase
+    lfsblock.mount(image, MNT, tear=16 if cmd == "chaos" else 0)
     if cmd == "scenario":
         name = sys.argv[3]
         SCENARIOS[name]()
