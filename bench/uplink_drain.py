@@ -58,6 +58,7 @@ def raw_insert(path, bodies, size):
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA cache_size=-131072")      # as the county store sets it
     for ddl in _SCHEMA:
         db.execute(ddl)
     sql = "INSERT INTO events (%s) VALUES (%s)" % (", ".join('"%s"' % c for c in _COLS), ", ".join("?" * len(_COLS)))

@@ -235,6 +235,10 @@ class Uplink:
                 except UplinkError as e:
                     stop.wait(self._failed(e))
                     continue
+                except Exception as e:          # a bug must not end the thread silently
+                    log.exception("uplink: unexpected error")
+                    stop.wait(self._failed(UplinkError("unexpected: %r" % e)))
+                    continue
                 if not sent:                      # after a batch, look again at once
                     stop.wait(self.cfg["interval_s"])
         finally:
@@ -335,7 +339,7 @@ class Uplink:
     def _item(device, seq, body):
         if isinstance(body, bytes):
             body = body.decode("utf-8", "replace")
-        return json.dumps({"device": device, "seq": seq, "body": body}, ensure_ascii=False, separators=(",", ":"))
+        return '{"device":%s,"seq":%d,"body":%s}' % (json.dumps(device), seq, json.dumps(body, ensure_ascii=False))
 
     def _apply(self, db, batch, rows, answer):
         now = now_ms()
@@ -358,7 +362,8 @@ class Uplink:
             db.execute("DELETE FROM uplink_batches WHERE batch = ?", (batch,))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         unanswered = len(rows) - sum(n for s, n in counts.items() if s in ("stored", "duplicate", "conflict", "invalid"))
         if unanswered:

@@ -335,3 +335,41 @@ def test_a_county_that_takes_smaller_batches_gets_them(tmp_path, agent_db):
     sizes = [n for _, _, n in county_batches(county)]
     assert sum(sizes) == 10050 and max(sizes) <= 10000
     assert county_rows(county) == (10050, 10050)
+
+
+@pytest.mark.parametrize("answer", [
+    b"not json",
+    b'{"batch":"x"}',
+    b'{"results":[{"device":["ev-12"],"seq":1,"status":"stored"}]}',
+    b'{"results":[{"device":"ev-12","seq":1,"status":"kept"},{"device":"ev-12","seq":2}]}',
+])
+def test_a_county_answer_that_makes_no_sense_syncs_nothing(agent_db, answer):
+    # A county implementation with a bug (API.md is implemented by county IT too).
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Broken(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    path, db = agent_db
+    add_events(db, events("ev-12", 2))
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    up = Running(path, "http://127.0.0.1:%d" % srv.server_address[1])
+    try:
+        time.sleep(1.5)
+        assert up.thread.is_alive()
+        st = up.up.state()
+    finally:
+        up.close()
+        srv.shutdown()
+        srv.server_close()
+    assert st["pending"] == 2 and st["events_synced"] == 0
+    assert db.execute("SELECT count(*) FROM events WHERE synced_ms IS NOT NULL").fetchone()[0] == 0

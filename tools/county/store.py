@@ -161,6 +161,8 @@ class SqliteStore(Store):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")   # answered means on disk
             self._db.execute("PRAGMA busy_timeout=10000")
+            # The (hall, device, seq) index outgrows the 2 MB default cache within a million events.
+            self._db.execute("PRAGMA cache_size=-131072")
         except sqlite3.Error as e:
             raise StoreError("cannot open %s: %s" % (path, e))
         self._lock = threading.Lock()
