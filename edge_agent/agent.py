@@ -111,6 +111,7 @@ class Agent:
         finally:
             systemd.notify("STOPPING=1")
             log.info("stopping: finishing in-flight commits")
+            self.link.close_intake()
             self.committer.stop()
             self.committer.join(30)
             self.link.stop()

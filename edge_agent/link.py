@@ -30,6 +30,7 @@ class BrokerLink:
         self.gen = 0
         self.connected = threading.Event()
         self.stopping = False
+        self.intake_closed = False
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=mqtt_cfg["client_id"],
                         clean_session=False, manual_ack=True)
         if mqtt_cfg["username"]:
@@ -73,7 +74,14 @@ class BrokerLink:
         if not self.stopping:
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
+    def close_intake(self):
+        """On shutdown: take no more messages (never PUBACKed, the broker
+        resends them next session), so the committer's drain has an end."""
+        self.intake_closed = True
+
     def _on_message(self, client, userdata, msg):
+        if self.intake_closed:
+            return
         try:
             topic = msg.topic
         except UnicodeDecodeError:

@@ -14,13 +14,14 @@ import urllib.request
 
 import pytest
 
-from harness import Mosquitto, Proc, VENV_BIN, free_port, wait_for, wait_port
+from harness import ROOT, Mosquitto, Proc, VENV_BIN, free_port, wait_for, wait_port
 from test_agent_support import (PahoDevice, add_devices, broker_dir, persistent_broker_conf, rating,
                                 start_agent, store_count, write_config)
 
 HALL = "h1"
-HAVE_COUNTY = (os.path.exists(os.path.join(VENV_BIN, "..", "..", "tools", "county", "server.py"))
-               and os.path.exists(os.path.join(VENV_BIN, "..", "..", "edge_agent", "uplink.py")))
+# The county and the uplink are written in parallel: count there too once they exist.
+HAVE_COUNTY = (os.path.exists(os.path.join(ROOT, "tools", "county", "server.py"))
+               and os.path.exists(os.path.join(ROOT, "edge_agent", "uplink.py")))
 
 
 def county_total(url, token):
