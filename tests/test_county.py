@@ -205,3 +205,13 @@ def test_tokens_file(tmp_path):
     from tools.county.cli import parse_tokens
     assert parse_tokens(["hall-c=tok-cccccccc"], [str(f)]) == {
         "hall-a": "tok-aaaaaaaa", "hall-b": "tok-bbbbbbbb", "hall-c": "tok-cccccccc"}
+
+
+def test_sigterm_exits_cleanly_with_a_keep_alive_connection_open(county):
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", county.port, timeout=10)
+    conn.request("GET", "/healthz")
+    assert conn.getresponse().read()
+    county.p.terminate()                     # SIGTERM while a hall's connection idles
+    assert county.p.wait(15) == 0
+    conn.close()

@@ -61,7 +61,7 @@ def cmd_run(args):
                                   fail_after_commit=args.fail_after_commit, tls=tls)
         except OSError as e:
             raise CountyError("cannot listen on %s:%d: %s" % (args.host, args.port, e.strerror))
-        # SIGTERM finishes the request in hand (its commit and answer), then exits.
+        # SIGTERM: stop accepting, let batches in hand commit and be answered, exit.
         signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
         print("%s: listening on %s (store %s; halls %s)" % (
             PROG, server.url, args.db, ", ".join(sorted(tokens))), flush=True)
@@ -70,6 +70,9 @@ def cmd_run(args):
         except KeyboardInterrupt:
             pass
         finally:
+            if not server.finish_batches(30):
+                print("%s: batches still in hand after 30 s; they roll back and halls resend" % PROG,
+                      file=sys.stderr)
             server.server_close()
     finally:
         store.close()

@@ -3,6 +3,7 @@
 A threaded stdlib server: each request is one store transaction, committed
 before the answer is written, so an answer always means "on disk".
 """
+import contextlib
 import gzip
 import hmac
 import json
@@ -42,6 +43,8 @@ class CountyServer(ThreadingHTTPServer):
         # Test hook: commit the first N batches, then drop the connection unanswered.
         self.fail_after_commit = fail_after_commit
         self._hook_lock = threading.Lock()
+        self._busy = 0                   # batches being committed and answered
+        self._idle = threading.Condition()
         super().__init__(addr, Handler)
         if tls is not None:
             # The handshake happens on the handler's thread, not in the accept loop.
@@ -57,6 +60,23 @@ class CountyServer(ThreadingHTTPServer):
         if not want or not header or not header.startswith("Bearer "):
             return False
         return hmac.compare_digest(header[7:].strip().encode(), want.encode())
+
+    @contextlib.contextmanager
+    def batch_in_hand(self):
+        with self._idle:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    def finish_batches(self, timeout=30):
+        """After shutdown(): wait for batches in hand to commit and be answered.
+        Idle keep-alive connections are daemon threads and simply end."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
     def lose_answer(self):
         with self._hook_lock:
@@ -99,20 +119,8 @@ class Handler(BaseHTTPRequestHandler):
             if not self.server.authorized(hall, self.headers.get("Authorization")):
                 raise RequestError(401, "bad or missing bearer token for hall %s" % hall)
             batch, items = self._batch(hall)
-            started = time.monotonic()
-            results = self.server.store.ingest(hall, batch, items, int(time.time() * 1000))
-            counts = {}
-            for r in results:
-                counts[r["status"]] = counts.get(r["status"], 0) + 1
-            log.info("hall %s batch %s: %s (%.0f ms)", hall, batch,
-                     " ".join("%s=%d" % kv for kv in sorted(counts.items())),
-                     (time.monotonic() - started) * 1000)
-            if self.server.lose_answer():
-                log.warning("hall %s batch %s: committed, answer dropped (--fail-after-commit)", hall, batch)
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            self._json(200, {"batch": batch, "results": results})
+            with self.server.batch_in_hand():
+                self._ingest(hall, batch, items)
         except RequestError as e:
             self._json(e.status, {"error": str(e)})
         except records.Malformed as e:
@@ -120,6 +128,22 @@ class Handler(BaseHTTPRequestHandler):
         except StoreError as e:
             log.error("%s", e)
             self._json(503, {"error": "store unavailable, retry later"})
+
+    def _ingest(self, hall, batch, items):
+        started = time.monotonic()
+        results = self.server.store.ingest(hall, batch, items, int(time.time() * 1000))
+        counts = {}
+        for r in results:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        log.info("hall %s batch %s: %s (%.0f ms)", hall, batch,
+                 " ".join("%s=%d" % kv for kv in sorted(counts.items())),
+                 (time.monotonic() - started) * 1000)
+        if self.server.lose_answer():
+            log.warning("hall %s batch %s: committed, answer dropped (--fail-after-commit)", hall, batch)
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self._json(200, {"batch": batch, "results": results})
 
     def _length(self):
         try:
