@@ -373,3 +373,21 @@ def test_a_county_answer_that_makes_no_sense_syncs_nothing(agent_db, answer):
         srv.server_close()
     assert st["pending"] == 2 and st["events_synced"] == 0
     assert db.execute("SELECT count(*) FROM events WHERE synced_ms IS NOT NULL").fetchone()[0] == 0
+
+
+def test_the_uplink_into_a_postgresql_county_after_a_lost_answer(tmp_path, agent_db):
+    from test_county import pg_url
+    conn, schema, url = pg_url()
+    path, db = agent_db
+    add_events(db, events("ev-13", 30))
+    county = CountyProc(str(tmp_path / "county"), url, {HALL: TOKEN}, extra=["--fail-after-commit", "1"]).start()
+    up = Running(path, county.url, batch_max_events=10)
+    try:
+        up.drained()
+        s = county.stats(HALL)
+    finally:
+        up.close()
+        county.stop()
+        conn.execute("DROP SCHEMA %s CASCADE" % schema)
+        conn.close()
+    assert s["total"] == 30 and (s["batches"], s["batch_posts"]) == (3, 4)
