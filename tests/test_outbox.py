@@ -81,7 +81,7 @@ class Ledger:
     """What the driver claimed, checked against what the flash holds after each cut."""
 
     STEP = {"A": "append", "K": "ack", "k": "append", "F": "raise_floor", "f": "append",
-            "READY": "append", "FULL": "append"}
+            "READY": "append", "FULL": "append", "S": "rotation"}
 
     def __init__(self):
         self.returned = {}  # seq -> run whose append() returned it

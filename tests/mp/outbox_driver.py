@@ -238,6 +238,10 @@ def chaos(run, seed):
             ob.ack(ranges)
             print("k")
         else:
+            # (peeking inside) say when this append opens a new segment, to count cuts there
+            if ob._rotate or not ob._segs or \
+                    ob._segs[-1][2] + 12 + len(ev(ob._next, tag)) > CHAOS_SEG:
+                print("S")
             try:
                 s = ob.append(build(tag), r < 6)
             except OutboxFull:
