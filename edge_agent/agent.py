@@ -8,6 +8,7 @@ writer of events), the uplink (its own connection), the HTTP server, and
 this one, the housekeeper. SIGTERM sets `stop`: the committer finishes and
 acks what it holds, then the link disconnects.
 """
+import fcntl
 import logging
 import os
 import shutil
@@ -17,6 +18,7 @@ import time
 from protocol import messages, topics
 from edge_agent import registry, status, systemd
 from edge_agent.committer import Committer
+from edge_agent.errors import AgentError
 from edge_agent.link import BrokerLink
 from edge_agent.store import Store, now_ms
 
@@ -92,8 +94,18 @@ class Agent:
     def _on_connected(self):
         self._republish.set()   # retained configs carry hwm and the time
 
+    def _lock(self):
+        """One agent per store: a second one would fight the first for the
+        broker session (same client id) all day."""
+        self._lockf = open(self.path + ".lock", "a")
+        try:
+            fcntl.flock(self._lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AgentError("another edge-agent is running on %s" % self.path)
+
     def run(self, stop):
         cfg = self.cfg
+        self._lock()
         self.guard.check()
         self.committer.start()
         self.link.start()

@@ -137,6 +137,14 @@ def metrics(snap):
       [("", snap["oldest_unsynced_age_s"])])
     m("devices", "gauge", "Active devices by presence.",
       [('{state="online"}', snap["devices_online"]), ('{state="offline"}', snap["devices_offline"])])
+    up = snap.get("uplink")
+    if up:
+        failing = up.get("failing_since_ms")
+        m("uplink_failing_seconds", "gauge", "How long the county uplink has been failing (0 = fine).",
+          [("", round((snap["now_ms"] - failing) / 1000.0, 1) if failing else 0)])
+        if up.get("last_ok_ms"):
+            m("uplink_last_ok_timestamp_seconds", "gauge", "When the county last took a batch.",
+              [("", up["last_ok_ms"] / 1000.0)])
     if "disk_guard" in snap:
         m("disk_guard", "gauge", "1 while new events are refused for lack of disk.", [("", int(snap["disk_guard"]))])
         m("broker_connected", "gauge", "1 while connected to the hall broker.", [("", int(snap["broker_connected"]))])

@@ -178,3 +178,9 @@ def test_sigterm_finishes_acks_and_exits_0_with_systemd_notify(tmp_path):
             agent.kill()
         notes.close()
         broker.stop()
+
+
+def test_a_second_agent_on_the_same_store_refuses_to_start(inproc):
+    out = subprocess.run([EDGE_AGENT, "run", "--config", inproc["config"]], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1
+    assert "another edge-agent is running" in out.stderr.strip().splitlines()[-1]
