@@ -9,8 +9,11 @@ MicroPython unix port, in one run:
 
 Both on a fresh image of the same size, with the same records (--size bytes,
 a signed event is 250-400). Reports appends/s overall and for the first and
-last tenth (littlefs copies a file's partial last block on each synced append,
-so a single file slows down as it grows), and flash bytes programmed per append.
+last tenth (does one growing file slow down? on this host's image it has not,
+up to 6 MB), and flash bytes programmed per append (littlefs copies a file's
+partial last block and commits metadata on every sync: wear, and on a real
+chip the time that matters). What the outbox buys is not speed: a bounded
+size, acked events freed, a CRC per record.
 
     python -m bench.outbox_append [--events N] [--size B] [--ack-every K]
 """
