@@ -142,13 +142,17 @@ class Outbox:
         struct.pack_into("<4sII", b, 0, _PTR_MAGIC, self._acked, self._floor)
         struct.pack_into("<I", b, 12, crc32(memoryview(b)[:12]))
         if self._pf is not None and self._ptr_n < _PTR_RECORDS:
-            self._pf.write(b)
-            self._pf.flush()  # one littlefs commit per ack
-            self._ptr_n += 1
-            return
+            try:
+                self._pf.write(b)
+                self._pf.flush()  # one littlefs commit per ack
+                self._ptr_n += 1
+                return
+            except OSError:
+                self._ptr_n = _PTR_RECORDS  # next time start the log over
+                raise
         if self._pf is not None:
-            self._pf.close()
-            self._pf = None
+            pf, self._pf = self._pf, None
+            pf.close()
         tmp = self._path("ptr.tmp")
         with open(tmp, "wb") as f:
             f.write(b)
