@@ -107,6 +107,11 @@ def run_kill_test(work, total, publishers, kills, seed=1):
             cc = sqlite3.connect(work + "/county.db")
             assert cc.execute("SELECT count(*) FROM events").fetchone()[0] == total
             cc.close()
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % http, timeout=5) as r:
+                metrics = r.read().decode()
+            wait_for(lambda: store_count(db, "SELECT count(*) FROM events WHERE synced_ms IS NULL") == 0, 30,
+                     what="all marked synced")
+            assert "qinglian_agent_uplink_failing_seconds 0" in metrics, metrics
         return {"stored": stored, "duplicates_absorbed": dups[0] if dups else 0, "county": bool(county)}
     finally:
         stop_resend.set()
