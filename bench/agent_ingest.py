@@ -89,7 +89,6 @@ def agent_rate(work, n, data, keys, inflight):
                        check=True, capture_output=True)
     agent = Proc("edge-agent", [ea, "run", "--config", cfg], work).start()
     try:
-        import urllib.request
         wait_for(lambda: _ok("http://127.0.0.1:%d/healthz" % http), 30, what="agent")
         t0 = time.monotonic()
         pubs = publish_all(port, data)
