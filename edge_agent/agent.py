@@ -215,7 +215,7 @@ class Agent:
 
     def _light(self):
         snap = status.snapshot(self.store, self.cfg, self.runtime())
-        screen = status.hall_screen(self.store, self.cfg)
+        screen = status.hall_screen(self.store, self.cfg, snap["now_ms"], snap)
         state, reasons = status.hall_state(snap, screen, self.cfg)
         if state != self.light_state:
             log.info("hall light %s -> %s %s", self.light_state, state, "; ".join(reasons))

@@ -51,17 +51,19 @@ def snapshot(store, cfg, runtime=None, now=None):
     return snap
 
 
-def hall_screen(store, cfg, now=None):
-    """/api/hall: each window, who is on duty, online, today's ratings by level."""
+def hall_screen(store, cfg, now=None, snap=None):
+    """/api/hall: each window, who is on duty, online, today's ratings by level
+    (by the rating's own time; arrival time when the device had no clock)."""
     now = now or now_ms()
     since = _midnight_ms(now)
     windows = {r["window"]: r for r in store.db.query("SELECT * FROM windows")}
     ratings = {}
     for device, level, n in store.conn.execute(
             "SELECT device, json_extract(body, '$.level'), count(*) FROM events "
-            "WHERE kind = 'rating' AND received_ms >= ? GROUP BY 1, 2", (since,)):
+            "WHERE kind = 'rating' AND (CASE WHEN t > 0 THEN t ELSE received_ms END) >= ? "
+            "GROUP BY 1, 2", (since,)):
         ratings.setdefault(device, {})[level] = n
-    snap = snapshot(store, cfg, now=now)
+    snap = snap or snapshot(store, cfg, now=now)
     out = []
     for d in snap["devices"]:
         if d["status"] != "active":

@@ -99,7 +99,7 @@ def test_configs_beacon_presence_and_hall_screen(inproc):
         wait_for(lambda: dev.configs, 10, what="retained config")
         assert dev.configs[-1]["window"] == "A02" and dev.configs[-1]["hwm"] == 0
         for seq, level in enumerate(["very_satisfied", "satisfied", "satisfied", "very_dissatisfied"], 1):
-            dev.send(rating("ev-02", seq, level=level))
+            dev.send(rating("ev-02", seq, level=level, t=int(time.time() * 1000)))
         wait_for(lambda: dev.pending() == 0, 10, what="acks")
         # a change of staff reaches the device (CLI writes the store, the agent notices)
         edge_agent(inproc["config"], "window", "set", "A02", "--staff", "李四", "--staff-no", "2048")

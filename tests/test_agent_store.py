@@ -147,3 +147,32 @@ def test_a_failed_commit_acks_nothing_and_is_retried(tmp_path, keys, store):
     c.stop()
     c.join(30)
     assert link.pubacked == [1] and link.visible == [True]
+
+
+def test_light_follows_the_worst_window(store, keys):
+    from edge_agent import config, status
+    cfg = config.validate({"hall": HALL, "devices": {"targets": {"default": 600}}})
+    t0 = 1_800_000_000_000
+
+    def session(seq, action, t):
+        return protocol.encode({"v": 1, "device": "ev-01", "seq": seq, "kind": "session", "t": t,
+                                "action": action, "session": "ev-01-1-1", "window": "A01"}, keys["ev-01"])
+    ingest.commit(store, HALL, [msg(1, "ev-01", session(1, "started", t0)),
+                                msg(2, "ev-01", b'{"online":true}', channel="status"),
+                                msg(3, "ev-02", b'{"online":true}', channel="status")])
+
+    def light(now, **runtime):
+        snap = status.snapshot(store, cfg, runtime, now=now)
+        return status.hall_state(snap, status.hall_screen(store, cfg, now, snap), cfg)
+
+    assert light(t0 + 60_000)[0] == "ok"
+    assert light(t0 + 500_000) == ("warn", ["window A01 near target"])       # 83% of 600 s
+    assert light(t0 + 700_000) == ("alarm", ["window A01 over target"])
+    assert light(t0 + 60_000, disk_guard=True)[0] == "alarm"
+    assert light(t0 + 60_000, uplink={"failing_since_ms": t0 - 3_600_000})[0] == "alarm"
+    ingest.commit(store, HALL, [msg(4, "ev-01", session(2, "ended", t0 + 300_000))])
+    assert light(t0 + 700_000)[0] == "ok"
+    ingest.commit(store, HALL, [msg(5, "ev-02", b'{"online":false}', channel="status")._replace(
+        received_ms=t0 + 690_000)])
+    assert light(t0 + 700_000)[0] == "ok"               # a reboot is not an outage yet
+    assert light(2_000_000_000_000) == ("warn", ["1 device(s) offline"])

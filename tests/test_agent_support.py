@@ -74,8 +74,8 @@ def http_json(http_port, path):
         return json.load(r)
 
 
-def rating(device, seq, level="satisfied", session=None):
-    return {"v": 1, "device": device, "seq": seq, "kind": "rating", "t": 1764000000000 + seq,
+def rating(device, seq, level="satisfied", session=None, t=None):
+    return {"v": 1, "device": device, "seq": seq, "kind": "rating", "t": t if t is not None else 1764000000000 + seq,
             "level": level, "channel": "window", "session": session or "%s-1-%d" % (device, seq)}
 
 
