@@ -280,6 +280,7 @@ class SimBoard(Board):
         except OSError:
             pass
         self._write_cause(cause)
+        print("board reset:", cause)
         sys.exit(_EXIT_RESET)
 
     # -- queue system ----------------------------------------------------

@@ -96,6 +96,13 @@ class Evaluator:
         self.alarm = None
         self._looped = False
         self._flash_ok = True
+        # Seqs are never reused, even after a reflash: a device whose flash
+        # has never seen the agent's config (hwm) takes no press until it
+        # has, unless provisioning wrote the hwm into site.json.
+        hwm = site.get("hwm")
+        if type(hwm) is int and hwm > 0:
+            self.outbox.raise_floor(hwm)
+        self.ready = bool(self.config) or type(hwm) is int
         self._apply(self.config)
         board.probe = self.stats
 
@@ -124,22 +131,30 @@ class Evaluator:
         s = self.config.get("staff_no") or self.config.get("staff")
         return s or None
 
-    def on_config(self, cfg):
+    def on_config(self, cfg, retained=False):
         if type(cfg) is not dict:
             raise ValueError("config")
         hwm = cfg.get("hwm")
         if type(hwm) is int and hwm > 0:
             self.outbox.raise_floor(hwm)
         self.clock.beacon(cfg.get("t"), False)
-        # The beacon changes on every publish; keep the rest on flash for the next boot.
+        # Keep what the display needs on flash for the next boot; the beacon
+        # and the hwm change on every publish (the floor lives in the outbox).
         keep = dict(cfg)
-        keep.pop("t", None)
         old = dict(self.config)
-        old.pop("t", None)
-        if keep != old:
+        for k in ("t", "hwm"):
+            keep.pop(k, None)
+            old.pop(k, None)
+        if (self.ready or not retained) and (keep != old or not self.ready):
             _write(self.root + "/config.json", json.dumps(keep).encode())
         self.config = cfg
         self._apply(cfg)
+        # A retained config may be older than the agent's newest event: a
+        # device with no floor yet waits for the live one the agent sends
+        # when it sees this device come online.
+        if not self.ready and not retained:
+            self.ready = True
+            self.status()    # the boot status waited for the floor
 
     def on_cmd(self, msg):
         cmd = msg.get("cmd")
@@ -192,6 +207,8 @@ class Evaluator:
             self._event("session", step)
 
     def status(self):
+        if not self.ready:
+            return
         fields = {"fw": FW, "uptime_s": time.ticks_diff(time.ticks_ms(), self.started) // 1000,
                   "reset": self.reset, "outbox": self.outbox.depth(), "heap": gc.mem_free(),
                   "ignored": self.ignored}
@@ -215,6 +232,9 @@ class Evaluator:
 
     def _guarded(self, steps_fn, now):
         """Run a desk transition unless the outbox cannot take its steps."""
+        if not self.ready:
+            self._refuse(now)
+            return
         if self.outbox.full:
             self.alarm = "outbox_full"
             self._refuse(now)
@@ -297,7 +317,7 @@ class Evaluator:
                     except (OutboxFull, OSError):
                         desk.state = PROMPT   # keep the prompt open; retry the unrated step
             busy = time.ticks_diff(self.busy_until, now) > 0
-            self.screen.update(desk, self.config, self.window(), now, busy)
+            self.screen.update(desk, self.config, self.window(), now, busy, self.ready)
             self._looped = True
             if time.ticks_diff(now, self._gc_at) >= _GC_MS:
                 # Collect while quiet rather than when a big allocation fails:
@@ -327,6 +347,7 @@ class Evaluator:
     def stats(self):
         ob, up = self.outbox, self.uplink
         out = {"thanks": self.thanks, "ignored": self.ignored, "refused": self.refused,
+               "ready": self.ready,
                "outbox": ob.depth(), "dropped": ob.dropped, "corrupt": ob.corrupt,
                "state": NAMES[self.desk.state], "session": self.desk.session,
                "boot": self.boot, "inputs": self.inputs, "errors": self.errors,

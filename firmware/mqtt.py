@@ -62,7 +62,7 @@ class MQTT:
         self.user, self.password = user, password
         self.keepalive = keepalive
         self.will = will                 # (topic, payload, retain) sent QoS 1
-        self.on_message = on_message     # f(topic str, payload bytes)
+        self.on_message = on_message     # f(topic str, payload bytes, retained bool)
         self.window = window
         self.inflight = {}               # pid -> ticks sent, awaiting PUBACK
         self.puback = 0
@@ -233,6 +233,8 @@ class MQTT:
             pid = struct.unpack("!H", data[pos:pos + 2])[0]
             pos += 2
         if self.on_message is not None:
-            self.on_message(topic, data[pos:])
+            # The retain flag is set only on messages the broker kept from
+            # before we subscribed; live ones arrive without it.
+            self.on_message(topic, data[pos:], bool(kind & 1))
         if qos == 1:
             await self._send(bytes([_PUBACK, 2]), struct.pack("!H", pid))

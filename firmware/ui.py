@@ -19,6 +19,7 @@ TEXTS = {
     THANKS: ("Thank you", "谢谢您的评价"),
 }
 BUSY = ("Busy, sorry", "系统繁忙")
+WAIT = ("Connecting", "正在连接")     # a new or reflashed device waits for the agent's config
 
 
 def light(desk, config, now):
@@ -36,13 +37,13 @@ def light(desk, config, now):
     return "green"
 
 
-def rows(desk, config, window, now, busy=False):
+def rows(desk, config, window, now, busy=False, ready=True):
     head = window
     no = config.get("staff_no")
     if no:
         head = head + " No." + no
     state = desk.state
-    line2, line3 = BUSY if busy else TEXTS[state]
+    line2, line3 = BUSY if busy else (TEXTS[state] if ready else WAIT)
     if state in (SERVING, PAUSED) and not busy:
         s = desk.service(now) // 1000
         line2 = "%s %02d:%02d" % (line2, s // 60, s % 60)
@@ -55,8 +56,8 @@ class Screen:
         self.shown = None
         self.color = 0      # never a real colour: the first update sets the light
 
-    def update(self, desk, config, window, now, busy=False):
-        r = rows(desk, config, window, now, busy)
+    def update(self, desk, config, window, now, busy=False, ready=True):
+        r = rows(desk, config, window, now, busy, ready)
         if r != self.shown:
             d = self.board.display
             d.fill(0)

@@ -2,8 +2,8 @@
 
 One task, one retry loop (the only place that reconnects):
   Wi-Fi up -> MQTT connect with a Last Will (`{"online":false}`, retained)
-  -> retained presence -> subscribe ack/config/cmd (again after every
-  reconnect: the session is clean) -> publish what the outbox holds,
+  -> subscribe ack/config/cmd (again after every reconnect: the session is
+  clean) -> retained presence -> publish what the outbox holds,
   oldest first, pipelined -> wait for new events, acks or a keepalive.
 On any failure: close, wait an exponential backoff with jitter, retry.
 
@@ -112,8 +112,10 @@ class Uplink:
                   (self.t_status, b'{"online":false}', True), self._message, self.window)
         self.mq = mq
         await mq.connect()
-        await mq.publish(self.t_status, app.presence(), 1, True)
+        # Subscribe before announcing presence: the agent answers "online"
+        # with a live config (fresh hwm), which must not arrive as retained.
         await mq.subscribe(((self.t_ack, 1), (self.t_config, 1), (self.t_cmd, 1)))
+        await mq.publish(self.t_status, app.presence(), 1, True)
         self.connected = True
         self.sent = 0
         self.last_ack = time.ticks_ms()
@@ -145,7 +147,7 @@ class Uplink:
             except asyncio.TimeoutError:
                 pass
 
-    def _message(self, topic, payload):
+    def _message(self, topic, payload, retained):
         app = self.app
         try:
             if topic == self.t_ack:
@@ -154,7 +156,7 @@ class Uplink:
                 self.last_ack = time.ticks_ms()
                 self.wake.set()
             elif topic == self.t_config:
-                app.on_config(messages.loads(payload))
+                app.on_config(messages.loads(payload), retained)
             elif topic == self.t_cmd:
                 app.on_cmd(messages.loads(payload))
         except ValueError as e:        # ProtocolError is a ValueError

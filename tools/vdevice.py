@@ -168,7 +168,9 @@ class VirtualDevice:
             raise DeviceError("provisioning %s failed: %s" % (self.device, (out.stdout + out.stderr).strip()))
         return self
 
-    def start(self):
+    def start(self, ready_timeout=30):
+        """Boot; then wait (up to ready_timeout s) until the device takes
+        presses: a new or reflashed one first needs the agent's live config."""
         if not os.path.exists(self.image):
             self.provision()
         self._close()
@@ -185,6 +187,11 @@ class VirtualDevice:
         if self._watch is None or not self._watch.is_alive():
             self._watch = threading.Thread(target=self._reboot_on_reset, daemon=True)
             self._watch.start()
+        if ready_timeout:
+            try:
+                wait_for(lambda: self.stats().get("ready"), ready_timeout, 0.05, "ready")
+            except TimeoutError:
+                pass       # no agent yet: the screen says so ("Connecting")
         return self
 
     def _booted(self):
@@ -349,6 +356,8 @@ class Acker:
         cfg = dict(self.config.get(device, self.config.get("*", {})))
         cfg.update(extra)
         cfg["t"] = int(time.time() * 1000)
+        with self._lock:
+            cfg.setdefault("hwm", max([s for d, s in self.bodies if d == device] or [0]))
         self.client.publish(topics.topic(self.hall, device, topics.CONFIG),
                             messages.encode(cfg), qos=1, retain=True)
 
@@ -363,7 +372,9 @@ class Acker:
         except protocol.ProtocolError:
             return
         if channel == "status":
-            self.presence[device] = json.loads(msg.payload) if msg.payload else None
+            self.presence[device] = p = json.loads(msg.payload) if msg.payload else None
+            if p and p.get("online") and device in self.keys:
+                self.send_config(device)    # as the agent does: a live config with the hwm
             return
         try:
             ev = protocol.parse(msg.payload)
