@@ -1,9 +1,10 @@
 """Draw Chinese text (staff names, fixed screens) on a framebuf display.
 
-Glyphs come from the small QLF1 font file that tools/fontgen.py makes for the
-configured strings and the flashing tool copies to flash as font.qlf. Only
-the code-point index stays in RAM (2 bytes a glyph); each draw() reads its
-glyph bitmaps from flash into one preallocated cell. ASCII uses framebuf's
+Glyphs come from the QLF1 font file that tools/fontgen.py makes and the
+flashing tool copies to flash as font.qlf: by default every GB2312 character,
+so a staff name pushed by the agent months after installation still draws.
+Nothing of the file stays in RAM but its header: draw() binary-searches the
+code-point index on flash and reads each glyph into one preallocated cell. ASCII uses framebuf's
 built-in 8x8 font; a character missing from the file is drawn as a box, so
 a name that arrived after the font was made shows up as boxes, not garbage.
 """
@@ -35,9 +36,9 @@ def _load():
                 if len(head) == _HEADER and head[:4] == b"QLF1":
                     size = head[4]
                     count = head[6] | head[7] << 8
-                    index = f.read(2 * count)
                     cell = bytearray((size + 7) // 8 * size)
-                    _font = (size, count, index, cell, framebuf.FrameBuffer(cell, size, size, framebuf.MONO_HLSB))
+                    _font = (size, count, bytearray(2), cell,
+                             framebuf.FrameBuffer(cell, size, size, framebuf.MONO_HLSB))
         except OSError:
             pass  # no font on flash: boxes until one is provisioned
     return _font
@@ -58,11 +59,14 @@ def width(s):
     return w
 
 
-def _find(index, count, code):
+def _find(f, probe, count, code):
+    # The sorted index lives on flash: ~13 two-byte reads for all of GB2312.
     lo, hi = 0, count
     while lo < hi:
         mid = (lo + hi) >> 1
-        got = index[2 * mid] | index[2 * mid + 1] << 8
+        f.seek(_HEADER + 2 * mid)
+        f.readinto(probe)
+        got = probe[0] | probe[1] << 8
         if got < code:
             lo = mid + 1
         elif got > code:
@@ -86,12 +90,14 @@ def draw(fb, s, x, y, c=1):
                 fb.text(ch, x, y + ascii_dy, c)
                 x += 8
                 continue
-            i = -1 if font is None else _find(font[2], font[1], code)
-            if font is None or i < 0:
-                fb.rect(x + 1, y + 1, cell - 2, cell - 2, c)
-            else:
+            i = -1
+            if font is not None:
                 if f is None:
                     f = open(_path, "rb")
+                i = _find(f, font[2], font[1], code)
+            if i < 0:
+                fb.rect(x + 1, y + 1, cell - 2, cell - 2, c)
+            else:
                 glyph = font[3]
                 f.seek(_HEADER + 2 * font[1] + i * len(glyph))
                 f.readinto(glyph)

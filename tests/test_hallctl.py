@@ -71,6 +71,7 @@ def test_install_copies_the_firmware_bundle(bench):
                             "import os; print(sorted(os.listdir()), sorted(os.listdir('lib/protocol')))"],
                            capture_output=True, text=True, timeout=60)
     assert "'board.json'" in check.stdout and "'evaluator.py'" in check.stdout
+    assert "'font.qlf'" in check.stdout        # names pushed later must draw
     assert "'events.py'" in check.stdout
     assert "board_sim.py" not in check.stdout   # the simulator never ships
 

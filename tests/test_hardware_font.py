@@ -137,3 +137,17 @@ def test_screen_texts_come_from_the_firmware_code(font, tmp_path):
     # Whatever the evaluator's screens say in Chinese is in the font it ships with.
     shown = set(fontgen.charset(fontgen.firmware_strings()))
     assert shown and shown <= set(fontgen.unpack(open(font, "rb").read())[1])
+
+
+def test_gb2312_font_draws_a_name_nobody_configured(tmp_path):
+    # Staff change after installation: the full font must draw a name given
+    # to no tool, with only the header in RAM (64k heap, index searched on flash).
+    path = str(tmp_path / "full.qlf")
+    assert fontgen.main(["-o", path, "--gb2312"]) == 0
+    assert os.path.getsize(path) > 200000
+    got = on_device(path, "cjkfont.draw(fb, '欧阳晓燕', 0, 20)")
+    ref = fontgen.rasterise("欧阳晓燕", 16)
+    want = blank()
+    for i, ch in enumerate("欧阳晓燕"):
+        paste(want, ref[ch], 16 * i, 20)
+    assert got == text(want)

@@ -134,10 +134,25 @@ def unpack(data):
     return size, glyphs
 
 
-def build(texts, size=16, font_path=DEFAULT_FONT, ui=True):
+def gb2312():
+    """Every character of GB2312 (6,763 hanzi plus punctuation and symbols):
+    the names staff are given are in it, so a font made at installation draws
+    whoever goes on duty later."""
+    out = []
+    for hi in range(0xA1, 0xF8):
+        for lo in range(0xA1, 0xFF):
+            try:
+                out.append(bytes((hi, lo)).decode("gb2312"))
+            except UnicodeDecodeError:
+                pass  # unassigned cells of the 94x94 grid
+    return "".join(out)
+
+
+def build(texts, size=16, font_path=DEFAULT_FONT, ui=True, full=False):
     if not 8 <= size <= 32:
         raise FontError("size %d: the 128x64 display wants 8..32 pixels" % size)
-    chars = charset(list(texts) + (list(firmware_strings()) if ui else []))
+    texts = list(texts) + ([gb2312()] if full else [])
+    chars = charset(texts + (list(firmware_strings()) if ui else []))
     return pack(rasterise(chars, size, font_path), size)
 
 
@@ -153,6 +168,8 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=16, help="glyph cell in pixels (default 16: 4 lines of 8 on 128x64)")
     ap.add_argument("--font", default=DEFAULT_FONT, help="TrueType/OpenType file (default: %(default)s)")
     ap.add_argument("--no-ui", action="store_true", help="leave out the firmware's own screen texts")
+    ap.add_argument("--gb2312", action="store_true",
+                    help="cover all of GB2312 (about 7,400 glyphs, 240 KB at 16 px) so later names draw too")
     ap.add_argument("--show", action="store_true", help="print each glyph as text art")
     args = ap.parse_args(argv)
     texts = list(args.text)
@@ -163,7 +180,7 @@ def main(argv=None):
                     texts.extend(strings_in(json.load(f)))
             except (OSError, ValueError) as e:
                 raise FontError("%s: %s" % (path, e)) from None
-        data = build(texts, args.size, args.font, ui=not args.no_ui)
+        data = build(texts, args.size, args.font, ui=not args.no_ui, full=args.gb2312)
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         with open(args.output, "wb") as f:
             f.write(data)

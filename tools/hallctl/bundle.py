@@ -1,5 +1,6 @@
 """What goes onto a board: firmware modules, the protocol package, the
-micropython-lib modules fetched into build/mplib, the board definition."""
+micropython-lib modules fetched into build/mplib, the board definition and
+the display font."""
 import os
 
 from tools.procs import MPLIB, ROOT
@@ -15,7 +16,23 @@ def board_names():
     return sorted(f[:-5] for f in os.listdir(BOARDS) if f.endswith(".json"))
 
 
-def files(board):
+FONT_CACHE = os.path.join(ROOT, "build", "font")
+
+
+def font_file(size=16):
+    """The display font for every board: all of GB2312, made once per checkout."""
+    from tools import fontgen
+    path = os.path.join(FONT_CACHE, "gb2312-%d.qlf" % size)
+    if not os.path.exists(path):
+        os.makedirs(FONT_CACHE, exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(fontgen.build([], size, full=True))
+        os.rename(tmp, path)
+    return path
+
+
+def files(board, font=True):
     """[(remote path, local path)] for a board, e.g. 'esp32_devkitc'."""
     if board not in board_names():
         raise ValueError("unknown board %r; known: %s" % (board, ", ".join(board_names())))
@@ -32,4 +49,6 @@ def files(board):
                 local = os.path.join(dirpath, name)
                 out.append(("lib/" + os.path.relpath(local, MPLIB), local))
     out.append(("board.json", os.path.join(BOARDS, board + ".json")))
+    if font:
+        out.append(("font.qlf", font_file()))
     return out

@@ -42,7 +42,7 @@ def cmd_ports(args):
 def cmd_install(args):
     from tools.hallctl import bundle
     try:
-        files = bundle.files(args.board)
+        files = bundle.files(args.board, font=args.font)
     except ValueError as e:
         raise HallctlError(str(e))
     with Board(args.port) as board:
@@ -117,6 +117,8 @@ def build_parser():
                                    "the board definition onto a board running MicroPython.")
     p.add_argument("port", help="serial port, e.g. /dev/ttyUSB0")
     p.add_argument("--board", default="esp32_devkitc", help="board definition in hardware/boards (default: %(default)s)")
+    p.add_argument("--no-font", dest="font", action="store_false",
+                   help="keep the font already on the board (the GB2312 font is 250 KB, slow on a UART)")
     p.set_defaults(func=cmd_install)
 
     p = sub.add_parser("provision", help="write a device's site config (identity, key, broker)",
