@@ -67,6 +67,8 @@ class HallHTTP:
             if method == "GET" and path == "/api/hall":
                 with self.lock:
                     screen = status.hall_screen(self.store, self.cfg)
+                rt = self.runtime()
+                screen.update(light=rt.get("light"), light_reasons=rt.get("light_reasons"))
                 return self.send_json(h, 200, screen)
             if method == "POST" and path.startswith("/api/windows/"):
                 body = json.loads(h.rfile.read(int(h.headers.get("Content-Length") or 0)) or b"{}")

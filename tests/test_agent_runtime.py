@@ -121,6 +121,8 @@ def test_configs_beacon_presence_and_hall_screen(inproc):
         w = {x["window"]: x for x in screen["windows"]}["A02"]
         assert w["online"] and w["staff"] == "王五"
         assert w["ratings_today"] == {"very_satisfied": 1, "satisfied": 2, "very_dissatisfied": 1}
+        assert screen["light"] in ("ok", "warn")
+        assert _get_status(inproc["http"], "/")[0] == 200          # the lobby screen
     finally:
         dev.client.disconnect()      # clean disconnect: publish the offline presence like a will would
         dev.client.loop_stop()
