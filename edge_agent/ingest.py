@@ -13,6 +13,7 @@ The caller PUBACKs every message of the batch in arrival order and sends
 the protocol acks in `Outcome.acks`, both only after commit.
 """
 import collections
+import hashlib
 import json
 import logging
 import sqlite3
@@ -71,9 +72,12 @@ class Batch:
         payload = bytes(m.payload[:QUARANTINE_MAX_PAYLOAD])
         if len(m.payload) > QUARANTINE_MAX_PAYLOAD:
             detail = (detail + " " if detail else "") + "(payload cut from %d bytes)" % len(m.payload)
+        digest = hashlib.sha256(b"\0".join((m.topic.encode(), bytes(m.payload), reason.encode()))).hexdigest()
         self.store.conn.execute(
-            "INSERT INTO quarantine (received_ms, topic, payload, reason, detail, device, seq) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)", (m.received_ms, m.topic, payload, reason, detail[:200], device, seq))
+            "INSERT INTO quarantine (received_ms, topic, payload, reason, detail, device, seq, digest, last_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE "
+            "SET repeats = repeats + 1, last_ms = excluded.last_ms",
+            (m.received_ms, m.topic, payload, reason, detail[:200], device, seq, digest, m.received_ms))
         self.store.bump("quarantined:" + reason)
         self.out.quarantined[reason] += 1
 

@@ -14,7 +14,8 @@ Tables (the uplink reads and updates `events` through its own connection):
   events      one row per (device, seq), body = canonical wire JSON with mac;
               synced_ms is NULL until the county committed it; rowid order is
               arrival order and a partial index finds the unsynced rows.
-  quarantine  everything refused, with the ProtocolError code as reason.
+  quarantine  everything refused, with the ProtocolError code as reason;
+              one row per distinct message, `repeats` counts resends.
   devices     the registry: key, window binding, status, seq high-water mark,
               presence.
   windows     staff on duty and the service-time target per window.
@@ -84,9 +85,21 @@ def _m001_initial(db):
     """)
 
 
+def _m002_quarantine_repeats(db):
+    # A device with a wrong key resends its whole outbox again and again:
+    # keep one row per distinct refused message and count the repeats.
+    db.executescript("""
+    ALTER TABLE quarantine ADD COLUMN digest TEXT;
+    ALTER TABLE quarantine ADD COLUMN repeats INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE quarantine ADD COLUMN last_ms INTEGER;
+    CREATE UNIQUE INDEX quarantine_digest ON quarantine(digest);
+    """)
+
+
 # Named, applied in order, each in its own transaction, recorded in _migrations.
 MIGRATIONS = [
     ("001_initial", _m001_initial),
+    ("002_quarantine_repeats", _m002_quarantine_repeats),
 ]
 
 

@@ -52,6 +52,15 @@ def test_front_door(tmp_path):
     assert "events" in mem.db.table_names()
 
 
+def test_a_refused_message_sent_again_is_one_row_with_repeats(store, keys):
+    forged = protocol.encode(rating("ev-01", 5), keys["ev-02"])        # signed with the wrong key
+    for _ in range(3):
+        ingest.commit(store, HALL, [msg(1, "ev-01", forged), msg(2, "ev-01", b"junk")])
+    rows = store.conn.execute("SELECT reason, repeats FROM quarantine ORDER BY reason").fetchall()
+    assert rows == [("bad_json", 3), ("bad_mac", 3)]
+    assert store.counters()["quarantined:bad_mac"] == 3
+
+
 def test_unsynced_rows_come_in_arrival_order_from_the_partial_index(store, keys):
     batch = [msg(i, "ev-0%d" % (1 + i % 2), protocol.encode(rating("ev-0%d" % (1 + i % 2), 100 - i), keys["ev-0%d" % (1 + i % 2)]))
              for i in range(20)]
