@@ -91,6 +91,18 @@ def cmd_window_set(args, cfg):
                                    ", target %ds" % args.target_s if args.target_s else ""))
 
 
+def cmd_quarantine_list(args, cfg):
+    sql = ("SELECT id, received_ms, last_ms, repeats, reason, detail, topic, payload FROM quarantine %s "
+           "ORDER BY id DESC LIMIT ?" % ("WHERE reason = ?" if args.reason else ""))
+    rows = _store(cfg).conn.execute(sql, ([args.reason] if args.reason else []) + [args.limit]).fetchall()
+    for qid, first, last, repeats, reason, detail, topic, payload in rows:
+        text = bytes(payload[:120]).decode("utf-8", "replace")
+        print("#%d %s x%d %s %s%s\n    %s" % (qid, reason, repeats, topic, detail,
+                                          "" if repeats == 1 else " (last %s)" % last, text))
+    if not rows:
+        print("quarantine is empty" if not args.reason else "nothing quarantined as %s" % args.reason)
+
+
 def cmd_broker_config(args, cfg):
     from edge_agent import broker
     tls = None
@@ -162,6 +174,9 @@ COMMANDS = [
         (("old",), dict(help="device being replaced")),
         (("new",), dict(help="new device id")),
         (("--key",), dict(help="the new device's key as hex (default: a new random one)"))]),
+    (("quarantine", "list"), cmd_quarantine_list, "show refused messages, newest first, with their reason", [
+        (("--reason",), dict(help="only this reason (bad_mac, conflict, unknown_device, ...)")),
+        (("--limit",), dict(type=int, default=20, help="how many (20)"))]),
     (("window", "set"), cmd_window_set, "set the staff on duty and service target of a window", [
         (("window",), dict(help="window id")),
         (("--staff",), dict(help="name shown on the evaluator")),
@@ -182,8 +197,16 @@ COMMANDS = [
 ]
 
 
+GROUPS = {"config": "check the config file, or print an example",
+          "devices": "the device registry: keys, windows, replacement",
+          "quarantine": "messages the agent refused, with their reason",
+          "window": "staff on duty and service targets per window"}
+
+
 def parser():
-    top = argparse.ArgumentParser(prog="edge-agent", description=__doc__.split("\n")[0])
+    top = argparse.ArgumentParser(
+        prog="edge-agent", description="Qinglian edge agent: device events in over MQTT, kept in SQLite, "
+        "sent on to the county. `edge-agent COMMAND --help` for each command.")
     top.add_argument("--config", help="config file (default %s)" % config_mod.DEFAULT_PATH)
     subs = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups = {}
@@ -192,8 +215,7 @@ def parser():
             p = subs.add_parser(words[0], help=help_, description=help_)
         else:
             if words[0] not in groups:
-                g = subs.add_parser(words[0], help="%s commands" % words[0],
-                                    description="%s commands" % words[0])
+                g = subs.add_parser(words[0], help=GROUPS[words[0]], description=GROUPS[words[0]])
                 groups[words[0]] = g.add_subparsers(dest="sub", metavar="SUBCOMMAND", required=True)
             p = groups[words[0]].add_parser(words[1], help=help_, description=help_)
         p.add_argument("--config", default=argparse.SUPPRESS, help="config file")

@@ -97,6 +97,7 @@ def test_devices_add_list_show_retire_replace(conf, tmp_path):
 
 def test_status_without_a_running_agent(conf):
     run("--config", conf, "devices", "add", "ev-01", "--window", "A01")
+    assert "quarantine is empty" in run("--config", conf, "quarantine", "list").stdout
     out = run("--config", conf, "status", "--json")
     assert out.returncode == 0 and '"committed": 0' in out.stdout
     assert "devices: 0 online, 1 offline" in run("--config", conf, "status").stdout

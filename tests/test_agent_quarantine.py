@@ -91,6 +91,8 @@ def test_each_kind_of_bad_input_is_quarantined_with_its_reason(hall):
     assert snap["duplicates"] >= 1
     assert snap["quarantined"]["unknown_device"] == 2 and snap["conflicts"] == 1
     assert snap["committed"] == n_valid
+    listing = edge_agent(hall["work"] + "/agent.toml", "quarantine", "list", "--reason", "conflict").stdout
+    assert "conflict x1 qinglian/v1/h1/ev-01/events" in listing and "very_dissatisfied" in listing
     metrics = _get(hall["http"], "/metrics")
     assert 'qinglian_agent_quarantined_total{reason="bad_mac"} 1' in metrics
     assert "qinglian_agent_committed_total %d" % n_valid in metrics
