@@ -4,6 +4,8 @@ both measured in this run on this machine with the same broker settings:
   broker limit   P `mosquitto_pub -l` publishers (QoS 1) -> one
                  `mosquitto_sub -q 1` subscriber: how fast Mosquitto moves
                  these messages from publishers to one QoS 1 subscriber;
+  paho only      a Python paho subscriber that PUBACKs and stores nothing:
+                 the ceiling of any paho-based agent on this machine;
   agent          the same publishers and messages -> the edge agent, counted
                  when COMMITted to SQLite (synchronous=FULL) - durable, the
                  moment a device may forget the event.
@@ -76,6 +78,39 @@ def broker_limit(work, n, data, inflight):
         broker.stop()
 
 
+def paho_limit(work, n, data, inflight):
+    """A paho subscriber that PUBACKs each message in on_message and does
+    nothing else: the ceiling of any Python paho-based agent here."""
+    import threading
+    import paho.mqtt.client as mqtt
+    port = free_port()
+    broker = Mosquitto(work + "/b3", port=port, conf=broker_conf(work + "/b3", port, inflight)).start()
+    got, done = [0], threading.Event()
+
+    def on_message(c, u, m):
+        c.ack(m.mid, m.qos)
+        got[0] += 1
+        if got[0] == n:
+            done.set()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-paho", clean_session=False, manual_ack=True)
+    c.on_message = on_message
+    c.on_connect = lambda cl, *a: cl.subscribe(topics.for_all_devices(HALL, "events"), 1)
+    try:
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        pubs = publish_all(port, data)
+        done.wait(600)
+        dt = time.monotonic() - t0
+        for p in pubs:
+            p.wait(60)
+        return n / dt, dt
+    finally:
+        c.loop_stop()
+        broker.stop()
+
+
 def agent_rate(work, n, data, keys, inflight):
     port, http = free_port(), free_port()
     broker = Mosquitto(work + "/b2", port=port, conf=broker_conf(work + "/b2", port, inflight)).start()
@@ -129,13 +164,16 @@ def main(argv=None):
     work = tempfile.mkdtemp(prefix="bench-agent-ingest-")
     try:
         limit, t_limit = broker_limit(work, n, data, args.inflight)
+        paho, t_paho = paho_limit(work, n, data, args.inflight)
         rate, t_agent, stored, per_commit = agent_rate(work, n, data, keys, args.inflight)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("%d QoS 1 events from %d publishers, broker max_inflight_messages %d" % (n, args.publishers, args.inflight))
     print("%-44s %9.0f msg/s  (%.1f s)" % ("broker limit (mosquitto_pub -> mosquitto_sub)", limit, t_limit))
+    print("%-44s %9.0f msg/s  (%.1f s)" % ("paho subscriber, PUBACK only, nothing stored", paho, t_paho))
     print("%-44s %9.0f msg/s  (%.1f s)" % ("agent, durable (committed, synchronous=FULL)", rate, t_agent))
     print("%-44s %9.0f %%" % ("agent / broker limit", 100.0 * rate / limit))
+    print("%-44s %9.0f %%" % ("agent / paho-only subscriber", 100.0 * rate / paho))
     print("%-44s %9.0f" % ("agent messages per commit (mean)", per_commit))
     if stored != n:
         print("FAIL: agent stored %d of %d" % (stored, n))
