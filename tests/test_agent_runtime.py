@@ -3,6 +3,7 @@ device configs and the time beacon, presence, the hall screen, the tower
 light, SIGTERM, systemd notify and journald logging."""
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -11,6 +12,8 @@ import time
 import urllib.request
 
 import pytest
+
+import protocol
 
 from edge_agent import config as config_mod
 from edge_agent.agent import Agent
@@ -186,3 +189,35 @@ def test_a_second_agent_on_the_same_store_refuses_to_start(inproc):
     out = subprocess.run([EDGE_AGENT, "run", "--config", inproc["config"]], capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
     assert "another edge-agent is running" in out.stderr.strip().splitlines()[-1]
+
+
+def test_replaced_device_hands_over_window_and_seq(inproc):
+    inproc["usage"].pct = 10.0
+    inproc["agent"].guard.check()
+    old = PahoDevice(HALL, "ev-01", inproc["keys"]["ev-01"], inproc["port"]).start()
+    try:
+        wait_for(old.connected.is_set, 10, what="old device")
+        for seq in range(1, 6):
+            old.send(rating("ev-01", seq))
+        wait_for(lambda: old.pending() == 0, 10, what="acks")
+    finally:
+        old.stop()
+    key = secrets.token_bytes(32)
+    out = edge_agent(inproc["config"], "devices", "replace", "ev-01", "ev-09", "--key", key.hex())
+    assert "above 5" in out.stdout
+    new = PahoDevice(HALL, "ev-09", key, inproc["port"]).start()
+    try:
+        wait_for(lambda: new.configs, 10, what="config for the new board")
+        assert new.configs[-1]["window"] == "A01" and new.configs[-1]["hwm"] == 5
+        new.send(rating("ev-09", 6))
+        wait_for(lambda: new.pending() == 0, 10, what="new board acked")
+    finally:
+        new.stop()
+    # the old board's retained config is cleared, and its events are refused from now on
+    sub = subprocess.run(["mosquitto_sub", "-p", str(inproc["port"]), "-t", "qinglian/v1/h1/ev-01/config",
+                          "-C", "1", "-W", "2"], capture_output=True, text=True)
+    assert sub.stdout == ""
+    subprocess.run(["mosquitto_pub", "-p", str(inproc["port"]), "-q", "1", "-t", "qinglian/v1/h1/ev-01/events",
+                    "-s"], input=protocol.encode(rating("ev-01", 7), inproc["keys"]["ev-01"]), check=True)
+    wait_for(lambda: store_count(inproc["db"], "SELECT count(*) FROM quarantine WHERE reason='unknown_device'") == 1,
+             10, what="retired device refused")
