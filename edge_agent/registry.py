@@ -120,10 +120,10 @@ def device_config(store, device, dev_cfg, t_ms):
     targets = dict(dev_cfg["targets"])
     if w.get("target_s"):
         targets["default"] = w["target_s"]
-    msg = {"window": d["window"], "targets": targets, "warn_pct": dev_cfg["warn_pct"],
-           "prompt_s": dev_cfg["prompt_s"], "t": t_ms, "hwm": hwm(store, device)}
-    if w.get("staff"):
-        msg["staff"] = w["staff"]
-    if w.get("staff_no"):
-        msg["staff_no"] = w["staff_no"]
+    msg = {"window": d["window"]}
+    for k in ("staff", "staff_no"):      # left out until someone is on duty
+        if w.get(k):
+            msg[k] = w[k]
+    msg.update(targets=targets, warn_pct=dev_cfg["warn_pct"], prompt_s=dev_cfg["prompt_s"],
+               t=t_ms, hwm=hwm(store, device))
     return msg
