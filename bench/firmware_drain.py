@@ -137,8 +137,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.firmware_drain", description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=10000, help="events queued on the device (default 10000)")
     ap.add_argument("--baseline", type=int, default=400, help="events for the umqtt.simple loop (default 400)")
-    ap.add_argument("--heap", default="256k",
-                    help="-X heapsize for the device (default 256k: the outbox keeps a small list per "
+    ap.add_argument("--heap", default="1m",
+                    help="-X heapsize for the device (default 1m: the outbox keeps a small list per "
                          "4 KiB segment, and 10,000 events are ~700 segments)")
     args = ap.parse_args(argv)
     work = tempfile.mkdtemp(prefix="bench-fwdrain-")

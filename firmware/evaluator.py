@@ -66,6 +66,10 @@ def _write(path, data):
 
 class Evaluator:
     def __init__(self, board):
+        # Collect early, before the heap fills: fewer, cheaper collections and
+        # less fragmentation (scanning a big outbox fails without it).
+        gc.collect()
+        gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
         self.board = board
         self.root = root = board.mount_flash()
         site = _read_json(root + "/site.json")
@@ -187,7 +191,12 @@ class Evaluator:
             return protocol.encode(ev, key)
 
         try:
-            seq = self.outbox.append(build, droppable)
+            try:
+                seq = self.outbox.append(build, droppable)
+            except MemoryError:
+                # build() failed before anything was written: collect, once more.
+                gc.collect()
+                seq = self.outbox.append(build, droppable)
         except OutboxFull:
             self.alarm = "outbox_full"
             raise
@@ -219,7 +228,7 @@ class Evaluator:
             fields["alarm"] = self.alarm or "outbox_full"
         try:
             self._event("status", fields, True)
-        except (OutboxFull, OSError):
+        except (OutboxFull, OSError, MemoryError):
             pass
         if not self.outbox.full:
             self.alarm = None
@@ -241,7 +250,7 @@ class Evaluator:
             return
         try:
             self._steps(steps_fn())
-        except (OutboxFull, OSError):
+        except (OutboxFull, OSError, MemoryError):
             self._refuse(now)
 
     def _call(self, ticket, item=None):
@@ -262,7 +271,7 @@ class Evaluator:
             fields["staff"] = staff
         try:
             self._event("rating", fields)
-        except (OutboxFull, OSError):
+        except (OutboxFull, OSError, MemoryError):
             self._refuse(now)
             return
         # On flash: now, and only now, thank the citizen.
@@ -282,49 +291,56 @@ class Evaluator:
             self._rating(LEVELS[i], now)
 
     async def _inputs(self):
-        pins = [self.board.buttons[n] for n in BUTTONS]
-        n = len(pins)
-        down = bytearray(n)
-        same = bytearray(n)
+        self._pins = [self.board.buttons[n] for n in BUTTONS]
+        self._down = bytearray(len(BUTTONS))
+        self._same = bytearray(len(BUTTONS))
         self._staff_since = 0
         self._staff_long = True
         self._gc_at = time.ticks_ms()
-        desk = self.desk
         while True:
-            now = time.ticks_ms()
-            for i in range(n):
-                v = 1 if pins[i]() == 0 else 0
-                if v != down[i]:
-                    same[i] += 1
-                    if same[i] >= _DEBOUNCE:
-                        down[i] = v
-                        same[i] = 0
-                        self._key(i, v, now)
-                else:
-                    same[i] = 0
-            if down[_STAFF_I] and not self._staff_long and \
-                    time.ticks_diff(now, self._staff_since) >= self.long_ms:
-                self._staff_long = True
-                self._guarded(lambda: desk.staff_long(now), now)
-            ticket = self.board.poll_call()
-            if ticket:
-                self._call(ticket)
-            if desk.state != IDLE:
-                steps = desk.tick(now)
-                if steps:
-                    try:
-                        self._steps(steps)
-                    except (OutboxFull, OSError):
-                        desk.state = PROMPT   # keep the prompt open; retry the unrated step
-            busy = time.ticks_diff(self.busy_until, now) > 0
-            self.screen.update(desk, self.config, self.window(), now, busy, self.ready)
-            self._looped = True
-            if time.ticks_diff(now, self._gc_at) >= _GC_MS:
-                # Collect while quiet rather than when a big allocation fails:
-                # a fragmented 64 KiB heap fails long before it is full.
+            try:
+                self._poll(time.ticks_ms())
+            except MemoryError as e:
+                # Never let the buttons die: collect and go on; the press
+                # that needed the memory was refused ("busy"), not lost.
                 gc.collect()
-                self._gc_at = now
+                self.log("input loop", e)
             await asyncio.sleep_ms(_POLL_MS)
+
+    def _poll(self, now):
+        pins, down, same, desk = self._pins, self._down, self._same, self.desk
+        for i in range(len(pins)):
+            v = 1 if pins[i]() == 0 else 0
+            if v != down[i]:
+                same[i] += 1
+                if same[i] >= _DEBOUNCE:
+                    down[i] = v
+                    same[i] = 0
+                    self._key(i, v, now)
+            else:
+                same[i] = 0
+        if down[_STAFF_I] and not self._staff_long and \
+                time.ticks_diff(now, self._staff_since) >= self.long_ms:
+            self._staff_long = True
+            self._guarded(lambda: desk.staff_long(now), now)
+        ticket = self.board.poll_call()
+        if ticket:
+            self._call(ticket)
+        if desk.state != IDLE:
+            steps = desk.tick(now)
+            if steps:
+                try:
+                    self._steps(steps)
+                except (OutboxFull, OSError, MemoryError):
+                    desk.state = PROMPT   # keep the prompt open; retry the unrated step
+        busy = time.ticks_diff(self.busy_until, now) > 0
+        self.screen.update(desk, self.config, self.window(), now, busy, self.ready)
+        self._looped = True
+        if time.ticks_diff(now, self._gc_at) >= _GC_MS:
+            # Collect while quiet rather than when a big allocation fails:
+            # a fragmented 64 KiB heap fails long before it is full.
+            gc.collect()
+            self._gc_at = now
 
     # -- background --------------------------------------------------------------
     async def _status_loop(self):
@@ -366,7 +382,6 @@ class Evaluator:
 
     async def _main(self):
         gc.collect()
-        # Collect early, before the heap fills: fewer, cheaper collections and less fragmentation.
         gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
         for coro in self.board.background():
             asyncio.create_task(coro)

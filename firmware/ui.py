@@ -55,8 +55,18 @@ class Screen:
         self.board = board
         self.shown = None
         self.color = 0      # never a real colour: the first update sets the light
+        self._key = self._sec = -1
+        self._config = None
 
     def update(self, desk, config, window, now, busy=False, ready=True):
+        # Called every 10 ms: build the rows only when something shown can
+        # have changed (state, flags, the second, the config), to keep the
+        # small heap free of churn.
+        key = (desk.state << 3) | (busy << 1) | ready
+        sec = desk.service(now) // 1000
+        if key == self._key and sec == self._sec and config is self._config:
+            return
+        self._key, self._sec, self._config = key, sec, config
         r = rows(desk, config, window, now, busy, ready)
         if r != self.shown:
             d = self.board.display

@@ -46,7 +46,7 @@ class Uplink:
         self.keepalive = site.get("keepalive_s", 30)
         self.ack_timeout = site.get("ack_timeout_s", 30) * 1000
         self.window = site.get("mqtt_window", 16)
-        self.wake = asyncio.Event()
+        self.woken = False
         self.mq = None
         self.connected = False
         self.progress = False        # read and cleared by the watchdog guard
@@ -60,7 +60,7 @@ class Uplink:
 
     def kick(self):
         """A new event is on flash."""
-        self.wake.set()
+        self.woken = True
 
     async def run(self):
         backoff = _MIN_BACKOFF
@@ -69,7 +69,8 @@ class Uplink:
             began = time.ticks_ms()
             try:
                 await self._link()
-            except (OSError, asyncio.TimeoutError) as e:
+            except (OSError, asyncio.TimeoutError, MemoryError) as e:
+                # MemoryError too: drop the link and its buffers, try again later.
                 self.app.log("uplink", e)
             finally:
                 self.connected = False
@@ -141,11 +142,13 @@ class Uplink:
                     self.sent = 0      # no acks for a while: send the unacked again
                     self.resends += 1
                 self.last_ack = now
-            self.wake.clear()
-            try:
-                await asyncio.wait_for_ms(self.wake.wait(), 500)
-            except asyncio.TimeoutError:
-                pass
+            # Wait up to 500 ms for a new event or an ack; polling a flag
+            # allocates nothing, unlike a wait_for task every round.
+            self.woken = False
+            for _ in range(10):
+                if self.woken or not mq.alive:
+                    break
+                await asyncio.sleep_ms(50)
 
     def _message(self, topic, payload, retained):
         app = self.app
@@ -154,7 +157,7 @@ class Uplink:
                 app.outbox.ack(messages.parse_ack(payload))
                 self.acks += 1
                 self.last_ack = time.ticks_ms()
-                self.wake.set()
+                self.woken = True
             elif topic == self.t_config:
                 app.on_config(messages.loads(payload), retained)
             elif topic == self.t_cmd:

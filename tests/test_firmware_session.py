@@ -240,3 +240,18 @@ def test_many_sessions_at_64k(tmp_path, broker):
 def test_1000_sessions_at_64k(tmp_path, broker):
     st = _run_sessions(tmp_path, broker, 1000, seed=1000)
     print("heap free at the end:", st["heap"])
+
+
+def test_time_beacon_and_an_intentional_reset(rig):
+    acker, vd = rig
+    acker.send_cmd(DEV, {"cmd": "time", "t": 1800000000000})
+    wait_for(lambda: 1800000000000 <= vd.stats()["clock"] < 1800000060000, 10, what="clock set by beacon")
+    boot = vd.stats()["boot"]
+    acker.send_cmd(DEV, {"cmd": "reset"})
+    wait_for(lambda: vd.restarts == 1, 20, what="the board reset itself")
+    wait_for(lambda: vd.stats()["boot"] == boot + 1, 20, what="booted again")
+    assert vd.stats()["reset"] == "intentional"
+    wait_for(lambda: any(e["reset"] == "intentional" for e in acker.of_kind("status")), 20,
+             what="reset cause in status")
+    # The config came from flash: the screen is right before the network is.
+    assert vd.screen()["lines"][:2] == ["A07 No.1024", "张三"]
