@@ -30,6 +30,15 @@ def cmd_run(args, cfg):
 
 
 def cmd_config_check(args, cfg):
+    for where, path in (("[mqtt] tls_ca", cfg["mqtt"]["tls_ca"]), ("[uplink] ca_file", cfg["uplink"]["ca_file"])):
+        if path and not os.path.isfile(path):
+            raise AgentError("%s: no such file %s" % (where, path))
+    store_dir = os.path.dirname(os.path.abspath(cfg["store"]["path"]))
+    parent = store_dir
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.access(parent, os.W_OK):
+        raise AgentError("[store] path: cannot write in %s (the agent's user needs it)" % parent)
     print("%s: ok (hall %s, store %s, broker %s:%d, uplink %s)" % (
         args.config_path, cfg["hall"], cfg["store"]["path"], cfg["mqtt"]["host"], cfg["mqtt"]["port"],
         cfg["uplink"]["url"] or "off"))

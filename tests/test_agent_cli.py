@@ -32,6 +32,7 @@ def conf(tmp_path):
     ('hall = "h1"\n[uplink]\nurl = "http://x"\n', "token is required"),
     ('hall = "h1"\n[light]\npins = { gren = 5 }\n', "did you mean 'green'"),
     ('hall = = "h1"\n', "not valid TOML"),
+    ('hall = "h1"\n[mqtt]\ntls_ca = "/nonexistent/ca.pem"\n', "no such file /nonexistent/ca.pem"),
 ])
 def test_config_check_explains_in_plain_words(tmp_path, body, words):
     p = tmp_path / "bad.toml"
@@ -48,9 +49,8 @@ def test_config_check_ok_and_example_is_complete_and_valid(tmp_path, conf):
     example = run("config", "example").stdout
     shipped = open(os.path.join(os.path.dirname(cli.__file__), "..", "deploy", "edge-agent.example.toml")).read()
     assert example == shipped, "deploy/edge-agent.example.toml is stale: edge-agent config example > it"
-    p = tmp_path / "ex.toml"
-    p.write_text(example)
-    assert run("config", "check", "--config", str(p)).returncode == 0
+    import tomllib
+    config.validate(tomllib.loads(example))      # valid as shipped (paths are the Pi's)
     for section, key, *_ in config.KEYS:
         assert key in example
 
