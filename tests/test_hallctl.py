@@ -1,8 +1,6 @@
 """hallctl against a virtual device over a real pseudo-terminal, with the
 real mpremote transport: what a technician does with a board on USB."""
-import json
 import os
-import secrets
 import shutil
 import subprocess
 
@@ -10,7 +8,8 @@ import paho.mqtt.client as mqtt
 import pytest
 import serial
 
-from harness import Mosquitto, VENV_BIN, wait_for
+from harness import Mosquitto, VENV_BIN, free_port, wait_for
+from test_agent_support import add_devices, broker_dir, edge_agent, write_config
 from tools.vdevice import VirtualDevice
 from tools.vserial import VirtualSerial
 
@@ -31,21 +30,31 @@ def bench(tmp_path):
     port.stop()
 
 
-def test_provisioned_device_boots_with_that_identity(tmp_path, bench):
+def test_provisioned_device_logs_in_to_the_secured_broker(tmp_path, bench):
+    """The technician's path: register with the agent, secure the broker with
+    broker-config, provision over serial; the board then logs in with the
+    derived password and is let in only to its own topics."""
     port, image = bench
-    broker = Mosquitto(str(tmp_path / "broker")).start()
-    key = secrets.token_bytes(32)
+    work, bdir = str(tmp_path), broker_dir()
+    mqtt_port = free_port()
+    config = write_config(work, mqtt_port, hall="hall-7",
+                          extra='username = "agent-hall-7"\npassword = "agent-secret"')
+    key = add_devices(config, ["ev-42"])["ev-42"]
+    edge_agent(config, "broker-config", "--out", bdir, "--data-dir", bdir + "/data",
+               "--listen", "127.0.0.1", "--port", str(mqtt_port))
+    broker = Mosquitto(bdir, port=mqtt_port, conf=open(bdir + "/mosquitto.conf").read()).start()
     try:
         out = hallctl("provision", port.tty, "--hall", "hall-7", "--device", "ev-42", "--key", key.hex(),
-                      "--broker", "127.0.0.1:%d" % broker.port, "--window", "B02")
+                      "--broker", "127.0.0.1:%d" % mqtt_port, "--window", "B02")
         assert out.returncode == 0, out.stderr
         assert "provisioned hall-7/ev-42" in out.stdout
         port.stop()  # unplug from the bench, power up in the hall
 
         seen = []
         sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        sub.on_message = lambda c, u, m: seen.append((m.topic, m.payload))
-        sub.connect("127.0.0.1", broker.port)
+        sub.username_pw_set("agent-hall-7", "agent-secret")
+        sub.on_message = lambda c, u, m: seen.append(m.topic)
+        sub.connect("127.0.0.1", mqtt_port)
         sub.subscribe("qinglian/v1/+/+/status", 1)
         sub.loop_start()
         # The identity comes from the flash hallctl wrote, not from the runner.
@@ -53,8 +62,8 @@ def test_provisioned_device_boots_with_that_identity(tmp_path, bench):
         vd.image = image
         vd.start()
         try:
-            wait_for(lambda: any(t == "qinglian/v1/hall-7/ev-42/status" for t, _ in seen), 30,
-                     what="the provisioned device's presence")
+            wait_for(lambda: "qinglian/v1/hall-7/ev-42/status" in seen, 30,
+                     what="the provisioned device's presence through the ACL")
         finally:
             vd.stop()
             sub.loop_stop()

@@ -65,8 +65,11 @@ def site_config(args):
     site = {"hall": args.hall, "device": args.device, "key": key.hex(),
             "broker_host": host, "broker_port": int(port or 1883), "window": args.window,
             "ssid": args.wifi_ssid, "wifi_password": args.wifi_password}
-    if args.user:
-        site.update(username=args.user, password=args.password or "")
+    # Same login as `edge-agent broker-config` writes: the device id, and a
+    # password derived from the key, so the technician carries one secret.
+    from edge_agent.registry import mqtt_password
+    site.update(username=args.user or args.device,
+                password=args.password if args.password is not None else mqtt_password(key))
     return site
 
 
@@ -129,8 +132,8 @@ def build_parser():
     p.add_argument("--key", required=True, help="the device key (64 hex characters)")
     p.add_argument("--broker", required=True, help="the Pi's broker, HOST[:PORT] (default port 1883)")
     p.add_argument("--window", default="A01", help="window number shown until the agent's config arrives")
-    p.add_argument("--user", help="broker user (from `edge-agent broker-config`)")
-    p.add_argument("--password", help="broker password")
+    p.add_argument("--user", help="broker user (default: the device id, as broker-config writes it)")
+    p.add_argument("--password", help="broker password (default: derived from the key, as broker-config does)")
     p.add_argument("--wifi-ssid", default="", help="Wi-Fi network name")
     p.add_argument("--wifi-password", default="", help="Wi-Fi password")
     p.set_defaults(func=cmd_provision)
