@@ -11,5 +11,6 @@ if sys.implementation.name == "micropython":
     def dumps(value):
         return json.dumps(value, separators=(",", ":"))
 else:
-    def dumps(value):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    # One encoder for every call: json.dumps builds a new one each time when
+    # given options, which costs the agent a third of its ingest rate.
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
