@@ -11,6 +11,7 @@ one JSON object per line each way:
     {"op":"glitch","button":"satisfied"}          -> a one-sample contact bounce
     {"op":"call","ticket":"A012"}                 -> the wired queue system calls
     {"op":"wifi","up":false}                      -> the access point goes away
+    {"op":"flash","ok":false}                     -> flash writes fail (EIO) until reboot
     {"op":"screen"}  -> {"lines":[...],"light":"green","beeps":3,"frames":9}
     {"op":"stats"}   -> the evaluator's counters (thanks, ignored, outbox, ...)
 
@@ -53,6 +54,7 @@ class FlashImage:
         self.blocks = self.f.seek(0, 2) // _BLOCK
         self._ff = b"\xff" * _CHUNK
         self._chk = bytearray(_CHUNK)
+        self.broken = False
 
     def _at(self, n, off, size):
         if n < 0 or n >= self.blocks or off < 0 or off + size > _BLOCK:
@@ -64,6 +66,8 @@ class FlashImage:
         self.f.readinto(buf)
 
     def writeblocks(self, n, buf, off=None):
+        if self.broken:
+            raise OSError(5)          # EIO: the harness broke the chip
         if off is None:
             self.erase(n)
             off = 0
@@ -94,10 +98,12 @@ class FlashImage:
 
 
 def mount(image):
-    """Mount the image's littlefs2 at MOUNT. Never formats: a filesystem
-    that does not mount after a power cut is a bug to see, not to wipe."""
-    vfs.mount(vfs.VfsLfs2(FlashImage(image)), MOUNT)
-    return MOUNT
+    """Mount the image's littlefs2 at MOUNT and return its FlashImage. Never
+    formats: a filesystem that does not mount after a power cut is a bug to
+    see, not to wipe."""
+    dev = FlashImage(image)
+    vfs.mount(vfs.VfsLfs2(dev), MOUNT)
+    return dev
 
 
 def provision(image, files):
@@ -208,6 +214,7 @@ class SimBoard(Board):
         self.wifi_up = True
         self.wifi_wanted = False
         self.calls = []
+        self.flash = None
         self.wdt_timeout = 0
         self.wdt_last = 0
         self.feeds = 0
@@ -228,7 +235,8 @@ class SimBoard(Board):
 
     # -- storage ---------------------------------------------------------
     def mount_flash(self):
-        return mount(self.image)
+        self.flash = mount(self.image)
+        return MOUNT
 
     # -- network -------------------------------------------------------
     def wifi_connect(self, ssid, password):
@@ -367,6 +375,10 @@ class SimBoard(Board):
             self.calls.append(t)
             while self.calls:      # taken by the evaluator's input loop
                 await asyncio.sleep_ms(5)
+            return {"ok": True}
+        if op == "flash":
+            _only(req, ("op", "ok"))
+            self.flash.broken = not req.get("ok")     # until the next boot
             return {"ok": True}
         if op == "wifi":
             _only(req, ("op", "up"))

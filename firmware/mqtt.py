@@ -64,6 +64,9 @@ class MQTT:
         self.will = will                 # (topic, payload, retain) sent QoS 1
         self.on_message = on_message     # f(topic str, payload bytes, retained bool)
         self.window = window
+        # Every wait on the broker is bounded, and shorter than the watchdog:
+        # a silent broker is a link failure (reconnect), not a hung task.
+        self.timeout_ms = 5000
         self.inflight = {}               # pid -> ticks sent, awaiting PUBACK
         self.puback = 0
         self.alive = False
@@ -77,7 +80,8 @@ class MQTT:
         self.last_out = 0
 
     # -- connection ------------------------------------------------------
-    async def connect(self, timeout_ms=10000, clean=True):
+    async def connect(self, clean=True):
+        timeout_ms = self.timeout_ms
         self._r, self._w = await asyncio.wait_for_ms(
             asyncio.open_connection(self.host, self.port), timeout_ms)
         try:
@@ -146,7 +150,10 @@ class MQTT:
         """Send; for QoS 1 wait only for room in the window, not the PUBACK."""
         while qos and len(self.inflight) >= self.window:
             self._room.clear()
-            await self._room.wait()
+            try:
+                await asyncio.wait_for_ms(self._room.wait(), self.timeout_ms)
+            except asyncio.TimeoutError:
+                raise OSError("no PUBACK")     # a broker that stopped answering
             if not self.alive:
                 raise OSError("link closed")
         t = _str(topic)
@@ -159,14 +166,14 @@ class MQTT:
             head += struct.pack("!H", pid)
         await self._send(head, payload)
 
-    async def subscribe(self, topics, timeout_ms=10000):
+    async def subscribe(self, topics):
         """topics: [(name, qos)]; waits for the SUBACK."""
         body = bytearray(struct.pack("!H", self._next_pid()))
         for name, qos in topics:
             body += _str(name) + bytes([qos])
         self._suback.clear()
         await self._send(bytes([_SUBSCRIBE]) + _varlen(len(body)), body)
-        await asyncio.wait_for_ms(self._suback.wait(), timeout_ms)
+        await asyncio.wait_for_ms(self._suback.wait(), self.timeout_ms)
         if not self.alive:
             raise OSError("link closed")
 

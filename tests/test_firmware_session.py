@@ -255,3 +255,26 @@ def test_time_beacon_and_an_intentional_reset(rig):
              what="reset cause in status")
     # The config came from flash: the screen is right before the network is.
     assert vd.screen()["lines"][:2] == ["A07 No.1024", "张三"]
+
+
+def test_a_failing_flash_starves_the_watchdog_and_the_board_resets(tmp_path, broker):
+    acker, vd = _rig(tmp_path, broker, site={"wdt_ms": 3000})
+    try:
+        vd.start()
+        vd.call("W01")
+        vd.staff("end")
+        vd.flash_ok(False)
+        vd.press("satisfied")
+        assert "Thank you" not in vd.screen()["lines"]      # not on flash: no thanks
+        assert vd.stats()["refused"] == 1
+        wait_for(lambda: vd.restarts == 1, 20, what="watchdog reset")
+        wait_for(lambda: vd.alive() and vd.stats()["reset"] == "watchdog", 20, what="rebooted")
+        vd.call("W02")
+        vd.staff("end")
+        vd.press("satisfied")
+        assert vd.stats()["thanks"] == 1
+        wait_for(lambda: [r["session"] for r in acker.of_kind("rating")] == [vd.stats()["session"]], 20,
+                 what="the rating after the reset")
+    finally:
+        vd.stop()
+        acker.stop()

@@ -212,8 +212,8 @@ class VirtualDevice:
             code = p.p.wait()
             if code != EXIT_RESET or self.proc is not p:
                 return
-            self.restarts += 1
             self.start()
+            self.restarts += 1     # counted once it is up again
 
     def kill(self):
         """Power cut. (The harness link just breaks, as it would: a caller
@@ -245,8 +245,13 @@ class VirtualDevice:
         self._sock = self._file = None
 
     def _rpc(self, req, timeout=60):
+        import time
+        booting = time.monotonic() + 15
         with self._lock:
             for attempt in (0, 1):
+                # A board that is rebooting by itself answers again shortly.
+                while attempt and self.alive() and time.monotonic() < booting and not self._booted():
+                    time.sleep(0.05)
                 try:
                     if self._sock is None:
                         self._sock = socket.create_connection(("127.0.0.1", self.control_port), timeout)
@@ -287,6 +292,10 @@ class VirtualDevice:
     def call(self, ticket):
         """The queue system calls a ticket to this window."""
         self._rpc({"op": "call", "ticket": ticket})
+
+    def flash_ok(self, ok):
+        """Break (or mend) the flash chip: writes fail with EIO until reboot."""
+        self._rpc({"op": "flash", "ok": bool(ok)})
 
     def wifi(self, up):
         self._rpc({"op": "wifi", "up": bool(up)})
