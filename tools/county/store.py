@@ -25,6 +25,8 @@ _SCHEMA = (
         action TEXT, item TEXT, "case" TEXT,
         body TEXT NOT NULL, batch TEXT NOT NULL, received_ms BIGINT NOT NULL,
         PRIMARY KEY (hall, device, seq))""",
+    # Monthly reports and screens ask "this hall's ratings in this period".
+    "CREATE INDEX IF NOT EXISTS events_report ON events (hall, kind, t)",
     # The losing side of a conflict, once per distinct body.
     """CREATE TABLE IF NOT EXISTS conflicts (
         hall TEXT NOT NULL, device TEXT NOT NULL, seq BIGINT NOT NULL,
