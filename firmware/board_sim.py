@@ -107,8 +107,8 @@ def mount(image):
 
 
 def provision(image, files):
-    """Write `files` {name: bytes} onto the flash image, creating an erased
-    chip and formatting it when new; what the technician's flashing tool does."""
+    """Copy `files` {name on flash: host path} onto the flash image, creating
+    an erased chip and formatting it when new; what the flashing tool does."""
     try:
         os.stat(image)
     except OSError:
@@ -118,10 +118,15 @@ def provision(image, files):
                 f.write(ff)
         vfs.VfsLfs2.mkfs(FlashImage(image))
     mount(image)
+    buf = bytearray(_BLOCK)
     for name in files:
         tmp = MOUNT + "/" + name + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(files[name])
+        with open(files[name], "rb") as src, open(tmp, "wb") as f:
+            while True:
+                n = src.readinto(buf)
+                if not n:
+                    break
+                f.write(memoryview(buf)[:n])
         os.rename(tmp, MOUNT + "/" + name)
     vfs.umount(MOUNT)
 
@@ -236,6 +241,12 @@ class SimBoard(Board):
     # -- storage ---------------------------------------------------------
     def mount_flash(self):
         self.flash = mount(self.image)
+        try:
+            # The Chinese font sits on flash, as on a board; here flash is not the cwd.
+            import cjkfont
+            cjkfont.use(MOUNT + "/" + cjkfont.FONT_FILE)
+        except ImportError:
+            pass
         return MOUNT
 
     # -- network -------------------------------------------------------

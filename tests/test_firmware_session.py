@@ -25,12 +25,32 @@ def broker(tmp_path):
     b.stop()
 
 
+@pytest.fixture(scope="module")
+def font(tmp_path_factory):
+    """The Chinese font subset the flashing tool would put on flash (needs fonts-wqy-microhei)."""
+    import subprocess
+    import sys
+    path = str(tmp_path_factory.mktemp("font") / "font.qlf")
+    out = subprocess.run([sys.executable, "-m", "tools.fontgen", "-o", path, BASE["staff"]],
+                         capture_output=True, text=True)
+    return path if out.returncode == 0 else None
+
+
+_FONT = {}
+
+
+@pytest.fixture(autouse=True)
+def _with_font(font):
+    _FONT["path"] = font
+
+
 def _rig(tmp_path, broker, config=None, site=None):
     acker = Acker(broker.port, HALL, {DEV: KEY}, {"*": dict(BASE, **(config or {}))}).start()
     s = {"long_ms": 150}
     s.update(site or {})
+    files = {"font.qlf": _FONT["path"]} if _FONT.get("path") else None
     vd = VirtualDevice(str(tmp_path / DEV), HALL, DEV, KEY, broker.port, window="A99",
-                       heapsize="64k", site=s)
+                       heapsize="64k", site=s, files=files)
     return acker, vd
 
 

@@ -104,7 +104,7 @@ class DeviceError(RuntimeError):
 class VirtualDevice:
     def __init__(self, work_dir, hall, device, key, broker_port, broker_host="127.0.0.1",
                  window="A01", heapsize=None, username=None, password=None, board="sim",
-                 site=None, flash_blocks=256):
+                 site=None, flash_blocks=256, files=None):
         if board != "sim":
             raise ValueError("a virtual device runs on the simulated board only")
         self.work_dir = os.path.abspath(work_dir)
@@ -124,6 +124,7 @@ class VirtualDevice:
             self.site["username"] = username
             self.site["password"] = password
         self.site.update(site or {})
+        self.files = dict(files or {})     # extra files for the flash: {name: host path}
         self.proc = None
         self.rom = None
         self.restarts = 0
@@ -153,17 +154,21 @@ class VirtualDevice:
             argv += ["-X", "heapsize=%d" % heap]
         return argv + list(args)
 
-    def provision(self, site=None):
-        """Write site.json onto the flash image (creating it when new)."""
+    def provision(self, site=None, files=None):
+        """Write site.json (and `files`, {name on flash: host path}, such as
+        the Chinese font `font.qlf`) onto the flash image, creating it when new."""
         if site:
             self.site.update(site)
         self.rom = firmware_romfs()
-        files = {"site.json": json.dumps(self.site)}
-        code = ("import board_sim,json;board_sim.provision(%r,{k:v.encode() for k,v in json.loads(%r).items()})"
-                % (self.image, json.dumps(files)))
+        site_path = os.path.join(self.work_dir, "site.json")
+        with open(site_path, "w") as f:
+            json.dump(self.site, f)
+        todo = {"site.json": site_path}
+        todo.update(files or self.files)
+        code = "import board_sim;board_sim.provision(%r,%r)" % (self.image, todo)
         env = dict(os.environ, **self._env())
         out = subprocess.run([MICROPYTHON, "-c", code], env=env, capture_output=True, text=True,
-                             cwd=self.work_dir, timeout=60)
+                             cwd=self.work_dir, timeout=120)
         if out.returncode != 0:
             raise DeviceError("provisioning %s failed: %s" % (self.device, (out.stdout + out.stderr).strip()))
         return self
