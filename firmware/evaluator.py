@@ -158,6 +158,12 @@ class Evaluator:
         # when it sees this device come online.
         if not self.ready and not retained:
             self.ready = True
+            if type(hwm) is int and hwm >= self.boot:
+                # A reflash also lost the boot counter: restart it above the
+                # hwm (every boot sends an event, so boots <= hwm before), so
+                # session ids <device>-<boot>-<n> stay unique too.
+                self.boot = self.desk.boot = hwm + 1
+                _write(self.root + "/boots", str(self.boot).encode())
             self.status()    # the boot status waited for the floor
 
     def on_cmd(self, msg):

@@ -97,3 +97,4 @@ def test_a_reflashed_device_continues_above_the_agents_hwm(hall):
     assert conflicts == 0
     assert len(after) == 5
     assert min(seq for seq, _ in after[3:]) > top
+    assert len({ev["session"] for _, ev in after}) == 5     # session ids not reused either
