@@ -11,9 +11,10 @@ plain way, both measured in this run on this machine:
 
 Both run under the MicroPython unix port against a private Mosquitto. The
 baseline publishes fewer events (it is slow); its rate is what compares.
-Also reports the evaluator's heap in use (after a collection) while draining.
+Also reports the evaluator's heap in use (after a collection) while draining,
+and over a run of sessions at -X heapsize=64k.
 
-    python -m bench.firmware_drain [--events 10000] [--baseline 400] [--heap 256k]
+    python -m bench.firmware_drain [--events 10000] [--baseline 400] [--heap 1m] [--sessions 100]
 """
 import argparse
 import os
@@ -133,6 +134,32 @@ def evaluator(work, broker, key, n, heap):
             "heap_peak": peak - rom - rom_qstr_bytes(vd.rom)}
 
 
+def lifecycle(work, broker, key, n, heap="64k"):
+    """n sessions at the small heap; heap in use after each (after a GC)."""
+    vd = VirtualDevice(os.path.join(work, "ev-life"), HALL, "ev-life", key, broker.port,
+                       heapsize=heap, site={"long_ms": 150})
+    acker = Acker(broker.port, HALL, {"ev-life": key}, {"*": {"window": "A02", "staff_no": "7", "prompt_s": 5}}).start()
+    from tools.vdevice import rom_qstr_bytes
+    used, least = 0, None
+    try:
+        vd.start()
+        for i in range(n):
+            vd.call("L%04d" % i)
+            if i % 5 == 0:
+                vd.staff("pause")
+                vd.staff("resume")
+            vd.staff("end")
+            vd.press(LEVELS[i % 5], ms=20)
+            st = vd.stats()
+            used = max(used, st["heap_used"])
+            least = st["heap"] if least is None else min(least, st["heap"])
+        thanks = vd.stats()["thanks"]
+    finally:
+        vd.stop()
+        acker.stop()
+    return thanks, used - os.path.getsize(vd.rom) - rom_qstr_bytes(vd.rom), least
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.firmware_drain", description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=10000, help="events queued on the device (default 10000)")
@@ -140,6 +167,8 @@ def main(argv=None):
     ap.add_argument("--heap", default="1m",
                     help="-X heapsize for the device (default 1m: the outbox keeps a small list per "
                          "4 KiB segment, and 10,000 events are ~700 segments)")
+    ap.add_argument("--sessions", type=int, default=100,
+                    help="sessions run at -X heapsize=64k to report the heap (default 100)")
     args = ap.parse_args(argv)
     work = tempfile.mkdtemp(prefix="bench-fwdrain-")
     key = secrets.token_bytes(32)
@@ -147,6 +176,7 @@ def main(argv=None):
     try:
         bn, bs = baseline(work, broker, key, args.baseline)
         ev = evaluator(work, broker, key, args.events, args.heap)
+        life = lifecycle(work, broker, key, args.sessions) if args.sessions else None
     finally:
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -165,6 +195,9 @@ def main(argv=None):
           % (n, ev["prefill_s"], ev["ratings"], ev["duplicates"], ev["conflicts"]))
     print("device heap in use while draining (after gc, ROM image excluded): peak %d bytes at -X heapsize=%s"
           % (ev["heap_peak"], args.heap))
+    if life:
+        print("64 KiB heap: %d sessions, %d thanked; firmware heap in use (after gc) peak %d bytes, "
+              "least free %d bytes" % (args.sessions, life[0], life[1], life[2]))
     return 0 if ev["ratings"] == n and ev["conflicts"] == 0 else 1
 
 
