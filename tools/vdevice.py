@@ -97,8 +97,9 @@ def _bytes(size):
     return int(s.rstrip("km")) * mult
 
 
-class DeviceError(RuntimeError):
-    """The simulated board refused a request, or the device is not running."""
+class DeviceError(OSError):
+    """The simulated board refused a request, or the device is not running
+    (an I/O failure with the device, so callers that retry on OSError do)."""
 
 
 class VirtualDevice:
