@@ -342,6 +342,8 @@ class Acker:
         self._stop = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=client_id or "acker-%s" % hall, clean_session=False)
+        # Come back quickly after a broker outage (paho backs off up to 2 min by default).
+        self.client.reconnect_delay_set(min_delay=0.2, max_delay=2)
         self.client.on_connect = self._connected
         self.client.on_message = self._message
         self.host, self.port = broker_host, broker_port
