@@ -95,7 +95,7 @@ def draw(fb, s, x, y, c=1):
                 if f is None:
                     f = open(_path, "rb")
                 i = _find(f, font[2], font[1], code)
-            if i < 0:
+            if font is None or f is None or i < 0:
                 fb.rect(x + 1, y + 1, cell - 2, cell - 2, c)
             else:
                 glyph = font[3]
