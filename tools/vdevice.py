@@ -323,7 +323,7 @@ class Acker:
     with other content in `conflicts`; neither is stored twice."""
 
     def __init__(self, broker_port, hall, keys, config=None, ack_ms=50, client_id=None,
-                 broker_host="127.0.0.1"):
+                 broker_host="127.0.0.1", username=None, password=None):
         import paho.mqtt.client as mqtt
         import protocol
         self._mqtt, self._protocol = mqtt, protocol
@@ -342,6 +342,8 @@ class Acker:
         self._stop = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=client_id or "acker-%s" % hall, clean_session=False)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         # Come back quickly after a broker outage (paho backs off up to 2 min by default).
         self.client.reconnect_delay_set(min_delay=0.2, max_delay=2)
         self.client.on_connect = self._connected
