@@ -13,6 +13,7 @@ one JSON object per line each way:
     {"op":"wifi","up":false}                      -> the access point goes away
     {"op":"flash","ok":false}                     -> flash writes fail (EIO) until reboot
     {"op":"screen"}  -> {"lines":[...],"light":"green","beeps":3,"frames":9}
+    {"op":"pixels"}  -> {"bands":[n,n,n,n]} lit pixels per 16-px row band
     {"op":"stats"}   -> the evaluator's counters (thanks, ignored, outbox, ...)
 
 Strict like the real part: unknown buttons, ops or fields are refused.
@@ -402,6 +403,15 @@ class SimBoard(Board):
             d = self.display
             return {"lines": d.lines, "light": self.light, "beeps": self.beeps,
                     "frames": d.frames, "light_changes": self.light_changes}
+        if op == "pixels":
+            # Lit pixels in each 16-pixel row band: what the panel shows, not what was asked.
+            _only(req, ("op",))
+            fb, bands = self.display.fb, [0, 0, 0, 0]
+            for y in range(64):
+                for x in range(128):
+                    if fb.pixel(x, y):
+                        bands[y >> 4] += 1
+            return {"bands": bands}
         if op == "stats":
             _only(req, ("op",))
             out = self.probe() if self.probe else {}

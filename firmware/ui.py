@@ -66,7 +66,6 @@ class Screen:
         sec = desk.service(now) // 1000
         if key == self._key and sec == self._sec and config is self._config:
             return
-        self._key, self._sec, self._config = key, sec, config
         r = rows(desk, config, window, now, busy, ready)
         if r != self.shown:
             d = self.board.display
@@ -82,3 +81,5 @@ class Screen:
         if c != self.color:
             self.board.set_light(c)
             self.color = c
+        # Only now: a draw that failed (MemoryError) is tried again next time.
+        self._key, self._sec, self._config = key, sec, config

@@ -73,6 +73,7 @@ def test_a_service_from_call_to_thanks(rig):
     acker, vd = rig
     assert vd.screen()["lines"] == ["A07 No.1024", "张三", "Welcome", "欢迎"]
     assert vd.screen()["light"] is None
+    assert all(vd.pixels())               # every row is lit on the panel itself
     vd.press("satisfied")                     # nothing to rate yet
     assert vd.stats()["ignored"] == 1
     vd.call("A012")

@@ -309,6 +309,10 @@ class VirtualDevice:
     def screen(self):
         return self._rpc({"op": "screen"})
 
+    def pixels(self):
+        """Lit pixels per 16-pixel row band of the panel: [head, name, state, Chinese state]."""
+        return self._rpc({"op": "pixels"})["bands"]
+
     def stats(self):
         return self._rpc({"op": "stats"})
 
