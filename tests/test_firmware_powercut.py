@@ -4,7 +4,8 @@ littlefs2 image written block by block), the broker goes away for a while.
 
 Every press that showed "thank you" must reach the agent exactly once: one
 stored rating per thanked session, with the level pressed, and no seq ever
-reused for different content (a conflict at the agent)."""
+reused for different content (a conflict at the agent). The agent is the
+real one (edge-agent run, SQLite), itself SIGKILLed now and then."""
 import os
 import random
 import threading
@@ -13,12 +14,17 @@ import time
 import pytest
 
 from harness import Mosquitto, wait_for
-from tools.vdevice import LEVELS, Acker, DeviceError, VirtualDevice
+from agent_rig import RealAgent
+from tools.vdevice import LEVELS, DeviceError, VirtualDevice
 
 HALL = "fw-hall"
 KEY = bytes(range(2, 34))
 DEV = "ev-09"
-CONFIG = {"*": {"window": "A09", "staff": "李四", "staff_no": "2048", "prompt_s": 5}}
+WINDOW = {"window": "A09", "staff": "李四", "staff_no": "2048"}
+
+
+def _agent(tmp_path, broker):
+    return RealAgent(str(tmp_path), broker.port, HALL, {DEV: KEY}, {DEV: WINDOW}, prompt_s=5).start()
 
 
 def _device(tmp_path, port):
@@ -42,13 +48,13 @@ def _serve_one(vd, rnd, thanked, n):
         vd.press(rnd.choice(LEVELS), ms=20)      # a repeat: ignored
 
 
-def _check(acker, thanked):
-    ratings = acker.of_kind("rating")
+def _check(agent, thanked):
+    ratings = agent.of_kind("rating")
     by_session = {}
     for r in ratings:
         by_session.setdefault(r["session"], []).append(r["level"])
-    assert acker.conflicts == 0, "a seq was reused for different content"
-    assert not acker.rejected
+    assert agent.conflicts == 0, "a seq was reused for different content"
+    assert not agent.rejected
     for session, level in thanked.items():
         assert by_session.get(session) == [level], (session, by_session.get(session))
     # A rating without thanks is possible (the cut came between flash and
@@ -59,13 +65,16 @@ def _check(acker, thanked):
 def _power_cuts(tmp_path, kills, seed):
     rnd = random.Random(seed)
     broker = Mosquitto(str(tmp_path / "broker")).start()
-    acker = Acker(broker.port, HALL, {DEV: KEY}, CONFIG).start()
+    agent = _agent(tmp_path, broker)
     vd = _device(tmp_path, broker.port)
     thanked, n, done = {}, 0, 0
     try:
         while done < kills:
-            # Sometimes the agent is slow to ack, so a backlog is draining when the power goes.
-            acker.acking = rnd.random() < 0.7
+            # Sometimes the agent is down too (SIGKILL), so a backlog is draining when the power goes.
+            if rnd.random() < 0.3:
+                agent.kill()
+            elif not agent.alive():
+                agent.start()
             vd.start()
             delay = rnd.uniform(0.02, 1.2)
             cut = threading.Timer(delay, vd.kill)
@@ -79,17 +88,18 @@ def _power_cuts(tmp_path, kills, seed):
             cut.join()
             vd.kill()
             done += 1
-        acker.acking = True
+        if not agent.alive():
+            agent.start()
         vd.start()
         wait_for(lambda: vd.stats()["outbox"] == 0, 120, what="backlog drained after the cuts")
-        _check(acker, thanked)
+        _check(agent, thanked)
         st = vd.stats()
         assert st["boot"] == kills + 1
         assert len(thanked) > kills // 2, "too few presses got through to mean anything"
         return thanked, st
     finally:
         vd.stop()
-        acker.stop()
+        agent.stop()
         broker.stop()
 
 
@@ -105,7 +115,7 @@ def test_300_power_cuts_lose_no_thanked_press(tmp_path):
 def _outage(tmp_path, seconds, what):
     rnd = random.Random(7)
     broker = Mosquitto(str(tmp_path / "broker")).start()
-    acker = Acker(broker.port, HALL, {DEV: KEY}, CONFIG).start()
+    agent = _agent(tmp_path, broker)
     vd = _device(tmp_path, broker.port).start()
     thanked, n = {}, 0
     try:
@@ -124,12 +134,12 @@ def _outage(tmp_path, seconds, what):
         else:
             vd.wifi(True)
         wait_for(lambda: vd.stats()["outbox"] == 0, 120, what="backlog drained after the outage")
-        _check(acker, thanked)
+        _check(agent, thanked)
         assert vd.stats()["thanks"] == len(thanked) and vd.alive()
         return thanked
     finally:
         vd.stop()
-        acker.stop()
+        agent.stop()
         broker.stop()
 
 

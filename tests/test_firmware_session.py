@@ -9,6 +9,7 @@ import random
 import pytest
 
 from harness import Mosquitto, wait_for
+from agent_rig import RealAgent
 from tools.vdevice import LEVELS, Acker, VirtualDevice
 
 HALL = "fw-hall"
@@ -44,14 +45,17 @@ def _with_font(font):
     _FONT["path"] = font
 
 
-def _rig(tmp_path, broker, config=None, site=None):
-    acker = Acker(broker.port, HALL, {DEV: KEY}, {"*": dict(BASE, **(config or {}))}).start()
+def _device(tmp_path, broker, site=None):
     s = {"long_ms": 150}
     s.update(site or {})
     files = {"font.qlf": _FONT["path"]} if _FONT.get("path") else None
-    vd = VirtualDevice(str(tmp_path / DEV), HALL, DEV, KEY, broker.port, window="A99",
-                       heapsize="64k", site=s, files=files)
-    return acker, vd
+    return VirtualDevice(str(tmp_path / DEV), HALL, DEV, KEY, broker.port, window="A99",
+                         heapsize="64k", site=s, files=files)
+
+
+def _rig(tmp_path, broker, config=None, site=None):
+    acker = Acker(broker.port, HALL, {DEV: KEY}, {"*": dict(BASE, **(config or {}))}).start()
+    return acker, _device(tmp_path, broker, site)
 
 
 @pytest.fixture
@@ -207,10 +211,12 @@ def test_full_outbox_refuses_presses_instead_of_dropping_them(tmp_path, broker):
 
 def _run_sessions(tmp_path, broker, n, seed=1):
     """n sessions with random pauses, repeated presses, stray presses and
-    timeouts; the agent must hold exactly the ratings the citizen was thanked
+    timeouts; the real agent must hold exactly the ratings the citizen was thanked
     for, one per rated session, and an `unrated` step for every other."""
     rnd = random.Random(seed)
-    acker, vd = _rig(tmp_path, broker, {"prompt_s": 1})
+    agent = RealAgent(str(tmp_path), broker.port, HALL, {DEV: KEY},
+                      {DEV: {k: BASE[k] for k in ("window", "staff", "staff_no")}}, prompt_s=1).start()
+    vd = _device(tmp_path, broker)
     expect_rated, expect_unrated = {}, set()
     try:
         vd.start()
@@ -239,17 +245,17 @@ def _run_sessions(tmp_path, broker, n, seed=1):
         st = vd.stats()
         assert st["thanks"] == len(expect_rated)
         wait_for(lambda: vd.stats()["outbox"] == 0, 60, what="all acked")
-        got = {r["session"]: r["level"] for r in acker.of_kind("rating")}
-        assert len(acker.of_kind("rating")) == len(expect_rated)
+        got = {r["session"]: r["level"] for r in agent.of_kind("rating")}
+        assert len(agent.of_kind("rating")) == len(expect_rated)
         assert got == expect_rated
-        assert {e["session"] for e in sessions(acker, "unrated")} == expect_unrated
-        assert len(sessions(acker, "ended")) == n
-        assert acker.conflicts == 0 and not acker.rejected
+        assert {e["session"] for e in sessions(agent, "unrated")} == expect_unrated
+        assert len(sessions(agent, "ended")) == n
+        assert agent.conflicts == 0 and not agent.rejected
         assert vd.alive(), vd.log()[-2000:]
         return vd.stats()
     finally:
         vd.stop()
-        acker.stop()
+        agent.stop()
 
 
 def test_many_sessions_at_64k(tmp_path, broker):

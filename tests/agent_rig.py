@@ -1,0 +1,63 @@
+"""The real edge agent as the firmware tests' other end.
+
+Starts `edge-agent run` on a test's broker with the devices registered and
+the windows staffed, and reads back what it committed to SQLite, with the
+same questions the tests ask: events of a kind, conflicts, refusals. kill()
+is a real SIGKILL (an agent outage: devices keep their backlog)."""
+import json
+import os
+import sqlite3
+
+from harness import free_port
+from test_agent_support import edge_agent, start_agent, write_config
+
+
+class RealAgent:
+    def __init__(self, work_dir, broker_port, hall, keys, windows, prompt_s=30):
+        """keys: {device: key bytes}; windows: {device: {"window", "staff", "staff_no"}}."""
+        self.work = os.path.join(work_dir, "agent")
+        os.makedirs(self.work, exist_ok=True)
+        self.http_port = free_port()
+        self.config = write_config(self.work, broker_port, hall=hall, http_port=self.http_port,
+                                   extra="[devices]\nprompt_s = %d" % prompt_s)
+        for device, key in keys.items():
+            w = windows[device]
+            edge_agent(self.config, "devices", "add", device, "--window", w["window"], "--key", key.hex())
+            edge_agent(self.config, "window", "set", w["window"], "--staff", w["staff"],
+                       "--staff-no", w["staff_no"])
+        self.db_path = os.path.join(self.work, "agent.db")
+        self.proc = None
+
+    def start(self):
+        self.proc = start_agent(self.work, self.config, self.http_port)
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.alive()
+
+    def kill(self):
+        if self.proc:
+            self.proc.kill()
+
+    def stop(self):
+        if self.proc:
+            self.proc.stop()
+
+    def _query(self, sql, args=()):
+        db = sqlite3.connect(self.db_path, timeout=30)
+        try:
+            return db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+
+    def of_kind(self, kind):
+        return [json.loads(b) for (b,) in self._query(
+            "SELECT body FROM events WHERE kind = ? ORDER BY device, seq", (kind,))]
+
+    @property
+    def conflicts(self):
+        return self._query("SELECT count(*) FROM quarantine WHERE reason = 'conflict'")[0][0]
+
+    @property
+    def rejected(self):
+        return self._query("SELECT reason, detail FROM quarantine WHERE reason != 'conflict'")
