@@ -28,6 +28,8 @@ import time
 import framebuf
 import vfs
 
+import lfsblock
+
 try:
     from micropython import const
 except ImportError:
@@ -37,72 +39,17 @@ except ImportError:
 from board import Board, TextDisplay, BUTTONS, LIGHTS
 
 _BLOCK = const(4096)
-_CHUNK = const(64)
 _MIN_READS = const(4)      # a held press lasts at least this many samples
 _EXIT_RESET = const(75)    # exit code the runner restarts, as a board reboots
 
 MOUNT = "/flash"
 
 
-class FlashImage:
-    """NOR flash in a host file, for littlefs2: writes go straight to the
-    file (unbuffered on the unix port, one write(2) each), and programming
-    bytes that were not erased is refused, as the chip would. Small
-    preallocated buffers only: on a board this is C code, not heap."""
-
-    def __init__(self, path):
-        self.f = open(path, "r+b")
-        self.blocks = self.f.seek(0, 2) // _BLOCK
-        self._ff = b"\xff" * _CHUNK
-        self._chk = bytearray(_CHUNK)
-        self.broken = False
-
-    def _at(self, n, off, size):
-        if n < 0 or n >= self.blocks or off < 0 or off + size > _BLOCK:
-            raise OSError(22)
-        self.f.seek(n * _BLOCK + off)
-
-    def readblocks(self, n, buf, off=0):
-        self._at(n, off, len(buf))
-        self.f.readinto(buf)
-
-    def writeblocks(self, n, buf, off=None):
-        if self.broken:
-            raise OSError(5)          # EIO: the harness broke the chip
-        if off is None:
-            self.erase(n)
-            off = 0
-        self._at(n, off, len(buf))
-        left, chk = len(buf), self._chk
-        while left > 0:
-            k = min(left, _CHUNK)
-            self.f.readinto(memoryview(chk)[:k])
-            if chk[:k] != self._ff[:k]:
-                raise OSError(5)      # EIO: programming unerased flash
-            left -= k
-        self._at(n, off, len(buf))
-        self.f.write(buf)
-
-    def erase(self, n):
-        self._at(n, 0, 0)
-        for _ in range(_BLOCK // _CHUNK):
-            self.f.write(self._ff)
-
-    def ioctl(self, op, arg):
-        if op == 4:      # block count
-            return self.blocks
-        if op == 5:      # block size
-            return _BLOCK
-        if op == 6:      # erase
-            self.erase(arg)
-        return 0
-
-
 def mount(image):
-    """Mount the image's littlefs2 at MOUNT and return its FlashImage. Never
+    """Mount the image's littlefs2 at MOUNT and return its block device. Never
     formats: a filesystem that does not mount after a power cut is a bug to
     see, not to wipe."""
-    dev = FlashImage(image)
+    dev = lfsblock.FileBlockDev(image, _BLOCK)
     vfs.mount(vfs.VfsLfs2(dev), MOUNT)
     return dev
 
@@ -110,15 +57,7 @@ def mount(image):
 def provision(image, files):
     """Copy `files` {name on flash: host path} onto the flash image, creating
     an erased chip and formatting it when new; what the flashing tool does."""
-    try:
-        os.stat(image)
-    except OSError:
-        ff = b"\xff" * _BLOCK
-        with open(image, "wb") as f:
-            for _ in range(int(os.getenv("QL_FLASH_BLOCKS") or "256")):
-                f.write(ff)
-        vfs.VfsLfs2.mkfs(FlashImage(image))
-    mount(image)
+    lfsblock.mount(image, MOUNT, _BLOCK, int(os.getenv("QL_FLASH_BLOCKS") or "256"))
     buf = bytearray(_BLOCK)
     for name in files:
         tmp = MOUNT + "/" + name + ".tmp"

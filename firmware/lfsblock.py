@@ -27,6 +27,7 @@ _IOCTL_SYNC = const(3)
 _IOCTL_BLOCK_COUNT = const(4)
 _IOCTL_BLOCK_SIZE = const(5)
 _IOCTL_BLOCK_ERASE = const(6)
+_CHUNK = const(64)
 
 
 class FlashError(OSError):
@@ -34,15 +35,21 @@ class FlashError(OSError):
 
 
 class FileBlockDev:
-    """The extended block protocol (offsets within a block) that littlefs uses."""
+    """The extended block protocol (offsets within a block) that littlefs uses.
 
-    def __init__(self, path, block_size=4096, block_count=256, strict=True, tear=0):
+    Only 64-byte buffers, allocated once: on a board this is C code, not
+    heap, so the simulated chip must not eat the firmware's 64 KiB."""
+
+    def __init__(self, path, block_size=4096, block_count=None, strict=True, tear=0):
+        self.f = open(path, "r+b")
         self.block_size = block_size
-        self.block_count = block_count
+        # None: as many blocks as the image holds (the simulated board's chip).
+        self.block_count = block_count or self.f.seek(0, 2) // block_size
         self.strict = strict
         self.tear = tear  # >0: program and erase in pieces this big, so a cut can tear them
-        self._erased = b"\xff" * block_size
-        self.f = open(path, "r+b")
+        self.broken = False  # the harness broke the chip: every program fails (EIO)
+        self._ff = b"\xff" * _CHUNK
+        self._chk = bytearray(_CHUNK)
         self.prog_bytes = 0  # wear and write amplification, for bench/
         self.erases = 0
 
@@ -56,6 +63,8 @@ class FileBlockDev:
         self.f.readinto(buf)
 
     def writeblocks(self, block, buf, offset=None):
+        if self.broken:
+            raise FlashError(5)  # EIO
         if offset is None:  # the simple protocol: erase, then program the whole block
             self.erase(block)
             offset = 0
@@ -65,8 +74,13 @@ class FileBlockDev:
         if self.strict:
             # NOR flash only programs erased bytes; littlefs must erase first.
             self.f.seek(pos)
-            if self.f.read(n) != self._erased[:n]:
-                raise FlashError(5)  # EIO
+            chk, left = self._chk, n
+            while left > 0:
+                k = min(left, _CHUNK)
+                self.f.readinto(memoryview(chk)[:k])
+                if chk[:k] != self._ff[:k]:
+                    raise FlashError(5)  # EIO
+                left -= k
         self.f.seek(pos)
         self._put(buf)
         self.prog_bytes += n
@@ -81,9 +95,12 @@ class FileBlockDev:
             self.f.write(mv[i:i + t])
 
     def erase(self, block):
+        if self.broken:
+            raise FlashError(5)
         self._check(block, 0, 0)
         self.f.seek(block * self.block_size)
-        self._put(self._erased)
+        for _ in range(self.block_size // _CHUNK):
+            self._put(self._ff)
         self.erases += 1
 
     def ioctl(self, op, arg):
@@ -129,6 +146,7 @@ def mount(image, mountpoint="/flash", block_size=4096, block_count=256, strict=T
         vfs.VfsLfs2.mkfs(bdev)
         bdev.f.close()
         os.rename(tmp, image)
-    bdev = FileBlockDev(image, block_size, block_count, strict, tear)
+    # An existing chip is as big as its image (block_count only sizes a new one).
+    bdev = FileBlockDev(image, block_size, None, strict, tear)
     vfs.mount(vfs.VfsLfs2(bdev), mountpoint)
     return bdev
