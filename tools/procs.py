@@ -67,14 +67,20 @@ class Proc:
     def alive(self):
         return self.p is not None and self.p.poll() is None
 
+    def _signal(self, sig):
+        try:
+            os.killpg(self.p.pid, sig)
+        except ProcessLookupError:
+            pass  # it ended (and was reaped, maybe by a watcher thread) since alive() looked
+
     def kill(self):
         if self.alive():
-            os.killpg(self.p.pid, signal.SIGKILL)
+            self._signal(signal.SIGKILL)
             self.p.wait()
 
     def stop(self, timeout=10):
         if self.alive():
-            os.killpg(self.p.pid, signal.SIGTERM)
+            self._signal(signal.SIGTERM)
             try:
                 self.p.wait(timeout)
             except subprocess.TimeoutExpired:
