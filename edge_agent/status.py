@@ -78,21 +78,32 @@ def hall_screen(store, cfg, now=None, snap=None):
 
 
 def open_service(store, device, now):
-    """The service running at a device's window: {session, elapsed_s} or None.
-    Elapsed counts from `started` (wall clock; paused time not subtracted)."""
+    """The service running at a device's window: {session, elapsed_s, paused}
+    or None. elapsed_s is service time as the window's own light counts it:
+    since `started`, less the paused spans, and frozen while paused (暂停服务)."""
     row = store.conn.execute("SELECT body FROM events WHERE device = ? AND kind = 'session' "
                              "ORDER BY seq DESC LIMIT 1", (device,)).fetchone()
     if not row:
         return None
     ev = json.loads(row[0])
-    if ev["action"] not in ("started", "resumed"):
+    if ev["action"] not in ("started", "resumed", "paused"):
         return None
-    start = store.one("SELECT t FROM events WHERE device = ? AND kind = 'session' AND "
-                      "json_extract(body, '$.session') = ? AND json_extract(body, '$.action') = 'started' "
-                      "ORDER BY seq DESC LIMIT 1", (device, ev["session"]))
-    if not start:
+    start, paused_ms, paused_at = None, 0, None
+    for action, t in store.conn.execute(
+            "SELECT json_extract(body, '$.action'), t FROM events WHERE device = ? AND kind = 'session' "
+            "AND json_extract(body, '$.session') = ? ORDER BY seq", (device, ev["session"])):
+        if action == "started":
+            start, paused_ms, paused_at = t, 0, None
+        elif action == "paused" and paused_at is None:
+            paused_at = t
+        elif action == "resumed" and paused_at is not None:
+            paused_ms += t - paused_at
+            paused_at = None
+    if start is None:
         return None
-    return {"session": ev["session"], "elapsed_s": max(0, (now - start) // 1000)}
+    until = paused_at if paused_at is not None else now
+    return {"session": ev["session"], "elapsed_s": max(0, (until - start - paused_ms) // 1000),
+            "paused": paused_at is not None}
 
 
 def hall_state(snap, screen, cfg):

@@ -185,3 +185,20 @@ def test_light_follows_the_worst_window(store, keys):
         received_ms=t0 + 690_000)])
     assert light(t0 + 700_000)[0] == "ok"               # a reboot is not an outage yet
     assert light(2_000_000_000_000) == ("warn", ["1 device(s) offline"])
+
+
+def test_service_time_leaves_out_pauses_and_stands_still_while_paused(store, keys):
+    from edge_agent import status
+    t0 = 1_800_000_000_000
+
+    def step(seq, action, t):
+        ev = {"v": 1, "device": "ev-01", "seq": seq, "kind": "session", "t": t,
+              "action": action, "session": "ev-01-1-9", "window": "A01"}
+        return msg(seq, "ev-01", protocol.encode(ev, keys["ev-01"]))
+    ingest.commit(store, HALL, [step(1, "started", t0), step(2, "paused", t0 + 100_000)])
+    paused = status.open_service(store, "ev-01", t0 + 400_000)
+    assert paused == {"session": "ev-01-1-9", "elapsed_s": 100, "paused": True}
+    ingest.commit(store, HALL, [step(3, "resumed", t0 + 400_000)])
+    assert status.open_service(store, "ev-01", t0 + 450_000)["elapsed_s"] == 150   # 300 s paused left out
+    ingest.commit(store, HALL, [step(4, "ended", t0 + 500_000)])
+    assert status.open_service(store, "ev-01", t0 + 600_000) is None

@@ -1,11 +1,14 @@
 """The lobby screen in a real browser (headless Chromium): what the hall
 manager sees after citizens at two windows have rated."""
+import json
 import os
 import shutil
 import subprocess
+import urllib.request
 
 import pytest
 
+from harness import wait_for
 from tools.hall import Hall
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -22,6 +25,11 @@ def browse(url, tmp_path, *extra):
     return out.stdout
 
 
+def hall_api(hall):
+    with urllib.request.urlopen(hall.screen_url + "api/hall", timeout=5) as r:
+        return json.load(r)
+
+
 def test_screen_shows_windows_staff_and_todays_ratings(tmp_path):
     hall = Hall(str(tmp_path / "hall"), hall="screen-hall", devices=2).start()
     try:
@@ -33,13 +41,17 @@ def test_screen_shows_windows_staff_and_todays_ratings(tmp_path):
             vd.press(level)
         hall.wait_county_ratings(3)
         b.call("A101")  # a service running at A02 while we look
+        a.call("A102")
+        a.staff("pause")  # A01's staff stepped away: 暂停服务, its clock stands still
+        wait_for(lambda: [bool(w["service"]) and w["service"]["paused"] for w in hall_api(hall)["windows"]]
+                 == [True, False], 30, what="A01 paused and A02 serving at the agent")
         dom = browse(hall.screen_url, tmp_path, "--dump-dom")
         assert 'data-window="A01"' in dom and 'data-window="A02"' in dom
         assert "王芳 · 1024" in dom
         assert '<b id="total">3</b>' in dom
         assert '<b id="bad">1</b>' in dom
         assert '<b id="rate">66.7%</b>' in dom
-        assert "办理中" in dom
+        assert "办理中" in dom and "暂停服务" in dom
         shot = tmp_path / "screen.png"
         browse(hall.screen_url, tmp_path, "--window-size=1920,1080", "--screenshot=%s" % shot)
         assert shot.exists() and shot.stat().st_size > 10000
