@@ -27,7 +27,7 @@ import time
 
 import protocol
 from protocol import topics
-from tools.procs import Mosquitto, Proc, VENV_BIN, free_port, wait_for
+from tools.procs import Mosquitto, Proc, VENV_BIN, free_port, healthy, wait_for
 
 HALL = "bench"
 
@@ -124,7 +124,7 @@ def agent_rate(work, n, data, keys, inflight):
                        check=True, capture_output=True)
     agent = Proc("edge-agent", [ea, "run", "--config", cfg], work).start()
     try:
-        wait_for(lambda: _ok("http://127.0.0.1:%d/healthz" % http), 30, what="agent")
+        wait_for(lambda: healthy(http), 30, what="agent")
         t0 = time.monotonic()
         pubs = publish_all(port, data)
         c = sqlite3.connect(db, timeout=30)
@@ -139,15 +139,6 @@ def agent_rate(work, n, data, keys, inflight):
     finally:
         agent.stop()
         broker.stop()
-
-
-def _ok(url):
-    import urllib.request
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def main(argv=None):

@@ -21,13 +21,12 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
 import paho.mqtt.client as mqtt
 
 import protocol
 from protocol import messages, topics
-from tools.procs import Mosquitto, Proc, VENV_BIN, free_port, wait_for
+from tools.procs import Mosquitto, Proc, VENV_BIN, free_port, healthy, wait_for
 
 HALL = "bench"
 
@@ -96,7 +95,7 @@ def main(argv=None):
     agent = Proc("edge-agent", [os.path.join(VENV_BIN, "edge-agent"), "run", "--config", cfg], work).start()
     devices = []
     try:
-        wait_for(lambda: _ok(http), 30, what="agent")
+        wait_for(lambda: healthy(http), 30, what="agent")
         time.sleep(3)
         idle = rss_kib(agent.p.pid)
         devices = [Device(d, keys[d], port) for d in names]
@@ -126,14 +125,6 @@ def main(argv=None):
         print("FAIL: stored %d of %d" % (stored, total))
         return 1
     return 0
-
-
-def _ok(http):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % http, timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import paho.mqtt.client as mqtt
 
 import protocol
 from protocol import messages, topics
-from harness import Proc, VENV_BIN, free_port, wait_for
+from harness import Proc, VENV_BIN, free_port, healthy, wait_for
 
 EDGE_AGENT = os.path.join(VENV_BIN, "edge-agent")
 
@@ -50,14 +50,6 @@ def add_devices(config, names, window_prefix="A"):
 
 def agent_proc(work, config, name="edge-agent"):
     return Proc(name, [EDGE_AGENT, "run", "--config", config], work)
-
-
-def healthy(http_port):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % http_port, timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def start_agent(work, config, http_port, name="edge-agent"):

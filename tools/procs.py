@@ -43,6 +43,16 @@ def wait_for(predicate, timeout=30.0, interval=0.1, what="condition"):
     raise TimeoutError("timed out after %.0fs waiting for %s" % (timeout, what))
 
 
+def healthy(http_port, path="/healthz", host="127.0.0.1"):
+    """True when a service's health endpoint answers 200 (the agent's /healthz)."""
+    import urllib.request
+    try:
+        with urllib.request.urlopen("http://%s:%d%s" % (host, http_port, path), timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
 def micropython_path(*extra):
     """MICROPYPATH for host runs: firmware, the protocol package, micropython-lib."""
     return ":".join(list(extra) + [os.path.join(ROOT, "firmware"), ROOT, MPLIB])
