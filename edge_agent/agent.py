@@ -19,8 +19,10 @@ from protocol import messages, topics
 from edge_agent import registry, status, systemd
 from edge_agent.committer import Committer
 from edge_agent.errors import AgentError
+from edge_agent.light import HallLight
 from edge_agent.link import BrokerLink
 from edge_agent.store import Store, now_ms
+from edge_agent.uplink import Uplink
 
 log = logging.getLogger("edge_agent")
 
@@ -48,16 +50,6 @@ class DiskGuard:
         elif was and not self.active:
             log.warning("disk %.1f%% full: acking events again", self.pct)
         return self.active
-
-
-def _optional(module, name):
-    """U's uplink and light land in parallel: run without them until they exist."""
-    try:
-        mod = __import__("edge_agent." + module, fromlist=[name])
-        return getattr(mod, name)
-    except ImportError as e:
-        log.warning("%s disabled: edge_agent.%s not available (%s)", module, module, e)
-        return None
 
 
 class Agent:
@@ -140,9 +132,6 @@ class Agent:
         if not self.cfg["uplink"]["url"]:
             log.info("uplink disabled: [uplink] url not set")
             return None
-        Uplink = _optional("uplink", "Uplink")
-        if Uplink is None:
-            return None
         cfg = {k: v for k, v in self.cfg["uplink"].items() if k != "alarm_after_min"}
         cfg["retention_days"] = self.cfg["store"]["retention_days"]
         self.uplink = Uplink(self.path, cfg, self.hall)
@@ -153,12 +142,11 @@ class Agent:
     def _start_light(self):
         if not self.cfg["light"]["enabled"]:
             return
-        HallLight = _optional("light", "HallLight")
-        if HallLight is not None:
-            try:
-                self.light = HallLight(self.cfg["light"]["pins"], pin_factory=self.pin_factory)
-            except Exception as e:  # a broken lamp must not stop ingest
-                log.error("tower light disabled: %s", e)
+        light = self.cfg["light"]
+        try:
+            self.light = HallLight(light["pins"], pin_factory=self.pin_factory, active_high=light["active_high"])
+        except Exception as e:  # a broken lamp (or no gpiozero pin factory) must not stop ingest
+            log.error("tower light disabled: %s", e)
 
     def _housekeep(self, stop):
         every = {"beacon": self.cfg["mqtt"]["beacon_s"], "guard": 5, "light": 5}

@@ -1,7 +1,14 @@
 """HTTP for the hall: / (the lobby screen), /healthz, /metrics (Prometheus),
 /api/status, /api/hall (what the screen shows) and POST /api/windows/<W>
 (staff on duty).
-Stdlib server in a thread; one store connection behind a lock."""
+Stdlib server in a thread; one store connection behind a lock.
+
+Reading is open: the lobby screen is shown to the whole hall. Writing
+changes who a citizen is told served them, so POST needs `Authorization:
+Bearer <[http] token>`; with no token configured, only clients on this
+machine (loopback) may write."""
+import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -71,6 +78,9 @@ class HallHTTP:
                 screen.update(light=rt.get("light"), light_reasons=rt.get("light_reasons"))
                 return self.send_json(h, 200, screen)
             if method == "POST" and path.startswith("/api/windows/"):
+                refused = self.refuse_write(h)
+                if refused:
+                    return self.send_json(h, refused[0], {"error": refused[1]})
                 body = json.loads(h.rfile.read(int(h.headers.get("Content-Length") or 0)) or b"{}")
                 with self.lock:
                     registry.set_window(self.store, path.rsplit("/", 1)[1], body.get("staff"),
@@ -82,6 +92,18 @@ class HallHTTP:
         except Exception as e:
             log.exception("HTTP %s %s", method, path)
             return self.send_json(h, 500, {"error": repr(e)})
+
+    def refuse_write(self, h):
+        """(status, reason) when this request may not write; None when it may."""
+        token = self.cfg["http"]["token"]
+        if token is None:
+            if ipaddress.ip_address(h.client_address[0]).is_loopback:
+                return None
+            return 403, "writes from other machines need [http] token set on the agent"
+        given = h.headers.get("Authorization") or ""
+        if given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode()):
+            return None
+        return 401, "missing or wrong bearer token"
 
     def send_json(self, h, code, obj):
         self.send(h, code, "application/json; charset=utf-8", json.dumps(obj, ensure_ascii=False))

@@ -5,6 +5,10 @@ tests).
     light = HallLight({"green": 17, "yellow": 27, "red": 22, "buzzer": 23})
     light.show("warn")
 
+Most relay boards sold for the Pi switch on a LOW input: build those with
+active_high=False, and an unpowered or stopped agent still leaves every
+lamp dark (gpiozero drives the pin high for "off").
+
 One lamp at a time shows the hall's worst state: `ok` green, `warn`
 yellow, `alarm` red with the buzzer. show() is called every few seconds
 with the current state; only a change of state touches the pins, so the
@@ -50,7 +54,7 @@ def check_pins(pins):
 
 
 class HallLight:
-    def __init__(self, pins, pin_factory=None):
+    def __init__(self, pins, pin_factory=None, active_high=True):
         from gpiozero import LED, Buzzer          # on the Pi only when the light is enabled
         from gpiozero.exc import GPIOZeroError
         check_pins(pins)
@@ -59,10 +63,11 @@ class HallLight:
         try:
             self.lamps = {}
             for lamp in LAMPS:
-                self.lamps[lamp] = self._own(LED(pins[lamp], pin_factory=pin_factory))
+                self.lamps[lamp] = self._own(LED(pins[lamp], active_high=active_high, pin_factory=pin_factory))
             self.buzzer = None
             if pins.get("buzzer") is not None:
-                self.buzzer = self._own(Buzzer(pins["buzzer"], pin_factory=pin_factory))
+                self.buzzer = self._own(Buzzer(pins["buzzer"], active_high=active_high,
+                                                 pin_factory=pin_factory))
                 self.buzzer.source_delay = BEEP_STEP_S
         except GPIOZeroError as e:
             # gpiozero knows the board: a pin it does not have, or one named twice in two spellings.

@@ -127,3 +127,19 @@ def test_the_board_refuses_a_pin_it_does_not_have(factory):
 def test_one_pin_in_two_spellings_is_refused_by_the_board(factory):
     with pytest.raises(LightError, match="tower light"):
         HallLight({"green": 17, "yellow": "GPIO17", "red": 22}, pin_factory=factory)
+
+
+def test_a_relay_board_that_switches_on_low_gets_inverted_pins(factory):
+    # `[light] active_high = false`: the lit lamp's pin is the LOW one, the dark ones are held high.
+    lt = HallLight(PINS, pin_factory=factory, active_high=False)
+    try:
+        assert lit(factory) == {"green": 1, "yellow": 1, "red": 1} and buzzer(factory).state == 1
+        lt.show("warn")
+        assert lit(factory) == {"green": 1, "yellow": 0, "red": 1}
+        lt.show("alarm")
+        assert lit(factory)["red"] == 0
+        wait_for(lambda: buzzer(factory).state == 0, 5, 0.01, "the first beep pulls the buzzer low")
+        lt.show("ok")
+        assert lit(factory) == {"green": 0, "yellow": 1, "red": 1} and buzzer(factory).state == 1
+    finally:
+        lt.close()
