@@ -70,8 +70,8 @@ def main(argv=None):
         started = time.monotonic()
         while not args.seconds or time.monotonic() - started < args.seconds:
             time.sleep(2)
-            # Downstream first: a press finishing meanwhile then shows as "pressed" ahead of
-            # "thanked", never the other way round.
+            # Downstream first, so a press finishing meanwhile mostly shows as "pressed" ahead
+            # of "thanked" (a press counts when its button is released, after the thank-you).
             county, thanked = hall.county_ratings(), thanks(hall)
             print("  %4.0fs  pressed %5d   thanked %5d   at county %5s" % (
                 time.monotonic() - started, pressed[0], thanked, county))
