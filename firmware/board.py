@@ -26,6 +26,11 @@ class Board:
     display = None      # TextDisplay over a 128x64 framebuf
     probe = None        # the evaluator sets a callable returning its counters
 
+    def __init__(self):
+        # Parts found broken ("display"), reported as alarms in status. Each
+        # board's own list: a class attribute would be one list for all.
+        self.faults = []
+
     def set_light(self, color):
         pass
 

@@ -37,11 +37,11 @@ class McuBoard(board.Board):
     CAUSES = {}            # machine.reset_cause() value -> board.RESET_CAUSES name
 
     def __init__(self):
+        board.Board.__init__(self)
         with open(ROOT + BOARD_FILE) as f:
             d = json.load(f)
         self.defn = d
         self.name = d["name"]
-        self.faults = []
         self._cause = self._read_cause()
         self.buttons = {}
         for key, gpio in d["buttons"].items():

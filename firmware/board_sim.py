@@ -12,9 +12,15 @@ one JSON object per line each way:
     {"op":"call","ticket":"A012"}                 -> the wired queue system calls
     {"op":"wifi","up":false}                      -> the access point goes away
     {"op":"flash","ok":false}                     -> flash writes fail (EIO) until reboot
+    {"op":"display","ok":false}                   -> the panel is unplugged: no frame reaches
+                                                     it, "display" is in the board's faults
+    {"op":"display","ok":true}                    -> plugged back: the next frame sets it up
+                                                     again and clears the fault
     {"op":"screen"}  -> {"lines":[...],"light":"green","beeps":3,"frames":9}
     {"op":"pixels"}  -> {"bands":[n,n,n,n]} lit pixels per 16-px row band
+                        (refused while the panel is unplugged)
     {"op":"stats"}   -> the evaluator's counters (thanks, ignored, outbox, ...)
+                        and the board's faults
 
 Strict like the real part: unknown buttons, ops or fields are refused.
 
@@ -118,14 +124,17 @@ class SimButton:
 
 class SimDisplay(TextDisplay):
     """A 128x64 mono framebuffer that also remembers the text drawn into the
-    last frame shown, which is what the citizen reads."""
+    last frame shown, which is what the citizen reads. The harness can unplug
+    the panel: frames then go nowhere and the board's `faults` say so."""
 
-    def __init__(self):
+    def __init__(self, faults):
         buf = bytearray(128 * 64 // 8)
         TextDisplay.__init__(self, framebuf.FrameBuffer(buf, 128, 64, framebuf.MONO_VLSB))
         self._drawing = []
         self.lines = []
         self.frames = 0
+        self.faults = faults
+        self.plugged = True
 
     def fill(self, c):
         self.fb.fill(c)
@@ -138,6 +147,10 @@ class SimDisplay(TextDisplay):
         self._drawing.append((y, x, s))
 
     def show(self):
+        if not self.plugged:
+            return      # no ACK: the panel keeps what it showed
+        if "display" in self.faults:
+            self.faults.remove("display")   # back: set up again, as board_mcu's flush does
         self._drawing.sort()
         self.lines = [t[2] for t in self._drawing]
         self.frames += 1
@@ -147,12 +160,13 @@ class SimBoard(Board):
     name = "sim"
 
     def __init__(self):
+        Board.__init__(self)
         self.image = os.getenv("QL_FLASH") or "flash.img"
         self.control_port = int(os.getenv("QL_CONTROL") or "0")
         self.buttons = {}
         for name in BUTTONS:
             self.buttons[name] = SimButton()
-        self.display = SimDisplay()
+        self.display = SimDisplay(self.faults)
         self.light = None
         self.light_changes = 0
         self.beeps = 0
@@ -333,6 +347,15 @@ class SimBoard(Board):
             _only(req, ("op", "ok"))
             self.flash.broken = not req.get("ok")     # until the next boot
             return {"ok": True}
+        if op == "display":
+            _only(req, ("op", "ok"))
+            ok = req.get("ok")
+            if type(ok) is not bool:
+                raise ValueError("bad ok")
+            self.display.plugged = ok
+            if not ok and "display" not in self.faults:
+                self.faults.append("display")   # what board_mcu records on a missing ACK
+            return {"ok": True}
         if op == "wifi":
             _only(req, ("op", "up"))
             self.wifi_up = bool(req.get("up"))
@@ -345,6 +368,8 @@ class SimBoard(Board):
         if op == "pixels":
             # Lit pixels in each 16-pixel row band: what the panel shows, not what was asked.
             _only(req, ("op",))
+            if not self.display.plugged:
+                raise ValueError("display unplugged")
             fb, bands = self.display.fb, [0, 0, 0, 0]
             for y in range(64):
                 for x in range(128):
@@ -356,6 +381,7 @@ class SimBoard(Board):
             out = self.probe() if self.probe else {}
             out["wdt_feeds"] = self.feeds
             out["reset"] = self._cause
+            out["faults"] = self.faults
             return out
         raise ValueError("unknown op " + str(op))
 

@@ -4,7 +4,8 @@ signed events in the durable outbox -> the hall's agent.
 Tasks (asyncio; the buttons and the display never wait on the network):
 - input loop, every 10 ms: debounce the keys, run the desk, redraw;
 - uplink: Wi-Fi and MQTT, drain the outbox, read acks/config/commands;
-- status: a `status` event every status_s (droppable when the outbox is full);
+- status: a `status` event every status_s (droppable when the outbox is full)
+  with the alarms: the board's `faults` (a dead display) and `outbox_full`;
 - guard: feeds the watchdog only while the input loop, the uplink and the
   flash all make progress.
 
@@ -97,7 +98,7 @@ class Evaluator:
         self.inputs = 0
         self.errors = 0
         self.busy_until = 0
-        self.alarm = None
+        self.full_alarm = False  # the outbox refused something since the last status sent
         self._looped = False
         self._flash_ok = True
         # Seqs are never reused, even after a reflash: a device whose flash
@@ -204,7 +205,7 @@ class Evaluator:
                 gc.collect()
                 seq = self.outbox.append(build, droppable)
         except OutboxFull:
-            self.alarm = "outbox_full"
+            self.full_alarm = True
             raise
         except OSError as e:
             self._flash_ok = False   # flash trouble: stop feeding the watchdog
@@ -230,14 +231,20 @@ class Evaluator:
         r = self.board.rssi()
         if r is not None:
             fields["rssi"] = abs(r)
-        if self.alarm or self.outbox.full:
-            fields["alarm"] = self.alarm or "outbox_full"
+        # Alarm names, sorted and comma-joined (SPEC: status): the board's
+        # broken parts and a full outbox.
+        alarms = list(self.board.faults)
+        if self.full_alarm or self.outbox.full:
+            alarms.append("outbox_full")
+        if alarms:
+            alarms.sort()
+            fields["alarm"] = ",".join(alarms)
         try:
-            self._event("status", fields, True)
+            seq = self._event("status", fields, True)
         except (OutboxFull, OSError, MemoryError):
-            pass
-        if not self.outbox.full:
-            self.alarm = None
+            seq = None
+        if seq is not None and not self.outbox.full:
+            self.full_alarm = False     # reported; a dropped status leaves it for the next
 
     # -- inputs ----------------------------------------------------------------
     def _refuse(self, now):
@@ -251,7 +258,7 @@ class Evaluator:
             self._refuse(now)
             return
         if self.outbox.full:
-            self.alarm = "outbox_full"
+            self.full_alarm = True
             self._refuse(now)
             return
         try:

@@ -200,13 +200,39 @@ def test_full_outbox_refuses_presses_instead_of_dropping_them(tmp_path, broker):
         vd.staff("end")
         vd.press("very_satisfied")
         assert vd.stats()["thanks"] == thanks + 1
-        # The alarm goes out with the first status that fits.
+        # The alarm goes out with the first status that fits, beside the
+        # board's own faults: names sorted, comma-joined.
+        vd.display_ok(False)
         acker.send_cmd(DEV, {"cmd": "status"})
-        wait_for(lambda: any(e.get("alarm") == "outbox_full" for e in acker.of_kind("status")), 20,
+        wait_for(lambda: any(e.get("alarm") == "display,outbox_full" for e in acker.of_kind("status")), 20,
                  what="outbox_full alarm in status")
     finally:
         vd.stop()
         acker.stop()
+
+
+def test_an_unplugged_display_is_an_alarm_until_a_frame_reaches_it_again(rig):
+    acker, vd = rig
+    before = vd.screen()
+    vd.display_ok(False)
+    vd.call("D01")
+    vd.staff("end")
+    vd.press("satisfied")                     # the terminal works on without its panel
+    s = vd.screen()
+    assert s["frames"] == before["frames"] and s["lines"] == before["lines"]   # nothing new reached it
+    assert s["beeps"] == before["beeps"] + 1 and vd.stats()["thanks"] == 1
+    assert vd.stats()["faults"] == ["display"]
+    acker.send_cmd(DEV, {"cmd": "status"})
+    alarmed = wait_for(lambda: [e["seq"] for e in acker.of_kind("status") if e.get("alarm") == "display"], 20,
+                       what="display alarm in status")[0]
+    vd.display_ok(True)
+    assert vd.stats()["faults"] == ["display"]  # until a frame gets through
+    vd.call("D02")
+    assert vd.screen()["lines"][3] == "服务中" and vd.stats()["faults"] == []
+    acker.send_cmd(DEV, {"cmd": "status"})
+    wait_for(lambda: [e for e in acker.of_kind("status") if e["seq"] > alarmed and "alarm" not in e], 20,
+             what="a status without the alarm")
+    assert [r["level"] for r in acker.of_kind("rating")] == ["satisfied"]
 
 
 def _run_sessions(tmp_path, broker, n, seed=1):

@@ -303,6 +303,11 @@ class VirtualDevice:
         """Break (or mend) the flash chip: writes fail with EIO until reboot."""
         self._rpc({"op": "flash", "ok": bool(ok)})
 
+    def display_ok(self, ok):
+        """Unplug (or plug back) the display panel: while unplugged no frame
+        reaches it and the board reports a "display" fault."""
+        self._rpc({"op": "display", "ok": bool(ok)})
+
     def wifi(self, up):
         self._rpc({"op": "wifi", "up": bool(up)})
 
