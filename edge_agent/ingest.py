@@ -7,6 +7,8 @@ The rules (protocol/SPEC.md, delivery semantics):
   - anything else that cannot be trusted is quarantined with its reason
     and never acked to a device (a forged seq must not delete a real event
     from a real outbox);
+  - a new `status` event also sets the device's health (alarm, outbox
+    depth) in the same transaction, unless a newer status already has;
   - nothing here raises on input: only a store failure escapes, and then
     the whole batch is rolled back and nothing is acked.
 The caller PUBACKs every message of the batch in arrival order and sends
@@ -120,11 +122,21 @@ class Batch:
             self.out.stored += 1
             top, _ = self._hwm.get(device, (0, 0))
             self._hwm[device] = (max(seq, top), m.received_ms)
+            if ev["kind"] == "status":
+                self._health(device, ev)
         elif self.store.one("SELECT body FROM events WHERE device = ? AND seq = ?", (device, seq)) == wire:
             self.out.duplicates += 1
         else:
             self.quarantine(m, "conflict", "differs from the stored event", device, seq)
         self.out.acks[device].add(seq)
+
+    def _health(self, device, ev):
+        # The device's health is its newest status: one that arrives late
+        # (a lower seq, resent after a reboot) must not roll it back.
+        self.store.conn.execute(
+            "UPDATE devices SET health_seq = ?, health_alarm = ?, health_outbox = ? "
+            "WHERE device = ? AND coalesce(health_seq, 0) < ?",
+            (ev["seq"], ev.get("alarm"), ev["outbox"], device, ev["seq"]))
 
     def _presence(self, m, device):
         if not m.payload:

@@ -17,7 +17,8 @@ Tables (the uplink reads and updates `events` through its own connection):
   quarantine  everything refused, with the ProtocolError code as reason;
               one row per distinct message, `repeats` counts resends.
   devices     the registry: key, window binding, status, seq high-water mark,
-              presence.
+              presence, and the health its newest status event reported
+              (health_seq, health_alarm, health_outbox).
   windows     staff on duty and the service-time target per window.
   counters    received, committed, duplicates, quarantined:<reason>, ...
   meta        registry_rev, bumped when devices/windows change so a running
@@ -96,10 +97,25 @@ def _m002_quarantine_repeats(db):
     """)
 
 
+def _m003_device_health(db):
+    # The hall manager's view of each device: the alarm and outbox depth of its
+    # newest status event (by seq, so a late or resent one never rolls it back),
+    # taken at once from the status events already stored.
+    db.executescript("""
+    ALTER TABLE devices ADD COLUMN health_seq INTEGER;
+    ALTER TABLE devices ADD COLUMN health_alarm TEXT;
+    ALTER TABLE devices ADD COLUMN health_outbox INTEGER;
+    UPDATE devices SET (health_seq, health_alarm, health_outbox) = (
+        SELECT seq, json_extract(body, '$.alarm'), json_extract(body, '$.outbox') FROM events
+        WHERE events.device = devices.device AND kind = 'status' ORDER BY seq DESC LIMIT 1);
+    """)
+
+
 # Named, applied in order, each in its own transaction, recorded in _migrations.
 MIGRATIONS = [
     ("001_initial", _m001_initial),
     ("002_quarantine_repeats", _m002_quarantine_repeats),
+    ("003_device_health", _m003_device_health),
 ]
 
 

@@ -71,6 +71,15 @@ def rating(device, seq, level="satisfied", session=None, t=None):
             "level": level, "channel": "window", "session": session or "%s-1-%d" % (device, seq)}
 
 
+def status(device, seq, alarm=None, outbox=0, t=None):
+    """A device's periodic health event; `alarm` as the SPEC writes it ("display,outbox_full")."""
+    ev = {"v": 1, "device": device, "seq": seq, "kind": "status", "t": t if t is not None else 1764000000000 + seq,
+          "fw": "ql-eval/0.1", "uptime_s": 60, "reset": "power_on", "outbox": outbox, "heap": 30000}
+    if alarm:
+        ev["alarm"] = alarm
+    return ev
+
+
 class PahoDevice:
     """A device's delivery behaviour on paho: an outbox of signed events,
     published QoS 1, deleted only when the agent's ack covers them."""
@@ -180,6 +189,6 @@ def store_count(db_path, sql="SELECT count(*) FROM events", params=()):
         c.close()
 
 
-__all__ = ["write_config", "edge_agent", "add_devices", "agent_proc", "rating", "PahoDevice",
+__all__ = ["write_config", "edge_agent", "add_devices", "agent_proc", "rating", "status", "PahoDevice",
            "store_count", "free_port", "wait_for", "start_agent", "healthy", "http_json",
            "broker_dir", "persistent_broker_conf"]
