@@ -62,10 +62,12 @@ def cmd_devices_list(args, cfg):
     if args.json:
         print(json.dumps([{k: v for k, v in r.items() if k != "key_hex"} for r in rows], indent=1))
         return
-    print("%-20s %-8s %-8s %-7s %8s  %s" % ("device", "window", "status", "online", "hwm", "fw"))
+    # alarm: as the device's newest status reported it (protocol/SPEC.md, status).
+    print("%-20s %-8s %-8s %-7s %8s  %-20s %s" % ("device", "window", "status", "online", "hwm", "alarm", "fw"))
     for r in rows:
-        print("%-20s %-8s %-8s %-7s %8d  %s" % (r["device"], r["window"] or "-", r["status"],
-                                              "yes" if r["online"] else "no", r["hwm"], r["fw"] or "-"))
+        print("%-20s %-8s %-8s %-7s %8d  %-20s %s" % (r["device"], r["window"] or "-", r["status"],
+                                                    "yes" if r["online"] else "no", r["hwm"],
+                                                    r["health_alarm"] or "-", r["fw"] or "-"))
 
 
 def cmd_devices_show(args, cfg):
@@ -171,7 +173,7 @@ COMMANDS = [
         (("device",), dict(help="device id, as in its topics")),
         (("--window",), dict(required=True, help="window it serves, e.g. A03")),
         (("--key",), dict(help="32-byte key as hex (default: a new random one)"))]),
-    (("devices", "list"), cmd_devices_list, "list devices with window, status, presence",
+    (("devices", "list"), cmd_devices_list, "list devices with window, status, presence, alarms",
      [(("--json",), dict(action="store_true", help="JSON output"))]),
     (("devices", "show"), cmd_devices_show, "show one device", [
         (("device",), dict(help="device id")),

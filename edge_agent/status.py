@@ -7,6 +7,15 @@ from edge_agent.store import now_ms
 
 LIGHT_ORDER = ("ok", "warn", "alarm")
 
+# Device alarms (protocol/SPEC.md, status): the tower light's level and the words
+# for each. A full outbox means ratings are being refused; a name this agent does
+# not know yet is a fault to look at.
+DEVICE_ALARMS = {"outbox_full": ("alarm", "outbox full"), "display": ("warn", "display fault")}
+
+
+def device_alarm(name):
+    return DEVICE_ALARMS.get(name, ("warn", name))
+
 
 def _midnight_ms(now):
     d = datetime.datetime.fromtimestamp(now / 1000).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -23,9 +32,12 @@ def snapshot(store, cfg, runtime=None, now=None):
         "SELECT count(*), min(received_ms) FROM events WHERE synced_ms IS NULL").fetchone()
     offline_ms = cfg["devices"]["offline_after_s"] * 1000
     devices = []
-    for r in store.db.query("SELECT device, window, status, online, presence_ms, fw, hwm, last_event_ms "
-                            "FROM devices ORDER BY device"):
+    for r in store.db.query("SELECT device, window, status, online, presence_ms, fw, hwm, last_event_ms, "
+                            "health_alarm, health_outbox FROM devices ORDER BY device"):
         r["online"] = bool(r["online"])
+        # Health as the device's newest status reported it (None: no status yet).
+        r["alarms"] = [a for a in (r.pop("health_alarm") or "").split(",") if a]
+        r["outbox"] = r.pop("health_outbox")
         # A reboot is not an outage: offline only after offline_after_s without presence.
         r["offline"] = r["status"] == "active" and not r["online"] and (
             r["presence_ms"] is None or now - r["presence_ms"] > offline_ms)
@@ -73,7 +85,7 @@ def hall_screen(store, cfg, now=None, snap=None):
                     "staff_no": w.get("staff_no"), "online": d["online"],
                     "target_s": w.get("target_s") or cfg["devices"]["targets"].get("default"),
                     "service": open_service(store, d["device"], now),
-                    "ratings_today": ratings.get(d["device"], {})})
+                    "ratings_today": ratings.get(d["device"], {}), "alarms": d["alarms"]})
     return {"hall": cfg["hall"], "now_ms": now, "windows": out}
 
 
@@ -108,8 +120,9 @@ def open_service(store, device, now):
 
 def hall_state(snap, screen, cfg):
     """The tower light: the worst of every window and of the agent itself.
-    alarm: disk guard up, uplink failing too long, a service over its target;
-    warn: a device offline, a service past warn_pct of its target."""
+    alarm: disk guard up, uplink failing too long, a device's outbox full
+    (it refuses ratings), a service over its target; warn: a device offline,
+    another device alarm (a dead display), a service past warn_pct of its target."""
     reasons = []
     if snap.get("disk_guard"):
         reasons.append(("alarm", "disk guard"))
@@ -118,6 +131,12 @@ def hall_state(snap, screen, cfg):
         reasons.append(("alarm", "uplink down"))
     if snap["devices_offline"]:
         reasons.append(("warn", "%d device(s) offline" % snap["devices_offline"]))
+    for d in snap["devices"]:
+        if d["status"] != "active":
+            continue
+        for name in d["alarms"]:
+            level, words = device_alarm(name)
+            reasons.append((level, "device %s: %s" % (d["device"], words)))
     for w in screen["windows"]:
         s, target = w["service"], w["target_s"]
         if s and target:
@@ -150,6 +169,11 @@ def metrics(snap):
       [("", snap["oldest_unsynced_age_s"])])
     m("devices", "gauge", "Active devices by presence.",
       [('{state="online"}', snap["devices_online"]), ('{state="offline"}', snap["devices_offline"])])
+    active = [d for d in snap["devices"] if d["status"] == "active"]
+    m("device_alarm", "gauge", "1 for each alarm in an active device's newest status.",
+      [('{device="%s",alarm="%s"}' % (d["device"], _label(a)), 1) for d in active for a in d["alarms"]])
+    m("device_outbox", "gauge", "Events waiting in an active device's outbox, as its newest status said.",
+      [('{device="%s"}' % d["device"], d["outbox"]) for d in active if d["outbox"] is not None])
     up = snap.get("uplink")
     if up:
         failing = up.get("failing_since_ms")
@@ -164,6 +188,11 @@ def metrics(snap):
     return "\n".join(lines) + "\n"
 
 
+def _label(value):
+    # Prometheus label values escape backslash, double quote and newline.
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def human(snap):
     """`edge-agent status` without --json."""
     out = ["hall %s" % snap["hall"],
@@ -173,6 +202,11 @@ def human(snap):
            "uplink: %d pending, oldest %.0fs" % (snap["pending_uplink"], snap["oldest_unsynced_age_s"]),
            "devices: %d online, %d offline, %d retired" % (
                snap["devices_online"], snap["devices_offline"], snap["devices_retired"])]
+    sick = [d for d in snap["devices"] if d["status"] == "active" and d.get("alarms")]
+    out.append("device alarms:" if sick else "device alarms: none")
+    for d in sick:
+        out.append("  %s at window %s: %s; %s events in its outbox" % (
+            d["device"], d["window"] or "-", ", ".join(device_alarm(a)[1] for a in d["alarms"]), d["outbox"]))
     if "light" in snap:
         out.append("light: %s%s" % (snap["light"], (" (" + "; ".join(snap["light_reasons"]) + ")")
                                     if snap.get("light_reasons") else ""))

@@ -19,7 +19,8 @@ from edge_agent import config as config_mod
 from edge_agent.agent import Agent
 from harness import Mosquitto, wait_for
 from test_agent_support import (EDGE_AGENT, PahoDevice, add_devices, edge_agent, free_port, http_json,
-                                rating, start_agent, store_count, write_config)
+                                rating, start_agent, status, store_count, write_config)
+from test_hall_screen import CHROMIUM, browse
 
 HALL = "h1"
 
@@ -85,7 +86,7 @@ def test_disk_guard_stops_acking_then_catches_up(inproc):
         dev.stop()
 
 
-def test_configs_beacon_presence_and_hall_screen(inproc):
+def test_configs_beacon_presence_and_hall_screen(inproc, tmp_path):
     inproc["usage"].pct = 10.0
     a = inproc["agent"]
     a.guard.check()
@@ -126,6 +127,25 @@ def test_configs_beacon_presence_and_hall_screen(inproc):
         assert w["ratings_today"] == {"very_satisfied": 1, "satisfied": 2, "very_dissatisfied": 1}
         assert screen["light"] in ("ok", "warn")
         assert _get_status(inproc["http"], "/")[0] == 200          # the lobby screen
+        # The device's alarms reach the hall manager: status, /metrics, the CLI, the lobby screen.
+        dev.send(status("ev-02", 5, "display,outbox_full", 499))
+        wait_for(lambda: {d["device"]: d["alarms"] for d in http_json(inproc["http"], "/api/status")["devices"]}
+                 ["ev-02"] == ["display", "outbox_full"], 10, what="alarms in status")
+        assert {x["window"]: x for x in http_json(inproc["http"], "/api/hall")["windows"]}["A02"]["alarms"] == [
+            "display", "outbox_full"]
+        assert 'qinglian_agent_device_alarm{device="ev-02",alarm="outbox_full"} 1' in _get_status(
+            inproc["http"], "/metrics")[1]
+        assert "  ev-02 at window A02: display fault, outbox full; 499 events in its outbox" in edge_agent(
+            inproc["config"], "status").stdout.splitlines()
+        listed = [l.split() for l in edge_agent(inproc["config"], "devices", "list").stdout.splitlines()]
+        assert listed[0][5] == "alarm" and [l[5] for l in listed if l[0] == "ev-02"] == ["display,outbox_full"]
+        if CHROMIUM:
+            dom = browse("http://127.0.0.1:%d/" % inproc["http"], tmp_path, "--dump-dom")
+            assert ('<div class="alarms"><span class="alarm" data-alarm="display">显示屏故障</span>'
+                    '<span class="alarm stop" data-alarm="outbox_full">存储已满</span></div>') in dom
+        dev.send(status("ev-02", 6))
+        wait_for(lambda: "device alarms: none" in edge_agent(inproc["config"], "status").stdout, 10,
+                 what="alarms cleared by the next status")
     finally:
         dev.client.disconnect()      # clean disconnect: publish the offline presence like a will would
         dev.client.loop_stop()

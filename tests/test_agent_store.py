@@ -13,7 +13,7 @@ from edge_agent import ingest, registry
 from edge_agent.committer import Committer
 from edge_agent.ingest import Inbound
 from edge_agent.store import MIGRATIONS, Store
-from test_agent_support import rating
+from test_agent_support import rating, status as status_event
 
 HALL = "h1"
 
@@ -202,3 +202,98 @@ def test_service_time_leaves_out_pauses_and_stands_still_while_paused(store, key
     assert status.open_service(store, "ev-01", t0 + 450_000)["elapsed_s"] == 150   # 300 s paused left out
     ingest.commit(store, HALL, [step(4, "ended", t0 + 500_000)])
     assert status.open_service(store, "ev-01", t0 + 600_000) is None
+
+
+def health(store, device):
+    d = registry.get(store, device)
+    return d["health_seq"], d["health_alarm"], d["health_outbox"]
+
+
+def test_the_newest_status_is_the_devices_health(store, keys):
+    k = keys["ev-01"]
+
+    def st(mid, seq, alarm=None, outbox=0):
+        return msg(mid, "ev-01", protocol.encode(status_event("ev-01", seq, alarm, outbox), k))
+    assert health(store, "ev-01") == (None, None, None)
+    ingest.commit(store, HALL, [st(1, 5, "display,outbox_full", 499), msg(2, "ev-01", protocol.encode(rating("ev-01", 6), k))])
+    assert health(store, "ev-01") == (5, "display,outbox_full", 499)     # a rating is not health
+    # After a reboot the device resends what was not acked: a late, older status changes nothing.
+    ingest.commit(store, HALL, [st(3, 3, None, 2), st(4, 5, "display,outbox_full", 499)])
+    assert store.one("SELECT count(*) FROM events WHERE kind = 'status'") == 2
+    assert health(store, "ev-01") == (5, "display,outbox_full", 499)
+    # In one batch the newest wins whatever the arrival order; no alarm clears it.
+    ingest.commit(store, HALL, [st(5, 9, None, 0), st(6, 8, "display", 7)])
+    assert health(store, "ev-01") == (9, None, 0)
+    assert health(store, "ev-02") == (None, None, None)
+    # A batch that fails is rolled back whole, health with it.
+    with pytest.raises(sqlite3.Error):
+        with store.atomic():
+            ingest.Batch(store, HALL).add(st(7, 10, "display", 1))
+            store.conn.execute("INSERT INTO nowhere VALUES (1)")
+    assert health(store, "ev-01") == (9, None, 0)
+
+
+def test_upgrading_a_store_takes_health_from_the_stored_status_events(tmp_path, monkeypatch):
+    from edge_agent import store as store_mod
+    path = str(tmp_path / "old.db")
+    monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS[:2])
+    old = Store(path)
+    k = bytes.fromhex(registry.add(old, HALL, "ev-01", "A01"))
+    registry.add(old, HALL, "ev-02", "A02")
+    for ev in (status_event("ev-01", 4, "display", 3), status_event("ev-01", 2, None, 0), rating("ev-01", 7)):
+        # What an agent before 003 stored (its ingest knew no health).
+        old.conn.execute("INSERT INTO events (device, seq, kind, t, body, received_ms) VALUES (?, ?, ?, ?, ?, 1)",
+                         (ev["device"], ev["seq"], ev["kind"], ev["t"], protocol.encode(ev, k).decode()))
+    old.close()
+    monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS)
+    new = Store(path)
+    assert health(new, "ev-01") == (4, "display", 3)
+    assert health(new, "ev-02") == (None, None, None)
+    new.close()
+
+
+def test_device_alarms_reach_status_metrics_screen_and_light(store, keys):
+    from edge_agent import config, status
+    cfg = config.validate({"hall": HALL})
+    registry.add(store, HALL, "ev-03", "A03")
+    registry.retire(store, "ev-03")
+    now = 1_800_000_000_000
+
+    def st(mid, device, seq, alarm, outbox):
+        return msg(mid, device, protocol.encode(status_event(device, seq, alarm, outbox), keys[device]))
+    ingest.commit(store, HALL, [st(1, "ev-01", 1, "display", 0), st(2, "ev-02", 1, "display,outbox_full", 499),
+                                msg(3, "ev-01", b'{"online":true}', channel="status"),
+                                msg(4, "ev-02", b'{"online":true}', channel="status")])
+    store.conn.execute("UPDATE devices SET health_alarm = 'display' WHERE device = 'ev-03'")   # retired: not shown
+    snap = status.snapshot(store, cfg, now=now)
+    devs = {d["device"]: d for d in snap["devices"]}
+    assert (devs["ev-01"]["alarms"], devs["ev-01"]["outbox"]) == (["display"], 0)
+    assert (devs["ev-02"]["alarms"], devs["ev-02"]["outbox"]) == (["display", "outbox_full"], 499)
+    screen = status.hall_screen(store, cfg, now, snap)
+    assert [(w["window"], w["alarms"]) for w in screen["windows"]] == [
+        ("A01", ["display"]), ("A01", ["display", "outbox_full"])]
+    assert status.hall_state(snap, screen, cfg) == ("alarm", [
+        "device ev-01: display fault", "device ev-02: display fault", "device ev-02: outbox full"])
+    text = status.metrics(snap)
+    assert [l for l in text.splitlines() if l.startswith("qinglian_agent_device_")] == [
+        'qinglian_agent_device_alarm{device="ev-01",alarm="display"} 1',
+        'qinglian_agent_device_alarm{device="ev-02",alarm="display"} 1',
+        'qinglian_agent_device_alarm{device="ev-02",alarm="outbox_full"} 1',
+        'qinglian_agent_device_outbox{device="ev-01"} 0',
+        'qinglian_agent_device_outbox{device="ev-02"} 499']
+    assert "# TYPE qinglian_agent_device_alarm gauge" in text
+    assert status.human(snap).splitlines()[-4:-1] == [
+        "device alarms:",
+        "  ev-01 at window A01: display fault; 0 events in its outbox",
+        "  ev-02 at window A01: display fault, outbox full; 499 events in its outbox"]
+    # Cleared by the next status; a name this agent does not know is still a fault to look at.
+    ingest.commit(store, HALL, [st(5, "ev-01", 2, None, 0), st(6, "ev-02", 2, "printer", 1)])
+    snap = status.snapshot(store, cfg, now=now)
+    assert status.hall_state(snap, status.hall_screen(store, cfg, now, snap), cfg) == (
+        "warn", ["device ev-02: printer"])
+    assert 'qinglian_agent_device_alarm{device="ev-02",alarm="printer"} 1' in status.metrics(snap)
+    assert "device alarms: none" not in status.human(snap)
+    ingest.commit(store, HALL, [st(7, "ev-02", 3, None, 0)])
+    snap = status.snapshot(store, cfg, now=now)
+    assert "device alarms: none" in status.human(snap)
+    assert "device_alarm{" not in status.metrics(snap)
