@@ -57,6 +57,14 @@ _REJECT = {
     "invalid": "INSERT INTO invalid (hall, device, seq, digest, body, reason, batch, received_ms) "
                "VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT DO NOTHING",
 }
+# What a monthly report counts (report.py): ratings and the steps that end a
+# service, by device time in [start, end), or by arrival when the device had no clock.
+_REPORT_COLS = ("kind", "t", "received_ms", "device", "seq", "level", "channel", "window", "staff",
+                "action", "item", "case", "body")
+_REPORT = ("SELECT %s FROM events WHERE hall = {p} AND kind IN ('rating', 'session') "
+           "AND ((t >= {p} AND t < {p}) OR (t = 0 AND received_ms >= {p} AND received_ms < {p})) "
+           "AND (kind = 'rating' OR action IN ('ended', 'unrated'))"
+           % ", ".join('"%s"' % c for c in _REPORT_COLS))
 _BATCH = ("INSERT INTO batches (hall, batch, first_ms, last_ms, posts, events) "
           "VALUES ({p}, {p}, {p}, {p}, 1, {p}) ON CONFLICT (hall, batch) "
           "DO UPDATE SET last_ms = excluded.last_ms, posts = batches.posts + 1")
@@ -73,15 +81,15 @@ def open_store(db, create=True):
 
 
 class Store:
-    """The front door: ingest(), stats(), close(). Subclasses say how to get
-    a connection (`_connection`, a context manager that commits) and which
-    placeholder their driver uses."""
+    """The front door: ingest(), stats(), report_events(), close().
+    Subclasses say how to get a connection (`_connection`, a context manager
+    that commits) and which placeholder their driver uses."""
     placeholder = "?"
 
     def __init__(self):
         p = self.placeholder
         self._sql = {name: sql.replace("{p}", p) for name, sql in (
-            ("insert", _INSERT), ("existing", _EXISTING), ("batch", _BATCH),
+            ("insert", _INSERT), ("existing", _EXISTING), ("batch", _BATCH), ("report", _REPORT),
             ("conflict", _REJECT["conflict"]), ("invalid", _REJECT["invalid"]))}
         with self._connection() as db:
             for ddl in _SCHEMA:
@@ -144,6 +152,14 @@ class Store:
                 out["halls"] = dict(rows("SELECT hall, count(*) FROM events GROUP BY hall ORDER BY hall"))
         out["total"] = sum(out["events"].values())
         return out
+
+    def report_events(self, hall, start_ms, end_ms):
+        """The rows a monthly report counts, as dicts of _REPORT_COLS; the
+        same SQL on both databases. start_ms > 0, so t = 0 only matches by
+        received_ms."""
+        with self._connection() as db:
+            rows = db.execute(self._sql["report"], (hall, start_ms, end_ms, start_ms, end_ms)).fetchall()
+        return [dict(zip(_REPORT_COLS, r)) for r in rows]
 
     def ping(self):
         with self._connection() as db:
