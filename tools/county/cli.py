@@ -3,6 +3,7 @@
   county-server run --db county.db --port 8470 --token HALL=TOKEN
   county-server run --db postgresql://county@db/qinglian --tokens-file /etc/qinglian/tokens
   county-server stats --db county.db [--hall HALL] [--json]
+  county-server report --db county.db --hall HALL --month 2026-10 [--format text|csv|json]
 """
 import argparse
 import json
@@ -102,6 +103,36 @@ def cmd_stats(args):
     return 0
 
 
+def cmd_report(args):
+    from tools.county import report, report_text
+    from tools.county.store import open_store
+    report.period(args.month, args.tz)              # a typo fails before the database is opened
+    store = open_store(args.db, create=False)
+    try:
+        r = report_text.narrow(report.build(store, args.hall, args.month, args.tz, args.deadline_days),
+                               args.list)
+    finally:
+        store.close()
+    if args.format == "json":
+        data = (json.dumps(r, ensure_ascii=False, indent=1) + "\n").encode()
+    elif args.format == "csv":
+        # The BOM tells Excel the file is UTF-8; without it the Chinese is garbled.
+        sheet = report_text.bad_csv if args.list == "bad" else report_text.figures_csv
+        data = sheet(r).encode("utf-8-sig")
+    else:
+        data = report_text.text(r).encode()
+    if args.out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return 0
+    try:
+        with open(args.out, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise CountyError("cannot write %s: %s" % (args.out, e.strerror))
+    return 0
+
+
 def _db(p):
     p.add_argument("--db", required=True, help="SQLite file path, or a postgresql:// URL (production)")
 
@@ -128,10 +159,31 @@ def _stats_args(p):
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _report_args(p):
+    from tools.county.report import DEFAULT_DEADLINE_DAYS, DEFAULT_TZ
+    _db(p)
+    p.add_argument("--hall", required=True, help="the hall's id, as in its batches")
+    p.add_argument("--month", required=True, metavar="YYYY-MM", help="the calendar month, such as 2026-10")
+    p.add_argument("--tz", default=DEFAULT_TZ,
+                   help="time zone of the month's boundaries and of the times shown (default: %(default)s)")
+    p.add_argument("--deadline-days", type=int, default=DEFAULT_DEADLINE_DAYS, metavar="N",
+                   help="rectify each 差评 within N working days, Mon-Fri, public holidays not known "
+                        "(default: %(default)s)")
+    p.add_argument("--format", default="text", choices=("text", "csv", "json"),
+                   help="text: aligned tables; csv: UTF-8 with BOM for Excel; json: as the HTTP API "
+                        "(default: text)")
+    p.add_argument("--list", choices=("figures", "bad"),
+                   help="only the figures, or only the bad-rating follow-up list (差评整改清单); "
+                        "CSV holds one of them per file, the figures unless --list bad")
+    p.add_argument("--out", metavar="FILE", help="write here instead of standard output")
+
+
 # name -> (function, one-line help, argument setup)
 COMMANDS = {
     "run": (cmd_run, "serve the batch API (API.md) until SIGTERM or Ctrl-C", _run_args),
     "stats": (cmd_stats, "print event, rating, conflict and batch counts from a store", _stats_args),
+    "report": (cmd_report, "a hall's monthly 好差评 report: figures per window and staff, the 差评 follow-up list",
+               _report_args),
 }
 
 

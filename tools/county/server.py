@@ -12,10 +12,11 @@ import re
 import socket
 import threading
 import time
+import urllib.parse
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tools.county import records
+from tools.county import records, report
 from tools.county.errors import StoreError
 
 log = logging.getLogger("county")
@@ -25,6 +26,7 @@ MAX_JSON_BYTES = 32 << 20       # after gunzip: a gzip bomb stops here
 MAX_EVENTS = 10000              # per batch
 _BATCHES = re.compile(r"^/v1/halls/([A-Za-z0-9_-]{1,32})/batches$")
 _HALL_STATS = re.compile(r"^/v1/halls/([A-Za-z0-9_-]{1,32})/stats$")
+_REPORT = re.compile(r"^/v1/halls/([A-Za-z0-9_-]{1,32})/report$")
 
 
 class RequestError(Exception):
@@ -94,18 +96,24 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def do_GET(self):
+        path, _, query = self.path.partition("?")
         try:
-            if self.path == "/healthz":
+            if path == "/healthz":
                 self.server.store.ping()
                 return self._json(200, {"ok": True})
-            if self.path == "/v1/stats":
+            if path == "/v1/stats":
                 return self._json(200, self.server.store.stats())
-            m = _HALL_STATS.match(self.path)
+            m = _HALL_STATS.match(path)
             if m:
                 return self._json(200, self.server.store.stats(m.group(1)))
+            m = _REPORT.match(path)
+            if m:
+                return self._json(200, self._report(m.group(1), query))
             raise RequestError(404, "no such resource")
         except RequestError as e:
             self._json(e.status, {"error": str(e)})
+        except report.ReportError as e:
+            self._json(400, {"error": str(e)})
         except StoreError as e:
             log.error("%s", e)
             self._json(503, {"error": "store unavailable"})
@@ -128,6 +136,16 @@ class Handler(BaseHTTPRequestHandler):
         except StoreError as e:
             log.error("%s", e)
             self._json(503, {"error": "store unavailable, retry later"})
+
+    def _report(self, hall, query):
+        # Event content (staff numbers, case ids): only for the hall's own token.
+        if not self.server.authorized(hall, self.headers.get("Authorization")):
+            raise RequestError(401, "bad or missing bearer token for hall %s" % hall)
+        q = {k: v[-1] for k, v in urllib.parse.parse_qs(query, keep_blank_values=True).items()}
+        if "month" not in q:
+            raise RequestError(400, "month=YYYY-MM is required")
+        return report.build(self.server.store, hall, q["month"], q.get("tz", report.DEFAULT_TZ),
+                            q.get("deadline_days", report.DEFAULT_DEADLINE_DAYS))
 
     def _ingest(self, hall, batch, items):
         started = time.monotonic()
