@@ -5,6 +5,7 @@ import json
 import os
 import sqlite3
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import protocol
@@ -54,6 +55,16 @@ class CountyProc(Proc):
         with urllib.request.urlopen(self.url + path, timeout=10) as r:
             return json.load(r)
 
+    def report(self, hall, token, **query):
+        """GET a hall's monthly report; returns (status, answer dict)."""
+        url = "%s/v1/halls/%s/report?%s" % (self.url, hall, urllib.parse.urlencode(query))
+        req = urllib.request.Request(url, headers={"Authorization": "Bearer " + token} if token else {})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, json.load(e)
+
     def stats(self, hall=None):
         return self.get("/v1/halls/%s/stats" % hall if hall else "/v1/stats")
 
@@ -82,6 +93,14 @@ def rating(device, seq, level="satisfied", t=1764000000000, key=KEY, **extra):
     """A signed rating event: its wire text."""
     ev = {"v": 1, "device": device, "seq": seq, "kind": "rating", "t": t,
           "level": level, "channel": "window", "session": "%s-1-%d" % (device, seq)}
+    ev.update(extra)
+    return protocol.encode(ev, key).decode()
+
+
+def session(device, seq, action, session, window, t, key=KEY, **extra):
+    """A signed session step (SPEC: session): its wire text."""
+    ev = {"v": 1, "device": device, "seq": seq, "kind": "session", "t": t, "action": action,
+          "session": session, "window": window}
     ev.update(extra)
     return protocol.encode(ev, key).decode()
 
