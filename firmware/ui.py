@@ -8,7 +8,11 @@ Service light (时限内亮绿灯、临近时亮黄灯、超时限亮红灯): gr
 target for the window (or the item), yellow from warn_pct of it, red past
 it. Targets are seconds, from the agent's retained config.
 """
+import time
+
 from desk import IDLE, SERVING, PAUSED, PROMPT, THANKS
+
+_RETRY_MS = 1000    # while the panel is not answering, try a frame this often
 
 # Fixed texts; tools/ builds the Chinese font subset from these and the config.
 TEXTS = {
@@ -57,6 +61,7 @@ class Screen:
         self.color = 0      # never a real colour: the first update sets the light
         self._key = self._sec = -1
         self._config = None
+        self._retry = 0     # ticks: when a frame the panel missed is sent again
 
     def update(self, desk, config, window, now, busy=False, ready=True):
         # Called every 10 ms: build the rows only when something shown can
@@ -64,7 +69,8 @@ class Screen:
         # small heap free of churn.
         key = (desk.state << 3) | (busy << 1) | ready
         sec = desk.service(now) // 1000
-        if key == self._key and sec == self._sec and config is self._config:
+        if key == self._key and sec == self._sec and config is self._config and (
+                self.shown is not None or time.ticks_diff(now, self._retry) < 0):
             return
         r = rows(desk, config, window, now, busy, ready)
         if r != self.shown:
@@ -76,7 +82,10 @@ class Screen:
                     d.text(s, 0, y, 1)
                 y += 16
             d.show()
-            self.shown = r
+            # A panel that did not take the frame (loose cable, re-plugged) gets it
+            # again in a second: an idle screen would otherwise stay blank for good.
+            self.shown = None if "display" in self.board.faults else r
+            self._retry = time.ticks_add(now, _RETRY_MS)
         c = light(desk, config, now)
         if c != self.color:
             self.board.set_light(c)
