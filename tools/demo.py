@@ -18,6 +18,10 @@ from tools.hall import Hall
 # Most citizens are content; the lobby screen should still see some 差评.
 LEVEL_WEIGHTS = [("very_satisfied", 60), ("satisfied", 25), ("basically_satisfied", 8),
                  ("dissatisfied", 4), ("very_dissatisfied", 3)]
+# Who is on duty at A01, A02, ...: their names on the evaluators and the lobby screen,
+# their numbers (经办人编号) in every rating and in the monthly report.
+ROSTER = [("王芳", "1024"), ("李强", "1025"), ("张丽", "1031"), ("刘洋", "1042"), ("陈静", "1057"),
+          ("杨帆", "1063"), ("赵敏", "1078"), ("黄磊", "1081")]
 
 
 def citizen_loop(vd, stop, pressed, lock, rng):
@@ -60,8 +64,13 @@ def main(argv=None):
     pressed, lock = [0], threading.Lock()
     try:
         hall.start()
+        for i in range(args.devices):
+            name, number = ROSTER[i % len(ROSTER)]
+            hall.edge_agent("window", "set", "A%02d" % (i + 1), "--staff", name, "--staff-no", number)
         print("hall screen:   %s  (JSON: /api/hall, Prometheus: /metrics)" % hall.screen_url)
         print("county server: %s" % hall.county_url)
+        print("monthly report: .venv/bin/county-server report --db %s --hall %s --month %s"
+              % (os.path.join(work, "county.db"), hall.hall, time.strftime("%Y-%m")))
         rng = random.Random(1)
         threads = [threading.Thread(target=citizen_loop, args=(vd, stop, pressed, lock, random.Random(rng.random())),
                                     daemon=True) for vd in hall.devices.values()]
