@@ -1,6 +1,20 @@
 """What goes onto a board: firmware modules, the protocol package, the
 micropython-lib modules fetched into build/mplib, the board definition and
-the display font."""
+the display font; and the manifest that records it on the board.
+
+The manifest (MANIFEST on the board's flash) names the firmware version
+(FW in firmware/evaluator.py, what the device reports in status), the
+board definition, and every file hallctl put there with its sha256:
+
+    {"firmware": "ql-eval/0.1", "board": "esp32_devkitc",
+     "files": {"board.json": "<sha256 hex>", "evaluator.py": "...", ...}}
+
+`info` reads the version from it; `update` removes only files it lists, so
+site.json, the outbox and anything a person put on the board are never
+touched. While an update runs it carries "partial": true.
+"""
+import ast
+import hashlib
 import os
 
 from tools.procs import MPLIB, ROOT
@@ -10,6 +24,8 @@ PROTOCOL = os.path.join(ROOT, "protocol")
 BOARDS = os.path.join(ROOT, "hardware", "boards")
 # Host-only pieces: the simulator and its block device never ship.
 HOST_ONLY = ("board_sim.py", "lfsblock.py", "manifest.py")
+MANIFEST = "installed.json"
+FONT = "font.qlf"
 
 
 def board_names():
@@ -50,5 +66,28 @@ def files(board, font=True):
                 out.append(("lib/" + os.path.relpath(local, MPLIB), local))
     out.append(("board.json", os.path.join(BOARDS, board + ".json")))
     if font:
-        out.append(("font.qlf", font_file()))
+        out.append((FONT, font_file()))
     return out
+
+
+def firmware_version(files):
+    """FW from the evaluator.py among `files`: the version those files carry."""
+    local = dict(files).get("evaluator.py")
+    if local is None:
+        return None
+    with open(local, "rb") as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["FW"]:
+            return ast.literal_eval(node.value)
+    return None
+
+
+def manifest(board, files):
+    """The manifest for `files`, with each file's bytes: ({...}, {remote: bytes})."""
+    data = {}
+    for remote, local in files:
+        with open(local, "rb") as f:
+            data[remote] = f.read()
+    return {"firmware": firmware_version(files), "board": board,
+            "files": {r: hashlib.sha256(b).hexdigest() for r, b in sorted(data.items())}}, data

@@ -2,6 +2,7 @@
 
     hallctl ports                                   list serial ports
     hallctl install PORT --board esp32_devkitc      copy the firmware onto a board
+    hallctl update PORT [--board esp32_devkitc]     copy only the firmware files that changed
     hallctl provision PORT --hall H --device D --key HEX --broker HOST[:PORT] ...
     hallctl flash PORT --firmware micropython.bin   write MicroPython itself (esptool)
     hallctl libs                                    fetch pinned micropython-lib modules
@@ -39,18 +40,38 @@ def cmd_ports(args):
     return 0
 
 
-def cmd_install(args):
-    from tools.hallctl import bundle
-    try:
-        files = bundle.files(args.board, font=args.font)
-    except ValueError as e:
-        raise HallctlError(str(e))
+def _bring(args, copy_all):
+    """install and update: one routine (sync.py), install copies every file."""
+    from tools.hallctl import bundle, sync
     with Board(args.port) as board:
-        for i, (remote, local) in enumerate(files, 1):
-            with open(local, "rb") as f:
-                data = f.read()
-            board.write(remote, data, _progress("[%d/%d] %s" % (i, len(files), remote)))
-    print("installed %d files for %s on %s" % (len(files), args.board, args.port))
+        old = sync.installed(board)
+        name = args.board or old.get("board")
+        if not name:
+            raise HallctlError("%s has no firmware installed by hallctl: say which board with "
+                               "--board NAME (one of %s)" % (args.port, ", ".join(bundle.board_names())))
+        try:
+            files = bundle.files(name, font=args.font)
+        except ValueError as e:
+            raise HallctlError(str(e))
+        want, data = bundle.manifest(name, files)
+        changed, unchanged, removed = sync.sync(
+            board, want, data, old, copy_all=copy_all, keep=() if args.font else (bundle.FONT,),
+            progress=lambda i, n, path: _progress("[%d/%d] %s" % (i, n, path)))
+    return name, want["firmware"], changed, unchanged, removed
+
+
+def cmd_install(args):
+    name, version, changed, _, removed = _bring(args, copy_all=True)
+    print("installed %d files for %s (%s) on %s%s" % (
+        len(changed), name, version, args.port,
+        "; removed %d an older bundle had" % len(removed) if removed else ""))
+    return 0
+
+
+def cmd_update(args):
+    name, version, changed, unchanged, removed = _bring(args, copy_all=False)
+    print("updated %s on %s to %s: %d changed, %d unchanged, %d removed" % (
+        name, args.port, version, len(changed), len(unchanged), len(removed)))
     return 0
 
 
@@ -117,12 +138,26 @@ def build_parser():
 
     p = sub.add_parser("install", help="copy the firmware onto a board",
                        description="Copy the firmware, the protocol package, micropython-lib modules and "
-                                   "the board definition onto a board running MicroPython.")
+                                   "the board definition onto a board running MicroPython: every file, each "
+                                   "checked after writing, and listed with its sha256 in installed.json on "
+                                   "the board (what `update` and `info` read).")
     p.add_argument("port", help="serial port, e.g. /dev/ttyUSB0")
     p.add_argument("--board", default="esp32_devkitc", help="board definition in hardware/boards (default: %(default)s)")
     p.add_argument("--no-font", dest="font", action="store_false",
                    help="keep the font already on the board (the GB2312 font is 250 KB, slow on a UART)")
     p.set_defaults(func=cmd_install)
+
+    p = sub.add_parser("update", help="copy only the firmware files that changed",
+                       description="Bring a board to the bundle `install` would write, copying only the "
+                                   "files whose sha256 on the board differs, each checked after writing. "
+                                   "Files an older install put there that the bundle no longer has are "
+                                   "removed; site.json, the outbox and files hallctl did not install are "
+                                   "never touched.")
+    p.add_argument("port", help="serial port, e.g. /dev/ttyUSB0")
+    p.add_argument("--board", help="board definition in hardware/boards (default: the one installed)")
+    p.add_argument("--no-font", dest="font", action="store_false",
+                   help="leave the font on the board as it is")
+    p.set_defaults(func=cmd_update)
 
     p = sub.add_parser("provision", help="write a device's site config (identity, key, broker)",
                        description="Write site.json: hall, device id, key, broker and Wi-Fi.")

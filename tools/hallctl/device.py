@@ -4,6 +4,7 @@ Raw REPL without a soft reset (`resume`), so a board keeps its mounts and
 a unix-port virtual device keeps running. Every failure becomes one
 HallctlError with a sentence a technician can act on.
 """
+import json
 import os
 
 from mpremote.transport import TransportError
@@ -70,6 +71,64 @@ class Board:
             return self.t.fs_readfile(remote)
         except TransportError as e:
             raise HallctlError("reading %s failed: %s" % (remote, _last_line(e)))
+
+    def read_json(self, remote):
+        """A JSON file on the board; None when it is not there, ValueError when damaged."""
+        out = self.exec("try:\n f=open(%r)\nexcept OSError:\n f=None\nif f:\n with f:\n"
+                        "  while 1:\n   b=f.read(256)\n   if not b:break\n   print(b,end='')" % remote)
+        return json.loads(out) if out.strip() else None
+
+    def sha256(self, paths):
+        """{path: hex sha256 of the file on the board, or None when missing}.
+        Hashed on the board in small pieces: only 64 characters a file cross the UART."""
+        out = {}
+        for i in range(0, len(paths), 16):  # a bounded program on a small heap
+            part = paths[i:i + 16]
+            lines = self.exec(_SHA256 + "for p in %r:\n _ql_sha(p)\ndel _ql_sha" % (part,)).split()
+            if len(lines) != len(part):
+                raise HallctlError("the board answered %d hashes for %d files" % (len(lines), len(part)))
+            out.update((p, None if h == b"-" else h.decode()) for p, h in zip(part, lines))
+        return out
+
+    def remove(self, paths):
+        """Delete files (gone already is fine), then their directories if that left them empty."""
+        self.exec("import os\nfor p in %r:\n try:\n  os.remove(p)\n except OSError:\n  pass\n"
+                  "for d in %r:\n try:\n  os.rmdir(d)\n except OSError:\n  pass" % (
+                      list(paths), _parents(paths)))
+
+    def rename(self, old, new):
+        self.exec("import os\nos.rename(%r, %r)" % (old, new))
+
+
+# Runs on the board: one file's sha256, read into a 512-byte buffer.
+_SHA256 = """import hashlib, binascii
+def _ql_sha(p, b=bytearray(512)):
+    try:
+        f = open(p, 'rb')
+    except OSError:
+        print('-')
+        return
+    h = hashlib.sha256()
+    m = memoryview(b)
+    with f:
+        while 1:
+            n = f.readinto(b)
+            if not n:
+                break
+            h.update(m[:n])
+    print(binascii.hexlify(h.digest()).decode())
+"""
+
+
+def _parents(paths):
+    """Every directory above the paths, deepest first."""
+    dirs = set()
+    for p in paths:
+        d = os.path.dirname(p)
+        while d:
+            dirs.add(d)
+            d = os.path.dirname(d)
+    return sorted(dirs, key=lambda d: -d.count("/"))
 
 
 def _last_line(e):
