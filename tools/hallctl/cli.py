@@ -3,6 +3,7 @@
     hallctl ports                                   list serial ports
     hallctl install PORT --board esp32_devkitc      copy the firmware onto a board
     hallctl update PORT [--board esp32_devkitc]     copy only the firmware files that changed
+    hallctl info PORT [--json]                      what is on a board: firmware, site, outbox
     hallctl provision PORT --hall H --device D --key HEX --broker HOST[:PORT] ...
     hallctl flash PORT --firmware micropython.bin   write MicroPython itself (esptool)
     hallctl libs                                    fetch pinned micropython-lib modules
@@ -72,6 +73,17 @@ def cmd_update(args):
     name, version, changed, unchanged, removed = _bring(args, copy_all=False)
     print("updated %s on %s to %s: %d changed, %d unchanged, %d removed" % (
         name, args.port, version, len(changed), len(unchanged), len(removed)))
+    return 0
+
+
+def cmd_info(args):
+    from tools.hallctl import info
+    with Board(args.port) as board:
+        facts = info.probe(board)
+    if args.json:
+        print(json.dumps(facts, ensure_ascii=False, indent=2))
+    else:
+        print(info.report(facts, args.port))
     return 0
 
 
@@ -158,6 +170,15 @@ def build_parser():
     p.add_argument("--no-font", dest="font", action="store_false",
                    help="leave the font on the board as it is")
     p.set_defaults(func=cmd_update)
+
+    p = sub.add_parser("info", help="what is on a board: firmware, site, outbox, free flash",
+                       description="Read a board over its serial port and say what is on it: MicroPython "
+                                   "version, board definition, firmware version (each file checked), site "
+                                   "config (with a key fingerprint, never the key or passwords), events "
+                                   "waiting in the outbox, free flash. Writes nothing.")
+    p.add_argument("port", help="serial port, e.g. /dev/ttyUSB0")
+    p.add_argument("--json", action="store_true", help="print the facts as JSON")
+    p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("provision", help="write a device's site config (identity, key, broker)",
                        description="Write site.json: hall, device id, key, broker and Wi-Fi.")
