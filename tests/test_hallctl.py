@@ -1,5 +1,7 @@
 """hallctl against a virtual device over a real pseudo-terminal, with the
 real mpremote transport: what a technician does with a board on USB."""
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +12,8 @@ import serial
 
 from harness import Mosquitto, VENV_BIN, free_port, wait_for
 from test_agent_support import add_devices, broker_dir, edge_agent, write_config
+from tools.hallctl import bundle, cli
+from tools.hallctl.device import Board
 from tools.vdevice import VirtualDevice
 from tools.vserial import VirtualSerial
 
@@ -84,6 +88,19 @@ def test_install_copies_the_firmware_bundle(bench):
     assert "'events.py'" in check.stdout
     assert "board_sim.py" not in check.stdout   # the simulator never ships
 
+    files = bundle.files("esp32_devkitc")
+    out = hallctl("update", port.tty)            # the board it was installed for
+    assert out.returncode == 0, out.stderr
+    assert "0 changed, %d unchanged, 0 removed" % len(files) in out.stdout
+    assert "%" not in out.stdout                 # not one byte re-sent, not even the font
+    out = hallctl("update", port.tty, "--no-font")
+    assert "0 changed, %d unchanged, 0 removed" % (len(files) - 1) in out.stdout  # the font stays
+    out = hallctl("info", port.tty)
+    assert out.returncode == 0, out.stderr
+    assert "esp32_devkitc" in out.stdout
+    assert "%s, %d files, all as installed" % (bundle.firmware_version(files), len(files)) in out.stdout
+    assert "ql-eval/" in out.stdout
+
 
 def test_busy_port_is_one_clear_line(bench):
     port, _ = bench
@@ -102,3 +119,123 @@ def test_missing_port_and_bad_key_are_clear(tmp_path):
     out = hallctl("provision", str(tmp_path / "ttyUSB9"), "--hall", "h", "--device", "d",
                   "--key", "abc", "--broker", "x")
     assert out.returncode == 1 and "64 hex characters" in out.stderr
+
+
+def info(tty):
+    out = hallctl("info", tty, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_info_on_a_blank_board_says_what_is_missing(bench):
+    port, _ = bench
+    out = hallctl("info", port.tty)
+    assert out.returncode == 0, out.stderr
+    for plain in ("no board file", "no firmware installed", "not provisioned", "outbox       empty", "free of"):
+        assert plain in out.stdout
+    facts = info(port.tty)
+    assert facts["micropython"].startswith("1.") and facts["machine"]
+    assert (facts["board"], facts["firmware"], facts["site"], facts["outbox"]) == (None, None, None, None)
+    assert 0 < facts["flash"]["free"] <= facts["flash"]["total"]
+
+
+def test_info_shows_the_site_and_a_key_fingerprint_never_the_key(bench):
+    port, _ = bench
+    key = bytes(range(40, 72))
+    out = hallctl("provision", port.tty, "--hall", "hall-3", "--device", "ev-07", "--key", key.hex(),
+                  "--broker", "10.1.2.3:1884", "--window", "C05", "--wifi-ssid", "hall-wifi",
+                  "--wifi-password", "wifi-secret-pw", "--password", "broker-secret-pw")
+    assert out.returncode == 0, out.stderr
+    fingerprint = hashlib.sha256(key).hexdigest()[:8]
+    text = hallctl("info", port.tty)
+    facts = info(port.tty)
+    assert facts["site"] == {"hall": "hall-3", "device": "ev-07", "window": "C05", "broker": "10.1.2.3:1884",
+                             "ssid": "hall-wifi", "key_fingerprint": fingerprint}
+    assert "hall-3/ev-07, window C05, broker 10.1.2.3:1884" in text.stdout and fingerprint in text.stdout
+    for secret in (key.hex(), "wifi-secret-pw", "broker-secret-pw"):
+        assert secret not in text.stdout + text.stderr + json.dumps(facts)
+
+
+def _leave_unsent_events(tmp_path):
+    """A device that rated with no agent in reach: its events wait on flash."""
+    vd = VirtualDevice(str(tmp_path / "dev"), "hall-2", "ev-05", bytes(range(32)), free_port(),
+                       site={"hwm": 0, "long_ms": 150})   # hwm: takes presses without the agent
+    vd.start(ready_timeout=20)
+    try:
+        vd.call("A001")
+        vd.staff("end")
+        vd.press("satisfied")
+        stats = vd.stats()
+    finally:
+        vd.stop()
+    assert stats["thanks"] == 1
+    waiting = stats["outbox"]
+    assert waiting >= 3     # session start, session end, rating
+    return vd.image, waiting
+
+
+def _state(tty):
+    """site.json and every outbox file, byte for byte."""
+    with Board(tty) as board:
+        names = sorted(e.name for e in board.t.fs_listdir("outbox"))
+        return {p: bytes(board.read(p)) for p in ["site.json"] + ["outbox/" + n for n in names]}
+
+
+def _run(capsys, *argv):
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_update_copies_only_what_changed_and_never_the_site_or_outbox(tmp_path, monkeypatch, capsys):
+    image, waiting = _leave_unsent_events(tmp_path)
+    port = VirtualSerial(str(tmp_path), image).start()
+    try:
+        tty = port.tty
+        before = _state(tty)
+        facts = info(tty)     # counted with the firmware's own outbox.py, read-only
+        assert facts["outbox"]["events"] == waiting and facts["outbox"]["segments"] >= 1
+        assert facts["site"]["device"] == "ev-05" and facts["firmware"] is None
+        assert _state(tty) == before
+
+        real = bundle.files("esp32_devkitc", font=False)
+        retired, changed = tmp_path / "retired.py", tmp_path / "clock.py"
+        retired.write_text("# a module the next bundle drops\n")
+        changed.write_bytes(open(dict(real)["clock.py"], "rb").read() + b"# changed on the bench\n")
+        older = real + [("lib/old/retired.py", str(retired))]
+        monkeypatch.setattr(bundle, "files", lambda board, font=True: older)
+        assert _run(capsys, "install", tty, "--no-font")[0] == 0
+        with Board(tty) as board:
+            board.write("notes.txt", b"the technician's own file")
+
+        monkeypatch.setattr(bundle, "files", lambda board, font=True: [
+            (r, str(changed) if r == "clock.py" else local) for r, local in real])
+        rc, out, err = _run(capsys, "update", tty, "--no-font")
+        assert rc == 0, err
+        assert "1 changed, %d unchanged, 1 removed" % (len(real) - 1) in out
+        assert "[1/1] clock.py" in out and "100%" in out
+        with Board(tty) as board:
+            assert bytes(board.read("clock.py")) == changed.read_bytes()
+            assert board.t.fs_exists("notes.txt") and not board.t.fs_exists("lib/old")
+        assert _state(tty) == before
+        after = info(tty)
+        assert after["outbox"]["events"] == waiting
+        assert after["firmware"]["files"] == len(real) and not after["firmware"]["changed"]
+
+        # A board that keeps other bytes than were sent is one clear error, and says so after.
+        changed.write_bytes(changed.read_bytes() + b"# again\n")
+        write = Board.write
+        monkeypatch.setattr(Board, "write", lambda self, remote, data, progress=None: write(
+            self, remote, data[:-1] if remote == "clock.py" else data, progress))
+        rc, out, err = _run(capsys, "update", tty, "--no-font")
+        assert rc == 1 and err.count("\n") == 1
+        assert "clock.py on the board does not match what was sent" in err
+        monkeypatch.setattr(Board, "write", write)
+        assert info(tty)["firmware"]["partial"]
+        assert "update not finished" in hallctl("info", tty).stdout
+        rc, out, err = _run(capsys, "update", tty, "--no-font")
+        assert rc == 0 and "1 changed" in out
+        assert info(tty)["firmware"]["partial"] is False
+        assert _state(tty) == before
+    finally:
+        port.stop()
