@@ -18,6 +18,10 @@ anything, and deleted only after the agent's ack (protocol/SPEC.md, delivery).
     ob.corrupt                  # records found broken (torn tail or bad CRC)
     ob.close()
 
+    Outbox(root_dir, ..., readonly=True).depth()
+        # a look from outside (hallctl info): nothing on flash is written or
+        # deleted, appends raise OSError.
+
 On flash (root_dir):
 - `<first seq>.seg`: append-only segment files, at most segment_bytes each
   (keep it at most one littlefs block: littlefs copies a file's partial last
@@ -81,7 +85,7 @@ class OutboxFull(Exception):
 
 
 class Outbox:
-    def __init__(self, root_dir, segment_bytes=4096, max_segments=32):
+    def __init__(self, root_dir, segment_bytes=4096, max_segments=32, readonly=False):
         if segment_bytes < _HDR + 1 or segment_bytes > 65535 + _HDR:
             raise ValueError("segment_bytes")
         self.root = root_dir.rstrip("/")
@@ -97,19 +101,22 @@ class Outbox:
         self._w = None  # the newest segment, open for appending
         self._rotate = True  # next append starts a new segment
         self._cursor = None  # (first of segment, offset, seq): where pending() stopped
-        try:
-            os.mkdir(self.root)
-        except OSError:
-            pass  # exists
+        self.readonly = readonly
         self._ptrbuf = bytearray(_PTR_LEN)
         self._pf = None  # the pointer log, open for appending
         self._ptr_n = 0
         self._acked, self._floor = self._read_ptr()
-        self._write_ptr()  # a fresh one-entry log: no torn tail, no ptr.tmp left
+        if not readonly:
+            try:
+                os.mkdir(self.root)
+            except OSError:
+                pass  # exists
+            self._write_ptr()  # a fresh one-entry log: no torn tail, no ptr.tmp left
         self._scan()
         last = self._segs[-1][_LAST] if self._segs else 0
         self._next = max(self._acked, self._floor, last) + 1
-        self._free_acked()
+        if not readonly:
+            self._free_acked()
 
     # ---- flash layout -------------------------------------------------
 
@@ -163,7 +170,11 @@ class Outbox:
     def _scan(self):
         """Rebuild the segment list from flash; stop each segment at its first bad record."""
         firsts = []
-        for name in os.listdir(self.root):
+        try:
+            names = os.listdir(self.root)
+        except OSError:
+            names = ()  # readonly and never created: an empty outbox
+        for name in names:
             if name.endswith(".seg"):
                 try:
                     firsts.append(int(name[:-4]))
@@ -176,7 +187,8 @@ class Outbox:
                 seq, end = self._walk(f, first)
                 size = f.seek(0, 2)
             if seq == first:  # no valid record: a segment created just before a cut
-                os.remove(path)
+                if not self.readonly:
+                    os.remove(path)
                 continue
             if end != size:
                 self.corrupt += 1
@@ -225,6 +237,8 @@ class Outbox:
         return self._room(min(self.segment_bytes, _HDR + _MAX_EVENT)) > self.max_segments
 
     def append(self, build, droppable=False):
+        if self.readonly:
+            raise OSError(30)  # EROFS
         limit = self.max_segments - (self.reserve if droppable else 0)
         if self._room(_HDR + 1) > limit:  # not even the smallest record fits: skip build
             return self._refuse(droppable)
@@ -381,6 +395,8 @@ class Outbox:
         return None
 
     def ack(self, ranges):
+        if self.readonly:
+            raise OSError(30)  # EROFS
         last = self._next - 1
         moved = False
         for lo, hi in sorted(ranges):

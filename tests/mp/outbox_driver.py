@@ -204,7 +204,41 @@ def t_bad_crc():
     check(ob.append(build()) == 3, "next after the last good record")
 
 
+def t_readonly():
+    # hallctl info's look: the count the firmware would see, and not one byte
+    # written, tidied or created -- an acked segment, an empty one, a long
+    # pointer log and a missing outbox all stay as they are.
+    check(Outbox(ROOT + "x", 1024, 8, readonly=True).depth() == 0, "never created")
+    check("outboxx" not in os.listdir(MNT), "readonly created the directory")
+    ob = Outbox(ROOT, 256, 16)
+    for _ in range(12):
+        ob.append(build())
+    ob.ack([(1, 3)])
+    ob.ack([(4, 4)])
+    ob.close()
+    with open(ROOT + "/40.seg", "wb") as f:  # created just before a cut, nothing in it
+        pass
+
+    def snapshot():
+        out = {}
+        for n in files():
+            with open(ROOT + "/" + n, "rb") as f:
+                out[n] = f.read()
+        return out
+    before = snapshot()
+    look = Outbox(ROOT, 256, 16, readonly=True)
+    check(look.depth() == 8 and seqs(look)[0] == 5, "depth %d" % look.depth())
+    for op in (lambda: look.append(build()), lambda: look.ack([(5, 6)])):
+        try:
+            op()
+            check(False, "readonly accepted a write")
+        except OSError:
+            pass
+    check(snapshot() == before, "readonly changed %r -> %r" % (sorted(before), files()))
+
+
 SCENARIOS = {
+    "readonly": t_readonly,
     "basic": t_basic, "out_of_order": t_out_of_order, "raise_floor": t_raise_floor,
     "all_acked_reopen": t_all_acked_reopen, "full_policy": t_full_policy,
     "torn_tail": t_torn_tail, "bad_crc": t_bad_crc,

@@ -39,33 +39,12 @@ def _ql_info():
             from outbox import Outbox
         except Exception:  # none on the board, or a broken one: count files only
             return r
-        # Outbox() tidies the flash as it opens (rewrites ptr, deletes empty
-        # and acked segments), and a board just stopped for the REPL may still
-        # hold those files open: so the firmware's own readers run (_read_ptr,
-        # _walk, depth: the record format stays in outbox.py) with its writers
-        # replaced. An outbox.py without them gets its files counted only.
-        if not all(hasattr(Outbox, m) for m in ('_write_ptr', '_scan', '_free_acked')):
-            return r
-
-        class Look(Outbox):
-            def _write_ptr(self):
-                pass
-
-            def _free_acked(self):
-                pass
-
-            def _scan(self):
-                for n in names:
-                    first = int(n[:-4])
-                    with open(self._seg_path(first), 'rb') as f:
-                        end = self._walk(f, first)[0]
-                    if end > first:
-                        self._segs.append([first, end - 1, 0])
-                self._segs.sort()
         try:
-            r['events'] = Look('outbox', segment_bytes, max_segments).depth()
+            # The firmware's own reader, so the record format lives in one place;
+            # readonly: nothing written or tidied on a board just stopped for the REPL.
+            r['events'] = Outbox('outbox', segment_bytes, max_segments, readonly=True).depth()
         except Exception:
-            pass  # an outbox.py this look does not fit: the file count still helps
+            pass  # an older outbox.py without readonly: the file count still helps
         return r
 
     try:
