@@ -52,7 +52,7 @@ def cmd_devices_add(args, cfg):
     from edge_agent import registry
     key = registry.add(_store(cfg), cfg["hall"], args.device, args.window, args.key)
     print("added %s at window %s" % (args.device, args.window))
-    print("key %s" % key)
+    print("key %s (fingerprint %s)" % (key, registry.key_fingerprint(key)))
     print("mqtt user %s password %s" % (args.device, registry.mqtt_password(bytes.fromhex(key))))
 
 
@@ -75,6 +75,7 @@ def cmd_devices_show(args, cfg):
     store = _store(cfg)
     d = registry.must_get(store, args.device)
     d["hwm"] = registry.hwm(store, args.device)
+    d["key_fingerprint"] = registry.key_fingerprint(d["key_hex"])  # as `hallctl info` shows it
     if not args.show_key:
         d["key_hex"] = "(hidden; --show-key)"
     for k, v in d.items():
@@ -91,7 +92,7 @@ def cmd_devices_replace(args, cfg):
     from edge_agent import registry
     key, mark = registry.replace(_store(cfg), cfg["hall"], args.old, args.new, args.key)
     print("%s replaces %s; its seq continues above %d" % (args.new, args.old, mark))
-    print("key %s" % key)
+    print("key %s (fingerprint %s)" % (key, registry.key_fingerprint(key)))
     print("mqtt user %s password %s" % (args.new, registry.mqtt_password(bytes.fromhex(key))))
 
 

@@ -2,6 +2,7 @@
 staff on duty per window. Each change bumps the registry revision so that a
 running agent republishes the device configs (retained) within a second.
 """
+import hashlib
 import secrets
 
 from protocol import mac
@@ -16,6 +17,12 @@ def mqtt_password(key):
     """A device's broker password, derived from its signing key so provisioning
     writes one secret; the key itself never crosses the (maybe plain) MQTT link."""
     return mac.sign(key, b"qinglian/v1/mqtt-password")[:32]
+
+
+def key_fingerprint(key_hex):
+    """First 8 hex of sha256 of the key's bytes: what `hallctl info` prints for the
+    key on a board, so a technician can match the two without showing the key."""
+    return hashlib.sha256(bytes.fromhex(key_hex)).hexdigest()[:8]
 
 
 def _key(key_hex):

@@ -1,5 +1,6 @@
 """The edge-agent command line: config check explains, devices commands,
 help on every command, one-line errors."""
+import hashlib
 import os
 import shutil
 import subprocess
@@ -65,7 +66,7 @@ def test_every_command_has_help():
 
 
 def test_devices_add_list_show_retire_replace(conf, tmp_path):
-    out = run("devices", "add", "ev-01", "--window", "A01", "--config", conf)
+    out = out_add = run("devices", "add", "ev-01", "--window", "A01", "--config", conf)
     assert out.returncode == 0, out.stderr
     key = [l.split()[1] for l in out.stdout.splitlines() if l.startswith("key ")][0]
     assert len(bytes.fromhex(key)) == 32
@@ -75,6 +76,9 @@ def test_devices_add_list_show_retire_replace(conf, tmp_path):
     assert "ev-01" in run("--config", conf, "devices", "list").stdout
     show = run("--config", conf, "devices", "show", "ev-01").stdout
     assert "A01" in show and key not in show
+    # the fingerprint `hallctl info` prints for the key on the board, at add time and in show
+    fingerprint = hashlib.sha256(bytes.fromhex(key)).hexdigest()[:8]
+    assert "(fingerprint %s)" % fingerprint in out_add.stdout and fingerprint in show
     assert key in run("--config", conf, "devices", "show", "ev-01", "--show-key").stdout
     # the new board takes the window and the seq high-water mark
     from edge_agent.store import Store
