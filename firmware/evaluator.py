@@ -16,7 +16,9 @@ and sessions are never dropped, the citizen is told instead.
 
 On flash (the board's mount point): site.json (written at provisioning:
 hall, device, key, broker, credentials, window), config.json (the agent's
-last retained config), boots (boot counter), outbox/.
+last retained config), boots (boot counter), outbox/; beside them what
+`hallctl install` put there: the modules, board.json, font.qlf and
+installed.json (its list of files and their sha256, for `hallctl update`).
 """
 import asyncio
 import gc
