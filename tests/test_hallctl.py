@@ -80,6 +80,7 @@ def test_install_copies_the_firmware_bundle(bench):
     out = hallctl("install", port.tty, "--board", "esp32_devkitc", timeout=300)
     assert out.returncode == 0, out.stderr
     assert "100%" in out.stdout and "installed" in out.stdout
+    assert "press EN (ESP32) or power-cycle" in out.stdout   # the technician learns the firmware stopped
     check = subprocess.run([os.path.join(VENV_BIN, "mpremote"), "connect", port.tty, "resume", "exec",
                             "import os; print(sorted(os.listdir()), sorted(os.listdir('lib/protocol')))"],
                            capture_output=True, text=True, timeout=60)

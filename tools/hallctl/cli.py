@@ -41,6 +41,13 @@ def cmd_ports(args):
     return 0
 
 
+def _stopped(port, out=sys.stdout):
+    # Talking to the board interrupted its firmware (the raw REPL stops main.py);
+    # it stays stopped until the board restarts.
+    print("the firmware on %s is stopped for this: press EN (ESP32) or power-cycle the board "
+          "to start it again" % port, file=out)
+
+
 def _bring(args, copy_all):
     """install and update: one routine (sync.py), install copies every file."""
     from tools.hallctl import bundle, sync
@@ -66,6 +73,7 @@ def cmd_install(args):
     print("installed %d files for %s (%s) on %s%s" % (
         len(changed), name, version, args.port,
         "; removed %d an older bundle had" % len(removed) if removed else ""))
+    _stopped(args.port)
     return 0
 
 
@@ -73,6 +81,7 @@ def cmd_update(args):
     name, version, changed, unchanged, removed = _bring(args, copy_all=False)
     print("updated %s on %s to %s: %d changed, %d unchanged, %d removed" % (
         name, args.port, version, len(changed), len(unchanged), len(removed)))
+    _stopped(args.port)
     return 0
 
 
@@ -82,8 +91,10 @@ def cmd_info(args):
         facts = info.probe(board)
     if args.json:
         print(json.dumps(facts, ensure_ascii=False, indent=2))
+        _stopped(args.port, sys.stderr)   # standard output stays one JSON document
     else:
         print(info.report(facts, args.port))
+        _stopped(args.port)
     return 0
 
 
@@ -116,6 +127,7 @@ def cmd_provision(args):
         board.write("site.json", json.dumps(site).encode(), _progress("site.json"))
     print("provisioned %s/%s on %s (broker %s:%d)" % (args.hall, args.device, args.port,
                                                    site["broker_host"], site["broker_port"]))
+    _stopped(args.port)
     return 0
 
 
