@@ -6,6 +6,7 @@ Tasks (asyncio; the buttons and the display never wait on the network):
 - uplink: Wi-Fi and MQTT, drain the outbox, read acks/config/commands;
 - status: a `status` event every status_s (droppable when the outbox is full)
   with the alarms: the board's `faults` (a dead display) and `outbox_full`;
+  sooner when the alarms change, but at most one per alarm_s (flash wear);
 - guard: feeds the watchdog only while the input loop, the uplink and the
   flash all make progress.
 
@@ -101,6 +102,7 @@ class Evaluator:
         self.errors = 0
         self.busy_until = 0
         self.full_alarm = False  # the outbox refused something since the last status sent
+        self.sent_alarm = None   # the alarm names of the last status stored
         self._looped = False
         self._flash_ok = True
         # Seqs are never reused, even after a reflash: a device whose flash
@@ -233,20 +235,28 @@ class Evaluator:
         r = self.board.rssi()
         if r is not None:
             fields["rssi"] = abs(r)
-        # Alarm names, sorted and comma-joined (SPEC: status): the board's
-        # broken parts and a full outbox.
-        alarms = list(self.board.faults)
-        if self.full_alarm or self.outbox.full:
-            alarms.append("outbox_full")
-        if alarms:
-            alarms.sort()
-            fields["alarm"] = ",".join(alarms)
+        alarm = self.alarm()
+        if alarm:
+            fields["alarm"] = alarm
         try:
             seq = self._event("status", fields, True)
         except (OutboxFull, OSError, MemoryError):
             seq = None
-        if seq is not None and not self.outbox.full:
-            self.full_alarm = False     # reported; a dropped status leaves it for the next
+        if seq is not None:
+            self.sent_alarm = alarm
+            if not self.outbox.full:
+                self.full_alarm = False     # reported; a dropped status leaves it for the next
+
+    def alarm(self):
+        """Alarm names, sorted and comma-joined (SPEC: status): the board's
+        broken parts and a full outbox; None when all is well."""
+        alarms = list(self.board.faults)
+        if self.full_alarm or self.outbox.full:
+            alarms.append("outbox_full")
+        if not alarms:
+            return None
+        alarms.sort()
+        return ",".join(alarms)
 
     # -- inputs ----------------------------------------------------------------
     def _refuse(self, now):
@@ -359,11 +369,22 @@ class Evaluator:
 
     # -- background --------------------------------------------------------------
     async def _status_loop(self):
+        # Every status_s; and soon after the alarms change (a display dies, the
+        # outbox fills or empties), but at most once per alarm_s.
+        # The first one as soon as the device is ready (has heard the agent).
         period = self.site.get("status_s", 300) * 1000
-        self.status()
+        gap = self.site.get("alarm_s", 30) * 1000
+        last = None
         while True:
-            await asyncio.sleep_ms(period)
-            self.status()
+            if last is None:
+                due = self.ready
+            else:
+                since = time.ticks_diff(time.ticks_ms(), last)
+                due = since >= period or (since >= gap and self.alarm() != self.sent_alarm)
+            if due and self.ready:
+                self.status()
+                last = time.ticks_ms()
+            await asyncio.sleep_ms(_GUARD_MS)
 
     async def _guard(self):
         board = self.board

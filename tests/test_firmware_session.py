@@ -211,32 +211,40 @@ def test_full_outbox_refuses_presses_instead_of_dropping_them(tmp_path, broker):
         acker.stop()
 
 
-def test_an_unplugged_display_is_an_alarm_until_a_frame_reaches_it_again(rig):
-    acker, vd = rig
-    before = vd.screen()
-    vd.display_ok(False)
-    vd.call("D01")
-    vd.staff("end")
-    vd.press("satisfied")                     # the terminal works on without its panel
-    s = vd.screen()
-    assert s["frames"] == before["frames"] and s["lines"] == before["lines"]   # nothing new reached it
-    assert s["beeps"] == before["beeps"] + 1 and vd.stats()["thanks"] == 1
-    assert vd.stats()["faults"] == ["display"]
-    acker.send_cmd(DEV, {"cmd": "status"})
-    alarmed = wait_for(lambda: [e["seq"] for e in acker.of_kind("status") if e.get("alarm") == "display"], 20,
-                       what="display alarm in status")[0]
-    wait_for(lambda: vd.stats()["state"] == "idle", 20, what="back to idle, unseen")
-    vd.display_ok(True)
-    # Plugged back with nobody at the window: the firmware sends the missed frame again by itself
-    # (a panel re-seated under an idle "welcome" must not stay blank), which clears the fault.
-    wait_for(lambda: vd.stats()["faults"] == [], 5, what="the panel back without any key pressed")
-    assert vd.screen()["lines"][3] == "欢迎"
-    vd.call("D02")
-    assert vd.screen()["lines"][3] == "服务中" and vd.stats()["faults"] == []
-    acker.send_cmd(DEV, {"cmd": "status"})
-    wait_for(lambda: [e for e in acker.of_kind("status") if e["seq"] > alarmed and "alarm" not in e], 20,
-             what="a status without the alarm")
-    assert [r["level"] for r in acker.of_kind("rating")] == ["satisfied"]
+def test_an_unplugged_display_is_an_alarm_until_a_frame_reaches_it_again(tmp_path, broker):
+    # alarm_s = 1: an alarm that changes goes out in a status of its own within a second or two,
+    # without waiting for the periodic one (status_s = 60 here) or a {"cmd":"status"}.
+    acker, vd = _rig(tmp_path, broker, site={"alarm_s": 1})
+    try:
+        vd.start()
+        wait_for(lambda: vd.screen()["lines"][:2] == ["A07 No.1024", "张三"], 20, what="config on screen")
+        before = vd.screen()
+        vd.display_ok(False)
+        vd.call("D01")
+        vd.staff("end")
+        vd.press("satisfied")                     # the terminal works on without its panel
+        s = vd.screen()
+        assert s["frames"] == before["frames"] and s["lines"] == before["lines"]   # nothing new reached it
+        assert s["beeps"] == before["beeps"] + 1 and vd.stats()["thanks"] == 1
+        assert vd.stats()["faults"] == ["display"]
+        alarmed = wait_for(lambda: [e["seq"] for e in acker.of_kind("status") if e.get("alarm") == "display"],
+                           10, what="display alarm in a status of its own")[0]
+        wait_for(lambda: vd.stats()["state"] == "idle", 20, what="back to idle, unseen")
+        vd.display_ok(True)
+        # Plugged back with nobody at the window: the firmware sends the missed frame again by itself
+        # (a panel re-seated under an idle "welcome" must not stay blank), which clears the fault.
+        wait_for(lambda: vd.stats()["faults"] == [], 5, what="the panel back without any key pressed")
+        assert vd.screen()["lines"][3] == "欢迎"
+        wait_for(lambda: [e for e in acker.of_kind("status") if e["seq"] > alarmed and "alarm" not in e], 10,
+                 what="a status saying the alarm is over")
+        vd.call("D02")
+        assert vd.screen()["lines"][3] == "服务中" and vd.stats()["faults"] == []
+        assert [r["level"] for r in acker.of_kind("rating")] == ["satisfied"]
+        # One status per change, not one a second: the display alarm, then all clear.
+        assert len([e for e in acker.of_kind("status") if e["seq"] >= alarmed]) == 2
+    finally:
+        vd.stop()
+        acker.stop()
 
 
 def _run_sessions(tmp_path, broker, n, seed=1):
