@@ -57,6 +57,7 @@ class Hall:
                 "[uplink]",
                 "url = %s" % _toml_str(self.county_url),
                 "token = %s" % _toml_str(self.token),
+                "allow_plain_http = true",   # the county runs on this machine
                 "interval_s = 1",
                 "[http]",
                 'host = "127.0.0.1"',
