@@ -164,6 +164,40 @@ def load(path):
     return validate(raw)
 
 
+# Keys whose values let someone pose as the agent, the hall or the manager.
+SECRETS = (("mqtt", "password"), ("uplink", "token"), ("http", "token"))
+
+
+def exposed_secrets(path, cfg):
+    """The secret keys set in `cfg` when its file at `path` is readable by
+    group or others; [] when none or the file is private."""
+    held = [_where(s, k) for s, k in SECRETS if cfg[s][k]]
+    try:
+        if not held or not os.stat(path).st_mode & 0o077:
+            return []
+    except OSError:
+        return []
+    return held
+
+
+def write_private(path, text):
+    """Write a config file only its owner can read (0600), whole or not at
+    all: it may hold the broker password and the hall's tokens."""
+    path = os.path.abspath(path)
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def _toml(value):
     if isinstance(value, bool):
         return "true" if value else "false"
