@@ -229,6 +229,7 @@ def read_bounded(resp, limit, deadline_s):
     while True:
         chunk = resp.read1(_READ_CHUNK)
         if not chunk:
+            resp.close()        # read whole: as read() does, so the connection takes the next request
             return b"".join(parts)
         size += len(chunk)
         if size > limit or time.monotonic() > end:
