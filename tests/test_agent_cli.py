@@ -33,7 +33,7 @@ def conf(tmp_path):
     ('hall = "h1"\n[uplink]\nurl = "http://x"\n', "token is required"),
     ('hall = "h1"\n[uplink]\nurl = "http://county.example"\ntoken = "t"\n', "set [uplink] allow_plain_http = true"),
     ('hall = "h1"\n[quarantine]\nmax_rows_per_device = -1\n', "must not be negative"),
-    ('hall = "h1"\n[http]\nmax_connections = 0\n', "max_connections"),
+    ('hall = "h1"\n[http]\nmax_connections = 0\n', "max_connections and timeout_s must be above 0"),
     ('hall = "h1"\n[light]\npins = { gren = 5 }\n', "did you mean 'green'"),
     ('hall = = "h1"\n', "not valid TOML"),
     ('hall = "h1"\n[mqtt]\ntls_ca = "/nonexistent/ca.pem"\n', "no such file /nonexistent/ca.pem"),
