@@ -57,7 +57,8 @@ class _Server(ThreadingHTTPServer):
         self.max_connections, self.deadline_s = max_connections, deadline_s
         self.open = {}                      # socket -> monotonic deadline
         self.open_lock = threading.Lock()
-        self.refused = 0
+        self.refused = 0                    # connections answered 503: all slots taken
+        self.cut = 0                        # connections closed at their deadline
         self.closed = threading.Event()
         super().__init__(addr, handler)
         threading.Thread(target=self._reap, name="http-reaper", daemon=True).start()
@@ -76,7 +77,7 @@ class _Server(ThreadingHTTPServer):
                 pass
             self.shutdown_request(request)
             return
-        request.settimeout(self.deadline_s)
+        request.settimeout(self.deadline_s + 2)     # a backstop: the reaper cuts first
         try:
             super().process_request(request, client_address)
         except BaseException:
@@ -103,6 +104,7 @@ class _Server(ThreadingHTTPServer):
             with self.open_lock:
                 late = [r for r, end in self.open.items() if now > end]
             for r in late:
+                self.cut += 1
                 try:
                     r.shutdown(socket.SHUT_RDWR)    # the handler's read or write ends at once
                 except OSError:
@@ -147,13 +149,9 @@ class HallHTTP:
                 ok, why = self.health()
                 return self.send(h, 200 if ok else 503, "text/plain", (why or "ok") + "\n")
             if method == "GET" and path == "/metrics":
-                with self.lock:
-                    snap = status.snapshot(self.store, self.cfg, self.runtime())
-                return self.send(h, 200, "text/plain; version=0.0.4", status.metrics(snap))
+                return self.send(h, 200, "text/plain; version=0.0.4", status.metrics(self.snapshot()))
             if method == "GET" and path == "/api/status":
-                with self.lock:
-                    snap = status.snapshot(self.store, self.cfg, self.runtime())
-                return self.send_json(h, 200, snap)
+                return self.send_json(h, 200, self.snapshot())
             if method == "GET" and path in ("/", "/screen"):
                 return self.send(h, 200, "text/html; charset=utf-8", SCREEN_HTML)
             if method == "GET" and path == "/api/hall":
@@ -184,6 +182,11 @@ class HallHTTP:
             # The details are for the log, not for whoever is on the hall's Wi-Fi.
             log.exception("HTTP %s %s", method, path)
             return self.send_json(h, 500, {"error": "internal error; the agent's log has the details"})
+
+    def snapshot(self):
+        rt = dict(self.runtime(), http_refused=self.server.refused, http_cut=self.server.cut)
+        with self.lock:
+            return status.snapshot(self.store, self.cfg, rt)
 
     def refuse_write(self, h):
         """(status, reason) when this request may not write; None when it may."""

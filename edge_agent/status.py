@@ -192,6 +192,11 @@ def metrics(snap):
         if up.get("last_ok_ms"):
             m("uplink_last_ok_timestamp_seconds", "gauge", "When the county last took a batch.",
               [("", up["last_ok_ms"] / 1000.0)])
+    if "http_refused" in snap:
+        m("http_refused_total", "counter", "HTTP connections answered 503: [http] max_connections were open.",
+          [("", snap["http_refused"])])
+        m("http_cut_total", "counter", "HTTP connections closed because the request took over [http] timeout_s.",
+          [("", snap["http_cut"])])
     if "disk_guard" in snap:
         m("disk_guard", "gauge", "1 while new events are refused for lack of disk.", [("", int(snap["disk_guard"]))])
         m("broker_connected", "gauge", "1 while connected to the hall broker.", [("", int(snap["broker_connected"]))])

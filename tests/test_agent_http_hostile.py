@@ -11,8 +11,8 @@ import pytest
 from test_agent_http_auth import serve, staff  # noqa: F401 (fixture)
 
 
-def raw(port, data, timeout=5):
-    """Send bytes, read to close: (status, JSON body or None)."""
+def raw(port, data, timeout=5, text=False):
+    """Send bytes, read to close: (status, JSON body or None; text if asked)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
         got = b""
@@ -23,6 +23,8 @@ def raw(port, data, timeout=5):
             got += chunk
     head, _, body = got.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
+    if text:
+        return status, body.decode()
     try:
         return status, json.loads(body)
     except ValueError:
@@ -66,6 +68,8 @@ def test_idle_connections_are_capped_then_closed(serve):  # noqa: F811
             s.close()
     time.sleep(0.2)
     assert get(api.port)[0] == 200
+    status, metrics = raw(api.port, b"GET /metrics HTTP/1.0\r\n\r\n", text=True)
+    assert "qinglian_agent_http_refused_total 1" in metrics and "qinglian_agent_http_cut_total 4" in metrics
 
 
 def test_a_slowloris_request_is_cut_at_its_deadline(serve):  # noqa: F811
