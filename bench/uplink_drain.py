@@ -100,7 +100,7 @@ def drain(work, bodies, size):
     county = CountyProc(os.path.join(work, "county"), os.path.join(work, "county-drain.db"), {HALL: TOKEN},
                         extra=["--log-level", "WARNING"]).start()
     stop = threading.Event()
-    up = Uplink(agent_path, {"url": county.url, "token": TOKEN, "batch_max_events": size,
+    up = Uplink(agent_path, {"url": county.url, "token": TOKEN, "allow_plain_http": True, "batch_max_events": size,
                              "batch_max_bytes": 4 << 20, "interval_s": 0.2}, HALL)
     t = threading.Thread(target=up.run, args=(stop,), daemon=True)
     try:

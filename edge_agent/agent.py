@@ -12,11 +12,12 @@ import fcntl
 import logging
 import os
 import shutil
+import sqlite3
 import threading
 import time
 
 from protocol import messages, topics
-from edge_agent import registry, status, systemd
+from edge_agent import quarantine, registry, status, systemd
 from edge_agent.committer import Committer
 from edge_agent.errors import AgentError
 from edge_agent.light import HallLight
@@ -60,7 +61,7 @@ class Agent:
         self.guard = DiskGuard(self.path, cfg["store"]["disk_max_pct"], disk_usage)
         self.link = BrokerLink(cfg["mqtt"], self.hall, on_connected=self._on_connected)
         self.committer = Committer(Store(self.path), self.link, self.hall, cfg["mqtt"]["batch_max"],
-                                   cfg["mqtt"]["batch_ms"], self.guard)
+                                   cfg["mqtt"]["batch_ms"], self.guard, cfg["quarantine"])
         self.pin_factory = pin_factory
         self.uplink = self.light = self.http = None
         self._republish = threading.Event()
@@ -149,8 +150,8 @@ class Agent:
             log.error("tower light disabled: %s", e)
 
     def _housekeep(self, stop):
-        every = {"beacon": self.cfg["mqtt"]["beacon_s"], "guard": 5, "light": 5}
-        last = {k: 0.0 for k in every}
+        every = {"beacon": self.cfg["mqtt"]["beacon_s"], "guard": 5, "light": 5, "purge_quarantine": 3600}
+        last = dict.fromkeys(every, float("-inf"))     # every chore is due at start
         rev = self.store.registry_rev()
         wd = systemd.watchdog_interval_s()
         last_wd = 0.0
@@ -200,6 +201,16 @@ class Agent:
 
     def _guard(self):
         self.guard.check()
+
+    def _purge_quarantine(self):
+        try:
+            n = quarantine.purge(self.store, self.cfg["quarantine"]["keep_days"])
+        except sqlite3.Error as e:      # the next hour tries again; ingest goes on
+            log.error("quarantine purge failed: %s", e)
+            return
+        if n:
+            log.info("quarantine: deleted %d refused messages not seen for %d days", n,
+                     self.cfg["quarantine"]["keep_days"])
 
     def _light(self):
         snap = status.snapshot(self.store, self.cfg, self.runtime())

@@ -39,13 +39,23 @@ def cmd_config_check(args, cfg):
         parent = os.path.dirname(parent)
     if not os.access(parent, os.W_OK):
         raise AgentError("[store] path: cannot write in %s (the agent's user needs it)" % parent)
+    exposed = config_mod.exposed_secrets(args.config_path, cfg)
+    if exposed:
+        print("edge-agent: warning: %s holds %s and others on this machine can read it; run: chmod 600 %s"
+              % (args.config_path, ", ".join(exposed), args.config_path), file=sys.stderr)
     print("%s: ok (hall %s, store %s, broker %s:%d, uplink %s)" % (
         args.config_path, cfg["hall"], cfg["store"]["path"], cfg["mqtt"]["host"], cfg["mqtt"]["port"],
         cfg["uplink"]["url"] or "off"))
 
 
 def cmd_config_example(args, cfg):
-    sys.stdout.write(config_mod.example())
+    if not args.out:
+        sys.stdout.write(config_mod.example())
+        return
+    if os.path.exists(args.out):
+        raise AgentError("%s exists; not overwriting a config (remove it first)" % args.out)
+    config_mod.write_private(args.out, config_mod.example())
+    print("wrote %s (mode 0600: fill in the hall, then the passwords and tokens)" % args.out)
 
 
 def cmd_devices_add(args, cfg):
@@ -169,7 +179,8 @@ COMMANDS = [
     (("run",), cmd_run, "run the agent in the foreground (systemd runs this)",
      [(("-v", "--verbose"), dict(action="store_true", help="debug logging"))]),
     (("config", "check"), cmd_config_check, "validate the config file and explain what is wrong", []),
-    (("config", "example"), cmd_config_example, "print an example config with every key and its default", []),
+    (("config", "example"), cmd_config_example, "print an example config with every key and its default", [
+        (("--out",), dict(help="write it to this new file, readable only by you (0600), instead"))]),
     (("devices", "add"), cmd_devices_add, "register a device at a window; prints its key", [
         (("device",), dict(help="device id, as in its topics")),
         (("--window",), dict(required=True, help="window it serves, e.g. A03")),

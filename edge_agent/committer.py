@@ -15,11 +15,12 @@ log = logging.getLogger("edge_agent.committer")
 
 
 class Committer(threading.Thread):
-    def __init__(self, store, link, hall, batch_max=500, batch_ms=20, guard=None):
+    def __init__(self, store, link, hall, batch_max=500, batch_ms=20, guard=None, quarantine=None):
         super().__init__(name="committer", daemon=True)
         self.store, self.link, self.hall = store, link, hall
         self.batch_max, self.batch_s = batch_max, batch_ms / 1000.0
         self.guard = guard               # object with .active: hold everything while set
+        self.quarantine = quarantine     # the config's [quarantine] bounds (defaults when None)
         self.stopping = threading.Event()
         self.beat = time.monotonic()     # last sign of life, for the systemd watchdog
         self.config_due = set()          # devices that came online: resend their config
@@ -90,7 +91,7 @@ class Committer(threading.Thread):
         delay = 0.1
         while True:
             try:
-                return ingest.commit(self.store, self.hall, batch)
+                return ingest.commit(self.store, self.hall, batch, self.quarantine)
             except sqlite3.Error as e:
                 # Nothing was acked; retry the same batch (one place for retries).
                 log.error("commit of %d messages failed (%s); retrying in %.1fs", len(batch), e, delay)

@@ -40,11 +40,19 @@ KEYS = [
     ("uplink", "timeout_s", float, 10.0, "HTTP timeout"),
     ("uplink", "backoff_max_s", float, 60.0, "longest wait between retries"),
     ("uplink", "ca_file", str, None, "pin the county's CA"),
+    ("uplink", "allow_plain_http", bool, False, "accept an http:// url (token and events cross the network readable); "
+     "only for a county on this machine or a test"),
     ("uplink", "retry_invalid_s", int, 3600, "events the county called invalid are offered again after this"),
     ("uplink", "alarm_after_min", int, 30, "tower light goes red when the uplink fails longer than this"),
     ("http", "host", str, "127.0.0.1", "listen address of /healthz, /metrics, /api/hall"),
     ("http", "port", int, 8080, "listen port; 0 disables the HTTP server"),
     ("http", "token", str, None, "bearer token that POST /api/windows needs; unset = writes only from this machine"),
+    ("http", "max_connections", int, 32, "open connections at most; more are answered 503 and closed"),
+    ("http", "timeout_s", float, 10.0, "a request must arrive whole within this, or its connection is closed"),
+    ("quarantine", "max_rows_per_device", int, 1000, "refused messages kept per registered device "
+     "(and once more for all unregistered ids together); past it they are only counted"),
+    ("quarantine", "max_bytes_per_device", int, 1048576, "bytes of refused messages kept per device, as above"),
+    ("quarantine", "keep_days", int, 30, "refused messages not seen for this long are deleted; 0 keeps them"),
     ("light", "enabled", bool, False, "drive the tower light on the Pi's GPIO"),
     ("light", "pins", dict, {"green": 17, "yellow": 27, "red": 22, "buzzer": 23}, "BCM pin numbers"),
     ("light", "active_high", bool, True, "false for relay boards that switch on a low input (most Pi relay boards)"),
@@ -130,6 +138,14 @@ def validate(raw):
             raise ConfigError("[light] pins.%s must be a BCM pin number 0-27" % name)
     if cfg["uplink"]["url"] and not cfg["uplink"]["token"]:
         raise ConfigError("[uplink] token is required when [uplink] url is set")
+    if cfg["uplink"]["url"]:
+        from edge_agent.uplink import check_config
+        try:
+            check_config(cfg["uplink"])
+        except ValueError as e:
+            raise ConfigError(str(e))
+    if cfg["http"]["max_connections"] < 1 or cfg["http"]["timeout_s"] <= 0:
+        raise ConfigError("[http] max_connections and timeout_s must be above 0")
     if cfg["mqtt"]["batch_max"] < 1:
         raise ConfigError("[mqtt] batch_max must be at least 1")
     return cfg
@@ -146,6 +162,40 @@ def load(path):
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("%s is not valid TOML: %s" % (path, e))
     return validate(raw)
+
+
+# Keys whose values let someone pose as the agent, the hall or the manager.
+SECRETS = (("mqtt", "password"), ("uplink", "token"), ("http", "token"))
+
+
+def exposed_secrets(path, cfg):
+    """The secret keys set in `cfg` when its file at `path` is readable by
+    group or others; [] when none or the file is private."""
+    held = [_where(s, k) for s, k in SECRETS if cfg[s][k]]
+    try:
+        if not held or not os.stat(path).st_mode & 0o077:
+            return []
+    except OSError:
+        return []
+    return held
+
+
+def write_private(path, text):
+    """Write a config file only its owner can read (0600), whole or not at
+    all: it may hold the broker password and the hall's tokens."""
+    path = os.path.abspath(path)
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _toml(value):

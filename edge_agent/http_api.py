@@ -6,13 +6,23 @@ Stdlib server in a thread; one store connection behind a lock.
 Reading is open: the lobby screen is shown to the whole hall. Writing
 changes who a citizen is told served them, so POST needs `Authorization:
 Bearer <[http] token>`; with no token configured, only clients on this
-machine (loopback) may write."""
+machine (loopback) may write. A browser page from elsewhere must not
+borrow either (it cannot read the token, but a kiosk browser on the Pi is
+loopback): a write naming another Origin is refused.
+
+The hall's Wi-Fi is not trusted to be polite: at most [http]
+max_connections are open at once (more are answered 503 and closed), and a
+request must arrive whole within [http] timeout_s, so idle or slowloris
+connections cannot hold every thread or file handle."""
 import hmac
 import ipaddress
 import json
 import logging
 import os
+import socket
 import threading
+import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from edge_agent import registry, status
@@ -22,6 +32,83 @@ log = logging.getLogger("edge_agent.http")
 # The lobby screen: one static page that polls /api/hall.
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "screen", "index.html"), encoding="utf-8") as _f:
     SCREEN_HTML = _f.read()
+
+# POST /api/windows carries a few short fields.
+MAX_BODY_BYTES = 16384
+_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+         b"Content-Length: 39\r\n\r\n{\"error\": \"too many open connections\"}\n")
+
+
+class BadRequest(Exception):
+    """The request is wrong: a 4xx with this message, nothing written."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+class _Server(ThreadingHTTPServer):
+    """Connections are counted and each has a deadline; one reaper thread
+    hangs up on the late ones (a per-read timeout alone lets a client send
+    one byte just before every timeout)."""
+    daemon_threads = True
+
+    def __init__(self, addr, handler, max_connections, deadline_s):
+        self.max_connections, self.deadline_s = max_connections, deadline_s
+        self.open = {}                      # socket -> monotonic deadline
+        self.open_lock = threading.Lock()
+        self.refused = 0                    # connections answered 503: all slots taken
+        self.cut = 0                        # connections closed at their deadline
+        self.closed = threading.Event()
+        super().__init__(addr, handler)
+        threading.Thread(target=self._reap, name="http-reaper", daemon=True).start()
+
+    def process_request(self, request, client_address):
+        with self.open_lock:
+            full = len(self.open) >= self.max_connections
+            if not full:
+                self.open[request] = time.monotonic() + self.deadline_s
+        if full:
+            self.refused += 1
+            try:
+                request.settimeout(1)
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        request.settimeout(self.deadline_s + 2)     # a backstop: the reaper cuts first
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._forget(request)
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._forget(request)
+
+    def _forget(self, request):
+        with self.open_lock:
+            self.open.pop(request, None)
+
+    def server_close(self):
+        self.closed.set()
+        super().server_close()
+
+    def _reap(self):
+        while not self.closed.wait(min(1.0, self.deadline_s / 4)):
+            now = time.monotonic()
+            with self.open_lock:
+                late = [r for r, end in self.open.items() if now > end]
+            for r in late:
+                self.cut += 1
+                try:
+                    r.shutdown(socket.SHUT_RDWR)    # the handler's read or write ends at once
+                except OSError:
+                    pass
 
 
 class HallHTTP:
@@ -42,8 +129,8 @@ class HallHTTP:
             def do_POST(self):
                 api.route(self, "POST")
 
-        self.server = ThreadingHTTPServer((cfg["http"]["host"], cfg["http"]["port"]), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server((cfg["http"]["host"], cfg["http"]["port"]), Handler,
+                              cfg["http"]["max_connections"], cfg["http"]["timeout_s"])
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, name="http", daemon=True)
 
@@ -62,13 +149,9 @@ class HallHTTP:
                 ok, why = self.health()
                 return self.send(h, 200 if ok else 503, "text/plain", (why or "ok") + "\n")
             if method == "GET" and path == "/metrics":
-                with self.lock:
-                    snap = status.snapshot(self.store, self.cfg, self.runtime())
-                return self.send(h, 200, "text/plain; version=0.0.4", status.metrics(snap))
+                return self.send(h, 200, "text/plain; version=0.0.4", status.metrics(self.snapshot()))
             if method == "GET" and path == "/api/status":
-                with self.lock:
-                    snap = status.snapshot(self.store, self.cfg, self.runtime())
-                return self.send_json(h, 200, snap)
+                return self.send_json(h, 200, self.snapshot())
             if method == "GET" and path in ("/", "/screen"):
                 return self.send(h, 200, "text/html; charset=utf-8", SCREEN_HTML)
             if method == "GET" and path == "/api/hall":
@@ -81,20 +164,34 @@ class HallHTTP:
                 refused = self.refuse_write(h)
                 if refused:
                     return self.send_json(h, refused[0], {"error": refused[1]})
-                body = json.loads(h.rfile.read(int(h.headers.get("Content-Length") or 0)) or b"{}")
+                body = read_object(h)
                 with self.lock:
                     registry.set_window(self.store, path.rsplit("/", 1)[1], body.get("staff"),
                                         body.get("staff_no"), body.get("target_s"))
                 return self.send_json(h, 200, {"ok": True})
             return self.send_json(h, 404, {"error": "no such path"})
+        except BadRequest as e:
+            h.close_connection = True           # the body may be unread
+            return self.send_json(h, e.status, {"error": str(e)})
         except (AgentError, ValueError) as e:
             return self.send_json(h, 400, {"error": str(e)})
-        except Exception as e:
+        except OSError as e:                    # the client hung up or ran out of time
+            log.debug("HTTP %s %s: %s", method, path, e)
+            h.close_connection = True
+        except Exception:
+            # The details are for the log, not for whoever is on the hall's Wi-Fi.
             log.exception("HTTP %s %s", method, path)
-            return self.send_json(h, 500, {"error": repr(e)})
+            return self.send_json(h, 500, {"error": "internal error; the agent's log has the details"})
+
+    def snapshot(self):
+        rt = dict(self.runtime(), http_refused=self.server.refused, http_cut=self.server.cut)
+        with self.lock:
+            return status.snapshot(self.store, self.cfg, rt)
 
     def refuse_write(self, h):
         """(status, reason) when this request may not write; None when it may."""
+        if not same_origin(h):
+            return 403, "writes from a page of another origin are refused"
         token = self.cfg["http"]["token"]
         if token is None:
             if ipaddress.ip_address(h.client_address[0]).is_loopback:
@@ -115,3 +212,42 @@ class HallHTTP:
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
         h.wfile.write(data)
+
+
+def same_origin(h):
+    """A browser names the page behind a request in Origin (and, lately,
+    Sec-Fetch-Site); tools like curl and the CLI send neither."""
+    site = h.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = h.headers.get("Origin")
+    if origin is None:
+        return True
+    parts = urllib.parse.urlsplit(origin.strip())
+    return parts.scheme in ("http", "https") and parts.netloc != "" and parts.netloc == h.headers.get("Host")
+
+
+def read_object(h):
+    """The request body as a JSON object, or BadRequest saying what is wrong."""
+    declared = h.headers.get("Content-Length")
+    if declared is None:
+        raise BadRequest(411, "Content-Length required")
+    if not declared.strip().isdigit():
+        raise BadRequest(400, "Content-Length must be a whole number of bytes, not %r" % declared[:40])
+    n = int(declared)
+    if n > MAX_BODY_BYTES:
+        raise BadRequest(413, "body over %d bytes" % MAX_BODY_BYTES)
+    data = h.rfile.read(n)
+    if len(data) < n:
+        raise BadRequest(400, "body shorter than its Content-Length")
+    try:
+        body = json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise BadRequest(400, "body is not JSON (UTF-8)")
+    if type(body) is not dict:
+        raise BadRequest(400, "body must be a JSON object, e.g. {\"staff\": \"张三\"}")
+    return body
+
+
+def _no_constant(name):
+    raise ValueError("%s is not JSON" % name)

@@ -6,7 +6,8 @@ The rules (protocol/SPEC.md, delivery semantics):
     kept in quarantine and acked so the device stops resending;
   - anything else that cannot be trusted is quarantined with its reason
     and never acked to a device (a forged seq must not delete a real event
-    from a real outbox);
+    from a real outbox); the quarantine is bounded per device and counts
+    what it could not keep (edge_agent/quarantine.py);
   - a new `status` event also sets the device's health (alarm, outbox
     depth) in the same transaction, unless a newer status already has;
   - nothing here raises on input: only a store failure escapes, and then
@@ -15,7 +16,6 @@ The caller PUBACKs every message of the batch in arrival order and sends
 the protocol acks in `Outcome.acks`, both only after commit.
 """
 import collections
-import hashlib
 import json
 import logging
 import sqlite3
@@ -23,11 +23,9 @@ import sqlite3
 import protocol
 from protocol import mac, topics
 from protocol.errors import ProtocolError
+from edge_agent.quarantine import Quarantine
 
 log = logging.getLogger("edge_agent.ingest")
-
-# Keep a refused payload for inspection, but not a flood of big ones.
-QUARANTINE_MAX_PAYLOAD = 4096
 
 # One received MQTT message. `link_gen` names the broker connection it came
 # on: a PUBACK is only valid on that connection.
@@ -57,8 +55,13 @@ def verified_wire(ev, key):
 class Batch:
     """Classifies and stores one batch; use inside store.atomic()."""
 
-    def __init__(self, store, hall):
+    def __init__(self, store, hall, limits=None):
+        """`limits`: the config's [quarantine] table (its defaults when None)."""
+        if limits is None:
+            from edge_agent import config
+            limits = config.validate({"hall": hall})["quarantine"]
         self.store, self.hall = store, hall
+        self.kept = Quarantine(store, limits)
         self.out = Outcome()
         self._devices = {}
         self._hwm = {}
@@ -71,15 +74,8 @@ class Batch:
         return self._devices[device]
 
     def quarantine(self, m, reason, detail="", device=None, seq=None):
-        payload = bytes(m.payload[:QUARANTINE_MAX_PAYLOAD])
-        if len(m.payload) > QUARANTINE_MAX_PAYLOAD:
-            detail = (detail + " " if detail else "") + "(payload cut from %d bytes)" % len(m.payload)
-        digest = hashlib.sha256(b"\0".join((m.topic.encode(), bytes(m.payload), reason.encode()))).hexdigest()
-        self.store.conn.execute(
-            "INSERT INTO quarantine (received_ms, topic, payload, reason, detail, device, seq, digest, last_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE "
-            "SET repeats = repeats + 1, last_ms = excluded.last_ms",
-            (m.received_ms, m.topic, payload, reason, detail[:200], device, seq, digest, m.received_ms))
+        registered = device is not None and self._device(device) is not None
+        self.kept.add(m, reason, detail, device, seq, registered)
         self.store.bump("quarantined:" + reason)
         self.out.quarantined[reason] += 1
 
@@ -174,10 +170,10 @@ class Batch:
         return self.out
 
 
-def commit(store, hall, messages):
+def commit(store, hall, messages, limits=None):
     """Store a batch in one transaction and return what to ack."""
     with store.atomic():
-        b = Batch(store, hall)
+        b = Batch(store, hall, limits)
         for m in messages:
             b.add(m)
         return b.finish()

@@ -3,6 +3,7 @@
 import datetime
 import json
 
+from edge_agent import quarantine
 from edge_agent.store import now_ms
 
 LIGHT_ORDER = ("ok", "warn", "alarm")
@@ -51,6 +52,7 @@ def snapshot(store, cfg, runtime=None, now=None):
         "duplicates": c.get("duplicates", 0),
         "conflicts": quarantined.get("conflict", 0),
         "quarantined": quarantined,
+        "quarantine": quarantine.usage(store),
         "events_stored": store.one("SELECT count(*) FROM events"),
         "pending_uplink": pending,
         "oldest_unsynced_age_s": round((now - oldest) / 1000.0, 1) if oldest else 0.0,
@@ -164,6 +166,14 @@ def metrics(snap):
     m("conflicts_total", "counter", "Same (device, seq), different content.", [("", snap["conflicts"])])
     m("quarantined_total", "counter", "Messages kept aside, by reason.",
       [('{reason="%s"}' % k, v) for k, v in sorted(snap["quarantined"].items())] or [('{reason="none"}', 0)])
+    q = snap["quarantine"]
+    m("quarantine_rows", "gauge", "Refused messages kept for inspection.", [("", q["rows"])])
+    m("quarantine_bytes", "gauge", "Bytes of refused messages kept.", [("", q["bytes"])])
+    m("quarantine_dropped_total", "counter", "Refused messages counted but not kept: their device's "
+      "quarantine was full (device=\"(unregistered)\" for ids not in the registry).",
+      [('{device="%s"}' % _label(k), v) for k, v in sorted(q["dropped"].items())])
+    m("quarantine_purged_total", "counter", "Refused messages deleted after [quarantine] keep_days.",
+      [("", q["purged"])])
     m("pending_uplink", "gauge", "Events not yet committed by the county.", [("", snap["pending_uplink"])])
     m("oldest_unsynced_age_seconds", "gauge", "Age of the oldest event not yet at the county.",
       [("", snap["oldest_unsynced_age_s"])])
@@ -182,6 +192,11 @@ def metrics(snap):
         if up.get("last_ok_ms"):
             m("uplink_last_ok_timestamp_seconds", "gauge", "When the county last took a batch.",
               [("", up["last_ok_ms"] / 1000.0)])
+    if "http_refused" in snap:
+        m("http_refused_total", "counter", "HTTP connections answered 503: [http] max_connections were open.",
+          [("", snap["http_refused"])])
+        m("http_cut_total", "counter", "HTTP connections closed because the request took over [http] timeout_s.",
+          [("", snap["http_cut"])])
     if "disk_guard" in snap:
         m("disk_guard", "gauge", "1 while new events are refused for lack of disk.", [("", int(snap["disk_guard"]))])
         m("broker_connected", "gauge", "1 while connected to the hall broker.", [("", int(snap["broker_connected"]))])
@@ -199,6 +214,9 @@ def human(snap):
            "events: received %d, committed %d, duplicates %d, conflicts %d, stored %d" % (
                snap["received"], snap["committed"], snap["duplicates"], snap["conflicts"], snap["events_stored"]),
            "quarantined: %s" % (", ".join("%s %d" % kv for kv in sorted(snap["quarantined"].items())) or "none"),
+           "quarantine kept: %d rows, %d bytes; dropped over the bound: %s" % (
+               snap["quarantine"]["rows"], snap["quarantine"]["bytes"],
+               ", ".join("%s %d" % kv for kv in sorted(snap["quarantine"]["dropped"].items())) or "none"),
            "uplink: %d pending, oldest %.0fs" % (snap["pending_uplink"], snap["oldest_unsynced_age_s"]),
            "devices: %d online, %d offline, %d retired" % (
                snap["devices_online"], snap["devices_offline"], snap["devices_retired"])]

@@ -15,12 +15,14 @@ Tables (the uplink reads and updates `events` through its own connection):
               synced_ms is NULL until the county committed it; rowid order is
               arrival order and a partial index finds the unsynced rows.
   quarantine  everything refused, with the ProtocolError code as reason;
-              one row per distinct message, `repeats` counts resends.
+              one row per distinct message, `repeats` counts resends;
+              bounded per device `bucket` (edge_agent/quarantine.py).
   devices     the registry: key, window binding, status, seq high-water mark,
               presence, and the health its newest status event reported
               (health_seq, health_alarm, health_outbox).
   windows     staff on duty and the service-time target per window.
-  counters    received, committed, duplicates, quarantined:<reason>, ...
+  counters    received, committed, duplicates, quarantined:<reason>,
+              quarantine_dropped:<bucket>, quarantine_purged, ...
   meta        registry_rev, bumped when devices/windows change so a running
               agent republishes device configs.
 """
@@ -111,11 +113,27 @@ def _m003_device_health(db):
     """)
 
 
+def _m004_quarantine_bounds(db):
+    # The quarantine is bounded per device (edge_agent/quarantine.py): each row
+    # names the bucket it counts against and its size; purging by age needs
+    # last_ms on every row. Ids not in the registry share one bucket.
+    db.executescript("""
+    ALTER TABLE quarantine ADD COLUMN bucket TEXT;
+    ALTER TABLE quarantine ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+    UPDATE quarantine SET last_ms = coalesce(last_ms, received_ms),
+        size = length(payload) + length(CAST(topic AS BLOB)) + length(CAST(detail AS BLOB)),
+        bucket = CASE WHEN device IN (SELECT device FROM devices) THEN device ELSE '(unregistered)' END;
+    CREATE INDEX quarantine_bucket ON quarantine(bucket);
+    CREATE INDEX quarantine_last ON quarantine(last_ms);
+    """)
+
+
 # Named, applied in order, each in its own transaction, recorded in _migrations.
 MIGRATIONS = [
     ("001_initial", _m001_initial),
     ("002_quarantine_repeats", _m002_quarantine_repeats),
     ("003_device_health", _m003_device_health),
+    ("004_quarantine_bounds", _m004_quarantine_bounds),
 ]
 
 

@@ -16,6 +16,11 @@ Delivery (SPEC.md, delivery semantics 4):
   back for `retry_invalid_s`, so a county upgrade picks them up later.
 - Any failure (network, TLS, HTTP status, a garbled answer, a busy store)
   is an UplinkError handled in one place: exponential backoff with jitter.
+- The county is not trusted to be small: an answer is read up to
+  MAX_ANSWER_BYTES within a deadline and inflated (gzip or deflate) only up
+  to the same bound, so a hostile or broken county cannot exhaust the Pi.
+- Plain http:// sends the hall's token and events readable by anyone on
+  the way: refused unless `allow_plain_http` says so.
 - Retention deletes only synced rows older than `retention_days`.
 """
 import gzip
@@ -30,6 +35,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+import zlib
 
 log = logging.getLogger("edge_agent.uplink")
 
@@ -44,7 +50,11 @@ DEFAULTS = {
     "ca_file": None,               # trust only this CA for the county's certificate
     "retention_days": 30,          # synced rows older than this are deleted; 0 keeps all
     "retry_invalid_s": 3600,       # rows the county called invalid wait this long
+    "allow_plain_http": False,     # http:// only when the config says so
 }
+# One result per event (~100 bytes) for up to 10,000 events, with room to spare.
+MAX_ANSWER_BYTES = 4 << 20
+_READ_CHUNK = 65536
 _BACKOFF_FIRST_S = 1.0
 _PURGE_EVERY_S = 3600
 _PURGE_CHUNK = 5000               # rows per delete transaction: ingest keeps its turn
@@ -79,7 +89,11 @@ def check_config(cfg):
     url = out["url"] or ""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("uplink url must be http(s)://host[:port][/path], not %r" % url)
+        raise ValueError("[uplink] url must be https://host[:port][/path], not %r" % url)
+    if parts.scheme == "http" and out["allow_plain_http"] is not True:
+        raise ValueError("[uplink] url %s is plain http: the hall's token and events would cross the network "
+                         "readable; use https://, or set [uplink] allow_plain_http = true for a county on "
+                         "this machine or a test" % url)
     if not out["token"]:
         raise ValueError("uplink token is required (the hall's bearer token at the county)")
     for k in ("batch_max_events", "batch_max_bytes", "interval_s", "timeout_s", "backoff_max_s"):
@@ -170,33 +184,82 @@ class County:
             except (OSError, http.client.HTTPException) as e:
                 self.close()
                 raise UplinkError("county unreachable: %s" % (str(e) or type(e).__name__))
-        if resp.will_close:
+        if resp.will_close or data is None:
             self.close()
+        if data is None:
+            raise UplinkError("county answer over %d bytes or slower than %.0f s: not read"
+                              % (MAX_ANSWER_BYTES, self._deadline_s()))
         if resp.status == 413:
             raise BatchTooLarge("county answered 413: batch too large")
         if resp.status != 200:
-            raise UplinkError("county answered %d: %s" % (resp.status, data[:200].decode("utf-8", "replace")))
+            raise UplinkError("county answered %d: %r" % (resp.status, data[:200].decode("utf-8", "replace")))
         try:
-            if (resp.getheader("Content-Encoding") or "").lower() == "gzip":
-                data = gzip.decompress(data)
-            answer = json.loads(data)
+            answer = json.loads(inflate(data, resp.getheader("Content-Encoding")))
             if type(answer) is not dict or type(answer.get("results")) is not list:
                 raise ValueError("no results list")
-        except (ValueError, OSError, EOFError) as e:
+        except (ValueError, RecursionError) as e:
             raise UplinkError("county answer unreadable: %s" % e)
         return answer
+
+    def _deadline_s(self):
+        return self.timeout * 3
 
     def _exchange(self, body, headers):
         if self._conn is None:
             self._conn = self._connect()
         self._conn.request("POST", self.path, body, headers)
         resp = self._conn.getresponse()
-        return resp, resp.read()
+        return resp, read_bounded(resp, MAX_ANSWER_BYTES, self._deadline_s())
 
     def close(self):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def read_bounded(resp, limit, deadline_s):
+    """The response body, or None when it is longer than `limit` or takes
+    longer than `deadline_s` (a county dripping bytes); then the connection
+    cannot be reused."""
+    declared = resp.getheader("Content-Length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return None
+    end = time.monotonic() + deadline_s
+    parts, size = [], 0
+    while True:
+        chunk = resp.read1(_READ_CHUNK)
+        if not chunk:
+            resp.close()        # read whole: as read() does, so the connection takes the next request
+            return b"".join(parts)
+        size += len(chunk)
+        if size > limit or time.monotonic() > end:
+            return None
+        parts.append(chunk)
+
+
+def inflate(data, encoding, limit=MAX_ANSWER_BYTES):
+    """Undo a gzip or deflate Content-Encoding, never past `limit` bytes
+    (a small gzip bomb inflates to gigabytes); ValueError in plain words."""
+    encoding = (encoding or "identity").strip().lower()
+    if encoding == "identity":
+        return data
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise ValueError("unsupported Content-Encoding %r" % encoding)
+    # 47: gzip or zlib header; deflate is zlib-wrapped by the RFC, raw by some servers.
+    tries = (47,) if encoding != "deflate" else (47, -15)
+    for wbits in tries:
+        d = zlib.decompressobj(wbits)
+        try:
+            out = d.decompress(data, limit + 1)
+        except zlib.error as e:
+            err = e
+            continue
+        if len(out) > limit:
+            raise ValueError("answer inflates past %d bytes" % limit)
+        if not d.eof:
+            raise ValueError("%s answer cut short" % encoding)
+        return out
+    raise ValueError("bad %s answer: %s" % (encoding, err))
 
 
 class Uplink:

@@ -31,6 +31,9 @@ def conf(tmp_path):
     ('hall = "h 1"\n', "hall 'h 1' must be"),
     ('hall = "h1"\n[store]\ndisk_max_pct = 150\n', "percentage"),
     ('hall = "h1"\n[uplink]\nurl = "http://x"\n', "token is required"),
+    ('hall = "h1"\n[uplink]\nurl = "http://county.example"\ntoken = "t"\n', "set [uplink] allow_plain_http = true"),
+    ('hall = "h1"\n[quarantine]\nmax_rows_per_device = -1\n', "must not be negative"),
+    ('hall = "h1"\n[http]\nmax_connections = 0\n', "max_connections and timeout_s must be above 0"),
     ('hall = "h1"\n[light]\npins = { gren = 5 }\n', "did you mean 'green'"),
     ('hall = = "h1"\n', "not valid TOML"),
     ('hall = "h1"\n[mqtt]\ntls_ca = "/nonexistent/ca.pem"\n', "no such file /nonexistent/ca.pem"),
@@ -54,6 +57,44 @@ def test_config_check_ok_and_example_is_complete_and_valid(tmp_path, conf):
     config.validate(tomllib.loads(example))      # valid as shipped (paths are the Pi's)
     for section, key, *_ in config.KEYS:
         assert key in example
+
+
+def test_config_example_out_writes_a_private_file(tmp_path):
+    path = tmp_path / "edge-agent.toml"
+    out = run("config", "example", "--out", str(path))
+    assert out.returncode == 0, out.stderr
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.read_text() == run("config", "example").stdout
+    again = run("config", "example", "--out", str(path))
+    assert again.returncode == 1 and "exists" in again.stderr
+
+
+@pytest.mark.parametrize("secret", ['[mqtt]\npassword = "pw"', '[http]\ntoken = "tok"',
+                                    '[uplink]\nurl = "https://county.example"\ntoken = "tok"'])
+def test_config_check_warns_when_others_can_read_a_secret(tmp_path, secret):
+    path = tmp_path / "agent.toml"
+    path.write_text('hall = "h1"\n[store]\npath = "%s"\n%s\n' % (tmp_path / "agent.db", secret))
+    path.chmod(0o644)
+    out = run("config", "check", "--config", str(path))
+    assert out.returncode == 0 and "ok" in out.stdout
+    assert "warning" in out.stderr and "chmod 600 %s" % path in out.stderr
+    path.chmod(0o600)
+    out = run("config", "check", "--config", str(path))
+    assert out.returncode == 0 and out.stderr == ""
+
+
+def test_a_config_without_secrets_may_be_readable(tmp_path, conf):
+    os.chmod(conf, 0o644)
+    out = run("config", "check", "--config", conf)
+    assert out.returncode == 0 and out.stderr == ""
+
+
+def test_the_hall_tool_writes_its_agent_config_private(tmp_path):
+    from tools.hall import Hall
+    hall = Hall(str(tmp_path / "hall"))
+    hall.write_agent_config()
+    assert os.stat(hall.config_path).st_mode & 0o777 == 0o600
+    assert run("config", "check", "--config", hall.config_path).stderr == ""
 
 
 def test_every_command_has_help():

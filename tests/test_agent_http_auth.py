@@ -31,13 +31,13 @@ def lan_address():
 def serve(tmp_path):
     servers = []
 
-    def start(token=None):
-        http = {"host": "0.0.0.0", "port": 0}
+    def start(token=None, runtime=dict, **http):
+        http.update(host="0.0.0.0", port=0)
         if token:
             http["token"] = token
         cfg = config_mod.validate({"hall": "h1", "http": http})
         store = Store(str(tmp_path / ("agent%d.db" % len(servers))))
-        api = HallHTTP(store, cfg, runtime=dict, health=lambda: (True, None)).start()
+        api = HallHTTP(store, cfg, runtime=runtime, health=lambda: (True, None)).start()
         servers.append(api)
         return api
     yield start

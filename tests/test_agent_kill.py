@@ -47,7 +47,7 @@ def run_kill_test(work, total, publishers, kills, seed=1):
                                  "--port", str(cport), "--token", "%s=%s" % (HALL, token)], work).start()
         wait_port(cport, 20)
         county_url = "http://127.0.0.1:%d" % cport
-        extra_uplink = '[uplink]\nurl = "%s"\ntoken = "%s"\ninterval_s = 0.5\nbackoff_max_s = 2\n' % (county_url, token)
+        extra_uplink = '[uplink]\nurl = "%s"\ntoken = "%s"\nallow_plain_http = true\ninterval_s = 0.5\nbackoff_max_s = 2\n' % (county_url, token)
     config = write_config(work, port, hall=HALL, http_port=http)
     with open(config, "a") as f:
         f.write(extra_uplink)

@@ -37,7 +37,7 @@ class Running:
     def __init__(self, path, url, **cfg):
         self.stop = threading.Event()
         self.up = Uplink(path, dict({"url": url, "token": TOKEN, "interval_s": 0.2,
-                                     "backoff_max_s": 2}, **cfg), HALL)
+                                     "backoff_max_s": 2, "allow_plain_http": True}, **cfg), HALL)
         self.thread = threading.Thread(target=self.up.run, args=(self.stop,), daemon=True)
         self.thread.start()
 
@@ -188,7 +188,7 @@ import sys, threading
 from edge_agent.uplink import Uplink
 stop = threading.Event()
 Uplink(sys.argv[1], {"url": sys.argv[2], "token": sys.argv[3], "batch_max_events": 10,
-                     "interval_s": 0.2, "backoff_max_s": 0.5}, sys.argv[4]).run(stop)
+                     "allow_plain_http": True, "interval_s": 0.2, "backoff_max_s": 0.5}, sys.argv[4]).run(stop)
 """
 
 
@@ -301,11 +301,11 @@ def test_config_is_checked_in_plain_words():
     with pytest.raises(ValueError, match="url"):
         check_config({"url": "ftp://x", "token": "t"})
     with pytest.raises(ValueError, match="token"):
-        check_config({"url": "http://x"})
+        check_config({"url": "https://x"})
     with pytest.raises(ValueError, match="batch_max_events"):
-        check_config({"url": "http://x", "token": "t", "batch_max_events": 0})
+        check_config({"url": "https://x", "token": "t", "batch_max_events": 0})
     with pytest.raises(ValueError, match="ca_file"):
-        check_config({"url": "http://x", "token": "t", "ca_file": "/ca.pem"})
+        check_config({"url": "http://x", "token": "t", "ca_file": "/ca.pem", "allow_plain_http": True})
     cfg = check_config({"url": "https://x", "token": "t", "ca_file": None})
     assert cfg["batch_max_events"] == 500 and cfg["retention_days"] == 30
 

@@ -8,6 +8,7 @@ import secrets
 import subprocess
 import urllib.request
 
+from edge_agent.config import write_private
 from tools.procs import Mosquitto, Proc, VENV_BIN, free_port, wait_port, wait_for
 
 
@@ -46,23 +47,24 @@ class Hall:
         return "http://127.0.0.1:%d/" % self.http_port
 
     def write_agent_config(self):
-        with open(self.config_path, "w") as f:
-            f.write("\n".join([
-                "hall = %s" % _toml_str(self.hall),
-                "[mqtt]",
-                'host = "127.0.0.1"',
-                "port = %d" % self.broker.port,
-                "[store]",
-                "path = %s" % _toml_str(os.path.join(self.work_dir, "agent.db")),
-                "[uplink]",
-                "url = %s" % _toml_str(self.county_url),
-                "token = %s" % _toml_str(self.token),
-                "interval_s = 1",
-                "[http]",
-                'host = "127.0.0.1"',
-                "port = %d" % self.http_port,
-                "",
-            ]))
+        # The config holds the hall's county token: 0600, as on a Pi.
+        write_private(self.config_path, "\n".join([
+            "hall = %s" % _toml_str(self.hall),
+            "[mqtt]",
+            'host = "127.0.0.1"',
+            "port = %d" % self.broker.port,
+            "[store]",
+            "path = %s" % _toml_str(os.path.join(self.work_dir, "agent.db")),
+            "[uplink]",
+            "url = %s" % _toml_str(self.county_url),
+            "token = %s" % _toml_str(self.token),
+            "allow_plain_http = true",   # the county runs on this machine
+            "interval_s = 1",
+            "[http]",
+            'host = "127.0.0.1"',
+            "port = %d" % self.http_port,
+            "",
+        ]))
 
     def edge_agent(self, *args):
         out = subprocess.run([os.path.join(VENV_BIN, "edge-agent")] + list(args) + ["--config", self.config_path],

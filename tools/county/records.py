@@ -10,6 +10,9 @@ from protocol.topics import valid_id
 
 # Event fields copied into their own columns so reports need no JSON parsing.
 COLUMNS = ("level", "channel", "window", "staff", "session", "action", "item", "case")
+# The largest integer every JSON reader holds exactly (a double's 53 bits);
+# also well inside the BIGINT columns of both databases.
+MAX_SAFE_INT = 2 ** 53 - 1
 
 
 class Malformed(ValueError):
@@ -32,8 +35,8 @@ def key(item):
     device, seq = item.get("device"), item.get("seq")
     if type(device) is not str or not valid_id(device):
         raise Malformed("event without a valid device id")
-    if type(seq) is not int or seq < 1:
-        raise Malformed("event %s without a valid seq" % device)
+    if type(seq) is not int or not 1 <= seq <= MAX_SAFE_INT:
+        raise Malformed("event %s without a valid seq (a whole number 1 to 2^53-1)" % device)
     return device, seq
 
 
@@ -49,14 +52,30 @@ def record(device, seq, body):
         raise Invalid("bad_type")
     try:
         ev = protocol.parse(body.encode())
+    except UnicodeEncodeError:              # a lone surrogate (JSON "\ud800")
+        raise Invalid("bad_value")
     except protocol.ProtocolError as e:
         raise Invalid(e.code)
+    if not all(_storable(v) for v in ev.values()):
+        raise Invalid("bad_value")
     if ev["device"] != device or ev["seq"] != seq:
         raise Invalid("key_mismatch")
     row = {"kind": ev["kind"], "t": ev["t"], "body": body}
     for c in COLUMNS:
         row[c] = ev.get(c)
     return row
+
+
+def _storable(v):
+    # Every reader holds the integer exactly; every database takes the text.
+    if type(v) is int:
+        return abs(v) <= MAX_SAFE_INT
+    if type(v) is str:
+        try:
+            v.encode()
+        except UnicodeEncodeError:          # a lone surrogate, escaped as "\ud800" in the JSON
+            return False
+    return True
 
 
 def same_event(stored, body):
@@ -68,6 +87,14 @@ def same_event(stored, body):
         return canonical(protocol.parse(stored.encode())) == canonical(protocol.parse(body.encode()))
     except protocol.ProtocolError:
         return False
+
+
+def as_stored(body):
+    """An invalid body as text any database takes: a lone surrogate escaped,
+    anything not a string named by its type (it was not an event)."""
+    if type(body) is not str:
+        return "(not a string: %s)" % type(body).__name__
+    return body.encode("utf-8", "backslashreplace").decode()
 
 
 def digest(text):

@@ -27,6 +27,8 @@ MAX_EVENTS = 10000              # per batch
 _BATCHES = re.compile(r"^/v1/halls/([A-Za-z0-9_-]{1,32})/batches$")
 _HALL_STATS = re.compile(r"^/v1/halls/([A-Za-z0-9_-]{1,32})/stats$")
 _REPORT = re.compile(r"^/v1/halls/([A-Za-z0-9_-]{1,32})/report$")
+# A batch id is for tracing: printable ASCII, no spaces or control characters.
+_BATCH_ID = re.compile(r"[\x21-\x7e]{1,64}")
 
 
 class RequestError(Exception):
@@ -117,6 +119,16 @@ class Handler(BaseHTTPRequestHandler):
         except StoreError as e:
             log.error("%s", e)
             self._json(503, {"error": "store unavailable"})
+        except Exception:
+            self._internal_error()
+
+    def _internal_error(self):
+        # The traceback is for the county's log, not for whoever sent the request.
+        log.exception("%s %s", self.command, self.path[:200])
+        try:
+            self._json(500, {"error": "internal error; the county's log has the details"})
+        except OSError:
+            pass
 
     def do_POST(self):
         try:
@@ -136,6 +148,11 @@ class Handler(BaseHTTPRequestHandler):
         except StoreError as e:
             log.error("%s", e)
             self._json(503, {"error": "store unavailable, retry later"})
+        except OSError as e:                # the hall hung up or timed out mid-body
+            log.info("POST %s: %s", self.path[:200], e)
+            self.close_connection = True
+        except Exception:
+            self._internal_error()
 
     def _report(self, hall, query):
         # Event content (staff numbers, case ids): only for the hall's own token.
@@ -164,13 +181,12 @@ class Handler(BaseHTTPRequestHandler):
         self._json(200, {"batch": batch, "results": results})
 
     def _length(self):
-        try:
-            n = int(self.headers.get("Content-Length", ""))
-        except ValueError:
+        declared = self.headers.get("Content-Length")
+        if declared is None:
             raise RequestError(411, "Content-Length required")
-        if n < 0:
-            raise RequestError(400, "bad Content-Length")
-        return n
+        if not declared.strip().isdigit():
+            raise RequestError(400, "Content-Length must be a whole number of bytes")
+        return int(declared)
 
     def _batch(self, hall):
         n = self._length()
@@ -189,14 +205,16 @@ class Handler(BaseHTTPRequestHandler):
         elif enc != "identity":
             raise RequestError(415, "unsupported Content-Encoding %s" % enc)
         try:
-            doc = json.loads(raw)
+            doc = json.loads(raw, parse_constant=_not_json)
+        except RecursionError:
+            raise RequestError(400, "body is JSON nested too deep")
         except ValueError:
-            raise RequestError(400, "body is not JSON")
+            raise RequestError(400, "body is not JSON (UTF-8, no NaN or Infinity)")
         if type(doc) is not dict or type(doc.get("events")) is not list:
             raise RequestError(400, "expected an object with an events list")
         batch = doc.get("batch")
-        if type(batch) is not str or not 1 <= len(batch) <= 64:
-            raise RequestError(400, "batch id must be a string of 1-64 characters")
+        if type(batch) is not str or not _BATCH_ID.fullmatch(batch):
+            raise RequestError(400, "batch id must be 1-64 printable ASCII characters without spaces")
         if doc.get("hall") != hall:
             raise RequestError(400, "hall in the body differs from the URL")
         if len(doc["events"]) > MAX_EVENTS:
@@ -226,3 +244,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):
         log.debug("%s " + fmt, self.address_string(), *args)
+
+
+def _not_json(name):
+    raise ValueError("%s is not JSON" % name)

@@ -110,7 +110,7 @@ class Store:
                 try:
                     row = records.record(device, seq, item.get("body"))
                 except records.Invalid as e:
-                    body = str(item.get("body"))
+                    body = records.as_stored(item.get("body"))
                     cur.execute(sql["invalid"], (hall, device, seq, records.digest(body), body,
                                                  e.reason, batch, now_ms))
                     res.update(status="invalid", reason=e.reason)
