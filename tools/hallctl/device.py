@@ -66,6 +66,18 @@ class Board:
         except TransportError as e:
             raise HallctlError("writing %s failed: %s" % (remote, _last_line(e)))
 
+    def write_atomic(self, remote, data):
+        """Written aside and renamed (atomic on littlefs): a cut cable leaves the
+        old file or the new one, never half of one."""
+        self.write(remote + ".tmp", data)
+        try:
+            size = self.t.fs_stat(remote + ".tmp").st_size
+        except (TransportError, OSError) as e:
+            raise HallctlError("writing %s failed: %s" % (remote, _last_line(e)))
+        if size != len(data):   # all of it is there before it takes the name
+            raise HallctlError("writing %s failed: %d of %d bytes arrived" % (remote, size, len(data)))
+        self.rename(remote + ".tmp", remote)
+
     def read(self, remote):
         try:
             return self.t.fs_readfile(remote)
