@@ -107,7 +107,7 @@ def cmd_provision(args):
         if not valid_id(getattr(args, what)):
             raise HallctlError("--%s %r: use 1-32 letters, digits, - or _" % (what, getattr(args, what)))
     site = site_mod.site_config(args)
-    ca = site_mod.read_ca(args.ca)[0] if args.ca else None
+    ca = site_mod.read_ca(args.ca) if args.ca else None
     with Board(args.port) as board:
         if ca is not None:   # before site.json names it
             board.write_atomic(site_mod.CA_FILE, ca)
@@ -200,7 +200,7 @@ def build_parser():
                    help="the Pi's broker, HOST[:PORT] (default port 1883, or %d with --ca)" % 8883)
     p.add_argument("--ca", metavar="FILE",
                    help="use TLS: the device checks the broker's certificate against this CA (PEM), "
-                        "written to the board as ca.pem")
+                        "written to the board as ca.der")
     p.add_argument("--broker-name", metavar="NAME",
                    help="with --ca: the name in the broker's certificate (default: HOST from --broker)")
     p.add_argument("--window", default="A01", help="window number shown until the agent's config arrives")

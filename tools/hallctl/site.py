@@ -10,7 +10,7 @@ import sys
 
 from tools.hallctl.device import HallctlError
 
-CA_FILE = "ca.pem"          # on the board's flash, beside site.json
+CA_FILE = "ca.der"          # on the board's flash, beside site.json
 TLS_PORT = 8883
 # (site.json field, option, environment variable)
 SECRETS = (("key", "key", "QL_DEVICE_KEY"),
@@ -40,20 +40,20 @@ def secret(args, field, option, env, stdin=None):
 
 
 def read_ca(path):
-    """The CA certificate(s), PEM, checked here so a wrong file is refused on the bench."""
+    """The hall's CA certificate (PEM) as DER, the form MicroPython's ssl reads
+    on every port (PEM parsing is not in every build), and smaller on flash."""
     from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
     try:
         with open(path, "rb") as f:
-            data = f.read()
-        certs = x509.load_pem_x509_certificates(data)
+            certs = x509.load_pem_x509_certificates(f.read())
     except OSError as e:
         raise HallctlError("cannot read --ca %s: %s" % (path, e.strerror or e))
     except ValueError:
         raise HallctlError("--ca %s is not a PEM certificate (-----BEGIN CERTIFICATE-----)" % path)
-    if len(data) > 4096:
-        raise HallctlError("--ca %s is %d bytes: give the hall's CA only (at most 4 KB), not a bundle"
-                           % (path, len(data)))
-    return data, certs
+    if len(certs) != 1:
+        raise HallctlError("--ca %s holds %d certificates: give the hall's CA alone" % (path, len(certs)))
+    return certs[0].public_bytes(Encoding.DER)
 
 
 def site_config(args, stdin=None):
