@@ -26,6 +26,9 @@ BOARDS = os.path.join(ROOT, "hardware", "boards")
 HOST_ONLY = ("board_sim.py", "lfsblock.py", "manifest.py")
 MANIFEST = "installed.json"
 FONT = "font.qlf"
+# On flash, it makes a provisioned board close its serial console (firmware/console.py).
+PRODUCTION = "production"
+PRODUCTION_NOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "production.txt")
 
 
 def board_names():
@@ -48,7 +51,7 @@ def font_file(size=16):
     return path
 
 
-def files(board, font=True):
+def files(board, font=True, production=False):
     """[(remote path, local path)] for a board, e.g. 'esp32_devkitc'."""
     if board not in board_names():
         raise ValueError("unknown board %r; known: %s" % (board, ", ".join(board_names())))
@@ -67,6 +70,8 @@ def files(board, font=True):
     out.append(("board.json", os.path.join(BOARDS, board + ".json")))
     if font:
         out.append((FONT, font_file()))
+    if production:
+        out.append((PRODUCTION, PRODUCTION_NOTE))
     return out
 
 

@@ -16,7 +16,7 @@ import json
 import sys
 
 from edge_agent.terminal import dumps, printable
-from tools.hallctl.device import Board, HallctlError
+from tools.hallctl.device import Board, HallctlError, ProductionBoard
 
 
 def _progress(label):
@@ -54,12 +54,13 @@ def _bring(args, copy_all):
     from tools.hallctl import bundle, sync
     with Board(args.port) as board:
         old = sync.installed(board)
+        production = getattr(args, "production", False) or bundle.PRODUCTION in old.get("files", {})
         name = args.board or old.get("board")
         if not name:
             raise HallctlError("%s has no firmware installed by hallctl: say which board with "
                                "--board NAME (one of %s)" % (args.port, ", ".join(bundle.board_names())))
         try:
-            files = bundle.files(name, font=args.font)
+            files = bundle.files(name, font=args.font, production=production)
         except ValueError as e:
             raise HallctlError(str(e))
         want, data = bundle.manifest(name, files)
@@ -74,6 +75,9 @@ def cmd_install(args):
     print("installed %d files for %s (%s) on %s%s" % (
         len(changed), name, version, args.port,
         "; removed %d an older bundle had" % len(removed) if removed else ""))
+    if args.production:
+        print("production board: from its first boot with a site.json (provision it now, before "
+              "pressing EN) its serial REPL is off; the way back is hallctl flash, which erases it")
     _stopped(args.port)
     return 0
 
@@ -88,8 +92,14 @@ def cmd_update(args):
 
 def cmd_info(args):
     from tools.hallctl import info
-    with Board(args.port) as board:
-        facts = info.probe(board)
+    try:
+        with Board(args.port) as board:
+            facts = info.probe(board)
+    except ProductionBoard as e:
+        # What there is to know about it, and no more can be read.
+        print(dumps({"port": args.port, "production": True, "serial_repl": False}, indent=2)
+              if args.json else printable(e))
+        return 0
     # Everything in facts came from the board: escaped for the terminal.
     if args.json:
         print(dumps(facts, indent=2))
@@ -158,6 +168,10 @@ def build_parser():
     p.add_argument("--board", default="esp32_devkitc", help="board definition in hardware/boards (default: %(default)s)")
     p.add_argument("--no-font", dest="font", action="store_false",
                    help="keep the font already on the board (the GB2312 font is 250 KB, slow on a UART)")
+    p.add_argument("--production", action="store_true",
+                   help="a production board: once provisioned, its firmware turns the serial REPL off "
+                        "at boot (no Ctrl-C, no mpremote, nothing readable over USB, `info` says so); "
+                        "the way back is `hallctl flash`, which erases the flash and its secrets")
     p.set_defaults(func=cmd_install)
 
     p = sub.add_parser("update", help="copy only the firmware files that changed",
