@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -317,3 +318,77 @@ def test_info_prints_board_strings_escaped(bench):
     assert json.loads(raw)["site"]["window"] == "C\x1b[2J"
     for out in (text, raw):
         assert not [c for c in out if c in "\x1b\x07\u202e"]
+
+
+def _running(vd):
+    try:
+        return vd.stats()
+    except OSError:
+        return None
+
+
+def test_a_production_board_keeps_its_secrets_from_the_usb_port(tmp_path):
+    """install --production, provision, power up: the firmware runs with its
+    console on the serial line, as a board's USB is. A development board
+    hands site.json to anyone with mpremote; a production one answers
+    hallctl info in one line and gives mpremote nothing, and keeps rating."""
+    work, image = str(tmp_path), str(tmp_path / "flash.img")
+    secrets = {"wifi": "wifi-secret-pw", "key": bytes(range(7, 39)).hex(), "broker": "broker-secret-pw"}
+    mpremote = os.path.join(VENV_BIN, "mpremote")
+
+    def bench(*argv, input=None):
+        port = VirtualSerial(work, image).start()
+        try:
+            out = subprocess.run([HALLCTL, argv[0], port.tty] + list(argv[1:]), input=input,
+                                 capture_output=True, text=True, timeout=300)
+        finally:
+            port.stop()
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def power_up():
+        vd = VirtualDevice(os.path.join(work, "dev"), "ignored", "ignored", b"\0" * 32, 1)
+        port = VirtualSerial(work, image, device=vd).start()
+        wait_for(lambda: _running(vd), 30, what="the firmware running")
+        return vd, port
+
+    def read_site(tty):
+        return subprocess.run([mpremote, "connect", tty, "resume", "exec", "print(open('site.json').read())"],
+                              capture_output=True, text=True, timeout=60)
+
+    bench("install", "--board", "esp32_devkitc", "--no-font")
+    bench("provision", "--hall", "hall-5", "--device", "ev-50", "--key-file", "-", "--broker", "10.0.0.2",
+          "--wifi-ssid", "hall", "--wifi-password", secrets["wifi"], "--password", secrets["broker"],
+          input=secrets["key"])
+    vd, port = power_up()
+    try:   # today's board: a Ctrl-C on the cable and everything is readable
+        out = read_site(port.tty)
+        assert out.returncode == 0 and all(s in out.stdout for s in secrets.values())
+    finally:
+        port.stop()
+
+    out = bench("install", "--board", "esp32_devkitc", "--no-font", "--production")
+    assert "production board" in out and "provision it now" in out
+    vd, port = power_up()
+    try:
+        boot = vd.stats()["boot"]
+        started = time.monotonic()
+        text = hallctl("info", port.tty)
+        assert time.monotonic() - started < 8          # one look, not mpremote's 10 s wait
+        assert text.returncode == 0 and text.stdout.count("\n") == 1, text
+        assert "is a production board: its serial REPL is off" in text.stdout
+        assert "hallctl flash %s --firmware FILE (erases the flash" % port.tty in text.stdout
+        js = hallctl("info", port.tty, "--json")
+        assert json.loads(js.stdout) == {"port": port.tty, "production": True, "serial_repl": False}
+        again = hallctl("provision", port.tty, "--hall", "h", "--device", "d", "--key", "00" * 32,
+                        "--broker", "x")
+        assert again.returncode == 1 and "production board" in again.stderr and again.stderr.count("\n") == 1
+        theft = read_site(port.tty)
+        assert theft.returncode != 0
+        for out in (text, js, again, theft):
+            for s in secrets.values():
+                assert s not in out.stdout + out.stderr
+        st = vd.stats()                                  # never interrupted: still the same boot
+        assert st["boot"] == boot and port.proc.alive()
+    finally:
+        port.stop()
