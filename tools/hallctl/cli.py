@@ -230,13 +230,16 @@ def build_parser():
     p.set_defaults(func=cmd_provision)
 
     p = sub.add_parser("flash", help="write MicroPython itself onto an ESP32 (esptool)",
-                       description="Write a MicroPython firmware image with esptool.")
+                       description="Erase the flash and write a MicroPython firmware image with esptool. "
+                                   "The erase is the way back for a production board: it destroys "
+                                   "site.json (key and passwords) with everything else.")
     p.add_argument("port", help="serial port, e.g. /dev/ttyUSB0")
     p.add_argument("--firmware", required=True, help="the MicroPython .bin for the board")
     p.add_argument("--chip", default="esp32", help="esptool chip name (default: %(default)s)")
     p.add_argument("--address", default="0x1000", help="flash offset (ESP32: 0x1000; S3/C3: 0x0)")
     p.add_argument("--baud", type=int, default=460800, help="baud rate (default: %(default)s)")
-    p.add_argument("--no-erase", dest="erase", action="store_false", help="keep the old flash contents")
+    p.add_argument("--no-erase", dest="erase", action="store_false",
+                   help="keep the old flash contents (a production board stays closed, its secrets kept)")
     p.set_defaults(func=cmd_flash)
 
     p = sub.add_parser("libs", help="fetch the pinned micropython-lib modules into build/mplib",
