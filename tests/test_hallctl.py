@@ -308,10 +308,15 @@ def test_site_json_survives_a_cable_cut_mid_write(bench, monkeypatch, capsys):
 
 
 def test_info_prints_board_strings_escaped(bench):
+    """A board someone tampered with: what its files say reaches the terminal escaped."""
     port, _ = bench
     out = hallctl("provision", port.tty, "--hall", "hall-3", "--device", "ev-07", "--key", "22" * 32,
-                  "--broker", "10.1.2.3", "--window", "C\x1b[2J", "--wifi-ssid", "hall\x1b]0;owned\x07\u202e")
-    assert out.returncode == 0, out.stderr
+                  "--broker", "10.1.2.3", "--window", "C\x1b[2J")
+    assert out.returncode == 1 and "--window C\\x1b[2J: 1-64 characters, no control" in out.stderr
+    site = {"hall": "hall-3", "device": "ev-07", "key": "22" * 32, "broker_host": "10.1.2.3",
+            "window": "C\x1b[2J", "ssid": "hall\x1b]0;owned\x07\u202e"}
+    with Board(port.tty) as board:
+        board.write("site.json", json.dumps(site).encode())
     text = hallctl("info", port.tty).stdout
     assert "C\\x1b[2J" in text and 'Wi-Fi "hall\\x1b]0;owned\\x07\\u202e"' in text
     raw = hallctl("info", port.tty, "--json").stdout

@@ -8,6 +8,7 @@ where `ps` shows them to every user of the machine.
 import os
 import sys
 
+from edge_agent.terminal import printable
 from tools.hallctl.device import HallctlError
 
 CA_FILE = "ca.der"          # on the board's flash, beside site.json
@@ -70,6 +71,10 @@ def site_config(args, stdin=None):
         key = b""
     if len(key) != 32:
         raise HallctlError("the device key must be 64 hex characters (as printed by `edge-agent devices add`)")
+    window = args.window
+    if not 0 < len(window) <= 64 or printable(window) != window:
+        # It goes into every event until the agent's config arrives: the protocol's rules.
+        raise HallctlError("--window %s: 1-64 characters, no control characters" % printable(window))
     host, _, port = args.broker.partition(":")
     try:
         port = int(port or (TLS_PORT if args.ca else 1883))
