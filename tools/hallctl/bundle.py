@@ -51,7 +51,7 @@ def font_file(size=16):
     return path
 
 
-def files(board, font=True, production=False):
+def files(board, font=True):
     """[(remote path, local path)] for a board, e.g. 'esp32_devkitc'."""
     if board not in board_names():
         raise ValueError("unknown board %r; known: %s" % (board, ", ".join(board_names())))
@@ -70,8 +70,6 @@ def files(board, font=True, production=False):
     out.append(("board.json", os.path.join(BOARDS, board + ".json")))
     if font:
         out.append((FONT, font_file()))
-    if production:
-        out.append((PRODUCTION, PRODUCTION_NOTE))
     return out
 
 

@@ -60,9 +60,11 @@ def _bring(args, copy_all):
             raise HallctlError("%s has no firmware installed by hallctl: say which board with "
                                "--board NAME (one of %s)" % (args.port, ", ".join(bundle.board_names())))
         try:
-            files = bundle.files(name, font=args.font, production=production)
+            files = bundle.files(name, font=args.font)
         except ValueError as e:
             raise HallctlError(str(e))
+        if production:   # kept by update: a production board stays one
+            files.append((bundle.PRODUCTION, bundle.PRODUCTION_NOTE))
         want, data = bundle.manifest(name, files)
         changed, unchanged, removed = sync.sync(
             board, want, data, old, copy_all=copy_all, keep=() if args.font else (bundle.FONT,),
