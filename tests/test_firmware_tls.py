@@ -94,3 +94,45 @@ def test_events_arrive_over_tls_and_a_broker_with_another_ca_gets_nothing(tmp_pa
         vd.stop()
         a.stop()
         b.stop()
+
+
+# Runs under MicroPython: the firmware's MQTT client alone, to the hall's TLS listener.
+_CONNECT = """
+import sys, asyncio
+from mqtt import MQTT
+async def main():
+    m = MQTT("probe", "127.0.0.1", %(port)d, ca_file=%(ca)r, server_hostname=%(name)r)
+    try:
+        await m.connect()
+        print("connected")
+    except OSError as e:           # the one failure type the uplink retries
+        print("refused:", e)
+    finally:
+        m.close()
+asyncio.run(main())
+"""
+
+
+def test_the_broker_must_carry_the_provisioned_name(tmp_path):
+    """Same CA, another name: refused, as an OSError the uplink retries, never a crash."""
+    from tools.procs import MICROPYTHON, micropython_path
+    bdir = broker_dir()
+    ca = make_certs(bdir)              # the broker's certificate names IP:127.0.0.1 only
+    der = os.path.join(bdir, "ca.der")
+    subprocess.run(["openssl", "x509", "-in", ca, "-outform", "der", "-out", der], check=True)
+    plain, tls = free_port(), free_port()
+    b = Mosquitto(bdir, port=plain)
+    conf = b.default_conf() + "listener %d 127.0.0.1\ncertfile %s/server.pem\nkeyfile %s/server.key\n" % (
+        tls, bdir, bdir)
+    b = Mosquitto(bdir, port=plain, conf=conf).start()
+    try:
+        said = {}
+        for name in ("127.0.0.1", "broker.hall.example"):
+            out = subprocess.run([MICROPYTHON, "-c", _CONNECT % {"port": tls, "ca": der, "name": name}],
+                                 env=dict(os.environ, MICROPYPATH=micropython_path(".frozen")),
+                                 capture_output=True, text=True, timeout=60)
+            said[name] = out.stdout.strip()
+    finally:
+        b.stop()
+    assert said["127.0.0.1"] == "connected"
+    assert said["broker.hall.example"].startswith("refused:") and "CN" in said["broker.hall.example"]
