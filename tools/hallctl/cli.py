@@ -1,7 +1,7 @@
 """hallctl: the technician's tool for evaluators and kiosks.
 
     hallctl ports                                   list serial ports
-    hallctl install PORT --board esp32_devkitc      copy the firmware onto a board
+    hallctl install PORT --board esp32_devkitc      copy the firmware onto a board [--production]
     hallctl update PORT [--board esp32_devkitc]     copy only the firmware files that changed
     hallctl info PORT [--json]                      what is on a board: firmware, site, outbox
     hallctl provision PORT --hall H --device D --key-file F --broker HOST[:PORT] ...
