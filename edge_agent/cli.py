@@ -13,6 +13,7 @@ import urllib.request
 
 from edge_agent import config as config_mod
 from edge_agent.errors import AgentError
+from edge_agent.terminal import dumps, printable
 
 
 def _store(cfg):
@@ -74,10 +75,10 @@ def cmd_devices_list(args, cfg):
         return
     # alarm: as the device's newest status reported it (protocol/SPEC.md, status).
     print("%-20s %-8s %-8s %-7s %8s  %-20s %s" % ("device", "window", "status", "online", "hwm", "alarm", "fw"))
-    for r in rows:
-        print("%-20s %-8s %-8s %-7s %8d  %-20s %s" % (r["device"], r["window"] or "-", r["status"],
-                                                    "yes" if r["online"] else "no", r["hwm"],
-                                                    r["health_alarm"] or "-", r["fw"] or "-"))
+    for r in rows:  # fw and alarm are what a device sent: escaped (edge_agent/terminal.py)
+        print(printable("%-20s %-8s %-8s %-7s %8d  %-20s %s" % (
+            r["device"], r["window"] or "-", r["status"], "yes" if r["online"] else "no", r["hwm"],
+            r["health_alarm"] or "-", r["fw"] or "-")))
 
 
 def cmd_devices_show(args, cfg):
@@ -89,7 +90,7 @@ def cmd_devices_show(args, cfg):
     if not args.show_key:
         d["key_hex"] = "(hidden; --show-key)"
     for k, v in d.items():
-        print("%-14s %s" % (k, v))
+        print(printable("%-14s %s" % (k, v)))
 
 
 def cmd_devices_retire(args, cfg):
@@ -150,7 +151,7 @@ def cmd_status(args, cfg):
             raise AgentError("no store at %s and no agent answering on HTTP" % cfg["store"]["path"])
         snap = status.snapshot(_store(cfg), cfg)
     if args.json:
-        print(json.dumps(snap, indent=1, ensure_ascii=False))
+        print(dumps(snap, indent=1))
     else:
         print(status.human(snap))
 

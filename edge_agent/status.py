@@ -5,6 +5,7 @@ import json
 
 from edge_agent import quarantine
 from edge_agent.store import now_ms
+from edge_agent.terminal import printable
 
 LIGHT_ORDER = ("ok", "warn", "alarm")
 
@@ -232,4 +233,5 @@ def human(snap):
                                                  snap["disk_pct"], ", GUARD UP" if snap["disk_guard"] else ""))
     else:
         out.append("agent: not reachable over HTTP (numbers from the store only)")
-    return "\n".join(out)
+    # Device ids, alarm names and windows came from devices: escaped, line by line.
+    return "\n".join(printable(line) for line in out)

@@ -194,6 +194,8 @@ class SimBoard(Board):
 
     # -- storage ---------------------------------------------------------
     def mount_flash(self):
+        if self.flash is not None:
+            return MOUNT     # main.py looked for the production mark already
         self.flash = mount(self.image)
         try:
             # The Chinese font sits on flash, as on a board; here flash is not the cwd.

@@ -416,16 +416,18 @@ class Evaluator:
             pass
         return out
 
-    async def _main(self):
+    async def _main(self, console=None):
         gc.collect()
         gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
         for coro in self.board.background():
             asyncio.create_task(coro)
+        if console is not None:    # a production board answers its serial console (console.py)
+            asyncio.create_task(console)
         asyncio.create_task(self.uplink.run())
         asyncio.create_task(self._status_loop())
         asyncio.create_task(self._guard())
         await self._inputs()
 
 
-def main(board):
-    asyncio.run(Evaluator(board)._main())
+def main(board, console=None):
+    asyncio.run(Evaluator(board)._main(console))

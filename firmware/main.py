@@ -3,10 +3,30 @@
 On a board this file is main.py on flash (or frozen); on a PC,
 `micropython -X heapsize=64k firmware/main.py` with QL_BOARD=sim and the
 simulator's QL_FLASH / QL_CONTROL set (tools/vdevice.py does this).
+
+A production board (console.py) must never let a serial Ctrl-C in, so
+keyboard interrupts are off from the first statement until the flash says
+this is not one; and it never falls through to the REPL: if the evaluator
+ever stops, the board resets.
 """
-import os
+import micropython
 
-import board
-import evaluator
+micropython.kbd_intr(-1)
 
-evaluator.main(board.load(os.getenv("QL_BOARD") if hasattr(os, "getenv") else None))
+import os  # noqa: E402
+
+import board  # noqa: E402
+import console  # noqa: E402
+import evaluator  # noqa: E402
+
+_board = board.load(os.getenv("QL_BOARD") if hasattr(os, "getenv") else None)
+_locked = console.locked(_board.mount_flash())
+if _locked:
+    console.lock()
+else:
+    micropython.kbd_intr(3)
+try:
+    evaluator.main(_board, console.answer() if _locked else None)
+finally:
+    if _locked:
+        _board.reset()

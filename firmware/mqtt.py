@@ -9,7 +9,10 @@ and it waits one PUBACK round trip per QoS 1 message. Here:
 - one background reader task handles PUBACK, SUBACK, PINGRESP and incoming
   PUBLISH (acked at once: the app handles a message before returning);
 - every failure of the link is an OSError; reconnecting is the caller's job
-  (one place: uplink.py).
+  (one place: uplink.py);
+- TLS when given a CA file (`ca_file`, one DER certificate): the broker's
+  certificate must chain to it and name `server_hostname`; anything else
+  fails the handshake (an OSError like any other link failure).
 
 Nothing here is durable: the outbox keeps events until the agent's protocol
 ack, and the uplink resends them after a reconnect.
@@ -56,9 +59,12 @@ def _str(s):
 
 class MQTT:
     def __init__(self, client_id, host, port, user=None, password=None,
-                 keepalive=30, will=None, on_message=None, window=32):
+                 keepalive=30, will=None, on_message=None, window=32,
+                 ca_file=None, server_hostname=None):
         self.client_id = client_id
         self.host, self.port = host, port
+        self.ca_file = ca_file
+        self.server_hostname = server_hostname or host
         self.user, self.password = user, password
         self.keepalive = keepalive
         self.will = will                 # (topic, payload, retain) sent QoS 1
@@ -88,6 +94,22 @@ class MQTT:
             self._w.s.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
         except (OSError, AttributeError):
             pass  # a port without the option still works, only slower
+        if self.ca_file:
+            # Wrapped here rather than by open_connection(ssl=...): TCP_NODELAY
+            # must be set on the plain socket. Reader and writer are one Stream.
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            with open(self.ca_file, "rb") as f:
+                ca = f.read()      # read per connect, not kept: the heap is small
+            try:
+                ctx.load_verify_locations(cadata=ca)
+            except ValueError:
+                raise OSError("bad CA")   # a link failure like any other: retried, never a crash
+            ca = None
+            self._w.s = ctx.wrap_socket(self._w.s, server_hostname=self.server_hostname,
+                                        do_handshake_on_connect=False)
+            self._w.s.setblocking(False)
         flags = 0x02 if clean else 0
         body = bytearray(b"\x00\x04MQTT\x04\x00")
         body += struct.pack("!H", self.keepalive)
@@ -102,7 +124,8 @@ class MQTT:
                 flags |= 0x40
                 body += _str(self.password)
         body[7] = flags
-        await self._send(bytes([_CONNECT]) + _varlen(len(body)), body)
+        # Bounded too: with TLS the handshake happens in this first send.
+        await asyncio.wait_for_ms(self._send(bytes([_CONNECT]) + _varlen(len(body)), body), timeout_ms)
         kind, data = await asyncio.wait_for_ms(self._packet(), timeout_ms)
         if kind != _CONNACK or len(data) != 2 or data[1] != 0:
             raise OSError("connack %r" % (data,))
@@ -117,10 +140,12 @@ class MQTT:
             self._reader = None
         if self._w is not None:
             try:
-                self._w.close()
+                # The socket itself: asyncio's Stream.close() leaves it open,
+                # and a TLS session's buffers would wait for a collection.
+                self._w.s.close()
             except OSError:
                 pass
-            self._w = None
+            self._w = self._r = None
         self.inflight = {}
         self._room.set()
         self._suback.set()
@@ -137,9 +162,14 @@ class MQTT:
             raise OSError("not connected")
         # One writer at a time: Stream.drain() must not interleave.
         async with self._lock:
-            for p in parts:
-                self._w.write(p)
-            await self._w.drain()
+            try:
+                for p in parts:
+                    self._w.write(p)
+                await self._w.drain()
+            except ValueError as e:
+                # MicroPython's ssl says "not signed by the trusted CA" as a
+                # ValueError: to the uplink it is a failed link like any other.
+                raise OSError(str(e).strip())
         self.last_out = time.ticks_ms()
 
     def _next_pid(self):

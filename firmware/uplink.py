@@ -108,9 +108,12 @@ class Uplink:
         site = app.site
         await self._wifi()
         self.reconnects += 1
-        mq = MQTT(app.device, site["broker_host"], site.get("broker_port", 1883),
+        # TLS when provisioning wrote a CA: the broker must show a certificate from it.
+        ca = site.get("tls_ca")
+        mq = MQTT(app.device, site["broker_host"], site.get("broker_port", 8883 if ca else 1883),
                   site.get("username"), site.get("password"), self.keepalive,
-                  (self.t_status, b'{"online":false}', True), self._message, self.window)
+                  (self.t_status, b'{"online":false}', True), self._message, self.window,
+                  ca and app.root + "/" + ca, site.get("tls_name"))
         self.mq = mq
         await mq.connect()
         # Subscribe before announcing presence: the agent answers "online"

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -238,5 +239,161 @@ def test_update_copies_only_what_changed_and_never_the_site_or_outbox(tmp_path, 
         assert rc == 0 and "1 changed" in out
         assert info(tty)["firmware"]["partial"] is False
         assert _state(tty) == before
+    finally:
+        port.stop()
+
+
+def _site(tty):
+    with Board(tty) as board:
+        return json.loads(bytes(board.read("site.json")))
+
+
+def test_provision_takes_secrets_from_a_file_stdin_or_the_environment(tmp_path, bench):
+    port, _ = bench
+    key = bytes(range(100, 132))
+    key_file = tmp_path / "ev-08.key"
+    key_file.write_text(key.hex() + "\n")
+    env = dict(os.environ, QL_BROKER_PASSWORD="broker from env")
+    out = subprocess.run([HALLCTL, "provision", port.tty, "--hall", "hall-3", "--device", "ev-08",
+                          "--key-file", str(key_file), "--broker", "10.1.2.3", "--wifi-ssid", "hall",
+                          "--wifi-password-file", "-"], input="wifi pass with spaces\n", env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    site = _site(port.tty)
+    assert (site["key"], site["wifi_password"], site["password"]) == (key.hex(), "wifi pass with spaces",
+                                                                       "broker from env")
+    # The key from the environment alone; nothing secret on the command line.
+    env = dict(os.environ, QL_DEVICE_KEY="ab" * 32, QL_WIFI_PASSWORD="w")
+    out = subprocess.run([HALLCTL, "provision", port.tty, "--hall", "hall-3", "--device", "ev-08",
+                          "--broker", "10.1.2.3"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (_site(port.tty)["key"], _site(port.tty)["wifi_password"]) == ("ab" * 32, "w")
+
+    for argv, words in ((["--key", "00" * 32, "--key-file", str(key_file)], "not both"),
+                        (["--key-file", "-", "--wifi-password-file", "-"], "only one secret"),
+                        (["--key-file", str(tmp_path / "missing")], "cannot read --key-file"),
+                        ([], "no device key")):
+        out = subprocess.run([HALLCTL, "provision", port.tty, "--hall", "h", "--device", "d",
+                              "--broker", "x"] + argv, env={k: v for k, v in os.environ.items()
+                                                            if not k.startswith("QL_")},
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1 and words in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    helptext = hallctl("provision", "--help").stdout
+    for words in ("--key-file", "QL_DEVICE_KEY", "QL_WIFI_PASSWORD", "visible to all users", "standard input"):
+        assert words in " ".join(helptext.split()), words
+
+
+def test_site_json_survives_a_cable_cut_mid_write(bench, monkeypatch, capsys):
+    """The cable comes out halfway through site.json: the board keeps the old
+    one whole (written aside, renamed only once all of it is there)."""
+    port, _ = bench
+    argv = ["provision", port.tty, "--hall", "hall-3", "--device", "ev-09", "--key", "11" * 32,
+            "--broker", "10.0.0.1", "--wifi-ssid", "hall", "--wifi-password", "first"]
+    assert _run(capsys, *argv)[0] == 0
+    old = _site(port.tty)
+
+    from mpremote.transport import TransportError
+    from mpremote.transport_serial import SerialTransport
+    real = SerialTransport.fs_writefile
+
+    def cut(self, dest, data, chunk_size=256, progress_callback=None):
+        real(self, dest, data[:len(data) // 2], chunk_size)   # half of it reaches the flash
+        raise TransportError("could not exec command")
+    monkeypatch.setattr(SerialTransport, "fs_writefile", cut)
+    rc, out, err = _run(capsys, *(argv[:-1] + ["second, a much longer password than before"]))
+    assert rc == 1 and "site.json" in err and err.count("\n") == 1
+    monkeypatch.setattr(SerialTransport, "fs_writefile", real)
+    assert _site(port.tty) == old            # whole, and still the old one
+    assert info(port.tty)["site"]["device"] == "ev-09"
+
+
+def test_info_prints_board_strings_escaped(bench):
+    """A board someone tampered with: what its files say reaches the terminal escaped."""
+    port, _ = bench
+    out = hallctl("provision", port.tty, "--hall", "hall-3", "--device", "ev-07", "--key", "22" * 32,
+                  "--broker", "10.1.2.3", "--window", "C\x1b[2J")
+    assert out.returncode == 1 and "--window C\\x1b[2J: 1-64 characters, no control" in out.stderr
+    site = {"hall": "hall-3", "device": "ev-07", "key": "22" * 32, "broker_host": "10.1.2.3",
+            "window": "C\x1b[2J", "ssid": "hall\x1b]0;owned\x07\u202e"}
+    with Board(port.tty) as board:
+        board.write("site.json", json.dumps(site).encode())
+    text = hallctl("info", port.tty).stdout
+    assert "C\\x1b[2J" in text and 'Wi-Fi "hall\\x1b]0;owned\\x07\\u202e"' in text
+    raw = hallctl("info", port.tty, "--json").stdout
+    assert json.loads(raw)["site"]["window"] == "C\x1b[2J"
+    for out in (text, raw):
+        assert not [c for c in out if c in "\x1b\x07\u202e"]
+
+
+def _running(vd):
+    try:
+        return vd.stats()
+    except OSError:
+        return None
+
+
+def test_a_production_board_keeps_its_secrets_from_the_usb_port(tmp_path):
+    """install --production, provision, power up: the firmware runs with its
+    console on the serial line, as a board's USB is. A development board
+    hands site.json to anyone with mpremote; a production one answers
+    hallctl info in one line and gives mpremote nothing, and keeps rating."""
+    work, image = str(tmp_path), str(tmp_path / "flash.img")
+    secrets = {"wifi": "wifi-secret-pw", "key": bytes(range(7, 39)).hex(), "broker": "broker-secret-pw"}
+    mpremote = os.path.join(VENV_BIN, "mpremote")
+
+    def bench(*argv, input=None):
+        port = VirtualSerial(work, image).start()
+        try:
+            out = subprocess.run([HALLCTL, argv[0], port.tty] + list(argv[1:]), input=input,
+                                 capture_output=True, text=True, timeout=300)
+        finally:
+            port.stop()
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def power_up():
+        vd = VirtualDevice(os.path.join(work, "dev"), "ignored", "ignored", b"\0" * 32, 1)
+        port = VirtualSerial(work, image, device=vd).start()
+        wait_for(lambda: _running(vd), 30, what="the firmware running")
+        return vd, port
+
+    def read_site(tty):
+        return subprocess.run([mpremote, "connect", tty, "resume", "exec", "print(open('site.json').read())"],
+                              capture_output=True, text=True, timeout=60)
+
+    bench("install", "--board", "esp32_devkitc", "--no-font")
+    bench("provision", "--hall", "hall-5", "--device", "ev-50", "--key-file", "-", "--broker", "10.0.0.2",
+          "--wifi-ssid", "hall", "--wifi-password", secrets["wifi"], "--password", secrets["broker"],
+          input=secrets["key"])
+    vd, port = power_up()
+    try:   # today's board: a Ctrl-C on the cable and everything is readable
+        out = read_site(port.tty)
+        assert out.returncode == 0 and all(s in out.stdout for s in secrets.values())
+    finally:
+        port.stop()
+
+    out = bench("install", "--board", "esp32_devkitc", "--no-font", "--production")
+    assert "production board" in out and "provision it now" in out
+    vd, port = power_up()
+    try:
+        boot = vd.stats()["boot"]
+        started = time.monotonic()
+        text = hallctl("info", port.tty)
+        assert time.monotonic() - started < 8          # one look, not mpremote's 10 s wait
+        assert text.returncode == 0 and text.stdout.count("\n") == 1, text
+        assert "is a production board: its serial REPL is off" in text.stdout
+        assert "hallctl flash %s --firmware FILE (erases the flash" % port.tty in text.stdout
+        js = hallctl("info", port.tty, "--json")
+        assert json.loads(js.stdout) == {"port": port.tty, "production": True, "serial_repl": False}
+        again = hallctl("provision", port.tty, "--hall", "h", "--device", "d", "--key", "00" * 32,
+                        "--broker", "x")
+        assert again.returncode == 1 and "production board" in again.stderr and again.stderr.count("\n") == 1
+        theft = read_site(port.tty)
+        assert theft.returncode != 0
+        for out in (text, js, again, theft):
+            for s in secrets.values():
+                assert s not in out.stdout + out.stderr
+        st = vd.stats()                                  # never interrupted: still the same boot
+        assert st["boot"] == boot and port.proc.alive()
     finally:
         port.stop()

@@ -26,6 +26,9 @@ BOARDS = os.path.join(ROOT, "hardware", "boards")
 HOST_ONLY = ("board_sim.py", "lfsblock.py", "manifest.py")
 MANIFEST = "installed.json"
 FONT = "font.qlf"
+# On flash, it makes a provisioned board close its serial console (firmware/console.py).
+PRODUCTION = "production"
+PRODUCTION_NOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "production.txt")
 
 
 def board_names():

@@ -4,8 +4,11 @@ Raw REPL without a soft reset (`resume`), so a board keeps its mounts and
 a unix-port virtual device keeps running. Every failure becomes one
 HallctlError with a sentence a technician can act on.
 """
+import contextlib
+import io
 import json
 import os
+import time
 
 from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
@@ -13,6 +16,14 @@ from mpremote.transport_serial import SerialTransport
 
 class HallctlError(Exception):
     pass
+
+
+class ProductionBoard(HallctlError):
+    """The board answered that its serial REPL is off (firmware/console.py)."""
+
+
+# What a production board answers on its console (console.LOCKED).
+_LOCKED = "production board, serial REPL off"
 
 
 class Board:
@@ -24,12 +35,42 @@ class Board:
         except TransportError:
             raise HallctlError("cannot open %s: another program holds it (a serial monitor, "
                                "another hallctl?). Close it and try again." % port)
+        said = io.StringIO()
         try:
-            self.t.enter_raw_repl(soft_reset=False)
+            locked = self._answers_locked()
+            if not locked:
+                with contextlib.redirect_stdout(said):   # mpremote prints what it got instead
+                    self.t.enter_raw_repl(soft_reset=False)
         except TransportError:
+            locked = False
+        if locked or _LOCKED in said.getvalue():
+            self.t.close()
+            raise ProductionBoard(
+                "%s is a production board: its serial REPL is off, nothing on it can be read or "
+                "changed over USB. The way back: hallctl flash %s --firmware FILE (erases the flash, "
+                "key and passwords included), then install and provision again" % (port, port))
+        if not self.t.in_raw_repl:
             self.t.close()
             raise HallctlError("%s does not answer like a MicroPython board (no raw REPL). "
                                "Flash MicroPython first: hallctl flash %s --firmware FILE" % (port, port))
+
+    def _answers_locked(self, wait=2.0):
+        """Ctrl-C and a short look at the answer: a production board says so at once
+        (firmware/console.py); any other stops at a REPL prompt, and mpremote takes over."""
+        serial = self.t.serial
+        serial.write(b"\r\x03")
+        seen, deadline = b"", time.monotonic() + wait
+        while time.monotonic() < deadline:
+            n = serial.in_waiting
+            if n:
+                seen += serial.read(n)
+                if _LOCKED.encode() in seen:
+                    return True
+                if seen.endswith(b">") or seen.endswith(b">>> "):
+                    return False
+            else:
+                time.sleep(0.02)
+        return False
 
     def __enter__(self):
         return self
@@ -65,6 +106,18 @@ class Board:
             self.t.fs_writefile(remote, data, progress_callback=progress)
         except TransportError as e:
             raise HallctlError("writing %s failed: %s" % (remote, _last_line(e)))
+
+    def write_atomic(self, remote, data):
+        """Written aside and renamed (atomic on littlefs): a cut cable leaves the
+        old file or the new one, never half of one."""
+        self.write(remote + ".tmp", data)
+        try:
+            size = self.t.fs_stat(remote + ".tmp").st_size
+        except (TransportError, OSError) as e:
+            raise HallctlError("writing %s failed: %s" % (remote, _last_line(e)))
+        if size != len(data):   # all of it is there before it takes the name
+            raise HallctlError("writing %s failed: %d of %d bytes arrived" % (remote, size, len(data)))
+        self.rename(remote + ".tmp", remote)
 
     def read(self, remote):
         try:

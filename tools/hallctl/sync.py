@@ -66,6 +66,4 @@ def sync(board, want, data, old, copy_all=False, keep=(), progress=None):
 
 
 def _write_manifest(board, m):
-    # Written aside and renamed (atomic on littlefs): a cut never leaves half a manifest.
-    board.write(MANIFEST + ".tmp", json.dumps(m, sort_keys=True, separators=(",", ":")).encode())
-    board.rename(MANIFEST + ".tmp", MANIFEST)
+    board.write_atomic(MANIFEST, json.dumps(m, sort_keys=True, separators=(",", ":")).encode())
