@@ -7,6 +7,7 @@ the bytes a device signs are the bytes the agent re-derives from the
 decoded fields, on either interpreter.
 """
 import json
+import sys
 
 from protocol import mac as _mac
 from protocol.compact import dumps as _dump
@@ -15,6 +16,11 @@ from protocol.topics import valid_id
 
 VERSION = 1
 MAX_PAYLOAD = 1024          # bytes on the wire, mac included
+MAX_INT = 9007199254740991  # 2**53 - 1: exact in every JSON reader (JavaScript's too)
+# A device config on the wire: the device reads at most 4096 bytes per MQTT
+# packet (firmware/mqtt.py), topic and any signature included.
+MAX_CONFIG = 2048
+MAX_TARGET_S = 86400        # a service-time target longer than a day is a typo
 _MAX_STR = 64
 _MAX_LIST = 8
 
@@ -26,11 +32,12 @@ LEVELS = ("very_satisfied", "satisfied", "basically_satisfied",
 CHANNELS = ("window", "kiosk", "qr", "pc", "mobile", "phone", "sms")
 
 # Field types.
-_INT = 1     # non-negative int (never bool)
+_INT = 1     # int 0..MAX_INT, or the schema's (lowest, highest); never a bool
 _STR = 2     # short text, no control characters
 _ENUM = 3    # one of a tuple of names
 _LIST = 4    # short list of short texts
 _BOOL = 5
+_TARGETS = 6  # {name: seconds}, in the device config
 
 _HEAD = (
     ("v", _INT, True, None),
@@ -103,13 +110,45 @@ KINDS = {
     ),
 }
 
+# The device config (agent -> device, retained; SPEC 'Config'): the fields a
+# device reads, by the rules of the event fields they end up in. For an int,
+# the fourth item is its (lowest, highest).
+CONFIG = (
+    ("window", _STR, False, None),
+    ("staff", _STR, False, None),
+    ("staff_no", _STR, False, None),       # sent as the events' `staff` when set
+    ("targets", _TARGETS, False, (1, MAX_TARGET_S)),
+    ("warn_pct", _INT, False, (1, 100)),
+    ("prompt_s", _INT, False, (1, 3600)),
+    ("t", _INT, False, None),
+    ("hwm", _INT, False, None),
+)
+
+if sys.implementation.name == "micropython":
+    def _plain(s):
+        for c in s:
+            # Control characters are the only place the two interpreters'
+            # json.dumps disagree; a surrogate (a lone "\ud800" escape) has
+            # no UTF-8 form: CPython cannot even encode it.
+            if c < " " or "\ud800" <= c <= "\udfff":
+                return False
+        return True
+else:
+    import re
+    # The same rule, at C speed: this runs on every string the agent ingests.
+    _unplain = re.compile("[\x00-\x1f\ud800-\udfff]").search
+
+    def _plain(s):
+        return _unplain(s) is None
+
 
 def _check(name, typ, allowed, value):
     tv = type(value)
     if typ == _INT:
         if tv is not int:
             raise ProtocolError("bad_type", name)
-        if value < 0:
+        lo, hi = allowed or (0, MAX_INT)
+        if value < lo or value > hi:
             raise ProtocolError("bad_value", name)
     elif typ == _BOOL:
         if tv is not bool:
@@ -121,6 +160,12 @@ def _check(name, typ, allowed, value):
             raise ProtocolError("bad_value", name)
         for v in value:
             _check(name, _STR, None, v)
+    elif typ == _TARGETS:
+        if tv is not dict:
+            raise ProtocolError("bad_type", name)
+        for k in value:
+            _check(name, _STR, None, k)
+            _check(name, _INT, allowed, value[k])
     else:
         if tv is not str:
             raise ProtocolError("bad_type", name)
@@ -128,17 +173,68 @@ def _check(name, typ, allowed, value):
             raise ProtocolError("bad_value", name)
         if allowed is not None and value not in allowed:
             raise ProtocolError("bad_value", name)
-        for c in value:
-            # Control characters are the only place the two interpreters'
-            # json.dumps disagree; they have no business in these fields.
-            if c < " ":
-                raise ProtocolError("bad_value", name)
+        if not _plain(value):
+            raise ProtocolError("bad_value", name)
+
+
+def _spec(kind, name):
+    schema = CONFIG if kind == "config" else _HEAD + _fields(kind)
+    for spec in schema:
+        if spec[0] == name:
+            return spec
+    raise ProtocolError("unknown_field", _shown(name))
+
+
+def check_field(kind, name, value):
+    """Check one value by the rule of its field (`kind` an event kind, or
+    "config" for the device config) and return it; raise ProtocolError.
+    What the agent takes from a person goes through here before it can
+    reach a device, so both sides hold it to the same rule."""
+    spec = _spec(kind, name)
+    _check(name, spec[1], spec[3], value)
+    return value
+
+
+def rule(kind, name):
+    """A field's rule in words, for the error a person reads."""
+    spec = _spec(kind, name)
+    typ, allowed = spec[1], spec[3]
+    if typ == _INT or typ == _TARGETS:
+        lo, hi = allowed or (0, MAX_INT)
+        words = "a whole number %d-%d" % (lo, hi)
+        return words if typ == _INT else "item names, each with " + words + " (seconds)"
+    if typ == _ENUM:
+        return "one of " + ", ".join(allowed)
+    return "1-%d characters, no control characters (tab, newline, ...)" % _MAX_STR
+
+
+def clean_config(cfg):
+    """Leave out, in place, the config fields that break their rules and
+    return their names: a device keeps working without a bad staff name
+    (and says so: the `config` alarm) instead of failing every event."""
+    bad = []
+    for spec in CONFIG:
+        v = cfg.get(spec[0])
+        if v is not None:
+            try:
+                _check(spec[0], spec[1], spec[3], v)
+            except ProtocolError:
+                bad.append(spec[0])
+                del cfg[spec[0]]
+    return bad
+
+
+def _shown(x):
+    # Refused input quoted back in an error: short, and encodable even when
+    # it holds a surrogate (the agent stores the detail in SQLite).
+    s = str(x)[:_MAX_STR]
+    return s if _plain(s) else repr(s)[:_MAX_STR]
 
 
 def _fields(kind):
     schema = KINDS.get(kind)
     if schema is None:
-        raise ProtocolError("unknown_kind", str(kind)[:_MAX_STR])
+        raise ProtocolError("unknown_kind", _shown(kind))
     return schema
 
 
@@ -171,7 +267,7 @@ def validate(ev):
         if spec[0] not in ev:
             raise ProtocolError("missing_field", spec[0])
     if type(ev["v"]) is not int or ev["v"] != VERSION:
-        raise ProtocolError("bad_version", str(ev["v"])[:8])
+        raise ProtocolError("bad_version", _shown(ev["v"])[:8])
     if type(ev["kind"]) is not str:
         raise ProtocolError("bad_type", "kind")
     schema = _fields(ev["kind"])
@@ -190,7 +286,7 @@ def validate(ev):
             _check(spec[0], spec[1], spec[3], v)
     for k in ev:
         if k != "mac" and not _known(k, schema):
-            raise ProtocolError("unknown_field", str(k)[:_MAX_STR])
+            raise ProtocolError("unknown_field", _shown(k))
     return ev
 
 
@@ -227,6 +323,11 @@ def parse(payload):
     m = ev["mac"]
     if type(m) is not str or len(m) != 64:
         raise ProtocolError("bad_type", "mac")
+    for c in m:
+        # Lowercase hex or it cannot match (and a non-ASCII one would make
+        # CPython's constant-time compare raise).
+        if not ("0" <= c <= "9" or "a" <= c <= "f"):
+            raise ProtocolError("bad_mac", ev["device"])
     return ev
 
 
