@@ -156,7 +156,7 @@ def _check_devices(dev):
         try:
             check_field("config", "targets", {name: t})
         except ProtocolError:
-            raise ConfigError("[devices] targets.%s: %s" % (name, rule("config", "targets")))
+            raise ConfigError("[devices] targets.%s: %s" % (repr(name)[1:-1], rule("config", "targets")))
     from edge_agent.registry import largest_config
     size = largest_config(dev)
     if size > MAX_CONFIG:

@@ -39,7 +39,7 @@ def conf(tmp_path):
     ('hall = "h1"\n[devices]\nwarn_pct = 101\n', "must be a percentage"),
     ('hall = "h1"\n[devices]\ntargets = { default = 86401 }\n', "targets.default: item names, each with a whole"),
     ('hall = "h1"\n[devices]\ntargets = { default = true }\n', "targets.default"),
-    ('hall = "h1"\n[devices]\ntargets = { default = 900, "a\\tb" = 60 }\n', "targets.a\tb"),
+    ('hall = "h1"\n[devices]\ntargets = { default = 900, "a\\tb" = 60 }\n', "targets.a\\tb"),
     ('hall = "h1"\n[devices]\ntargets = { %s }\n' % ", ".join("I%040d = 600" % i for i in range(40)),
      "over the 2048 a device takes"),
 ])
