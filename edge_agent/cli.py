@@ -11,7 +11,8 @@ import sys
 import threading
 import urllib.request
 
-from protocol.events import MAX_TARGET_S, rule
+from protocol.events import MAX_TARGET_S
+from protocol.rules import rule
 from edge_agent import config as config_mod
 from edge_agent.errors import AgentError
 

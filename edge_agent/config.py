@@ -9,7 +9,8 @@ import os
 import tomllib
 
 from protocol.errors import ProtocolError
-from protocol.events import MAX_CONFIG, check_field, rule
+from protocol.events import MAX_CONFIG, check_field
+from protocol.rules import rule
 from protocol.topics import valid_id
 from edge_agent.errors import ConfigError
 

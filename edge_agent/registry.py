@@ -9,7 +9,8 @@ import unicodedata
 
 from protocol import mac, messages
 from protocol.errors import ProtocolError
-from protocol.events import MAX_INT, MAX_TARGET_S, check_field, clean_config, rule
+from protocol.events import MAX_INT, MAX_TARGET_S, check_field, clean_config
+from protocol.rules import rule
 from protocol.topics import valid_id
 from edge_agent.errors import RegistryError
 from edge_agent.store import now_ms

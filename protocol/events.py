@@ -110,44 +110,23 @@ KINDS = {
     ),
 }
 
-# The device config (agent -> device, retained; SPEC 'Config'): the fields a
-# device reads, by the rules of the event fields they end up in. For an int,
-# the fourth item is its (lowest, highest).
-CONFIG = (
-    ("window", _STR, False, None),
-    ("staff", _STR, False, None),
-    ("staff_no", _STR, False, None),       # sent as the events' `staff` when set
-    ("targets", _TARGETS, False, (1, MAX_TARGET_S)),
-    ("warn_pct", _INT, False, (1, 100)),
-    ("prompt_s", _INT, False, (1, 3600)),
-    ("t", _INT, False, None),
-    ("hwm", _INT, False, None),
-)
-
-if sys.implementation.name == "micropython":
-    def _plain(s):
-        for c in s:
-            # Control characters are the only place the two interpreters'
-            # json.dumps disagree; a surrogate (a lone "\ud800" escape) has
-            # no UTF-8 form: CPython cannot even encode it.
-            if c < " " or "\ud800" <= c <= "\udfff":
-                return False
-        return True
-
-    def _hex_mac(m):
-        for c in m:
-            if not ("0" <= c <= "9" or "a" <= c <= "f"):
-                return False
-        return True
-else:
+# Control characters are the only place the two interpreters' json.dumps
+# disagree; a surrogate (a lone "\ud800" escape) has no UTF-8 form: CPython
+# cannot even encode it. The agent finds them at C speed (it checks every
+# string it ingests); a device, which has no such regex, char by char.
+_unplain = None
+if sys.implementation.name != "micropython":
     import re
-    # The same rule, at C speed: this runs on every string the agent ingests.
     _unplain = re.compile("[\x00-\x1f\ud800-\udfff]").search
 
-    def _plain(s):
-        return _unplain(s) is None
 
-    _hex_mac = re.compile("[0-9a-f]{64}").fullmatch
+def _plain(s):
+    if _unplain is not None:
+        return _unplain(s) is None
+    for c in s:
+        if c < " " or "\ud800" <= c <= "\udfff":
+            return False
+    return True
 
 
 def _check(name, typ, allowed, value):
@@ -185,35 +164,45 @@ def _check(name, typ, allowed, value):
             raise ProtocolError("bad_value", name)
 
 
-def _spec(kind, name):
-    schema = CONFIG if kind == "config" else _HEAD + _fields(kind)
-    for spec in schema:
-        if spec[0] == name:
+def _config_field(name):
+    # The device config (agent -> device, retained; SPEC 'Config'): the fields
+    # a device reads, by the rules of the event fields they end up in
+    # (`staff_no`, when set, is what events carry as `staff`). Code, not a
+    # table, so that a device keeps no copy of it in its small heap.
+    if name == "window" or name == "staff" or name == "staff_no":
+        return _STR, None
+    if name == "targets":           # {item: seconds}, "default" for the rest
+        return _TARGETS, (1, MAX_TARGET_S)
+    if name == "warn_pct":
+        return _INT, (1, 100)
+    if name == "prompt_s":
+        return _INT, (1, 3600)
+    if name == "t" or name == "hwm":
+        return _INT, None
+    return None                     # not a config field: devices ignore it
+
+
+def field(kind, name):
+    """(type, allowed) of a field: `kind` an event kind, or "config" for the
+    device config; ProtocolError unknown_field when it has no such field."""
+    if kind == "config":
+        spec = _config_field(name)
+        if spec is not None:
             return spec
+    else:
+        for spec in _HEAD + _fields(kind):
+            if spec[0] == name:
+                return spec[1], spec[3]
     raise ProtocolError("unknown_field", _shown(name))
 
 
 def check_field(kind, name, value):
-    """Check one value by the rule of its field (`kind` an event kind, or
-    "config" for the device config) and return it; raise ProtocolError.
-    What the agent takes from a person goes through here before it can
-    reach a device, so both sides hold it to the same rule."""
-    spec = _spec(kind, name)
-    _check(name, spec[1], spec[3], value)
+    """Check one value by the rule of its field (see field()) and return it;
+    raise ProtocolError. What the agent takes from a person goes through
+    here before it can reach a device, so both sides hold it to one rule."""
+    typ, allowed = field(kind, name)
+    _check(name, typ, allowed, value)
     return value
-
-
-def rule(kind, name):
-    """A field's rule in words, for the error a person reads."""
-    spec = _spec(kind, name)
-    typ, allowed = spec[1], spec[3]
-    if typ == _INT or typ == _TARGETS:
-        lo, hi = allowed or (0, MAX_INT)
-        words = "a whole number %d-%d" % (lo, hi)
-        return words if typ == _INT else "item names, each with " + words + " (seconds)"
-    if typ == _ENUM:
-        return "one of " + ", ".join(allowed)
-    return "1-%d characters, no control characters (tab, newline, ...)" % _MAX_STR
 
 
 def clean_config(cfg):
@@ -221,14 +210,15 @@ def clean_config(cfg):
     return their names: a device keeps working without a bad staff name
     (and says so: the `config` alarm) instead of failing every event."""
     bad = []
-    for spec in CONFIG:
-        v = cfg.get(spec[0])
-        if v is not None:
+    for name in cfg:
+        spec = _config_field(name)
+        if spec is not None:
             try:
-                _check(spec[0], spec[1], spec[3], v)
+                _check(name, spec[0], spec[1], cfg[name])
             except ProtocolError:
-                bad.append(spec[0])
-                del cfg[spec[0]]
+                bad.append(name)
+    for name in bad:
+        del cfg[name]
     return bad
 
 
@@ -331,10 +321,6 @@ def parse(payload):
     m = ev["mac"]
     if type(m) is not str or len(m) != 64:
         raise ProtocolError("bad_type", "mac")
-    if not _hex_mac(m):
-        # Lowercase hex or it cannot match (and a non-ASCII one would make
-        # CPython's constant-time compare raise).
-        raise ProtocolError("bad_mac", ev["device"])
     return ev
 
 
