@@ -350,37 +350,45 @@ def test_a_bad_retained_config_is_a_config_alarm_not_a_reboot_loop(tmp_path, bro
     # number with a control character, a name pasted with a tab. Today's firmware
     # copies it into every event, protocol.encode raises and the board resets, again
     # and again. The device leaves the bad fields out and says so (`config`).
-    acker, vd = _rig(tmp_path, broker, site={"alarm_s": 1})
+    import json
+    import subprocess
+    from protocol import topics
+    from test_agent_support import edge_agent
+    agent = RealAgent(str(tmp_path), broker.port, HALL, {DEV: KEY},
+                      {DEV: {k: BASE[k] for k in ("window", "staff", "staff_no")}}).start()
+    vd = _device(tmp_path, broker, site={"alarm_s": 1})
     try:
         vd.start()
         wait_for(lambda: vd.screen()["lines"][:2] == ["A07 No.1024", "张三"], 20, what="config on screen")
         boot = vd.stats()["boot"]
-        acker.send_config(DEV, staff="张三\t", staff_no="10\x0124", prompt_s=0)
+        bad = dict(BASE, staff="张三\t", staff_no="10\x0124", prompt_s=0, t=1764000000000, hwm=0)
+        subprocess.run(["mosquitto_pub", "-p", str(broker.port), "-q", "1", "-r", "-t",
+                        topics.topic(HALL, DEV, topics.CONFIG), "-m", json.dumps(bad)], check=True)
         wait_for(lambda: vd.stats()["alarm"] == "config", 10, what="config alarm")
         assert vd.screen()["lines"][:2] == ["A07", "Welcome"]  # nothing of the bad fields shown
         vd.call("B01")
         vd.staff("end")
         vd.press("satisfied")
         assert "Thank you" in vd.screen()["lines"] and vd.stats()["thanks"] == 1
-        wait_for(lambda: acker.of_kind("rating"), 20, what="the rating, without the staff")
-        r = acker.of_kind("rating")[0]
+        wait_for(lambda: agent.of_kind("rating"), 20, what="the rating at the agent, without the staff")
+        r = agent.of_kind("rating")[0]
         assert r["window"] == "A07" and "staff" not in r
-        wait_for(lambda: any(e.get("alarm") == "config" for e in acker.of_kind("status")), 10,
-                 what="config alarm in status")
+        wait_for(lambda: any(e.get("alarm") == "config" for e in agent.of_kind("status")), 10,
+                 what="config alarm at the agent")
         assert vd.restarts == 0 and vd.stats()["boot"] == boot and vd.stats()["unbuilt"] == 0
-        # The agent sends a good config: the alarm clears, the staff is back in the events.
-        acker.send_config(DEV)
+        # The hall manager sets the window again: a good config, the alarm clears.
+        edge_agent(agent.config, "window", "set", "A07", "--staff", "张三")
         wait_for(lambda: vd.stats()["alarm"] is None, 10, what="alarm cleared")
         assert vd.screen()["lines"][:2] == ["A07 No.1024", "张三"]
         vd.call("B02")
         vd.staff("end")
         vd.press("very_satisfied")
-        wait_for(lambda: len(acker.of_kind("rating")) == 2, 20, what="second rating")
-        assert acker.of_kind("rating")[1]["staff"] == "1024"
-        assert vd.restarts == 0 and vd.alive()
+        wait_for(lambda: len(agent.of_kind("rating")) == 2, 20, what="second rating")
+        assert agent.of_kind("rating")[1]["staff"] == "1024"
+        assert vd.restarts == 0 and vd.alive() and not agent.rejected
     finally:
         vd.stop()
-        acker.stop()
+        agent.stop()
 
 
 def test_an_event_that_cannot_be_built_is_refused_like_busy_and_alarmed(tmp_path, broker):
