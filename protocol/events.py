@@ -21,6 +21,7 @@ MAX_INT = 9007199254740991  # 2**53 - 1: exact in every JSON reader (JavaScript'
 # packet (firmware/mqtt.py), topic and any signature included.
 MAX_CONFIG = 2048
 MAX_TARGET_S = 86400        # a service-time target longer than a day is a typo
+MAX_SEQ_DEVICE = 4294967295  # a device's outbox keeps seqs in 32 bits (4e9 events: never reached)
 _MAX_STR = 64
 _MAX_LIST = 8
 
@@ -177,7 +178,9 @@ def _config_field(name):
         return _INT, (1, 100)
     if name == "prompt_s":
         return _INT, (1, 3600)
-    if name == "t" or name == "hwm":
+    if name == "hwm":               # a device's outbox keeps seqs in 32 bits
+        return _INT, (0, MAX_SEQ_DEVICE)
+    if name == "t":
         return _INT, None
     return None                     # not a config field: devices ignore it
 

@@ -361,7 +361,8 @@ def test_a_bad_retained_config_is_a_config_alarm_not_a_reboot_loop(tmp_path, bro
         vd.start()
         wait_for(lambda: vd.screen()["lines"][:2] == ["A07 No.1024", "张三"], 20, what="config on screen")
         boot = vd.stats()["boot"]
-        bad = dict(BASE, staff="张三\t", staff_no="10\x0124", prompt_s=0, t=1764000000000, hwm=0)
+        # ... and an hwm past what the outbox's 32-bit seqs hold (it would wrap, and seqs repeat).
+        bad = dict(BASE, staff="张三\t", staff_no="10\x0124", prompt_s=0, t=1764000000000, hwm=2 ** 32 + 5)
         subprocess.run(["mosquitto_pub", "-p", str(broker.port), "-q", "1", "-r", "-t",
                         topics.topic(HALL, DEV, topics.CONFIG), "-m", json.dumps(bad)], check=True)
         wait_for(lambda: vd.screen()["lines"][0] != "A07 No.1024", 10, what="the bad config arrived")
@@ -373,7 +374,7 @@ def test_a_bad_retained_config_is_a_config_alarm_not_a_reboot_loop(tmp_path, bro
         assert vd.screen()["lines"][0] == "A07" and "张三" not in vd.screen()["lines"]  # bad fields not shown
         wait_for(lambda: agent.of_kind("rating"), 20, what="the rating at the agent, without the staff")
         r = agent.of_kind("rating")[0]
-        assert r["window"] == "A07" and "staff" not in r
+        assert r["window"] == "A07" and "staff" not in r and r["seq"] < 100
         wait_for(lambda: any(e.get("alarm") == "config" for e in agent.of_kind("status")), 10,
                  what="config alarm at the agent")
         assert vd.restarts == 0 and vd.stats()["boot"] == boot and vd.stats()["unbuilt"] == 0

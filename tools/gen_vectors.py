@@ -109,6 +109,8 @@ FIELDS = [
     ("config", "targets", {"default": "900"}, "bad_type"),
     ("config", "warn_pct", 101, "bad_value"),
     ("config", "prompt_s", 0, "bad_value"),
+    ("config", "hwm", protocol.events.MAX_SEQ_DEVICE, None),
+    ("config", "hwm", protocol.events.MAX_SEQ_DEVICE + 1, "bad_value"),
     ("session", "service_ms", protocol.MAX_INT + 1, "bad_value"),
 ]
 
