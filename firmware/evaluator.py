@@ -90,7 +90,7 @@ class Evaluator:
         self.key = unhexlify(site["key"])
         self.debug = site.get("debug", False)
         self.config = _read_json(root + "/config.json") or {}
-        self.config_bad = protocol.clean_config(self.config)   # names left out (`config` alarm)
+        self.config_bad = bool(protocol.clean_config(self.config))   # fields left out: `config` alarm
         self.boot = self._count_boot()
         self.outbox = Outbox(root + "/outbox", site.get("segment_bytes", 4096),
                              site.get("max_segments", 32))
@@ -152,7 +152,7 @@ class Evaluator:
     def on_config(self, cfg, retained=False):
         if type(cfg) is not dict:
             raise ValueError("config")
-        self.config_bad = protocol.clean_config(cfg)
+        self.config_bad = bool(protocol.clean_config(cfg))
         hwm = cfg.get("hwm")
         if type(hwm) is int and hwm > 0:
             self.outbox.raise_floor(hwm)
@@ -224,7 +224,9 @@ class Evaluator:
         except ValueError as e:
             # protocol.ProtocolError: a value from outside breaks its rule.
             # Nothing was written; the caller refuses the press.
-            self._unbuildable(e)
+            self.unbuilt += 1
+            self.build_alarm = True
+            self.log("event", e)
             raise
         except OSError as e:
             self._flash_ok = False   # flash trouble: stop feeding the watchdog
@@ -232,11 +234,6 @@ class Evaluator:
             raise
         self.uplink.kick()
         return seq
-
-    def _unbuildable(self, err):
-        self.unbuilt += 1
-        self.build_alarm = True
-        self.log("event", err)
 
     def _steps(self, steps):
         window, staff = self.window(), self.staff()
@@ -311,7 +308,9 @@ class Evaluator:
             if item is not None:
                 protocol.check_field("session", "item", item)
         except ValueError as e:
-            self._unbuildable(e)
+            self.unbuilt += 1
+            self.build_alarm = True
+            self.log("call", e)
             self._refuse(now)
             return
         self._guarded(lambda: self.desk.start(now, ticket, item), now)
