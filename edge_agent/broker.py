@@ -12,13 +12,11 @@ import shutil
 
 from protocol import topics
 from edge_agent import registry
+from edge_agent.config import agent_user
 from edge_agent.errors import AgentError
 
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-
-
-def agent_user(hall):
-    return "agent-" + hall
+USERNAME_AS_CLIENTID = "use_username_as_clientid true"
 
 
 def conf_text(out_dir, listen="0.0.0.0", port=1883, tls=None, data_dir="/var/lib/mosquitto"):
@@ -47,12 +45,17 @@ def conf_text(out_dir, listen="0.0.0.0", port=1883, tls=None, data_dir="/var/lib
         "# quarantine (too_large), anything past this is refused at the door.",
         "max_packet_size 16384",
         "",
-        "# Devices and the agent.",
+        "# Devices and the agent. On every listener, a client's id is its username: a",
+        "# login that connects with the agent's client id (or another device's) gets its",
+        "# own instead of disconnecting the holder; the agent's persistent session lives",
+        "# under agent-<hall>. Read at a broker restart, not a reload.",
         "listener %d %s" % (port, listen),
+        # A listener setting: above the first listener it would open another on 1883.
+        USERNAME_AS_CLIENTID,
     ]
     if tls:
         lines += ["", "# TLS for devices on the hall network.",
-                  "listener %d %s" % (tls["port"], tls.get("listen") or listen),
+                  "listener %d %s" % (tls["port"], tls.get("listen") or listen), USERNAME_AS_CLIENTID,
                   "certfile %s" % os.path.abspath(tls["cert"]),
                   "keyfile %s" % os.path.abspath(tls["key"])]
         if tls.get("ca"):
@@ -88,7 +91,7 @@ def write(store, cfg, out_dir, listen="0.0.0.0", port=None, tls=None, data_dir="
         raise AgentError("--tls-cert and --tls-key go together")
     if not cfg["mqtt"]["password"]:
         raise AgentError("[mqtt] password is not set: the agent needs one to log in to the broker")
-    if cfg["mqtt"]["username"] not in (None, agent_user(hall)):
+    if cfg["mqtt"]["username"] != agent_user(hall):
         raise AgentError("[mqtt] username must be %r (or unset) for the ACL to match" % agent_user(hall))
     devices = [d for d in registry.all_devices(store) if d["status"] == "active"]
     if any(d["device"] == agent_user(hall) for d in devices):

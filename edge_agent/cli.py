@@ -11,6 +11,8 @@ import sys
 import threading
 import urllib.request
 
+from protocol.events import MAX_TARGET_S
+from protocol.rules import rule
 from edge_agent import config as config_mod
 from edge_agent.errors import AgentError
 from edge_agent.terminal import dumps, printable
@@ -109,9 +111,10 @@ def cmd_devices_replace(args, cfg):
 
 def cmd_window_set(args, cfg):
     from edge_agent import registry
-    registry.set_window(_store(cfg), args.window, args.staff, args.staff_no, args.target_s)
-    print("window %s: %s (%s)%s" % (args.window, args.staff or "-", args.staff_no or "-",
-                                   ", target %ds" % args.target_s if args.target_s else ""))
+    window, staff, staff_no, target_s = registry.set_window(_store(cfg), args.window, args.staff, args.staff_no,
+                                                            args.target_s)
+    print("window %s: %s (%s)%s" % (window, staff or "-", staff_no or "-",
+                                   ", target %ds" % target_s if target_s else ""))
 
 
 def cmd_quarantine_list(args, cfg):
@@ -203,9 +206,10 @@ COMMANDS = [
         (("--limit",), dict(type=int, default=20, help="how many (20)"))]),
     (("window", "set"), cmd_window_set, "set the staff on duty and service target of a window", [
         (("window",), dict(help="window id")),
-        (("--staff",), dict(help="name shown on the evaluator")),
-        (("--staff-no",), dict(help="staff number (经办人编号)")),
-        (("--target-s",), dict(type=int, help="service-time target in seconds"))]),
+        (("--staff",), dict(help="name shown on the evaluator and sent in its events: %s; surrounding spaces "
+                                 "and tabs are removed first; \"\" = nobody" % rule("rating", "staff"))),
+        (("--staff-no",), dict(help="staff number (经办人编号), the same rules; sent instead of the name when set")),
+        (("--target-s",), dict(type=int, help="service-time target in seconds, 1-%d" % MAX_TARGET_S))]),
     (("broker-config",), cmd_broker_config, "write mosquitto.conf, password file and ACL", [
         (("--out",), dict(required=True, help="directory to write into")),
         (("--listen",), dict(default="0.0.0.0", help="address devices reach the broker on (0.0.0.0)")),

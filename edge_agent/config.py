@@ -8,6 +8,9 @@ import difflib
 import os
 import tomllib
 
+from protocol.errors import ProtocolError
+from protocol.events import MAX_CONFIG, check_field
+from protocol.rules import rule
 from protocol.topics import valid_id
 from edge_agent.errors import ConfigError
 
@@ -20,8 +23,9 @@ KEYS = [
     ("", "hall", str, REQUIRED, "hall id, as in the MQTT topics (1-32 of A-Z a-z 0-9 - _)"),
     ("mqtt", "host", str, "127.0.0.1", "the hall's Mosquitto"),
     ("mqtt", "port", int, 1883, "its port (8883 with tls_ca)"),
-    ("mqtt", "client_id", str, None, "fixed client id of the persistent session; default qinglian-agent-<hall>"),
-    ("mqtt", "username", str, None, "the agent's broker user (broker-config writes it as agent-<hall>)"),
+    ("mqtt", "client_id", str, None, "fixed client id of the persistent session; default qinglian-agent-<hall> "
+     "(the broker broker-config writes uses the username instead, so no device login can take it over)"),
+    ("mqtt", "username", str, None, "the agent's broker user; unset = agent-<hall>, the user broker-config writes"),
     ("mqtt", "password", str, None, "its password"),
     ("mqtt", "tls_ca", str, None, "CA file: connect with TLS and check the broker against it"),
     ("mqtt", "keepalive_s", int, 30, "MQTT keepalive"),
@@ -57,9 +61,11 @@ KEYS = [
     ("light", "pins", dict, {"green": 17, "yellow": 27, "red": 22, "buzzer": 23}, "BCM pin numbers"),
     ("light", "active_high", bool, True, "false for relay boards that switch on a low input (most Pi relay boards)"),
     ("devices", "offline_after_s", int, 120, "a device without presence this long counts as offline"),
-    ("devices", "prompt_s", int, 30, "rating prompt timeout sent in the device config"),
-    ("devices", "warn_pct", int, 80, "yellow at this percentage of a service-time target"),
-    ("devices", "targets", dict, {"default": 900}, "service-time targets in seconds, by service item; 'default' for the rest"),
+    ("devices", "prompt_s", int, 30, "rating prompt timeout in seconds, sent in the device config: "
+     + rule("config", "prompt_s")),
+    ("devices", "warn_pct", int, 80, "yellow at this percentage of a service-time target: " + rule("config", "warn_pct")),
+    ("devices", "targets", dict, {"default": 900}, "service-time targets by service item, 'default' for the rest: "
+     + rule("config", "targets") + "; every device config holds them all, so a few dozen at most"),
 ]
 
 SECTIONS = list(dict.fromkeys(k[0] for k in KEYS if k[0]))
@@ -127,9 +133,9 @@ def validate(raw):
         raise ConfigError("hall %r must be 1-32 characters of A-Z a-z 0-9 - _" % cfg["hall"])
     if not cfg["mqtt"]["client_id"]:
         cfg["mqtt"]["client_id"] = "qinglian-agent-" + cfg["hall"]
-    for name, t in cfg["devices"]["targets"].items():
-        if type(t) is not int or t <= 0:
-            raise ConfigError("[devices] targets.%s must be a positive whole number of seconds" % name)
+    if not cfg["mqtt"]["username"]:
+        cfg["mqtt"]["username"] = agent_user(cfg["hall"])
+    _check_devices(cfg["devices"])
     for name, pin in cfg["light"]["pins"].items():
         if name not in ("green", "yellow", "red", "buzzer"):
             raise ConfigError("[light] pins.%s: pins are green, yellow, red, buzzer%s"
@@ -149,6 +155,30 @@ def validate(raw):
     if cfg["mqtt"]["batch_max"] < 1:
         raise ConfigError("[mqtt] batch_max must be at least 1")
     return cfg
+
+
+def agent_user(hall):
+    """The agent's broker user: what `broker-config` writes and the agent logs in as."""
+    return "agent-" + hall
+
+
+def _check_devices(dev):
+    """[devices]: what goes into every device config, by the protocol's rules."""
+    for key in ("prompt_s", "warn_pct"):
+        try:
+            check_field("config", key, dev[key])
+        except ProtocolError:
+            raise ConfigError("[devices] %s must be %s, not %r" % (key, rule("config", key), dev[key]))
+    for name, t in dev["targets"].items():
+        try:
+            check_field("config", "targets", {name: t})
+        except ProtocolError:
+            raise ConfigError("[devices] targets.%s: %s" % (repr(name)[1:-1], rule("config", "targets")))
+    from edge_agent.registry import largest_config
+    size = largest_config(dev)
+    if size > MAX_CONFIG:
+        raise ConfigError("[devices] targets: with these %d targets a device config can reach %d bytes, over the "
+                          "%d a device takes; keep fewer item targets" % (len(dev["targets"]), size, MAX_CONFIG))
 
 
 def load(path):

@@ -33,8 +33,8 @@ class BrokerLink:
         self.intake_closed = False
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=mqtt_cfg["client_id"],
                         clean_session=False, manual_ack=True)
-        if mqtt_cfg["username"]:
-            c.username_pw_set(mqtt_cfg["username"], mqtt_cfg["password"])
+        # Always a user (the config's default is agent-<hall>): the hall's broker takes no anonymous login.
+        c.username_pw_set(mqtt_cfg["username"], mqtt_cfg["password"])
         if mqtt_cfg["tls_ca"]:
             c.tls_set(ca_certs=mqtt_cfg["tls_ca"], cert_reqs=ssl.CERT_REQUIRED)
         c.reconnect_delay_set(1, 30)

@@ -3,14 +3,20 @@ staff on duty per window. Each change bumps the registry revision so that a
 running agent republishes the device configs (retained) within a second.
 """
 import hashlib
+import logging
 import secrets
+import unicodedata
 
-from protocol import mac
+from protocol import mac, messages
+from protocol.errors import ProtocolError
+from protocol.events import MAX_INT, MAX_TARGET_S, check_field, clean_config
+from protocol.rules import rule
 from protocol.topics import valid_id
 from edge_agent.errors import RegistryError
 from edge_agent.store import now_ms
 
 KEY_BYTES = 32
+log = logging.getLogger("edge_agent.registry")
 
 
 def mqtt_password(key):
@@ -37,9 +43,48 @@ def _key(key_hex):
     return key.hex()
 
 
-def _check_id(what, value):
-    if not valid_id(value):
-        raise RegistryError("%s %r must be 1-32 characters of A-Z a-z 0-9 - _" % (what, value))
+def _id(what, value):
+    """A device or window id as typed, surrounding whitespace removed (a tab pasted
+    from a spreadsheet); it becomes a topic level and goes into events."""
+    text = value.strip() if type(value) is str else value
+    if type(text) is not str or not valid_id(text):
+        raise RegistryError("%s %s must be 1-32 characters of A-Z a-z 0-9 - _" % (what, _shown(value)))
+    return text
+
+
+def _shown(value):
+    # Bad input quoted back on one line: escapes shown, long text cut.
+    if type(value) is str and len(value) > 24:
+        return "%r... (%d characters)" % (value[:20], len(value))
+    return repr(value)
+
+
+def _person_text(what, value):
+    """A name typed (or pasted from a spreadsheet) by a person, for the events'
+    `staff`: surrounding whitespace removed, NFC (the form the device's font
+    draws), then the protocol's rule. None = unchanged; "" = nobody."""
+    if value is None:
+        return None
+    if type(value) is not str:
+        raise RegistryError("%s must be text, not %s" % (what, _shown(value)))
+    text = unicodedata.normalize("NFC", value.strip())
+    if text:
+        try:
+            check_field("rating", "staff", text)
+        except ProtocolError:
+            raise RegistryError("%s %s: must be %s, after surrounding spaces and tabs are removed"
+                                % (what, _shown(value), rule("rating", "staff")))
+    return text
+
+
+def _target(value):
+    if value is None:
+        return None
+    try:
+        check_field("config", "targets", {"default": value})
+    except ProtocolError:
+        raise RegistryError("target_s %s: must be a whole number of seconds 1-%d" % (_shown(value), MAX_TARGET_S))
+    return value
 
 
 def get(store, device):
@@ -63,8 +108,8 @@ def all_devices(store):
 
 def add(store, hall, device, window, key_hex=None, hwm=0):
     """Register a device; returns its key as hex (generated when not given)."""
-    _check_id("device", device)
-    _check_id("window", window)
+    device = _id("device", device)
+    window = _id("window", window)
     key_hex = _key(key_hex)
     with store.atomic():
         if get(store, device):
@@ -103,9 +148,12 @@ def replace(store, hall, old, new, key_hex=None):
 
 
 def set_window(store, window, staff=None, staff_no=None, target_s=None):
-    _check_id("window", window)
-    if target_s is not None and target_s <= 0:
-        raise RegistryError("--target-s must be a positive number of seconds")
+    """Who is on duty at a window and its service target; the one door for the
+    CLI and HTTP, so every value is checked here by the protocol's rules."""
+    window = _id("window", window)
+    staff = _person_text("staff", staff)
+    staff_no = _person_text("staff_no", staff_no)
+    target_s = _target(target_s)
     with store.atomic():
         store.conn.execute(
             "INSERT INTO windows (window, staff, staff_no, target_s, updated_ms) VALUES (?, ?, ?, ?, ?) "
@@ -114,6 +162,7 @@ def set_window(store, window, staff=None, staff_no=None, target_s=None):
             "target_s = coalesce(excluded.target_s, target_s), updated_ms = excluded.updated_ms",
             (window, staff, staff_no, target_s, now_ms()))
         store.bump_registry()
+    return window, staff, staff_no, target_s
 
 
 def windows(store):
@@ -123,14 +172,33 @@ def windows(store):
 def device_config(store, device, dev_cfg, t_ms):
     """The retained config message body for a device (protocol SPEC 'Config')."""
     d = must_get(store, device)
-    w = windows(store).get(d["window"]) or {}
+    msg = config_message(d["window"], windows(store).get(d["window"]) or {}, dev_cfg, t_ms, hwm(store, device))
+    # What an older agent let into the store is left out, not sent to fail on the device.
+    for name in clean_config(msg):
+        log.warning("window %s: its %s breaks the protocol's rules and is left out of %s's config; "
+                    "set it again with `edge-agent window set`", d["window"], name, device)
+    return msg
+
+
+def config_message(window, w, dev_cfg, t_ms, hwm_seq):
+    """A device config from its window's row `w` and the [devices] settings."""
     targets = dict(dev_cfg["targets"])
     if w.get("target_s"):
         targets["default"] = w["target_s"]
-    msg = {"window": d["window"]}
+    msg = {"window": window}
     for k in ("staff", "staff_no"):      # left out until someone is on duty
         if w.get(k):
             msg[k] = w[k]
     msg.update(targets=targets, warn_pct=dev_cfg["warn_pct"], prompt_s=dev_cfg["prompt_s"],
-               t=t_ms, hwm=hwm(store, device))
+               t=t_ms, hwm=hwm_seq)
     return msg
+
+
+def largest_config(dev_cfg):
+    """Bytes of the largest device config these [devices] settings allow: the
+    longest window id, staff name and number (4-byte characters), the
+    longest target, the largest t and hwm. Kept under MAX_CONFIG, no
+    `window set` can make a config the device or the broker refuses."""
+    name = "\U00020000" * 64     # a CJK Extension B character: 4 bytes in UTF-8
+    w = {"staff": name, "staff_no": name, "target_s": MAX_TARGET_S}
+    return len(messages.encode(config_message("W" * 32, w, dev_cfg, MAX_INT, MAX_INT)))

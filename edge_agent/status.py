@@ -10,9 +10,11 @@ from edge_agent.terminal import printable
 LIGHT_ORDER = ("ok", "warn", "alarm")
 
 # Device alarms (protocol/SPEC.md, status): the tower light's level and the words
-# for each. A full outbox means ratings are being refused; a name this agent does
-# not know yet is a fault to look at.
-DEVICE_ALARMS = {"outbox_full": ("alarm", "outbox full"), "display": ("warn", "display fault")}
+# for each. A full outbox means ratings are being refused; a config the device cannot
+# use means ratings go without the staff (or are refused) until someone fixes it; a
+# name this agent does not know yet is a fault to look at.
+DEVICE_ALARMS = {"outbox_full": ("alarm", "outbox full"), "display": ("warn", "display fault"),
+                 "config": ("alarm", "config error")}
 
 
 def device_alarm(name):

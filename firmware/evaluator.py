@@ -15,6 +15,12 @@ outbox cannot take a rating or a session step, the press is refused with
 "busy" on screen and the `outbox_full` alarm goes out in status: ratings
 and sessions are never dropped, the citizen is told instead.
 
+A config value that breaks the protocol's rules (a staff name with a tab,
+from an old or foreign agent) is left out where the config enters, so the
+ratings go on without it; an event that still cannot be built is refused
+like "busy", never a crash (a reboot would meet the same retained config).
+Both raise the `config` alarm.
+
 On flash (the board's mount point): site.json (written at provisioning:
 hall, device, key, broker, credentials, window), config.json (the agent's
 last retained config), boots (boot counter), outbox/; beside them what
@@ -84,6 +90,7 @@ class Evaluator:
         self.key = unhexlify(site["key"])
         self.debug = site.get("debug", False)
         self.config = _read_json(root + "/config.json") or {}
+        self.config_bad = bool(protocol.clean_config(self.config))   # fields left out: `config` alarm
         self.boot = self._count_boot()
         self.outbox = Outbox(root + "/outbox", site.get("segment_bytes", 4096),
                              site.get("max_segments", 32))
@@ -98,6 +105,8 @@ class Evaluator:
         self.thanks = 0          # ratings confirmed to the citizen
         self.ignored = 0         # presses outside a prompt or repeated
         self.refused = 0         # presses refused because the outbox was full
+        self.unbuilt = 0         # events the protocol refused to build (bad config or input)
+        self.build_alarm = False  # one of those since the last status sent
         self.inputs = 0
         self.errors = 0
         self.busy_until = 0
@@ -143,6 +152,7 @@ class Evaluator:
     def on_config(self, cfg, retained=False):
         if type(cfg) is not dict:
             raise ValueError("config")
+        self.config_bad = bool(protocol.clean_config(cfg))
         hwm = cfg.get("hwm")
         if type(hwm) is int and hwm > 0:
             self.outbox.raise_floor(hwm)
@@ -211,6 +221,13 @@ class Evaluator:
         except OutboxFull:
             self.full_alarm = True
             raise
+        except ValueError as e:
+            # protocol.ProtocolError: a value from outside breaks its rule.
+            # Nothing was written; the caller refuses the press.
+            self.unbuilt += 1
+            self.build_alarm = True
+            self.log("event", e)
+            raise
         except OSError as e:
             self._flash_ok = False   # flash trouble: stop feeding the watchdog
             self.log("outbox", e)
@@ -240,19 +257,22 @@ class Evaluator:
             fields["alarm"] = alarm
         try:
             seq = self._event("status", fields, True)
-        except (OutboxFull, OSError, MemoryError):
+        except (OutboxFull, OSError, MemoryError, ValueError):
             seq = None
         if seq is not None:
             self.sent_alarm = alarm
+            self.build_alarm = False
             if not self.outbox.full:
                 self.full_alarm = False     # reported; a dropped status leaves it for the next
 
     def alarm(self):
         """Alarm names, sorted and comma-joined (SPEC: status): the board's
-        broken parts and a full outbox; None when all is well."""
+        broken parts, a full outbox, a config it cannot use; None when all is well."""
         alarms = list(self.board.faults)
         if self.full_alarm or self.outbox.full:
             alarms.append("outbox_full")
+        if self.config_bad or self.build_alarm:
+            alarms.append("config")
         if not alarms:
             return None
         alarms.sort()
@@ -275,13 +295,24 @@ class Evaluator:
             return
         try:
             self._steps(steps_fn())
-        except (OutboxFull, OSError, MemoryError):
+        except (OutboxFull, OSError, MemoryError, ValueError):
             self._refuse(now)
 
     def _call(self, ticket, item=None):
         if type(ticket) is not str or not ticket:
             return
         now = time.ticks_ms()
+        try:
+            # Before the desk moves: a ticket no event can carry starts nothing.
+            protocol.check_field("session", "ticket", ticket)
+            if item is not None:
+                protocol.check_field("session", "item", item)
+        except ValueError as e:
+            self.unbuilt += 1
+            self.build_alarm = True
+            self.log("call", e)
+            self._refuse(now)
+            return
         self._guarded(lambda: self.desk.start(now, ticket, item), now)
 
     def _rating(self, level, now):
@@ -296,8 +327,8 @@ class Evaluator:
             fields["staff"] = staff
         try:
             self._event("rating", fields)
-        except (OutboxFull, OSError, MemoryError):
-            self._refuse(now)
+        except (OutboxFull, OSError, MemoryError, ValueError):
+            self._refuse(now)        # not on flash: "busy", never "thank you"
             return
         # On flash: now, and only now, thank the citizen.
         desk.rated(now, _THANKS_MS)
@@ -358,6 +389,8 @@ class Evaluator:
                     self._steps(steps)
                 except (OutboxFull, OSError, MemoryError):
                     desk.state = PROMPT   # keep the prompt open; retry the unrated step
+                except ValueError:
+                    pass                  # can never be built: counted, alarmed, not retried
         busy = time.ticks_diff(self.busy_until, now) > 0
         self.screen.update(desk, self.config, self.window(), now, busy, self.ready)
         self._looped = True
@@ -399,7 +432,7 @@ class Evaluator:
     def stats(self):
         ob, up = self.outbox, self.uplink
         out = {"thanks": self.thanks, "ignored": self.ignored, "refused": self.refused,
-               "ready": self.ready,
+               "ready": self.ready, "unbuilt": self.unbuilt, "alarm": self.alarm(),
                "outbox": ob.depth(), "dropped": ob.dropped, "corrupt": ob.corrupt,
                "state": NAMES[self.desk.state], "session": self.desk.session,
                "boot": self.boot, "inputs": self.inputs, "errors": self.errors,

@@ -7,5 +7,6 @@ from protocol.errors import ProtocolError
 from protocol.events import (
     VERSION, MAX_PAYLOAD, LEVELS, CHANNELS, KINDS,
     encode, decode, parse, verify, validate, body,
+    MAX_INT, MAX_CONFIG, check_field, clean_config,
 )
 from protocol import topics

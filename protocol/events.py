@@ -7,6 +7,7 @@ the bytes a device signs are the bytes the agent re-derives from the
 decoded fields, on either interpreter.
 """
 import json
+import sys
 
 from protocol import mac as _mac
 from protocol.compact import dumps as _dump
@@ -15,6 +16,12 @@ from protocol.topics import valid_id
 
 VERSION = 1
 MAX_PAYLOAD = 1024          # bytes on the wire, mac included
+MAX_INT = 9007199254740991  # 2**53 - 1: exact in every JSON reader (JavaScript's too)
+# A device config on the wire: the device reads at most 4096 bytes per MQTT
+# packet (firmware/mqtt.py), topic and any signature included.
+MAX_CONFIG = 2048
+MAX_TARGET_S = 86400        # a service-time target longer than a day is a typo
+MAX_SEQ_DEVICE = 4294967295  # a device's outbox keeps seqs in 32 bits (4e9 events: never reached)
 _MAX_STR = 64
 _MAX_LIST = 8
 
@@ -26,11 +33,12 @@ LEVELS = ("very_satisfied", "satisfied", "basically_satisfied",
 CHANNELS = ("window", "kiosk", "qr", "pc", "mobile", "phone", "sms")
 
 # Field types.
-_INT = 1     # non-negative int (never bool)
+_INT = 1     # int 0..MAX_INT, or the schema's (lowest, highest); never a bool
 _STR = 2     # short text, no control characters
 _ENUM = 3    # one of a tuple of names
 _LIST = 4    # short list of short texts
 _BOOL = 5
+_TARGETS = 6  # {name: seconds}, in the device config
 
 _HEAD = (
     ("v", _INT, True, None),
@@ -103,13 +111,32 @@ KINDS = {
     ),
 }
 
+# Control characters are the only place the two interpreters' json.dumps
+# disagree; a surrogate (a lone "\ud800" escape) has no UTF-8 form: CPython
+# cannot even encode it. The agent finds them at C speed (it checks every
+# string it ingests); a device, which has no such regex, char by char.
+_unplain = None
+if sys.implementation.name != "micropython":
+    import re
+    _unplain = re.compile("[\x00-\x1f\ud800-\udfff]").search
+
+
+def _plain(s):
+    if _unplain is not None:
+        return _unplain(s) is None
+    for c in s:
+        if c < " " or "\ud800" <= c <= "\udfff":
+            return False
+    return True
+
 
 def _check(name, typ, allowed, value):
     tv = type(value)
     if typ == _INT:
         if tv is not int:
             raise ProtocolError("bad_type", name)
-        if value < 0:
+        lo, hi = allowed or (0, MAX_INT)
+        if value < lo or value > hi:
             raise ProtocolError("bad_value", name)
     elif typ == _BOOL:
         if tv is not bool:
@@ -121,6 +148,12 @@ def _check(name, typ, allowed, value):
             raise ProtocolError("bad_value", name)
         for v in value:
             _check(name, _STR, None, v)
+    elif typ == _TARGETS:
+        if tv is not dict:
+            raise ProtocolError("bad_type", name)
+        for k in value:
+            _check(name, _STR, None, k)
+            _check(name, _INT, allowed, value[k])
     else:
         if tv is not str:
             raise ProtocolError("bad_type", name)
@@ -128,17 +161,81 @@ def _check(name, typ, allowed, value):
             raise ProtocolError("bad_value", name)
         if allowed is not None and value not in allowed:
             raise ProtocolError("bad_value", name)
-        for c in value:
-            # Control characters are the only place the two interpreters'
-            # json.dumps disagree; they have no business in these fields.
-            if c < " ":
-                raise ProtocolError("bad_value", name)
+        if not _plain(value):
+            raise ProtocolError("bad_value", name)
+
+
+def _config_field(name):
+    # The device config (agent -> device, retained; SPEC 'Config'): the fields
+    # a device reads, by the rules of the event fields they end up in
+    # (`staff_no`, when set, is what events carry as `staff`). Code, not a
+    # table, so that a device keeps no copy of it in its small heap.
+    if name == "window" or name == "staff" or name == "staff_no":
+        return _STR, None
+    if name == "targets":           # {item: seconds}, "default" for the rest
+        return _TARGETS, (1, MAX_TARGET_S)
+    if name == "warn_pct":
+        return _INT, (1, 100)
+    if name == "prompt_s":
+        return _INT, (1, 3600)
+    if name == "hwm":               # a device's outbox keeps seqs in 32 bits
+        return _INT, (0, MAX_SEQ_DEVICE)
+    if name == "t":
+        return _INT, None
+    return None                     # not a config field: devices ignore it
+
+
+def field(kind, name):
+    """(type, allowed) of a field: `kind` an event kind, or "config" for the
+    device config; ProtocolError unknown_field when it has no such field."""
+    if kind == "config":
+        spec = _config_field(name)
+        if spec is not None:
+            return spec
+    else:
+        for spec in _HEAD + _fields(kind):
+            if spec[0] == name:
+                return spec[1], spec[3]
+    raise ProtocolError("unknown_field", _shown(name))
+
+
+def check_field(kind, name, value):
+    """Check one value by the rule of its field (see field()) and return it;
+    raise ProtocolError. What the agent takes from a person goes through
+    here before it can reach a device, so both sides hold it to one rule."""
+    typ, allowed = field(kind, name)
+    _check(name, typ, allowed, value)
+    return value
+
+
+def clean_config(cfg):
+    """Leave out, in place, the config fields that break their rules and
+    return their names: a device keeps working without a bad staff name
+    (and says so: the `config` alarm) instead of failing every event."""
+    bad = []
+    for name in cfg:
+        spec = _config_field(name)
+        if spec is not None:
+            try:
+                _check(name, spec[0], spec[1], cfg[name])
+            except ProtocolError:
+                bad.append(name)
+    for name in bad:
+        del cfg[name]
+    return bad
+
+
+def _shown(x):
+    # Refused input quoted back in an error: short, and encodable even when
+    # it holds a surrogate (the agent stores the detail in SQLite).
+    s = str(x)[:_MAX_STR]
+    return s if _plain(s) else repr(s)[:_MAX_STR]
 
 
 def _fields(kind):
     schema = KINDS.get(kind)
     if schema is None:
-        raise ProtocolError("unknown_kind", str(kind)[:_MAX_STR])
+        raise ProtocolError("unknown_kind", _shown(kind))
     return schema
 
 
@@ -171,7 +268,7 @@ def validate(ev):
         if spec[0] not in ev:
             raise ProtocolError("missing_field", spec[0])
     if type(ev["v"]) is not int or ev["v"] != VERSION:
-        raise ProtocolError("bad_version", str(ev["v"])[:8])
+        raise ProtocolError("bad_version", _shown(ev["v"])[:8])
     if type(ev["kind"]) is not str:
         raise ProtocolError("bad_type", "kind")
     schema = _fields(ev["kind"])
@@ -190,7 +287,7 @@ def validate(ev):
             _check(spec[0], spec[1], spec[3], v)
     for k in ev:
         if k != "mac" and not _known(k, schema):
-            raise ProtocolError("unknown_field", str(k)[:_MAX_STR])
+            raise ProtocolError("unknown_field", _shown(k))
     return ev
 
 

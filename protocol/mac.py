@@ -44,4 +44,5 @@ else:
         return _hmac.new(key, msg, hashlib.sha256).hexdigest()
 
     def equal(a, b):
-        return _hmac.compare_digest(a, b)
+        # compare_digest raises on non-ASCII text: a MAC like that just does not match.
+        return a.isascii() and b.isascii() and _hmac.compare_digest(a, b)

@@ -38,16 +38,26 @@ def test_acl_keeps_devices_in_their_own_topics(tmp_path):
     broker = Mosquitto(bdir, port=port, conf=conf).start()
     agent = start_agent(work, config, http)
     pw = {d: registry.mqtt_password(k) for d, k in keys.items()}
-    a = PahoDevice(HALL, "ev-a", keys["ev-a"], port, username="ev-a", password=pw["ev-a"]).start()
+    # A login has one connection at a time (its client id is its username): A's
+    # credentials are used by the spy and the forgers first, device A comes after.
+    a = PahoDevice(HALL, "ev-a", keys["ev-a"], port, username="ev-a", password=pw["ev-a"])
     b = PahoDevice(HALL, "ev-b", keys["ev-b"], port, username="ev-b", password=pw["ev-b"]).start()
     spy_got = []
     spy = _client("ev-a", pw["ev-a"], port, "spy-ev-a", on_message=lambda c, u, m: spy_got.append(m.topic))
     try:
-        wait_for(lambda: a.connected.is_set() and b.connected.is_set(), 10, what="devices connected")
+        wait_for(lambda: b.connected.is_set(), 10, what="device B connected")
         # A, with its own login, tries B's topics: subscribe and publish as B
         # (Mosquitto 2.0 grants the subscription and then delivers nothing of it.)
         spy.subscribe([(topics.topic(HALL, "ev-b", ch), 1) for ch in ("ack", "config", "cmd", "events")]
                       + [(topics.topic(HALL, "ev-a", "config"), 1)])
+        db = work + "/agent.db"
+        for seq in range(1, 6):
+            b.send(rating("ev-b", seq))
+        wait_for(lambda: store_count(db) == 5 and b.pending() == 0, 20, what="B's events and acks")
+        time.sleep(1)
+        assert set(spy_got) == {topics.topic(HALL, "ev-a", "config")}, spy_got   # its own config only
+        spy.loop_stop()
+        spy.disconnect()
         import protocol
         # (Mosquitto 2.0 PUBACKs a refused publish and drops it, or drops the client.)
         for topic, payload in [(topics.topic(HALL, "ev-b", "events"), protocol.encode(rating("ev-b", 7), keys["ev-a"])),
@@ -58,15 +68,12 @@ def test_acl_keeps_devices_in_their_own_topics(tmp_path):
             time.sleep(0.3)
             c.loop_stop()
             c.disconnect()
-        # legitimate traffic from both
+        # legitimate traffic from A too
+        a.start()
         for seq in range(1, 6):
             a.send(rating("ev-a", seq))
-            b.send(rating("ev-b", seq))
-        db = work + "/agent.db"
         wait_for(lambda: store_count(db) == 10, 20, what="10 events")
         wait_for(lambda: a.pending() == 0 and b.pending() == 0, 20, what="acks")
-        time.sleep(1)
-        assert set(spy_got) == {topics.topic(HALL, "ev-a", "config")}, spy_got   # its own config only
         assert store_count(db, "SELECT count(*) FROM events WHERE device='ev-b' AND seq=7") == 0
         assert store_count(db, "SELECT count(*) FROM quarantine") == 0
         assert b.acked == set(range(1, 6))
@@ -114,3 +121,72 @@ def _client(user, password, port, client_id, on_message=None, on_connect=None):
     if on_connect is None:
         assert ready.wait(5)
     return c
+
+
+def _hall_broker(work, extra):
+    """The agent's config as given, one device, and the broker `broker-config` writes for them."""
+    bdir = broker_dir()
+    port, http = free_port(), free_port()
+    config = write_config(work, port, hall=HALL, http_port=http, extra=extra)
+    keys = add_devices(config, ["ev-a"])
+    edge_agent(config, "broker-config", "--out", bdir, "--data-dir", bdir + "/data", "--listen", "127.0.0.1")
+    broker = Mosquitto(bdir, port=port, conf=open(bdir + "/mosquitto.conf").read()).start()
+    return bdir, broker, config, http, keys
+
+
+def test_the_documented_config_logs_in_as_agent_hall(tmp_path):
+    # [mqtt] username left unset, as the example config and broker-config promise.
+    work = str(tmp_path)
+    bdir, broker, config, http, keys = _hall_broker(work, 'password = "agent-secret"')
+    agent = start_agent(work, config, http)          # healthy = logged in and subscribed
+    dev = PahoDevice(HALL, "ev-a", keys["ev-a"], broker.port, username="ev-a",
+                     password=registry.mqtt_password(keys["ev-a"])).start()
+    try:
+        for seq in range(1, 4):
+            dev.send(rating("ev-a", seq))
+        wait_for(lambda: store_count(work + "/agent.db") == 3, 20, what="3 events ingested")
+        wait_for(lambda: dev.pending() == 0, 20, what="acks")
+    finally:
+        dev.stop()
+        agent.stop()
+        broker.stop()
+        shutil.rmtree(bdir, ignore_errors=True)
+
+
+def test_a_device_login_cannot_knock_the_agent_off_the_broker(tmp_path):
+    # Anyone holding one evaluator's password connects with the agent's client id,
+    # again and again: the broker gives that login its own id (its username), the
+    # agent stays connected and keeps ingesting; its persistent session lives on.
+    work = str(tmp_path)
+    bdir, broker, config, http, keys = _hall_broker(
+        work, 'username = "agent-h1"\npassword = "agent-secret"\nclient_id = "qinglian-agent-h1"')
+    db = work + "/agent.db"
+    agent = start_agent(work, config, http)
+    pw = registry.mqtt_password(keys["ev-a"])
+    dev = PahoDevice(HALL, "ev-a", keys["ev-a"], broker.port, username="ev-a", password=pw).start()
+    try:
+        wait_for(dev.connected.is_set, 10, what="device connected")
+        for seq in range(1, 6):
+            for cid in ("qinglian-agent-" + HALL, "agent-" + HALL):
+                thief = _client("ev-a", pw, broker.port, cid)
+                time.sleep(0.3)
+                thief.loop_stop()
+                thief.disconnect()
+            dev.send(rating("ev-a", seq))
+        wait_for(lambda: store_count(db) == 5, 30, what="every event ingested throughout")
+        wait_for(lambda: dev.pending() == 0, 30, what="acks")
+        assert "disconnected from the broker" not in agent.log(), agent.log()
+        # The persistent session is the username's: events sent while the agent is
+        # down wait in it and arrive after a restart.
+        agent.stop()
+        for seq in range(6, 9):
+            dev.send(rating("ev-a", seq))
+        time.sleep(0.5)
+        agent = start_agent(work, config, http, name="edge-agent-2")
+        wait_for(lambda: store_count(db) == 8, 30, what="events queued while the agent was down")
+        assert "session present: True" in agent.log()
+    finally:
+        dev.stop()
+        agent.stop()
+        broker.stop()
+        shutil.rmtree(bdir, ignore_errors=True)

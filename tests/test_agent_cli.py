@@ -37,6 +37,14 @@ def conf(tmp_path):
     ('hall = "h1"\n[light]\npins = { gren = 5 }\n', "did you mean 'green'"),
     ('hall = = "h1"\n', "not valid TOML"),
     ('hall = "h1"\n[mqtt]\ntls_ca = "/nonexistent/ca.pem"\n', "no such file /nonexistent/ca.pem"),
+    # [devices] goes into every device config: the protocol's rules, and a size the device takes.
+    ('hall = "h1"\n[devices]\nprompt_s = 0\n', "prompt_s must be a whole number 1-3600"),
+    ('hall = "h1"\n[devices]\nwarn_pct = 101\n', "must be a percentage"),
+    ('hall = "h1"\n[devices]\ntargets = { default = 86401 }\n', "targets.default: item names, each with a whole"),
+    ('hall = "h1"\n[devices]\ntargets = { default = true }\n', "targets.default"),
+    ('hall = "h1"\n[devices]\ntargets = { default = 900, "a\\tb" = 60 }\n', "targets.a\\tb"),
+    ('hall = "h1"\n[devices]\ntargets = { %s }\n' % ", ".join("I%040d = 600" % i for i in range(40)),
+     "over the 2048 a device takes"),
 ])
 def test_config_check_explains_in_plain_words(tmp_path, body, words):
     p = tmp_path / "bad.toml"

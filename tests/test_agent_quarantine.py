@@ -135,3 +135,39 @@ def _get(port, path):
     import urllib.request
     with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
         return r.read().decode()
+
+
+BOUNDS = ("seq_over_2_53", "t_huge", "lone_surrogate", "surrogate_field_name", "mac_non_ascii", "mac_non_hex",
+          "mac_upper")
+
+
+def test_protocol_bounds_are_reasons_not_agent_errors(hall):
+    # The golden vectors for integers past 2**53 - 1, surrogates and MACs that are not
+    # lowercase hex, through the real broker: each quarantined with its own reason
+    # (never agent_error with a traceback), valid events around them all committed.
+    import os
+    from harness import ROOT
+    with open(os.path.join(ROOT, "protocol", "vectors.json"), encoding="utf-8") as f:
+        vectors = {v["name"]: v for v in json.load(f)["invalid"]}
+    db = hall["db"]
+    before = store_count(db, "SELECT count(*) FROM events WHERE device='ev-01'")
+    for i, name in enumerate(BOUNDS):
+        pub(hall, "ev-01", vectors[name]["wire"].encode())
+        pub(hall, "ev-01", signed(hall, "ev-01", 200 + i))
+    wait_for(lambda: store_count(db, "SELECT count(*) FROM events WHERE device='ev-01'") == before + len(BOUNDS),
+             20, what="the valid events between them")
+    for name in BOUNDS:
+        wire = vectors[name]["wire"].encode()
+        got = wait_for(lambda: _reasons(db, wire), 10, what="%s in quarantine" % name)
+        assert got == [vectors[name]["error"]], (name, got)
+    assert store_count(db, "SELECT count(*) FROM quarantine WHERE reason = 'agent_error'") == 0
+    assert hall["agent"].alive()
+
+
+def _reasons(db, payload):
+    import sqlite3
+    c = sqlite3.connect(db)
+    try:
+        return [r for r, in c.execute("SELECT reason FROM quarantine WHERE payload = ?", (payload,))]
+    finally:
+        c.close()

@@ -343,3 +343,87 @@ def test_a_failing_flash_starves_the_watchdog_and_the_board_resets(tmp_path, bro
     finally:
         vd.stop()
         acker.stop()
+
+
+def test_a_bad_retained_config_is_a_config_alarm_not_a_reboot_loop(tmp_path, broker):
+    # What an older (or foreign) agent could leave retained on the broker: a staff
+    # number with a control character, a name pasted with a tab. Today's firmware
+    # copies it into every event, protocol.encode raises and the board resets, again
+    # and again. The device leaves the bad fields out and says so (`config`).
+    import json
+    import subprocess
+    from protocol import topics
+    from test_agent_support import edge_agent
+    agent = RealAgent(str(tmp_path), broker.port, HALL, {DEV: KEY},
+                      {DEV: {k: BASE[k] for k in ("window", "staff", "staff_no")}}).start()
+    vd = _device(tmp_path, broker, site={"alarm_s": 1})
+    try:
+        vd.start()
+        wait_for(lambda: vd.screen()["lines"][:2] == ["A07 No.1024", "张三"], 20, what="config on screen")
+        boot = vd.stats()["boot"]
+        # ... and an hwm past what the outbox's 32-bit seqs hold (it would wrap, and seqs repeat).
+        bad = dict(BASE, staff="张三\t", staff_no="10\x0124", prompt_s=0, t=1764000000000, hwm=2 ** 32 + 5)
+        subprocess.run(["mosquitto_pub", "-p", str(broker.port), "-q", "1", "-r", "-t",
+                        topics.topic(HALL, DEV, topics.CONFIG), "-m", json.dumps(bad)], check=True)
+        wait_for(lambda: vd.screen()["lines"][0] != "A07 No.1024", 10, what="the bad config arrived")
+        vd.call("B01")
+        vd.staff("end")
+        vd.press("satisfied")
+        assert "Thank you" in vd.screen()["lines"] and vd.stats()["thanks"] == 1
+        assert vd.stats()["alarm"] == "config"
+        assert vd.screen()["lines"][0] == "A07" and "张三" not in vd.screen()["lines"]  # bad fields not shown
+        wait_for(lambda: agent.of_kind("rating"), 20, what="the rating at the agent, without the staff")
+        r = agent.of_kind("rating")[0]
+        assert r["window"] == "A07" and "staff" not in r and r["seq"] < 100
+        wait_for(lambda: any(e.get("alarm") == "config" for e in agent.of_kind("status")), 10,
+                 what="config alarm at the agent")
+        assert vd.restarts == 0 and vd.stats()["boot"] == boot and vd.stats()["unbuilt"] == 0
+        # The hall manager sets the window again: a good config, the alarm clears.
+        edge_agent(agent.config, "window", "set", "A07", "--staff", "张三")
+        wait_for(lambda: vd.stats()["alarm"] is None, 10, what="alarm cleared")
+        assert vd.screen()["lines"][:2] == ["A07 No.1024", "张三"]
+        vd.call("B02")
+        vd.staff("end")
+        vd.press("very_satisfied")
+        wait_for(lambda: len(agent.of_kind("rating")) == 2, 20, what="second rating")
+        assert agent.of_kind("rating")[1]["staff"] == "1024"
+        assert vd.restarts == 0 and vd.alive() and not agent.rejected
+    finally:
+        vd.stop()
+        agent.stop()
+
+
+def test_an_event_that_cannot_be_built_is_refused_like_busy_and_alarmed(tmp_path, broker):
+    # A window id from provisioning that no event can carry (config without one), and a
+    # queue ticket too long for the protocol: the press is refused ("busy", not thanked,
+    # counted), the `config` alarm goes out, the board does not reset.
+    cfg = {k: v for k, v in BASE.items() if k != "window"}
+    acker = Acker(broker.port, HALL, {DEV: KEY}, {"*": cfg}).start()
+    vd = _device(tmp_path, broker, site={"alarm_s": 1, "window": "W" * 65})
+    try:
+        vd.start()
+        boot = vd.stats()["boot"]
+        vd.staff("start")
+        assert vd.screen()["lines"][2:] == ["Busy, sorry", "系统繁忙"]
+        st = vd.stats()
+        assert st["unbuilt"] == 1 and st["refused"] == 1 and st["alarm"] == "config"
+        wait_for(lambda: any(e.get("alarm") == "config" for e in acker.of_kind("status")), 10,
+                 what="config alarm in status")
+        # The agent's config names the window: sessions go on.
+        acker.config["*"] = dict(BASE)
+        acker.send_config(DEV)
+        wait_for(lambda: vd.screen()["lines"][0] == "A07 No.1024", 10, what="window from the agent")
+        session = vd.stats()["session"]
+        acker.send_cmd(DEV, {"cmd": "call", "ticket": "T" * 65})
+        wait_for(lambda: vd.stats()["unbuilt"] == 2, 10, what="the long ticket refused")
+        assert vd.stats()["session"] == session and vd.stats()["refused"] == 2   # started nothing
+        vd.call("A001")
+        vd.staff("end")
+        vd.press("satisfied")
+        assert vd.stats()["thanks"] == 1
+        wait_for(lambda: [r["level"] for r in acker.of_kind("rating")] == ["satisfied"], 20, what="the rating")
+        assert [e["ticket"] for e in sessions(acker, "called")] == ["A001"]
+        assert vd.restarts == 0 and vd.stats()["boot"] == boot and vd.alive()
+    finally:
+        vd.stop()
+        acker.stop()

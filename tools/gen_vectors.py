@@ -77,6 +77,43 @@ INVALID = [
     ("tampered_level", _swap('"level":"very_satisfied"', '"level":"satisfied"'), "bad_mac"),
 ]
 
+# Bounds (issue 7): integers past 2**53 - 1, strings no UTF-8 can carry, MACs
+# that are not lowercase hex. The agent quarantines each with this reason.
+VALID += [
+    ("int_max", KEY_A, ev(seq=protocol.MAX_INT, kind="rating", level="satisfied", channel="window",
+                          session="ev-01-1-3")),
+]
+INVALID += [
+    ("seq_over_2_53", _swap('"seq":1', '"seq":%d' % (protocol.MAX_INT + 1)), "bad_value"),
+    ("t_huge", _swap('"t":1764000000000', '"t":' + "9" * 30), "bad_value"),
+    ("lone_surrogate", _swap('"session":"ev-01-1-1"', '"session":"a\\ud800"'), "bad_value"),
+    ("surrogate_field_name", _swap('"channel":"window"', '"channel":"window","\\udfff":1'), "unknown_field"),
+    ("mac_non_ascii", _GOOD[:-67] + '"' + "é" * 64 + '"}', "bad_mac"),
+    ("mac_non_hex", _GOOD[:-67] + '"' + "g" * 64 + '"}', "bad_mac"),
+    ("mac_upper", _GOOD[:-67] + _GOOD[-67:].upper(), "bad_mac"),
+]
+
+# One value against its field's rule (protocol.check_field): what the agent
+# checks before a value can reach a device config or an event.
+FIELDS = [
+    ("rating", "staff", "张三", None),
+    ("rating", "staff", "x" * 64, None),
+    ("rating", "staff", "x" * 65, "bad_value"),
+    ("rating", "staff", "张三\t", "bad_value"),
+    ("rating", "staff", "a\u0001b", "bad_value"),
+    ("rating", "staff", "", "bad_value"),
+    ("config", "targets", {"default": 900}, None),
+    ("config", "targets", {"default": 0}, "bad_value"),
+    ("config", "targets", {"default": protocol.events.MAX_TARGET_S + 1}, "bad_value"),
+    ("config", "targets", {"default": True}, "bad_type"),
+    ("config", "targets", {"default": "900"}, "bad_type"),
+    ("config", "warn_pct", 101, "bad_value"),
+    ("config", "prompt_s", 0, "bad_value"),
+    ("config", "hwm", protocol.events.MAX_SEQ_DEVICE, None),
+    ("config", "hwm", protocol.events.MAX_SEQ_DEVICE + 1, "bad_value"),
+    ("session", "service_ms", protocol.MAX_INT + 1, "bad_value"),
+]
+
 ACKS = [
     ([1, 2, 3, 5, 7, 8], '{"acks":[[1,3],[5,5],[7,8]]}'),
     ([9, 9, 4], '{"acks":[[4,4],[9,9]]}'),
@@ -95,6 +132,7 @@ def build():
         "valid": valid,
         "invalid": [{"name": n, "key": KEY_A.hex(), "wire": w, "error": c} for n, w, c in INVALID],
         "acks": [{"seqs": s, "wire": w} for s, w in ACKS],
+        "fields": [{"kind": k, "name": n, "value": v, "error": c} for k, n, v, c in FIELDS],
     }
 
 

@@ -53,6 +53,16 @@ for c in V["acks"]:
     if messages.ack(c["seqs"]) != c["wire"].encode():
         fail("ack " + c["wire"], "encode differs")
 
+for c in V.get("fields", ()):
+    checked += 1
+    try:
+        protocol.check_field(c["kind"], c["name"], c["value"])
+        if c["error"] is not None:
+            fail("field " + c["name"], "accepted")
+    except protocol.ProtocolError as e:
+        if e.code != c["error"]:
+            fail("field " + c["name"], "code " + e.code + " != " + str(c["error"]))
+
 if failed:
     print("vectors failed", failed)
 else:
