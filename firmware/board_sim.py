@@ -384,6 +384,7 @@ class SimBoard(Board):
             out["wdt_feeds"] = self.feeds
             out["reset"] = self._cause
             out["faults"] = self.faults
+            out["heap_block"] = _largest_free()
             return out
         raise ValueError("unknown op " + str(op))
 
@@ -394,6 +395,24 @@ class SimBoard(Board):
         if b.pressing:
             raise ValueError("button already held " + name)
         return b
+
+
+def _largest_free():
+    """The largest block the heap can give now (bytes): what fragmentation
+    leaves of the free total. Found by trying; only the simulator asks."""
+    import gc
+    gc.collect()
+    lo, hi = 0, gc.mem_free()
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        try:
+            b = bytearray(mid)
+            b = None  # noqa: F841 (freed by the next collection)
+            lo = mid
+        except MemoryError:
+            hi = mid - 1
+        gc.collect()
+    return lo
 
 
 def _only(req, allowed):
