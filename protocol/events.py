@@ -124,8 +124,14 @@ if sys.implementation.name != "micropython":
 def _plain(s):
     if _unplain is not None:
         return _unplain(s) is None
-    for c in s:
-        if c < " " or "\ud800" <= c <= "\udfff":
+    # Over the UTF-8 bytes: iterating the str would make each Chinese
+    # character a str the device interns (a qstr, never freed). A control
+    # character is one byte below 0x20; a surrogate is ED A0..BF xx.
+    b = memoryview(s)
+    n = len(b)
+    for i in range(n):
+        c = b[i]
+        if c < 0x20 or (c == 0xED and i + 1 < n and b[i + 1] >= 0xA0):
             return False
     return True
 
