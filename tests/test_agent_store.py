@@ -12,6 +12,7 @@ import protocol
 from edge_agent import ingest, registry
 from edge_agent.committer import Committer
 from edge_agent.ingest import Inbound
+from edge_agent.sealer import Sealer
 from edge_agent.store import MIGRATIONS, Store
 from test_agent_support import rating, status as status_event
 
@@ -137,7 +138,8 @@ def test_committer_pubacks_in_arrival_order_only_after_commit(store, keys):
     acked = set()
     for topic, payload in link.published:
         assert topic == "qinglian/v1/h1/ev-02/ack"
-        for lo, hi in protocol.messages.parse_ack(payload):
+        ack = protocol.messages.unseal(keys["ev-02"], "ack", payload, 0)    # sealed with the device's key
+        for lo, hi in protocol.messages.parse_ack(ack):
             acked.update(range(lo, hi + 1))
     assert acked == set(mids)
 
@@ -145,9 +147,10 @@ def test_committer_pubacks_in_arrival_order_only_after_commit(store, keys):
 def test_a_failed_commit_acks_nothing_and_is_retried(tmp_path, keys, store):
     slow = Store(store.path, timeout_s=0.05)
     link = FakeLink(store.path)
+    sealer = Sealer(store)                                         # the agent makes it at start
     locker = sqlite3.connect(store.path, isolation_level=None)
     locker.execute("BEGIN IMMEDIATE")                              # another writer holds the lock
-    c = Committer(slow, link, HALL)
+    c = Committer(slow, link, HALL, sealer=sealer)
     link.inbox.put(msg(1, "ev-01", protocol.encode(rating("ev-01", 1), keys["ev-01"])))
     c.start()
     threading.Event().wait(1.0)

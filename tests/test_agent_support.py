@@ -126,7 +126,8 @@ class PahoDevice:
     def _on_message(self, client, userdata, msg):
         ch = msg.topic.rsplit("/", 1)[1]
         if ch == topics.ACK:
-            ranges = messages.parse_ack(msg.payload)
+            # The agent's ack, sealed with this device's key (protocol SPEC: the device link).
+            ranges = messages.parse_ack(messages.unseal(self.key, topics.ACK, msg.payload, 0))
             with self.lock:
                 for seq in list(self.outbox):
                     if messages.acked(ranges, seq):
