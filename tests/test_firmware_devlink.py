@@ -1,0 +1,199 @@
+"""The device link (protocol SPEC: 'The device link'): the real firmware
+under MicroPython, a real Mosquitto, and someone on the hall network who
+publishes to the device's topics. Acks, configs and commands count only
+when sealed with the device's own key and newer than the last one taken:
+a forged ack empties nothing, a forged hwm moves no seq, an old config or
+command replayed is refused, across a reboot too; the real agent's acks
+still drain the outbox. While no ack comes, resends back off."""
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from agent_rig import RealAgent
+from harness import Mosquitto, wait_for
+from protocol import messages, topics
+from tools.vdevice import Acker, VirtualDevice
+
+HALL = "link-hall"
+DEV = "ev-31"
+KEY = bytes(range(40, 72))
+OTHER_KEY = bytes(range(100, 132))      # a neighbour's key: sealed, but not for this device
+BASE = {"window": "A05", "staff": "李四", "staff_no": "2001",
+        "targets": {"default": 900}, "warn_pct": 80, "prompt_s": 30}
+LEVELS = ["very_satisfied", "dissatisfied", "satisfied"]
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Mosquitto(str(tmp_path / "broker")).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def intruder(broker):
+    """A client on the hall network that publishes whatever it likes."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="intruder")
+    c.connect("127.0.0.1", broker.port, 30)
+    c.loop_start()
+
+    def publish(channel, payload, retain=False):
+        c.publish(topics.topic(HALL, DEV, channel), payload, qos=1, retain=retain).wait_for_publish(5)
+    yield publish
+    c.loop_stop()
+    c.disconnect()
+
+
+def device(tmp_path, broker, site=None):
+    return VirtualDevice(str(tmp_path / DEV), HALL, DEV, KEY, broker.port, site=dict({"long_ms": 150}, **(site or {})))
+
+
+def rate(vd, ticket, level):
+    vd.call(ticket)
+    vd.staff("end")
+    vd.press(level)
+
+
+def refused(vd, n):
+    """Wait until the device has refused n agent messages in all."""
+    wait_for(lambda: vd.stats()["bad"] >= n, 10, what="%d refused" % n)
+    assert vd.stats()["bad"] == n
+
+
+def test_forged_acks_empty_nothing_and_every_thanked_press_arrives(tmp_path, broker, intruder):
+    acker = Acker(broker.port, HALL, {DEV: KEY}, {"*": BASE})
+    acker.acking = False
+    acker.start()
+    vd = device(tmp_path, broker)
+    try:
+        vd.start()
+        for i, level in enumerate(LEVELS):
+            rate(vd, "F%02d" % i, level)
+        wait_for(lambda: len(acker.of_kind("rating")) == 3, 20, what="3 ratings published")
+        depth = vd.stats()["outbox"]
+        assert depth >= 9
+        everything = {"acks": [[1, 2147483647]]}
+        sealed = messages.seal(KEY, topics.ACK, everything, 2 ** 52).decode()
+        for forged in [b'{"acks":[[1,2147483647]]}',                              # plain, as before
+                       (sealed[:-66] + "0" * 64 + '"}').encode(),                # a made-up MAC
+                       messages.seal(OTHER_KEY, topics.ACK, everything, 2 ** 52),  # another device's key
+                       messages.seal(KEY, topics.CMD, everything, 2 ** 52)]:     # sealed for another topic
+            intruder(topics.ACK, forged)
+        refused(vd, 4)
+        assert vd.stats()["outbox"] >= depth
+        acker.acking = True
+        wait_for(lambda: vd.stats()["outbox"] == 0, 30, what="the agent's acks drain the outbox")
+        st = vd.stats()
+        assert st["thanks"] == 3 and st["bad"] == 4
+        assert [e["level"] for e in acker.of_kind("rating")] == LEVELS
+        assert acker.conflicts == 0 and not acker.rejected
+    finally:
+        vd.stop()
+        acker.stop()
+
+
+def test_a_forged_hwm_moves_no_seq(tmp_path, broker, intruder):
+    acker = Acker(broker.port, HALL, {DEV: KEY}, {"*": BASE}).start()
+    vd = device(tmp_path, broker)
+    try:
+        vd.start()
+        poisoned = dict(BASE, hwm=10 ** 9, t=int(time.time() * 1000))
+        genuine = messages.seal(KEY, topics.CONFIG, dict(BASE, hwm=5), 2 ** 52).decode()
+        for forged in [messages.encode(poisoned),
+                       messages.seal(OTHER_KEY, topics.CONFIG, poisoned, 2 ** 52),
+                       genuine.replace('"hwm":5', '"hwm":%d' % 10 ** 9).encode()]:
+            intruder(topics.CONFIG, forged)
+        refused(vd, 3)
+        rate(vd, "H01", "satisfied")
+        wait_for(lambda: acker.of_kind("rating"), 20, what="the rating")
+        assert acker.of_kind("rating")[0]["seq"] < 100
+        wait_for(lambda: vd.stats()["outbox"] == 0, 20, what="acked")
+    finally:
+        vd.stop()
+        acker.stop()
+
+
+def test_an_old_config_or_command_replayed_is_refused_also_after_a_reboot(tmp_path, broker, intruder):
+    acker = Acker(broker.port, HALL, {DEV: KEY}, {"*": BASE}).start()
+    vd = device(tmp_path, broker)
+    try:
+        vd.start()
+        old = acker.send_config(DEV, staff_no="3001")
+        wait_for(lambda: vd.screen()["lines"][0] == "A05 No.3001", 10, what="the first config")
+        acker.send_config(DEV, staff_no="3002")
+        wait_for(lambda: vd.screen()["lines"][0] == "A05 No.3002", 10, what="the newer config")
+        intruder(topics.CONFIG, old)
+        refused(vd, 1)
+        assert vd.screen()["lines"][0] == "A05 No.3002"
+
+        # Rebooted with no agent about (no live config): the intruder makes
+        # the old config the retained one, the first thing the device hears.
+        acker.stop()
+        vd.stop()
+        intruder(topics.CONFIG, old, retain=True)
+        vd.start()
+        wait_for(lambda: vd.stats()["connected"], 20, what="connected")
+        refused(vd, 1)
+        assert vd.screen()["lines"][0] == "A05 No.3002"
+
+        # A reset from the agent, and the same message replayed after the boot.
+        reset = messages.seal(KEY, topics.CMD, {"cmd": "reset"}, time.time_ns() // 1000 + 10 ** 9)
+        intruder(topics.CMD, reset)        # (standing in for the agent, which is away)
+        wait_for(lambda: vd.restarts == 1, 20, what="the board reset itself")
+        wait_for(lambda: vd.stats()["connected"], 20, what="connected again")
+        refused(vd, 1)                     # the retained old config, once more
+        intruder(topics.CMD, reset)
+        refused(vd, 2)
+        time.sleep(1)
+        assert vd.restarts == 1 and vd.alive()
+    finally:
+        vd.stop()
+        acker.stop()
+
+
+def test_the_real_agent_s_acks_drain_the_outbox_across_agent_restarts(tmp_path, broker):
+    agent = RealAgent(str(tmp_path), broker.port, HALL, {DEV: KEY},
+                      {DEV: {"window": "A05", "staff": "李四", "staff_no": "2001"}}).start()
+    vd = device(tmp_path, broker)
+    try:
+        vd.start()
+        rate(vd, "R01", "satisfied")
+        wait_for(lambda: vd.stats()["outbox"] == 0, 20, what="acked by the agent")
+        # A restarted agent seals with a new link epoch: its counters are higher still.
+        agent.stop()
+        agent.start()
+        rate(vd, "R02", "very_satisfied")
+        wait_for(lambda: vd.stats()["outbox"] == 0, 20, what="acked by the restarted agent")
+        assert [r["level"] for r in agent.of_kind("rating")] == ["satisfied", "very_satisfied"]
+        assert vd.stats()["bad"] == 0
+        assert agent._query("SELECT value FROM meta WHERE key = 'link_epoch'")[0][0] == "2"
+        assert agent.conflicts == 0 and not agent.rejected
+    finally:
+        vd.stop()
+        agent.stop()
+
+
+def test_resends_back_off_while_no_ack_comes(tmp_path, broker):
+    # No agent at all, the broker up: the device was provisioned with its hwm.
+    vd = device(tmp_path, broker, site={"hwm": 0, "ack_timeout_s": 1, "ack_backoff_max_s": 4})
+    acker = None
+    try:
+        vd.start()
+        rate(vd, "B01", "satisfied")
+        start = vd.stats()["resends"]
+        time.sleep(14)
+        # Every 1 s without backoff (about 12); 1, 2, 4, 4, 4 s with it.
+        resends = vd.stats()["resends"] - start
+        assert 3 <= resends <= 6, resends
+        acker = Acker(broker.port, HALL, {DEV: KEY}, {"*": BASE}).start()
+        wait_for(lambda: vd.stats()["outbox"] == 0, 20, what="drained once the agent is back")
+        # The ack brought the interval back to ack_timeout_s.
+        acker.acking = False
+        rate(vd, "B02", "satisfied")
+        before = vd.stats()["resends"]
+        wait_for(lambda: vd.stats()["resends"] > before, 3, what="a resend after 1 s again")
+    finally:
+        vd.stop()
+        if acker:
+            acker.stop()
