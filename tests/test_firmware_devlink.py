@@ -4,14 +4,20 @@ publishes to the device's topics. Acks, configs and commands count only
 when sealed with the device's own key and newer than the last one taken:
 a forged ack empties nothing, a forged hwm moves no seq, an old config or
 command replayed is refused, across a reboot too; the real agent's acks
-still drain the outbox. While no ack comes, resends back off."""
+still drain the outbox. While no ack comes, resends back off; the broker's
+queue for an absent agent is bounded, and nothing is lost past the bound."""
+import re
+import shutil
 import time
 
 import paho.mqtt.client as mqtt
 import pytest
 
 from agent_rig import RealAgent
-from harness import Mosquitto, wait_for
+from edge_agent import broker as broker_conf
+from edge_agent import registry
+from harness import Mosquitto, free_port, wait_for
+from test_agent_support import broker_dir, edge_agent, start_agent, write_config
 from protocol import messages, topics
 from tools.vdevice import Acker, VirtualDevice
 
@@ -206,3 +212,59 @@ def test_resends_back_off_while_no_ack_comes(tmp_path, broker):
         vd.stop()
         if acker:
             acker.stop()
+
+
+def test_a_bounded_broker_queue_loses_nothing_over_an_agent_outage(tmp_path):
+    work, bdir = str(tmp_path), broker_dir()
+    port, http = free_port(), free_port()
+    config = write_config(work, port, hall=HALL, http_port=http,
+                          extra='username = "%s"\npassword = "agent-secret"' % broker_conf.agent_user(HALL))
+    edge_agent(config, "devices", "add", DEV, "--window", "A05", "--key", KEY.hex())
+    edge_agent(config, "window", "set", "A05", "--staff", "李四", "--staff-no", "2001")
+    edge_agent(config, "broker-config", "--out", bdir, "--data-dir", bdir + "/data",
+               "--listen", "127.0.0.1", "--port", str(port))
+    conf = open(bdir + "/mosquitto.conf").read()
+    bound = int(re.search(r"^max_queued_bytes (\d+)$", conf, re.M).group(1))
+    assert 0 < bound <= 256 * 1024 * 1024, "the generated config bounds the agent's queue"
+    # The same config with a bound a few events deep.
+    conf = conf.replace("max_queued_bytes %d" % bound, "max_queued_bytes 2000")
+    broker = Mosquitto(bdir, port=port, conf=conf).start()
+    agent = start_agent(work, config, http)
+    vd = VirtualDevice(str(tmp_path / DEV), HALL, DEV, KEY, port, username=DEV,
+                       password=registry.mqtt_password(KEY), site={"long_ms": 150, "ack_timeout_s": 2})
+    db = work + "/agent.db"
+    try:
+        vd.start()
+        rate(vd, "Q00", "satisfied")
+        wait_for(lambda: vd.stats()["outbox"] == 0, 20, what="acked through the generated broker config")
+        agent.stop()
+        for i in range(1, 11):                   # 30 events, some 7 KB: more than the bound
+            rate(vd, "Q%02d" % i, LEVELS[i % 3])
+        wait_for(lambda: vd.stats()["published"] >= 34, 20, what="published to the broker")
+        time.sleep(1)
+        agent = start_agent(work, config, http)
+        wait_for(lambda: vd.stats()["outbox"] == 0, 60, what="the backlog delivered and acked")
+        st = vd.stats()
+        assert st["thanks"] == 11
+        rows = _rows(db, "SELECT seq FROM events WHERE device = ? ORDER BY seq", (DEV,))
+        assert [r[0] for r in rows] == list(range(1, len(rows) + 1))      # every seq once, none missing
+        ratings = _rows(db, "SELECT body FROM events WHERE kind = 'rating'")
+        assert len(ratings) == 11
+        assert not _rows(db, "SELECT reason FROM quarantine")
+        broker.stop()                            # (Mosquitto's log reaches the file on exit)
+        assert "Outgoing messages are being dropped for client qinglian-agent-" in broker.log(), \
+            "the bound was never reached"
+    finally:
+        vd.stop()
+        agent.stop()
+        broker.stop()
+        shutil.rmtree(bdir, ignore_errors=True)
+
+
+def _rows(db, sql, args=()):
+    import sqlite3
+    c = sqlite3.connect(db, timeout=30)
+    try:
+        return c.execute(sql, args).fetchall()
+    finally:
+        c.close()
