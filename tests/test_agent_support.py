@@ -134,7 +134,7 @@ class PahoDevice:
                         del self.outbox[seq]
                         self.acked.add(seq)
         elif ch == topics.CONFIG and msg.payload:
-            self.configs.append(json.loads(msg.payload))
+            self.configs.append(messages.unseal(self.key, topics.CONFIG, msg.payload, 0))
 
     def send(self, ev):
         wire = protocol.encode(ev, self.key)
