@@ -78,11 +78,8 @@ def ack(seqs):
 
 
 def parse_ack(msg):
-    """Return a list of (lo, hi) ranges from an ack (unsealed dict, or its
-    wire bytes for a reader that trusts the broker) or raise ProtocolError."""
+    """Return a list of (lo, hi) ranges from an unsealed ack or raise ProtocolError."""
     try:
-        if type(msg) is not dict:
-            msg = json.loads(msg)
         out = []
         for r in msg["acks"]:
             lo, hi = r
