@@ -31,13 +31,6 @@ LEVELS = ["very_satisfied", "dissatisfied", "satisfied"]
 
 
 @pytest.fixture
-def broker(tmp_path):
-    b = Mosquitto(str(tmp_path / "broker")).start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
 def intruder(broker):
     """A client on the hall network that publishes whatever it likes."""
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="intruder")
@@ -53,6 +46,16 @@ def intruder(broker):
 
 def device(tmp_path, broker, site=None):
     return VirtualDevice(str(tmp_path / DEV), HALL, DEV, KEY, broker.port, site=dict({"long_ms": 150}, **(site or {})))
+
+
+@pytest.fixture
+def rig(tmp_path, broker):
+    """The test-side agent (tools.vdevice.Acker, sealing with the device key) and the device."""
+    acker = Acker(broker.port, HALL, {DEV: KEY}, {"*": BASE}).start()
+    vd = device(tmp_path, broker)
+    yield acker, vd
+    vd.stop()
+    acker.stop()
 
 
 def rate(vd, ticket, level):
@@ -71,100 +74,84 @@ def settle(vd, n):
     time.sleep(0.3)
 
 
-def test_forged_acks_empty_nothing_and_every_thanked_press_arrives(tmp_path, broker, intruder):
-    acker = Acker(broker.port, HALL, {DEV: KEY}, {"*": BASE})
+def test_forged_acks_empty_nothing_and_every_thanked_press_arrives(rig, intruder):
+    acker, vd = rig
     acker.acking = False
-    acker.start()
-    vd = device(tmp_path, broker)
-    try:
-        vd.start()
-        for i, level in enumerate(LEVELS):
-            rate(vd, "F%02d" % i, level)
-        wait_for(lambda: len(acker.of_kind("rating")) == 3, 20, what="3 ratings published")
-        depth = vd.stats()["outbox"]
-        assert depth >= 9
-        everything = {"acks": [[1, 2147483647]]}
-        sealed = messages.seal(KEY, topics.ACK, everything, 2 ** 52).decode()
-        for forged in [b'{"acks":[[1,2147483647]]}',                              # plain, as before
-                       (sealed[:-66] + "0" * 64 + '"}').encode(),                # a made-up MAC
-                       messages.seal(OTHER_KEY, topics.ACK, everything, 2 ** 52),  # another device's key
-                       messages.seal(KEY, topics.CMD, everything, 2 ** 52)]:     # sealed for another topic
-            intruder(topics.ACK, forged)
-        settle(vd, 4)
-        assert vd.stats()["outbox"] >= depth
-        assert vd.stats()["bad"] == 4
-        acker.acking = True
-        wait_for(lambda: vd.stats()["outbox"] == 0, 30, what="the agent's acks drain the outbox")
-        st = vd.stats()
-        assert st["thanks"] == 3 and st["bad"] == 4
-        assert [e["level"] for e in acker.of_kind("rating")] == LEVELS
-        assert acker.conflicts == 0 and not acker.rejected
-    finally:
-        vd.stop()
-        acker.stop()
+    vd.start()
+    for i, level in enumerate(LEVELS):
+        rate(vd, "F%02d" % i, level)
+    wait_for(lambda: len(acker.of_kind("rating")) == 3, 20, what="3 ratings published")
+    depth = vd.stats()["outbox"]
+    assert depth >= 9
+    everything = {"acks": [[1, 2147483647]]}
+    sealed = messages.seal(KEY, topics.ACK, everything, 2 ** 52).decode()
+    for forged in [b'{"acks":[[1,2147483647]]}',                              # plain, as before
+                   (sealed[:-66] + "0" * 64 + '"}').encode(),                # a made-up MAC
+                   messages.seal(OTHER_KEY, topics.ACK, everything, 2 ** 52),  # another device's key
+                   messages.seal(KEY, topics.CMD, everything, 2 ** 52)]:     # sealed for another topic
+        intruder(topics.ACK, forged)
+    settle(vd, 4)
+    assert vd.stats()["outbox"] >= depth
+    assert vd.stats()["bad"] == 4
+    acker.acking = True
+    wait_for(lambda: vd.stats()["outbox"] == 0, 30, what="the agent's acks drain the outbox")
+    st = vd.stats()
+    assert st["thanks"] == 3 and st["bad"] == 4
+    assert [e["level"] for e in acker.of_kind("rating")] == LEVELS
+    assert acker.conflicts == 0 and not acker.rejected
 
 
-def test_a_forged_hwm_moves_no_seq(tmp_path, broker, intruder):
-    acker = Acker(broker.port, HALL, {DEV: KEY}, {"*": BASE}).start()
-    vd = device(tmp_path, broker)
-    try:
-        vd.start()
-        poisoned = dict(BASE, hwm=10 ** 9, t=int(time.time() * 1000))
-        genuine = messages.seal(KEY, topics.CONFIG, dict(BASE, hwm=5), 2 ** 52).decode()
-        for forged in [messages.encode(poisoned),
-                       messages.seal(OTHER_KEY, topics.CONFIG, poisoned, 2 ** 52),
-                       genuine.replace('"hwm":5', '"hwm":%d' % 10 ** 9).encode()]:
-            intruder(topics.CONFIG, forged)
-        settle(vd, 3)
-        rate(vd, "H01", "satisfied")
-        wait_for(lambda: acker.of_kind("rating"), 20, what="the rating")
-        assert acker.of_kind("rating")[0]["seq"] < 100
-        assert vd.stats()["bad"] == 3
-        wait_for(lambda: vd.stats()["outbox"] == 0, 20, what="acked")
-    finally:
-        vd.stop()
-        acker.stop()
+def test_a_forged_hwm_moves_no_seq(rig, intruder):
+    acker, vd = rig
+    vd.start()
+    poisoned = dict(BASE, hwm=10 ** 9, t=int(time.time() * 1000))
+    genuine = messages.seal(KEY, topics.CONFIG, dict(BASE, hwm=5), 2 ** 52).decode()
+    for forged in [messages.encode(poisoned),
+                   messages.seal(OTHER_KEY, topics.CONFIG, poisoned, 2 ** 52),
+                   genuine.replace('"hwm":5', '"hwm":%d' % 10 ** 9).encode()]:
+        intruder(topics.CONFIG, forged)
+    settle(vd, 3)
+    rate(vd, "H01", "satisfied")
+    wait_for(lambda: acker.of_kind("rating"), 20, what="the rating")
+    assert acker.of_kind("rating")[0]["seq"] < 100
+    assert vd.stats()["bad"] == 3
+    wait_for(lambda: vd.stats()["outbox"] == 0, 20, what="acked")
 
 
-def test_an_old_config_or_command_replayed_is_refused_also_after_a_reboot(tmp_path, broker, intruder):
-    acker = Acker(broker.port, HALL, {DEV: KEY}, {"*": BASE}).start()
-    vd = device(tmp_path, broker)
-    try:
-        vd.start()
-        old = acker.send_config(DEV, staff_no="3001")
-        wait_for(lambda: vd.screen()["lines"][0] == "A05 No.3001", 10, what="the first config")
-        acker.send_config(DEV, staff_no="3002")
-        wait_for(lambda: vd.screen()["lines"][0] == "A05 No.3002", 10, what="the newer config")
-        intruder(topics.CONFIG, old)
-        settle(vd, 1)
-        assert vd.screen()["lines"][0] == "A05 No.3002"
-        assert vd.stats()["bad"] == 1
+def test_an_old_config_or_command_replayed_is_refused_also_after_a_reboot(rig, intruder):
+    acker, vd = rig
+    vd.start()
+    old = acker.send_config(DEV, staff_no="3001")
+    wait_for(lambda: vd.screen()["lines"][0] == "A05 No.3001", 10, what="the first config")
+    acker.send_config(DEV, staff_no="3002")
+    wait_for(lambda: vd.screen()["lines"][0] == "A05 No.3002", 10, what="the newer config")
+    intruder(topics.CONFIG, old)
+    settle(vd, 1)
+    assert vd.screen()["lines"][0] == "A05 No.3002"
+    assert vd.stats()["bad"] == 1
 
-        # Rebooted with no agent about (no live config): the intruder makes
-        # the old config the retained one, the first thing the device hears.
-        acker.stop()
-        vd.stop()
-        intruder(topics.CONFIG, old, retain=True)
-        vd.start()
-        wait_for(lambda: vd.stats()["connected"], 20, what="connected")
-        settle(vd, 1)
-        assert vd.screen()["lines"][0] == "A05 No.3002"
-        assert vd.stats()["bad"] == 1
+    # Rebooted with no agent about (no live config): the intruder makes
+    # the old config the retained one, the first thing the device hears.
+    acker.stop()
+    vd.stop()
+    intruder(topics.CONFIG, old, retain=True)
+    vd.start()
+    wait_for(lambda: vd.stats()["connected"], 20, what="connected")
+    settle(vd, 1)
+    assert vd.screen()["lines"][0] == "A05 No.3002"
+    assert vd.stats()["bad"] == 1
 
-        # A reset from the agent, and the same message replayed after the boot.
-        reset = messages.seal(KEY, topics.CMD, {"cmd": "reset"}, time.time_ns() // 1000 + 10 ** 9)
-        intruder(topics.CMD, reset)        # (standing in for the agent, which is away)
-        wait_for(lambda: vd.restarts == 1, 20, what="the board reset itself")
-        wait_for(lambda: vd.stats()["connected"], 20, what="connected again")
-        settle(vd, 1)                      # the retained old config, once more
-        intruder(topics.CMD, reset)
-        settle(vd, 2)
-        time.sleep(1)
-        assert vd.restarts == 1 and vd.alive()
-        assert vd.stats()["bad"] == 2
-    finally:
-        vd.stop()
-        acker.stop()
+    # A reset from the agent, and the same message replayed after the boot.
+    reset = messages.seal(KEY, topics.CMD, {"cmd": "reset"}, time.time_ns() // 1000 + 10 ** 9)
+    intruder(topics.CMD, reset)        # (standing in for the agent, which is away)
+    wait_for(lambda: vd.restarts == 1, 20, what="the board reset itself")
+    wait_for(lambda: vd.stats()["connected"], 20, what="connected again")
+    settle(vd, 1)                      # the retained old config, once more
+    intruder(topics.CMD, reset)
+    settle(vd, 2)
+    time.sleep(1)
+    assert vd.restarts == 1 and vd.alive()
+    assert vd.stats()["bad"] == 2
 
 
 def test_the_real_agent_s_acks_drain_the_outbox_across_agent_restarts(tmp_path, broker):
