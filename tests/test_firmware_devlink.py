@@ -88,15 +88,16 @@ def test_forged_acks_empty_nothing_and_every_thanked_press_arrives(rig, intruder
     for forged in [b'{"acks":[[1,2147483647]]}',                              # plain, as before
                    (sealed[:-66] + "0" * 64 + '"}').encode(),                # a made-up MAC
                    messages.seal(OTHER_KEY, topics.ACK, everything, 2 ** 52),  # another device's key
-                   messages.seal(KEY, topics.CMD, everything, 2 ** 52)]:     # sealed for another topic
+                   messages.seal(KEY, topics.CMD, everything, 2 ** 52),      # sealed for another topic
+                   b'{"acks":[[1,9]],"n":9,"mac":"' + b"\xff" * 64 + b'"}']:  # not even text
         intruder(topics.ACK, forged)
-    settle(vd, 4)
+    settle(vd, 5)
     assert vd.stats()["outbox"] >= depth
-    assert vd.stats()["bad"] == 4
+    assert vd.stats()["bad"] == 5
     acker.acking = True
     wait_for(lambda: vd.stats()["outbox"] == 0, 30, what="the agent's acks drain the outbox")
     st = vd.stats()
-    assert st["thanks"] == 3 and st["bad"] == 4
+    assert st["thanks"] == 3 and st["bad"] == 5
     assert [e["level"] for e in acker.of_kind("rating")] == LEVELS
     assert acker.conflicts == 0 and not acker.rejected
 
