@@ -52,7 +52,6 @@ class Uplink:
         self.t_cmd = topics.topic(hall, dev, topics.CMD)
         self.keepalive = site.get("keepalive_s", 30)
         self.ack_timeout = site.get("ack_timeout_s", 30) * 1000
-        self.ack_backoff_max = site.get("ack_backoff_max_s", 480) * 1000
         self.resend_ms = self.ack_timeout     # grows while no ack comes
         self.window = site.get("mqtt_window", 16)
         self.woken = False
@@ -157,7 +156,7 @@ class Uplink:
                 if ob.depth():
                     self.sent = 0      # no acks for a while: send the unacked again
                     self.resends += 1
-                    self.resend_ms = min(self.resend_ms * 2, self.ack_backoff_max)
+                    self.resend_ms = min(self.resend_ms * 2, self.app.site.get("ack_backoff_max_s", 480) * 1000)
                 self.last_ack = now
             # Wait up to 500 ms for a new event or an ack; polling a flag
             # allocates nothing, unlike a wait_for task every round.

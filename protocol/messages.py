@@ -17,15 +17,6 @@ import json
 from protocol import mac
 from protocol.compact import dumps
 from protocol.errors import ProtocolError
-from protocol.topics import CONFIG
-
-_MAC_HEAD = b',"mac":"'
-_TAIL = 74            # len(',"mac":"') + 64 hex + len('"}')
-
-
-def _signed(channel, body):
-    # The channel is signed too: an ack can never be replayed as a command.
-    return channel.encode() + b"\n" + body
 
 
 def seal(key, channel, msg, n):
@@ -35,8 +26,9 @@ def seal(key, channel, msg, n):
     fields = dict(msg)
     fields["n"] = n
     body = ("{" + ",".join(dumps(k) + ":" + dumps(fields[k]) for k in sorted(fields)) + "}").encode()
-    tag = mac.sign(key, _signed(channel, body))
-    return body[:-1] + _MAC_HEAD + tag.encode() + b'"}'
+    # The channel is signed too: an ack can never be replayed as a command.
+    tag = mac.sign(key, channel.encode() + b"\n" + body)
+    return body[:-1] + b',"mac":"' + tag.encode() + b'"}'
 
 
 def unseal(key, channel, payload, last):
@@ -46,21 +38,21 @@ def unseal(key, channel, payload, last):
     again on every reconnect). Raises ProtocolError: `bad_mac` (not sealed
     with this key: forged, another device's, or plain), `bad_json`,
     `bad_value` (no counter), `replayed` (an old counter)."""
-    size = len(payload)
-    if size < _TAIL + 2 or payload[size - _TAIL:size - 66] != _MAC_HEAD or payload[size - 2:] != b'"}':
+    size = len(payload)           # the tail is ,"mac":"<64 hex>"} (74 bytes)
+    if size < 76 or payload[size - 74:size - 66] != b',"mac":"' or payload[size - 2:] != b'"}':
         raise ProtocolError("bad_mac", "not sealed")
-    body = payload[:size - _TAIL] + b"}"
+    body = payload[:size - 74] + b"}"
     try:
         tag = payload[size - 66:size - 2].decode()
     except Exception:
         raise ProtocolError("bad_mac")
-    if not mac.equal(mac.sign(key, _signed(channel, body)), tag):
+    if not mac.equal(mac.sign(key, channel.encode() + b"\n" + body), tag):
         raise ProtocolError("bad_mac")
     msg = loads(body)
     n = msg.get("n")
     if type(n) is not int or n < 1:
         raise ProtocolError("bad_value", "n")
-    if n < last or (n == last and channel != CONFIG):
+    if n < last or (n == last and channel != "config"):
         raise ProtocolError("replayed")
     return msg
 

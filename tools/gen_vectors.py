@@ -137,7 +137,7 @@ _ACK = messages.seal(KEY_A, "ack", {"acks": [[1, 3]]}, N).decode()
 
 def _sealed_by_hand(channel, body):
     # A message sealed correctly but not as messages.seal would build it.
-    return body[:-1] + ',"mac":"' + mac.sign(KEY_A, messages._signed(channel, body.encode())) + '"}'
+    return body[:-1] + ',"mac":"' + mac.sign(KEY_A, channel.encode() + b"\n" + body.encode()) + '"}'
 
 
 REFUSED = [
