@@ -60,7 +60,7 @@ class Device:
 
     def _on_message(self, c, u, msg):
         if msg.topic.endswith("/ack"):
-            for lo, hi in messages.parse_ack(msg.payload):
+            for lo, hi in messages.parse_ack(messages.unseal(self.key, "ack", msg.payload, 0)):
                 self.acked.update(range(lo, hi + 1))
 
     def send(self, seq):

@@ -5,7 +5,8 @@ the uplink's: it deletes only rows the county has committed.
 
 Threads: paho's network loop (fills the inbox), the committer (the only
 writer of events), the uplink (its own connection), the HTTP server, and
-this one, the housekeeper. SIGTERM sets `stop`: the committer finishes and
+this one, the housekeeper, the only sender of device configs and commands
+(the committer sends the acks). SIGTERM sets `stop`: the committer finishes and
 acks what it holds, then the link disconnects.
 """
 import fcntl
@@ -16,12 +17,13 @@ import sqlite3
 import threading
 import time
 
-from protocol import messages, topics
+from protocol import topics
 from edge_agent import quarantine, registry, status, systemd
 from edge_agent.committer import Committer
 from edge_agent.errors import AgentError
 from edge_agent.light import HallLight
 from edge_agent.link import BrokerLink
+from edge_agent.sealer import Sealer
 from edge_agent.store import Store, now_ms
 from edge_agent.uplink import Uplink
 
@@ -60,8 +62,9 @@ class Agent:
         self.store = Store(self.path)            # housekeeping connection
         self.guard = DiskGuard(self.path, cfg["store"]["disk_max_pct"], disk_usage)
         self.link = BrokerLink(cfg["mqtt"], self.hall, on_connected=self._on_connected)
+        self.sealer = Sealer(self.store)         # one counter for acks, configs and commands
         self.committer = Committer(Store(self.path), self.link, self.hall, cfg["mqtt"]["batch_max"],
-                                   cfg["mqtt"]["batch_ms"], self.guard, cfg["quarantine"])
+                                   cfg["mqtt"]["batch_ms"], self.guard, cfg["quarantine"], self.sealer)
         self.pin_factory = pin_factory
         self.uplink = self.light = self.http = None
         self._republish = threading.Event()
@@ -189,15 +192,16 @@ class Agent:
                 self.link.publish(topic, b"", retain=True)
                 continue
             msg = registry.device_config(self.store, d["device"], self.cfg["devices"], t)
-            self.link.publish(topic, messages.encode(msg), retain=True)
+            self.link.publish(topic, self.sealer.seal(d["key_hex"], topics.CONFIG, msg), retain=True)
 
     def _beacon(self):
         if not self.link.connected.is_set():
             return
-        msg = messages.encode({"cmd": "time", "t": now_ms()})
+        msg = {"cmd": "time", "t": now_ms()}
         for d in registry.all_devices(self.store):
             if d["status"] == "active":
-                self.link.publish(topics.topic(self.hall, d["device"], topics.CMD), msg)
+                self.link.publish(topics.topic(self.hall, d["device"], topics.CMD),
+                                  self.sealer.seal(d["key_hex"], topics.CMD, msg))
 
     def _guard(self):
         self.guard.check()

@@ -10,14 +10,17 @@ import time
 
 from protocol import messages, topics
 from edge_agent import ingest
+from edge_agent.sealer import Sealer
 
 log = logging.getLogger("edge_agent.committer")
 
 
 class Committer(threading.Thread):
-    def __init__(self, store, link, hall, batch_max=500, batch_ms=20, guard=None, quarantine=None):
+    def __init__(self, store, link, hall, batch_max=500, batch_ms=20, guard=None, quarantine=None,
+                 sealer=None):
         super().__init__(name="committer", daemon=True)
         self.store, self.link, self.hall = store, link, hall
+        self.sealer = sealer or Sealer(store)
         self.batch_max, self.batch_s = batch_max, batch_ms / 1000.0
         self.guard = guard               # object with .active: hold everything while set
         self.quarantine = quarantine     # the config's [quarantine] bounds (defaults when None)
@@ -45,7 +48,10 @@ class Committer(threading.Thread):
                 return
             self.link.puback(batch)
             for device, seqs in out.acks.items():
-                self.link.publish(topics.topic(self.hall, device, topics.ACK), messages.ack(seqs))
+                # Only events verified with a registered key are acked: the key is there.
+                key_hex = self.store.one("SELECT key_hex FROM devices WHERE device = ?", (device,))
+                self.link.publish(topics.topic(self.hall, device, topics.ACK),
+                                  self.sealer.seal(key_hex, topics.ACK, messages.ack(seqs)))
             if out.came_online:
                 with self.config_lock:
                     self.config_due |= out.came_online

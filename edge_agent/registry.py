@@ -197,8 +197,10 @@ def config_message(window, w, dev_cfg, t_ms, hwm_seq):
 def largest_config(dev_cfg):
     """Bytes of the largest device config these [devices] settings allow: the
     longest window id, staff name and number (4-byte characters), the
-    longest target, the largest t and hwm. Kept under MAX_CONFIG, no
-    `window set` can make a config the device or the broker refuses."""
+    longest target, the largest t and hwm, sealed with the largest counter.
+    Kept under MAX_CONFIG, no `window set` can make a config the device or
+    the broker refuses."""
     name = "\U00020000" * 64     # a CJK Extension B character: 4 bytes in UTF-8
     w = {"staff": name, "staff_no": name, "target_s": MAX_TARGET_S}
-    return len(messages.encode(config_message("W" * 32, w, dev_cfg, MAX_INT, MAX_INT)))
+    msg = config_message("W" * 32, w, dev_cfg, MAX_INT, MAX_INT)
+    return len(messages.seal(bytes(32), "config", msg, MAX_INT))

@@ -74,6 +74,14 @@ def _write(path, data):
     os.rename(tmp, path)     # littlefs: atomic replace
 
 
+def _lasting(cfg):
+    # A config without what changes on every publish: the beacon, the hwm, the counter.
+    keep = dict(cfg)
+    for k in ("t", "hwm", "n"):
+        keep.pop(k, None)
+    return keep
+
+
 class Evaluator:
     def __init__(self, board):
         # Collect early, before the heap fills: fewer, cheaper collections and
@@ -157,15 +165,12 @@ class Evaluator:
         if type(hwm) is int and hwm > 0:
             self.outbox.raise_floor(hwm)
         self.clock.beacon(cfg.get("t"), False)
-        # Keep what the display needs on flash for the next boot; the beacon
-        # and the hwm change on every publish (the floor lives in the outbox).
-        keep = dict(cfg)
-        old = dict(self.config)
-        for k in ("t", "hwm"):
-            keep.pop(k, None)
-            old.pop(k, None)
+        # Keep what the display needs on flash for the next boot, with the
+        # seal's counter: after a reboot no older config (nor command) is
+        # taken again. The hwm's floor lives in the outbox.
+        keep, old = _lasting(cfg), _lasting(self.config)
         if (self.ready or not retained) and (keep != old or not self.ready):
-            _write(self.root + "/config.json", json.dumps(keep).encode())
+            self._keep_config(keep, cfg.get("n", 0))
         self.config = cfg
         self._apply(cfg)
         # A retained config may be older than the agent's newest event: a
@@ -181,6 +186,10 @@ class Evaluator:
                 _write(self.root + "/boots", str(self.boot).encode())
             self.status()    # the boot status waited for the floor
 
+    def _keep_config(self, keep, n):
+        keep["n"] = n
+        _write(self.root + "/config.json", json.dumps(keep).encode())
+
     def on_cmd(self, msg):
         cmd = msg.get("cmd")
         if cmd == "time":
@@ -190,6 +199,9 @@ class Evaluator:
         elif cmd == "status":
             self.status()
         elif cmd == "reset":
+            # Its counter on flash first: replayed after the boot, it is refused.
+            if self.config:
+                self._keep_config(_lasting(self.config), msg["n"])
             self.board.mark_intentional()
             self.board.reset()
 

@@ -10,7 +10,14 @@ On any failure: close, wait an exponential backoff with jitter, retry.
 Events leave the outbox only on the agent's protocol `ack` (after its
 commit), never on a PUBACK. Everything unacked is sent again after a
 reconnect; if acks stop coming while events wait, they are sent again
-after `ack_timeout_s`. The agent absorbs the duplicates.
+after `ack_timeout_s`, then after twice that, and so on up to
+`ack_backoff_max_s` (an agent that is down does not get the whole outbox
+every 30 s); the first ack brings the interval back. The agent absorbs
+the duplicates.
+
+Acks, configs and commands are acted on only when sealed with this
+device's key and newer than the last one accepted on their topic
+(protocol/messages.py); anything else is counted in `bad` and ignored.
 """
 import asyncio
 import random
@@ -45,6 +52,7 @@ class Uplink:
         self.t_cmd = topics.topic(hall, dev, topics.CMD)
         self.keepalive = site.get("keepalive_s", 30)
         self.ack_timeout = site.get("ack_timeout_s", 30) * 1000
+        self.resend_ms = self.ack_timeout     # grows while no ack comes
         self.window = site.get("mqtt_window", 16)
         self.woken = False
         self.mq = None
@@ -54,7 +62,11 @@ class Uplink:
         self.last_ack = 0
         self.published = 0
         self.acks = 0
-        self.bad = 0                 # agent messages we could not read
+        self.bad = 0                 # agent messages refused: unreadable, not sealed, replayed
+        # Counter of the last agent message accepted per topic; after a boot
+        # the one stored with the config (the evaluator keeps it on flash).
+        n = app.config.get("n")
+        self.last_n = [n, n, n] if type(n) is int else [0, 0, 0]    # ack, config, cmd
         self.reconnects = 0
         self.resends = 0
 
@@ -140,10 +152,11 @@ class Uplink:
                 raise OSError("keepalive")
             if time.ticks_diff(now, mq.last_out) > self.keepalive * 500:
                 await mq.ping()
-            if self.sent and time.ticks_diff(now, self.last_ack) > self.ack_timeout:
+            if self.sent and time.ticks_diff(now, self.last_ack) > self.resend_ms:
                 if ob.depth():
                     self.sent = 0      # no acks for a while: send the unacked again
                     self.resends += 1
+                    self.resend_ms = min(self.resend_ms * 2, self.app.site.get("ack_backoff_max_s", 480) * 1000)
                 self.last_ack = now
             # Wait up to 500 ms for a new event or an ack; polling a flag
             # allocates nothing, unlike a wait_for task every round.
@@ -157,14 +170,27 @@ class Uplink:
         app = self.app
         try:
             if topic == self.t_ack:
-                app.outbox.ack(messages.parse_ack(payload))
+                i, channel = 0, topics.ACK
+            elif topic == self.t_config:
+                i, channel = 1, topics.CONFIG
+            elif topic == self.t_cmd:
+                i, channel = 2, topics.CMD
+            else:
+                return
+            msg = messages.unseal(app.key, channel, payload, self.last_n[i])
+            self.last_n[i] = msg["n"]
+            if i == 0:
+                app.outbox.ack(messages.parse_ack(msg))
                 self.acks += 1
                 self.last_ack = time.ticks_ms()
+                self.resend_ms = self.ack_timeout
                 self.woken = True
-            elif topic == self.t_config:
-                app.on_config(messages.loads(payload), retained)
-            elif topic == self.t_cmd:
-                app.on_cmd(messages.loads(payload))
+            elif i == 1:
+                # Commands sent before this config are old news too.
+                self.last_n[2] = max(self.last_n[2], msg["n"])
+                app.on_config(msg, retained)
+            else:
+                app.on_cmd(msg)
         except ValueError as e:        # ProtocolError is a ValueError
             self.bad += 1
             app.log("agent message", e)

@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 
 import protocol
+from protocol import messages, topics
 
 from edge_agent import config as config_mod
 from edge_agent.agent import Agent
@@ -96,7 +97,7 @@ def test_configs_beacon_presence_and_hall_screen(inproc, tmp_path):
 
     def spy(c, u, msg):
         if msg.topic.endswith("/cmd"):
-            cmds.append(json.loads(msg.payload))
+            cmds.append(messages.unseal(dev.key, topics.CMD, msg.payload, 0))
         orig(c, u, msg)
     dev.client.on_message = spy
     try:

@@ -12,6 +12,7 @@ import protocol
 from edge_agent import ingest, registry
 from edge_agent.committer import Committer
 from edge_agent.ingest import Inbound
+from edge_agent.sealer import Sealer
 from edge_agent.store import MIGRATIONS, Store
 from test_agent_support import rating, status as status_event
 
@@ -137,7 +138,8 @@ def test_committer_pubacks_in_arrival_order_only_after_commit(store, keys):
     acked = set()
     for topic, payload in link.published:
         assert topic == "qinglian/v1/h1/ev-02/ack"
-        for lo, hi in protocol.messages.parse_ack(payload):
+        ack = protocol.messages.unseal(keys["ev-02"], "ack", payload, 0)    # sealed with the device's key
+        for lo, hi in protocol.messages.parse_ack(ack):
             acked.update(range(lo, hi + 1))
     assert acked == set(mids)
 
@@ -145,9 +147,10 @@ def test_committer_pubacks_in_arrival_order_only_after_commit(store, keys):
 def test_a_failed_commit_acks_nothing_and_is_retried(tmp_path, keys, store):
     slow = Store(store.path, timeout_s=0.05)
     link = FakeLink(store.path)
+    sealer = Sealer(store)                                         # the agent makes it at start
     locker = sqlite3.connect(store.path, isolation_level=None)
     locker.execute("BEGIN IMMEDIATE")                              # another writer holds the lock
-    c = Committer(slow, link, HALL)
+    c = Committer(slow, link, HALL, sealer=sealer)
     link.inbox.put(msg(1, "ev-01", protocol.encode(rating("ev-01", 1), keys["ev-01"])))
     c.start()
     threading.Event().wait(1.0)
@@ -297,3 +300,18 @@ def test_device_alarms_reach_status_metrics_screen_and_light(store, keys):
     snap = status.snapshot(store, cfg, now=now)
     assert "device alarms: none" in status.human(snap)
     assert "device_alarm{" not in status.metrics(snap)
+
+
+def test_sealed_counters_rise_across_agent_restarts_with_one_write_per_start(tmp_path, keys):
+    path = str(tmp_path / "agent.db")
+    first = Sealer(Store(path))
+    a = [protocol.messages.unseal(keys["ev-01"], "ack", first.seal(keys["ev-01"].hex(), "ack", {"acks": [[1, 1]]}), 0)["n"]
+         for _ in range(3)]
+    store = Store(path)
+    writes = store.conn.total_changes
+    second = Sealer(store)                                         # the agent started again
+    assert store.conn.total_changes - writes == 1
+    b = protocol.messages.unseal(keys["ev-01"], "cmd", second.seal(keys["ev-01"].hex(), "cmd", {"cmd": "status"}), a[-1])
+    assert a == sorted(set(a)) and b["n"] > a[-1]
+    assert (first.epoch, second.epoch) == (1, 2) and store.meta("link_epoch") == "2"
+    assert b["n"] < 2 ** 53

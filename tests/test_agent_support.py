@@ -126,14 +126,15 @@ class PahoDevice:
     def _on_message(self, client, userdata, msg):
         ch = msg.topic.rsplit("/", 1)[1]
         if ch == topics.ACK:
-            ranges = messages.parse_ack(msg.payload)
+            # The agent's ack, sealed with this device's key (protocol SPEC: the device link).
+            ranges = messages.parse_ack(messages.unseal(self.key, topics.ACK, msg.payload, 0))
             with self.lock:
                 for seq in list(self.outbox):
                     if messages.acked(ranges, seq):
                         del self.outbox[seq]
                         self.acked.add(seq)
         elif ch == topics.CONFIG and msg.payload:
-            self.configs.append(json.loads(msg.payload))
+            self.configs.append(messages.unseal(self.key, topics.CONFIG, msg.payload, 0))
 
     def send(self, ev):
         wire = protocol.encode(ev, self.key)

@@ -11,7 +11,7 @@ import os
 import sys
 
 import protocol
-from protocol import messages
+from protocol import mac, messages
 
 KEY_A = bytes(range(32))
 KEY_B = b"qinglian-device-key-ev-02-000000"          # 32 bytes
@@ -119,6 +119,47 @@ ACKS = [
     ([9, 9, 4], '{"acks":[[4,4],[9,9]]}'),
 ]
 
+# Agent -> device messages, sealed (SPEC: 'The device link'). `last` is the
+# counter of the last message the device accepted on that channel.
+N = (7 << 32) + 5          # link epoch 7, fifth message of that run
+SEALED = [
+    ("ack", KEY_A, "ack", {"acks": [[1, 3], [5, 5]]}, N, N - 1),
+    ("config", KEY_B, "config", {"window": "A03", "staff": "张三", "staff_no": "1024",
+                                 "targets": {"default": 900}, "warn_pct": 80, "prompt_s": 30,
+                                 "t": 1764000000000, "hwm": 1234}, N, N - 9),
+    ("config_retained_again", KEY_B, "config", {"window": "A03", "t": 1764000000000, "hwm": 7}, N, N),
+    ("cmd_time", KEY_A, "cmd", {"cmd": "time", "t": 1764000000000}, N, 0),
+    ("cmd_long_key", KEY_LONG, "cmd", {"cmd": "status"}, 1, 0),
+]
+
+_ACK = messages.seal(KEY_A, "ack", {"acks": [[1, 3]]}, N).decode()
+
+
+def _sealed_by_hand(channel, body):
+    # A message sealed correctly but not as messages.seal would build it.
+    return body[:-1] + ',"mac":"' + mac.sign(KEY_A, channel.encode() + b"\n" + body.encode()) + '"}'
+
+
+REFUSED = [
+    ("plain_ack", '{"acks":[[1,2147483647]]}', "ack", 0, "bad_mac"),
+    ("forged_mac", _ACK[:-66] + "0" * 64 + '"}', "ack", 0, "bad_mac"),
+    ("upper_hex_mac", _ACK[:-66] + _ACK[-66:-2].upper() + '"}', "ack", 0, "bad_mac"),
+    ("other_device_key", messages.seal(KEY_B, "ack", {"acks": [[1, 3]]}, N).decode(), "ack", 0, "bad_mac"),
+    ("widened_range", _swap("[[1,3]]", "[[1,2147483647]]", _ACK), "ack", 0, "bad_mac"),
+    ("ack_as_cmd", _ACK, "cmd", 0, "bad_mac"),
+    ("forged_hwm", _swap('"hwm":1234', '"hwm":9999999',
+                         messages.seal(KEY_A, "config", {"window": "A03", "hwm": 1234}, N).decode()),
+     "config", 0, "bad_mac"),
+    ("ack_replayed", _ACK, "ack", N, "replayed"),
+    ("cmd_replayed", messages.seal(KEY_A, "cmd", {"cmd": "reset"}, N).decode(), "cmd", N, "replayed"),
+    ("config_older", messages.seal(KEY_A, "config", {"window": "A03"}, N).decode(), "config", N + 1, "replayed"),
+    ("no_counter", _sealed_by_hand("ack", '{"acks":[[1,3]]}'), "ack", 0, "bad_value"),
+    ("counter_float", _sealed_by_hand("ack", '{"acks":[[1,3]],"n":5.0}'), "ack", 0, "bad_value"),
+    ("not_json", _sealed_by_hand("cmd", '{"cmd":"time"]}'), "cmd", 0, "bad_json"),
+    ("truncated", _ACK[:-1], "ack", 0, "bad_mac"),
+    ("empty", "", "config", 0, "bad_mac"),
+]
+
 
 def build():
     valid = []
@@ -133,6 +174,11 @@ def build():
         "invalid": [{"name": n, "key": KEY_A.hex(), "wire": w, "error": c} for n, w, c in INVALID],
         "acks": [{"seqs": s, "wire": w} for s, w in ACKS],
         "fields": [{"kind": k, "name": n, "value": v, "error": c} for k, n, v, c in FIELDS],
+        "sealed": [{"name": name, "key": key.hex(), "channel": ch, "msg": msg, "n": n, "last": last,
+                    "wire": messages.seal(key, ch, msg, n).decode()}
+                   for name, key, ch, msg, n, last in SEALED],
+        "refused": [{"name": name, "key": KEY_A.hex(), "channel": ch, "last": last, "wire": w, "error": c}
+                    for name, w, ch, last, c in REFUSED],
     }
 
 

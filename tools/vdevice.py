@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 
 from tools.procs import MICROPYTHON, ROOT, Proc, free_port, micropython_path, wait_for
 
@@ -348,6 +349,10 @@ class Acker:
         self.acking = True
         self._todo = {}           # device -> seqs to ack
         self._lock = threading.Lock()
+        # Sealed messages: a counter above any earlier Acker's (microseconds
+        # now), taken and published under one lock so each topic sees it rise.
+        self._n = time.time_ns() // 1000
+        self._seal_lock = threading.Lock()
         self._stop = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=client_id or "acker-%s" % hall, clean_session=False)
@@ -378,20 +383,25 @@ class Acker:
         for dev in self.keys:
             self.send_config(dev)
 
-    def send_config(self, device, **extra):
-        import time
+    def publish(self, device, channel, msg, retain=False):
+        """Seal msg with the device's key and the next counter, and publish it."""
         from protocol import messages, topics
+        with self._seal_lock:
+            self._n += 1
+            payload = messages.seal(self.keys[device], channel, msg, self._n)
+            self.client.publish(topics.topic(self.hall, device, channel), payload, qos=1, retain=retain)
+        return payload
+
+    def send_config(self, device, **extra):
         cfg = dict(self.config.get(device, self.config.get("*", {})))
         cfg.update(extra)
         cfg["t"] = int(time.time() * 1000)
         with self._lock:
             cfg.setdefault("hwm", max([s for d, s in self.bodies if d == device] or [0]))
-        self.client.publish(topics.topic(self.hall, device, topics.CONFIG),
-                            messages.encode(cfg), qos=1, retain=True)
+        return self.publish(device, "config", cfg, retain=True)
 
     def send_cmd(self, device, cmd):
-        from protocol import messages, topics
-        self.client.publish(topics.topic(self.hall, device, topics.CMD), messages.encode(cmd), qos=1)
+        return self.publish(device, "cmd", cmd)
 
     def _message(self, client, userdata, msg):
         protocol = self._protocol
@@ -427,14 +437,14 @@ class Acker:
             self._todo.setdefault(device, []).append(ev["seq"])
 
     def _acks(self):
-        from protocol import messages, topics
+        from protocol import messages
         while not self._stop.wait(self.ack_ms / 1000.0):
             if not self.acking:
                 continue
             with self._lock:
                 todo, self._todo = self._todo, {}
             for dev, seqs in todo.items():
-                self.client.publish(topics.topic(self.hall, dev, topics.ACK), messages.ack(seqs), qos=1)
+                self.publish(dev, "ack", messages.ack(seqs))
 
     def of_kind(self, kind, device=None):
         with self._lock:

@@ -50,7 +50,7 @@ for c in V["invalid"]:
 
 for c in V["acks"]:
     checked += 1
-    if messages.ack(c["seqs"]) != c["wire"].encode():
+    if messages.encode(messages.ack(c["seqs"])) != c["wire"].encode():
         fail("ack " + c["wire"], "encode differs")
 
 for c in V.get("fields", ()):
@@ -62,6 +62,28 @@ for c in V.get("fields", ()):
     except protocol.ProtocolError as e:
         if e.code != c["error"]:
             fail("field " + c["name"], "code " + e.code + " != " + str(c["error"]))
+
+for c in V["sealed"]:
+    checked += 1
+    key = binascii.unhexlify(c["key"])
+    wire = c["wire"].encode()
+    try:
+        if messages.seal(key, c["channel"], c["msg"], c["n"]) != wire:
+            fail(c["name"], "seal differs")
+        msg = messages.unseal(key, c["channel"], wire, c["last"])
+        if msg.pop("n") != c["n"] or msg != c["msg"]:
+            fail(c["name"], "unsealed differs")
+    except protocol.ProtocolError as e:
+        fail(c["name"], "raised " + e.code)
+
+for c in V["refused"]:
+    checked += 1
+    try:
+        messages.unseal(binascii.unhexlify(c["key"]), c["channel"], c["wire"].encode(), c["last"])
+        fail(c["name"], "accepted")
+    except protocol.ProtocolError as e:
+        if e.code != c["error"]:
+            fail(c["name"], "code " + e.code + " != " + c["error"])
 
 if failed:
     print("vectors failed", failed)
