@@ -38,6 +38,16 @@ def _font(work):
     return {"font.qlf": path} if out.returncode == 0 else None
 
 
+def one_session(vd, i):
+    """Session i of a bench run: a call, a pause every fifth, the end, a rating."""
+    vd.call("L%04d" % i)
+    if i % 5 == 0:
+        vd.staff("pause")
+        vd.staff("resume")
+    vd.staff("end")
+    vd.press(LEVELS[i % 5], ms=20)
+
+
 def measure(work, port, key, heap, sessions):
     vd = VirtualDevice(os.path.join(work, DEV), HALL, DEV, key, port, heapsize=heap,
                        site={"long_ms": 150}, files=_font(work))
@@ -48,12 +58,7 @@ def measure(work, port, key, heap, sessions):
         boot = vd.stats()
         least_free = least_block = None
         for i in range(sessions):
-            vd.call("L%04d" % i)
-            if i % 5 == 0:
-                vd.staff("pause")
-                vd.staff("resume")
-            vd.staff("end")
-            vd.press(LEVELS[i % 5], ms=20)
+            one_session(vd, i)
             st = vd.stats()
             least_free = st["heap"] if least_free is None else min(least_free, st["heap"])
             least_block = st["heap_block"] if least_block is None else min(least_block, st["heap_block"])
