@@ -119,14 +119,11 @@ def draw(fb, s, x, y, c=1):
             code = code << 6 | (b[j] & 0x3F)
         i += 1 + more
         k += 1
-        g = -1
-        if font is not None:
-            f = font[5]
-            g = _find(f, font[2], font[1], code)
-        if g < 0:
+        g = -1 if font is None else _find(font[5], font[2], font[1], code)
+        if font is None or g < 0:
             fb.rect(x + 1, y + 1, cell - 2, cell - 2, c)
         else:
-            glyph = font[3]
+            f, glyph = font[5], font[3]
             f.seek(_HEADER + 2 * font[1] + g * len(glyph))
             f.readinto(glyph)
             if c:
