@@ -140,16 +140,12 @@ def lifecycle(work, broker, key, n, heap="64k"):
                        heapsize=heap, site={"long_ms": 150})
     acker = Acker(broker.port, HALL, {"ev-life": key}, {"*": {"window": "A02", "staff_no": "7", "prompt_s": 5}}).start()
     from tools.vdevice import rom_qstr_bytes
+    from bench.firmware_heap import one_session
     used, least = 0, None
     try:
         vd.start()
         for i in range(n):
-            vd.call("L%04d" % i)
-            if i % 5 == 0:
-                vd.staff("pause")
-                vd.staff("resume")
-            vd.staff("end")
-            vd.press(LEVELS[i % 5], ms=20)
+            one_session(vd, i)
             st = vd.stats()
             used = max(used, st["heap_used"])
             least = st["heap"] if least is None else min(least, st["heap"])

@@ -120,8 +120,10 @@ class TextDisplay:
 
 
 def _ascii(s):
-    for ch in s:
-        if ord(ch) > 126:
+    # Over the UTF-8 bytes: iterating the str would intern each Chinese
+    # character as a qstr for good (cjkfont.draw says more).
+    for b in memoryview(s):
+        if b > 126:
             return False
     return True
 

@@ -21,6 +21,7 @@ one JSON object per line each way:
                         (refused while the panel is unplugged)
     {"op":"stats"}   -> the evaluator's counters (thanks, ignored, outbox, ...)
                         and the board's faults
+    {"op":"heap_block"} -> the largest block the heap can give now (bench)
 
 Strict like the real part: unknown buttons, ops or fields are refused.
 
@@ -297,20 +298,24 @@ class SimBoard(Board):
                     # fail a test for memory a real board would not spend.
                     try:
                         reply = await self._op(json.loads(line))
-                        out = json.dumps(reply).encode()
                         break
                     except MemoryError:
-                        reply = out = None
+                        reply = {"error": "MemoryError"}
                         gc.collect()
-                        out = b'{"error":"MemoryError"}'
                         await asyncio.sleep_ms(20)
                     except Exception as e:
-                        out = json.dumps({"error": str(e) or type(e).__name__}).encode()
+                        reply = {"error": str(e) or type(e).__name__}
                         break
-                line = reply = None
-                writer.write(out)
-                writer.write(b"\n")
-                out = None
+                line = None
+                # Out a field at a time: the stats are ~700 bytes of JSON, more
+                # than a fragmented heap may have in one piece.
+                sep = b"{"
+                for k in reply:
+                    writer.write(sep + json.dumps(k).encode() + b":" + json.dumps(reply[k]).encode())
+                    await writer.drain()
+                    sep = b","
+                reply = None
+                writer.write(b"{}\n" if sep == b"{" else b"}\n")
                 await writer.drain()
         except OSError:
             pass
@@ -385,6 +390,11 @@ class SimBoard(Board):
             out["reset"] = self._cause
             out["faults"] = self.faults
             return out
+        if op == "heap_block":
+            # The largest block the heap can give (a bench figure; it collects
+            # a dozen times, so the stats do not ask for it).
+            _only(req, ("op",))
+            return {"heap_block": _largest_free()}
         raise ValueError("unknown op " + str(op))
 
     def _button(self, name):
@@ -394,6 +404,24 @@ class SimBoard(Board):
         if b.pressing:
             raise ValueError("button already held " + name)
         return b
+
+
+def _largest_free():
+    """The largest block the heap can give now (bytes): what fragmentation
+    leaves of the free total. Found by trying; only the simulator asks."""
+    import gc
+    gc.collect()
+    lo, hi = 0, gc.mem_free()
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        try:
+            b = bytearray(mid)
+            b = None  # noqa: F841 (freed by the next collection)
+            lo = mid
+        except MemoryError:
+            hi = mid - 1
+        gc.collect()
+    return lo
 
 
 def _only(req, allowed):

@@ -39,6 +39,7 @@ _DISCONNECT = const(0xE0)
 _IPPROTO_TCP = const(6)
 _TCP_NODELAY = const(1)
 _MAX_IN = const(4096)       # incoming messages here are acks and config: small
+_WAIT_MS = const(1)         # poll step while waiting for a PUBACK, a SUBACK or the writer
 
 
 def _varlen(n):
@@ -78,9 +79,10 @@ class MQTT:
         self.alive = False
         self._pid = 0
         self._r = self._w = None
-        self._lock = asyncio.Lock()
-        self._room = asyncio.Event()     # set when inflight drops below window
-        self._suback = asyncio.Event()
+        # Flags polled every _WAIT_MS rather than asyncio.Lock and Event:
+        # those load two more asyncio modules (~2 KB of a 64 KiB heap).
+        self._sending = False            # a writer is in _send (drain must not interleave)
+        self._subacked = False
         self._reader = None
         self.last_in = 0
         self.last_out = 0
@@ -147,8 +149,6 @@ class MQTT:
                 pass
             self._w = self._r = None
         self.inflight = {}
-        self._room.set()
-        self._suback.set()
 
     async def disconnect(self):
         try:
@@ -161,15 +161,22 @@ class MQTT:
         if self._w is None:
             raise OSError("not connected")
         # One writer at a time: Stream.drain() must not interleave.
-        async with self._lock:
-            try:
-                for p in parts:
-                    self._w.write(p)
-                await self._w.drain()
-            except ValueError as e:
-                # MicroPython's ssl says "not signed by the trusted CA" as a
-                # ValueError: to the uplink it is a failed link like any other.
-                raise OSError(str(e).strip())
+        while self._sending:
+            await asyncio.sleep_ms(_WAIT_MS)
+        w = self._w
+        if w is None:
+            raise OSError("not connected")
+        self._sending = True
+        try:
+            for p in parts:
+                w.write(p)
+            await w.drain()
+        except ValueError as e:
+            # MicroPython's ssl says "not signed by the trusted CA" as a
+            # ValueError: to the uplink it is a failed link like any other.
+            raise OSError(str(e).strip())
+        finally:
+            self._sending = False
         self.last_out = time.ticks_ms()
 
     def _next_pid(self):
@@ -178,14 +185,8 @@ class MQTT:
 
     async def publish(self, topic, payload, qos=1, retain=False):
         """Send; for QoS 1 wait only for room in the window, not the PUBACK."""
-        while qos and len(self.inflight) >= self.window:
-            self._room.clear()
-            try:
-                await asyncio.wait_for_ms(self._room.wait(), self.timeout_ms)
-            except asyncio.TimeoutError:
-                raise OSError("no PUBACK")     # a broker that stopped answering
-            if not self.alive:
-                raise OSError("link closed")
+        if qos and len(self.inflight) >= self.window:
+            await self._until(self._room, "no PUBACK")     # a broker that stopped answering
         t = _str(topic)
         first = _PUBLISH | (qos << 1) | (1 if retain else 0)
         n = len(t) + len(payload) + (2 if qos else 0)
@@ -201,9 +202,25 @@ class MQTT:
         body = bytearray(struct.pack("!H", self._next_pid()))
         for name, qos in topics:
             body += _str(name) + bytes([qos])
-        self._suback.clear()
+        self._subacked = False
         await self._send(bytes([_SUBSCRIBE]) + _varlen(len(body)), body)
-        await asyncio.wait_for_ms(self._suback.wait(), self.timeout_ms)
+        await self._until(self._suback, "no SUBACK")
+
+    def _room(self):
+        return len(self.inflight) < self.window
+
+    def _suback(self):
+        return self._subacked
+
+    async def _until(self, done, what):
+        """Wait until done() or the link closes (OSError), at most timeout_ms."""
+        began = time.ticks_ms()
+        while not done():
+            if not self.alive:
+                raise OSError("link closed")
+            if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
+                raise OSError(what)
+            await asyncio.sleep_ms(_WAIT_MS)
         if not self.alive:
             raise OSError("link closed")
 
@@ -242,14 +259,12 @@ class MQTT:
                     pid = struct.unpack("!H", data)[0]
                     if self.inflight.pop(pid, None) is not None:
                         self.puback += 1
-                    if len(self.inflight) < self.window:
-                        self._room.set()
                 elif t == _PUBLISH:
                     await self._incoming(kind, data)
                 elif t == _SUBACK:
                     if b"\x80" in data[2:]:
                         raise OSError("subscription refused")
-                    self._suback.set()
+                    self._subacked = True
                 # PINGRESP: last_in is all it is for.
         except asyncio.CancelledError:
             return
@@ -257,8 +272,6 @@ class MQTT:
             # EOF, reset, garbage: all the same to the caller, a dead link.
             pass
         self.alive = False
-        self._room.set()
-        self._suback.set()
 
     async def _incoming(self, kind, data):
         tl = struct.unpack("!H", data[:2])[0]

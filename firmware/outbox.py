@@ -50,12 +50,16 @@ that space stays for ratings and sessions, which are never dropped. When even
 those do not fit, append raises OutboxFull: the app refuses the press with an
 error on screen and raises the `outbox_full` alarm in status.
 
-Memory: RAM holds one small list per segment and the ack ranges, never the
-payloads; pending() reads records from flash as asked, with one header buffer
-and one scratch buffer allocated once.
+Memory: RAM holds three 32-bit numbers per segment (first seq, last seq,
+bytes) in arrays sized once at open for max_segments, and the ack ranges,
+never the payloads; pending() reads records from flash as asked, with one
+header buffer and one scratch buffer allocated once. (A list per segment
+was ~64 bytes each on the heap, allocated and freed as segments come and
+go: a full outbox's bookkeeping now costs 12 bytes a segment, allocated at boot.)
 """
 import os
 import struct
+from array import array
 from binascii import crc32
 
 try:
@@ -74,10 +78,13 @@ _PTR_LEN = const(16)
 _PTR_RECORDS = const(128)  # pointer log entries before it is started over
 _SCRATCH = const(256)
 _MAX_EVENT = const(1024)  # protocol limit, used for `full`
-# per-segment list fields
-_FIRST = const(0)
-_LAST = const(1)
-_SIZE = const(2)
+
+
+def _u32s(n):
+    # n 32-bit slots, allocated once (seqs fit: protocol MAX_SEQ_DEVICE).
+    # From a range, which has a length: array("I", bytes(4 * n)) would be
+    # read as raw bytes by MicroPython but as values by CPython.
+    return array("I", range(n))
 
 
 class OutboxFull(Exception):
@@ -96,11 +103,15 @@ class Outbox:
         self.corrupt = 0
         self._hdr = bytearray(_HDR)
         self._scratch = bytearray(_SCRATCH)
-        self._segs = []  # [first, last, size] per segment, oldest first
+        # Per segment, oldest first, the first _n entries of each: its first
+        # and last seq and its size in bytes (see _scan for the capacity).
+        self._first = self._last = self._size = None
+        self._n = 0
         self._above = []  # [lo, hi] acked ranges above the pointer, sorted, disjoint
         self._w = None  # the newest segment, open for appending
         self._rotate = True  # next append starts a new segment
-        self._cursor = None  # (first of segment, offset, seq): where pending() stopped
+        # Where pending() stopped: first seq of the segment (0: nowhere), offset, seq.
+        self._cfirst = self._coff = self._cseq = 0
         self.readonly = readonly
         self._ptrbuf = bytearray(_PTR_LEN)
         self._pf = None  # the pointer log, open for appending
@@ -113,7 +124,7 @@ class Outbox:
                 pass  # exists
             self._write_ptr()  # a fresh one-entry log: no torn tail, no ptr.tmp left
         self._scan()
-        last = self._segs[-1][_LAST] if self._segs else 0
+        last = self._last[self._n - 1] if self._n else 0
         self._next = max(self._acked, self._floor, last) + 1
         if not readonly:
             self._free_acked()
@@ -181,6 +192,10 @@ class Outbox:
                 except ValueError:
                     pass
         firsts.sort()
+        # Appends stop at max_segments; a smaller max_segments than the flash
+        # holds (a changed site.json) still keeps every segment found.
+        cap = max(self.max_segments, len(firsts))
+        self._first, self._last, self._size = _u32s(cap), _u32s(cap), _u32s(cap)
         for first in firsts:
             path = self._seg_path(first)
             with open(path, "rb") as f:
@@ -192,10 +207,15 @@ class Outbox:
                 continue
             if end != size:
                 self.corrupt += 1
-            self._segs.append([first, seq - 1, end])
+            self._push(first, seq - 1, end)
         # New records always go to a fresh segment after a boot: never append
         # after a torn tail, and the walk above does not leave a handle open.
         self._rotate = True
+
+    def _push(self, first, last, size):
+        i = self._n
+        self._first[i], self._last[i], self._size[i] = first, last, size
+        self._n = i + 1
 
     def _walk(self, f, first):
         """Read records while they check out; return (next seq, end offset)."""
@@ -227,8 +247,8 @@ class Outbox:
 
     def _room(self, need):
         """Segments in use after storing `need` bytes."""
-        n = len(self._segs)
-        if self._rotate or not n or self._segs[-1][_SIZE] + need > self.segment_bytes:
+        n = self._n
+        if self._rotate or not n or self._size[n - 1] + need > self.segment_bytes:
             n += 1
         return n
 
@@ -254,13 +274,12 @@ class Outbox:
                          len(payload), seq, 0)
         struct.pack_into("<I", hdr, 8, crc32(payload, crc32(memoryview(hdr)[:8])))
         try:
-            if self._rotate or not self._segs or \
-                    self._segs[-1][_SIZE] + need > self.segment_bytes:
+            if self._rotate or not self._n or \
+                    self._size[self._n - 1] + need > self.segment_bytes:
                 self._close_w()
                 self._w = open(self._seg_path(seq), "wb")
-                self._segs.append([seq, seq - 1, 0])
+                self._push(seq, seq - 1, 0)
                 self._rotate = False
-            seg = self._segs[-1]
             self._w.write(hdr)
             self._w.write(payload)
             self._w.flush()  # littlefs: sync = commit; the record is now on flash
@@ -269,21 +288,22 @@ class Outbox:
             if e.args and e.args[0] == 28:  # ENOSPC: the filesystem itself is full
                 raise OutboxFull("flash full")
             raise
-        seg[_LAST] = seq
-        seg[_SIZE] += need
+        i = self._n - 1
+        self._last[i] = seq
+        self._size[i] += need
         self._next = seq + 1
         return seq
 
     def _abandon(self, seq):
         """A write failed: end the newest segment before the half-written record."""
         self._rotate = True
-        self._cursor = None
+        self._cfirst = 0
         try:
             self._close_w()  # may commit the half record: the CRC catches it on open
         except OSError:
             pass
-        if self._segs and self._segs[-1][_FIRST] == seq:  # it holds nothing of ours
-            self._segs.pop()
+        if self._n and self._first[self._n - 1] == seq:  # it holds nothing of ours
+            self._n -= 1
             try:
                 os.remove(self._seg_path(seq))
             except OSError:
@@ -331,8 +351,9 @@ class Outbox:
 
     def depth(self):
         n = 0
-        for first, last, _ in self._segs:
-            lo = max(first, self._acked + 1)
+        for i in range(self._n):
+            last = self._last[i]
+            lo = max(self._first[i], self._acked + 1)
             if last >= lo:
                 n += last - lo + 1
                 for a, b in self._above:
@@ -345,25 +366,24 @@ class Outbox:
         out = []
         start = max(self._acked, after) + 1
         hdr = self._hdr
-        for seg in self._segs:
-            first, last = seg[_FIRST], seg[_LAST]
+        for i in range(self._n):
+            first, last = self._first[i], self._last[i]
             if last < start:
                 continue
             if len(out) >= limit:
                 break
             seq, off = first, 0
-            c = self._cursor
-            if c is not None and c[0] == first and c[2] <= start:
-                seq, off = c[2], c[1]
+            if self._cfirst == first and self._cseq <= start:
+                seq, off = self._cseq, self._coff
             with open(self._seg_path(first), "rb") as f:
                 f.seek(off)
                 while seq <= last and len(out) < limit:
                     if f.readinto(hdr) != _HDR:
-                        self._lost(seg, seq)
+                        self._lost(i, seq)
                         break
                     magic, _, n, s, crc = struct.unpack(_HDR_FMT, hdr)
                     if magic != _MAGIC or s != seq or _HDR + n > self.segment_bytes:
-                        self._lost(seg, seq)
+                        self._lost(i, seq)
                         break
                     if seq < start or self._is_acked(seq):
                         f.seek(n, 1)
@@ -371,27 +391,27 @@ class Outbox:
                         payload = f.read(n)
                         if len(payload) != n or \
                                 crc32(payload, crc32(memoryview(hdr)[:8])) != crc:
-                            self._lost(seg, seq)
+                            self._lost(i, seq)
                             break
                         out.append((seq, payload))
                     seq += 1
                     off += _HDR + n
-                self._cursor = (first, off, seq)
+                self._cfirst, self._coff, self._cseq = first, off, seq
         return out
 
-    def _lost(self, seg, seq):
-        """A record went bad after boot (flash fault): drop it and the rest of its segment."""
+    def _lost(self, i, seq):
+        """A record went bad after boot (flash fault): drop it and the rest of segment i."""
         self.corrupt += 1
-        seg[_LAST] = seq - 1
-        if seg is self._segs[-1]:
+        self._last[i] = seq - 1
+        if i == self._n - 1:
             self._close_w()
             self._rotate = True
-        self._cursor = None
+        self._cfirst = 0
 
     def _next_unacked(self):
-        for first, last, _ in self._segs:
-            if last > self._acked:
-                return max(first, self._acked + 1)
+        for i in range(self._n):
+            if self._last[i] > self._acked:
+                return max(self._first[i], self._acked + 1)
         return None
 
     def ack(self, ranges):
@@ -439,10 +459,17 @@ class Outbox:
 
     def _free_acked(self):
         """Delete segments the pointer covers, except the one being appended to."""
-        segs = self._segs
-        while segs and segs[0][_LAST] <= self._acked and \
-                (len(segs) > 1 or self._w is None):
-            first = segs.pop(0)[_FIRST]
-            if self._cursor is not None and self._cursor[0] == first:
-                self._cursor = None
+        while self._n and self._last[0] <= self._acked and \
+                (self._n > 1 or self._w is None):
+            first = self._first[0]
+            self._drop_oldest()
+            if self._cfirst == first:
+                self._cfirst = 0
             os.remove(self._seg_path(first))
+
+    def _drop_oldest(self):
+        n = self._n - 1
+        for a in (self._first, self._last, self._size):
+            for i in range(n):
+                a[i] = a[i + 1]
+        self._n = n

@@ -39,75 +39,80 @@ _ENUM = 3    # one of a tuple of names
 _LIST = 4    # short list of short texts
 _BOOL = 5
 _TARGETS = 6  # {name: seconds}, in the device config
+_REQ = 8     # added to a type: the field is required
+_TYPE = 7    # the type without _REQ
 
+# A schema is one flat tuple: name, type (+ _REQ), allowed (an enum's
+# names, an int's (lowest, highest), or None), then the next field. Flat
+# rather than a tuple per field: a device keeps these tables in its small
+# heap, where every small tuple costs a block of its own.
 _HEAD = (
-    ("v", _INT, True, None),
-    ("device", _STR, True, None),
-    ("seq", _INT, True, None),
-    ("kind", _STR, True, None),
-    ("t", _INT, True, None),     # wall clock, Unix ms; 0 = device had no time yet
+    "v", _INT + _REQ, None,
+    "device", _STR + _REQ, None,
+    "seq", _INT + _REQ, None,
+    "kind", _STR + _REQ, None,
+    "t", _INT + _REQ, None,      # wall clock, Unix ms; 0 = device had no time yet
 )
 
 KINDS = {
     # A citizen's rating of one service (一次一评).
     "rating": (
-        ("level", _ENUM, True, LEVELS),
-        ("channel", _ENUM, True, CHANNELS),
-        ("session", _STR, True, None),
-        ("window", _STR, False, None),
-        ("staff", _STR, False, None),
-        ("item", _STR, False, None),       # 事项编码
-        ("case", _STR, False, None),       # 办件编号
-        ("reasons", _LIST, False, None),
+        "level", _ENUM + _REQ, LEVELS,
+        "channel", _ENUM + _REQ, CHANNELS,
+        "session", _STR + _REQ, None,
+        "window", _STR, None,
+        "staff", _STR, None,
+        "item", _STR, None,        # 事项编码
+        "case", _STR, None,        # 办件编号
+        "reasons", _LIST, None,
     ),
     # One step of a service at a window. service_ms excludes paused time.
     "session": (
-        ("action", _ENUM, True,
-         ("called", "started", "paused", "resumed", "ended", "unrated")),
-        ("session", _STR, True, None),
-        ("window", _STR, True, None),
-        ("ticket", _STR, False, None),
-        ("staff", _STR, False, None),
-        ("item", _STR, False, None),
-        ("case", _STR, False, None),
-        ("service_ms", _INT, False, None),
-        ("paused_ms", _INT, False, None),
+        "action", _ENUM + _REQ, ("called", "started", "paused", "resumed", "ended", "unrated"),
+        "session", _STR + _REQ, None,
+        "window", _STR + _REQ, None,
+        "ticket", _STR, None,
+        "staff", _STR, None,
+        "item", _STR, None,
+        "case", _STR, None,
+        "service_ms", _INT, None,
+        "paused_ms", _INT, None,
     ),
     # Device health, sent periodically; may be dropped when the outbox is full.
     "status": (
-        ("fw", _STR, True, None),
-        ("uptime_s", _INT, True, None),
-        ("reset", _STR, True, None),
-        ("outbox", _INT, True, None),
-        ("heap", _INT, True, None),
-        ("rssi", _INT, False, None),      # dBm as a positive number: 67 = -67 dBm
-        ("ignored", _INT, False, None),   # presses outside a prompt or repeated
-        ("alarm", _STR, False, None),
+        "fw", _STR + _REQ, None,
+        "uptime_s", _INT + _REQ, None,
+        "reset", _STR + _REQ, None,
+        "outbox", _INT + _REQ, None,
+        "heap", _INT + _REQ, None,
+        "rssi", _INT, None,        # dBm as a positive number: 67 = -67 dBm
+        "ignored", _INT, None,     # presses outside a prompt or repeated
+        "alarm", _STR, None,
     ),
     # Kiosk: a queue ticket was issued.
     "ticket": (
-        ("ticket", _STR, True, None),
-        ("queue", _STR, True, None),
-        ("item", _STR, False, None),
+        "ticket", _STR + _REQ, None,
+        "queue", _STR + _REQ, None,
+        "item", _STR, None,
     ),
     # Kiosk: one print job and how it ended.
     "print": (
-        ("job", _STR, True, None),
-        ("doc", _ENUM, True, ("case_status", "ticket", "receipt", "form")),
-        ("result", _ENUM, True, ("ok", "paper_out", "printer_error", "cancelled")),
-        ("pages", _INT, False, None),
-        ("case", _STR, False, None),
+        "job", _STR + _REQ, None,
+        "doc", _ENUM + _REQ, ("case_status", "ticket", "receipt", "form"),
+        "result", _ENUM + _REQ, ("ok", "paper_out", "printer_error", "cancelled"),
+        "pages", _INT, None,
+        "case", _STR, None,
     ),
     # Kiosk: the printer changed state.
     "printer": (
-        ("state", _ENUM, True, ("ok", "paper_low", "paper_out", "cover_open", "offline")),
+        "state", _ENUM + _REQ, ("ok", "paper_low", "paper_out", "cover_open", "offline"),
     ),
     # Kiosk: a citizen's transaction at the terminal.
     "kiosk_session": (
-        ("action", _ENUM, True, ("started", "ended", "unrated")),
-        ("session", _STR, True, None),
-        ("item", _STR, False, None),
-        ("case", _STR, False, None),
+        "action", _ENUM + _REQ, ("started", "ended", "unrated"),
+        "session", _STR + _REQ, None,
+        "item", _STR, None,
+        "case", _STR, None,
     ),
 }
 
@@ -124,8 +129,14 @@ if sys.implementation.name != "micropython":
 def _plain(s):
     if _unplain is not None:
         return _unplain(s) is None
-    for c in s:
-        if c < " " or "\ud800" <= c <= "\udfff":
+    # Over the UTF-8 bytes: iterating the str would make each Chinese
+    # character a str the device interns (a qstr, never freed). A control
+    # character is one byte below 0x20; a surrogate is ED A0..BF xx.
+    b = memoryview(s)
+    n = len(b)
+    for i in range(n):
+        c = b[i]
+        if c < 0x20 or (c == 0xED and i + 1 < n and b[i + 1] >= 0xA0):
             return False
     return True
 
@@ -193,9 +204,10 @@ def field(kind, name):
         if spec is not None:
             return spec
     else:
-        for spec in _HEAD + _fields(kind):
-            if spec[0] == name:
-                return spec[1], spec[3]
+        for schema in (_HEAD, _fields(kind)):
+            for i in range(0, len(schema), 3):
+                if schema[i] == name:
+                    return schema[i + 1] & _TYPE, schema[i + 2]
     raise ProtocolError("unknown_field", _shown(name))
 
 
@@ -241,21 +253,23 @@ def _fields(kind):
 
 def _canonical(ev, schema):
     parts = []
-    for spec in _HEAD:
-        parts.append('"' + spec[0] + '":' + _dump(ev[spec[0]]))
-    for spec in schema:
-        v = ev.get(spec[0])
+    for i in range(0, len(_HEAD), 3):
+        name = _HEAD[i]
+        parts.append('"' + name + '":' + _dump(ev[name]))
+    for i in range(0, len(schema), 3):
+        name = schema[i]
+        v = ev.get(name)
         if v is not None:
-            parts.append('"' + spec[0] + '":' + _dump(v))
+            parts.append('"' + name + '":' + _dump(v))
     return parts
 
 
 def _known(name, schema):
-    for spec in _HEAD:
-        if spec[0] == name:
+    for i in range(0, len(_HEAD), 3):
+        if _HEAD[i] == name:
             return True
-    for spec in schema:
-        if spec[0] == name:
+    for i in range(0, len(schema), 3):
+        if schema[i] == name:
             return True
     return False
 
@@ -264,30 +278,37 @@ def validate(ev):
     """Check an event dict against its schema; raise ProtocolError."""
     if type(ev) is not dict:
         raise ProtocolError("bad_json", "not an object")
-    for spec in _HEAD:
-        if spec[0] not in ev:
-            raise ProtocolError("missing_field", spec[0])
+    for i in range(0, len(_HEAD), 3):
+        if _HEAD[i] not in ev:
+            raise ProtocolError("missing_field", _HEAD[i])
     if type(ev["v"]) is not int or ev["v"] != VERSION:
         raise ProtocolError("bad_version", _shown(ev["v"])[:8])
     if type(ev["kind"]) is not str:
         raise ProtocolError("bad_type", "kind")
     schema = _fields(ev["kind"])
-    for spec in _HEAD:
-        _check(spec[0], spec[1], spec[3], ev[spec[0]])
+    for i in range(0, len(_HEAD), 3):
+        name = _HEAD[i]
+        _check(name, _HEAD[i + 1] & _TYPE, _HEAD[i + 2], ev[name])
     if not valid_id(ev["device"]):
         raise ProtocolError("bad_value", "device")
     if ev["seq"] < 1:
         raise ProtocolError("bad_value", "seq")
-    for spec in schema:
-        v = ev.get(spec[0])
+    known = len(_HEAD) // 3 + ("mac" in ev)    # keys of ev that are fields (or the mac)
+    for i in range(0, len(schema), 3):
+        name = schema[i]
+        v = ev.get(name)
         if v is None:
-            if spec[2]:
-                raise ProtocolError("missing_field", spec[0])
+            if schema[i + 1] & _REQ:
+                raise ProtocolError("missing_field", name)
+            if name in ev:
+                known += 1
         else:
-            _check(spec[0], spec[1], spec[3], v)
-    for k in ev:
-        if k != "mac" and not _known(k, schema):
-            raise ProtocolError("unknown_field", _shown(k))
+            _check(name, schema[i + 1] & _TYPE, schema[i + 2], v)
+            known += 1
+    if known != len(ev):    # field names are distinct: a key is unknown; name it
+        for k in ev:
+            if k != "mac" and not _known(k, schema):
+                raise ProtocolError("unknown_field", _shown(k))
     return ev
 
 

@@ -14,10 +14,16 @@ def valid_id(s):
     # Hall and device ids become topic levels and file names: keep them plain.
     if not s or len(s) > 32:
         return False
-    for c in s:
-        if not (("a" <= c <= "z") or ("0" <= c <= "9") or c == "-" or c == "_"
-                or ("A" <= c <= "Z")):
-            return False
+    # Over the bytes: iterating the str would make each character a str,
+    # which a device interns as a qstr for good (a new qstr pool is a
+    # ~640-byte block its fragmented heap may not have).
+    try:
+        b = s.encode()
+    except UnicodeError:      # CPython: a lone surrogate
+        return False
+    for c in b:
+        if not (97 <= c <= 122 or 48 <= c <= 57 or c == 45 or c == 95 or 65 <= c <= 90):
+            return False     # a-z 0-9 - _ A-Z; any other byte, non-ASCII included
     return True
 
 

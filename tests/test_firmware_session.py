@@ -352,7 +352,7 @@ def test_a_bad_retained_config_is_a_config_alarm_not_a_reboot_loop(tmp_path, bro
     # and again. The device leaves the bad fields out and says so (`config`).
     import json
     import subprocess
-    from protocol import topics
+    from protocol import messages, topics
     from test_agent_support import edge_agent
     agent = RealAgent(str(tmp_path), broker.port, HALL, {DEV: KEY},
                       {DEV: {k: BASE[k] for k in ("window", "staff", "staff_no")}}).start()
@@ -363,8 +363,14 @@ def test_a_bad_retained_config_is_a_config_alarm_not_a_reboot_loop(tmp_path, bro
         boot = vd.stats()["boot"]
         # ... and an hwm past what the outbox's 32-bit seqs hold (it would wrap, and seqs repeat).
         bad = dict(BASE, staff="张三\t", staff_no="10\x0124", prompt_s=0, t=1764000000000, hwm=2 ** 32 + 5)
-        subprocess.run(["mosquitto_pub", "-p", str(broker.port), "-q", "1", "-r", "-t",
-                        topics.topic(HALL, DEV, topics.CONFIG), "-m", json.dumps(bad)], check=True)
+        # Sealed with the device's key (an unsealed one is refused before its
+        # fields are read): the counter just above the agent's retained config.
+        topic = topics.topic(HALL, DEV, topics.CONFIG)
+        live = subprocess.run(["mosquitto_sub", "-p", str(broker.port), "-t", topic, "-C", "1", "-W", "5"],
+                              check=True, capture_output=True).stdout
+        sealed = messages.seal(KEY, topics.CONFIG, bad, json.loads(live)["n"] + 1)
+        subprocess.run(["mosquitto_pub", "-p", str(broker.port), "-q", "1", "-r", "-t", topic,
+                        "-m", sealed], check=True)
         wait_for(lambda: vd.screen()["lines"][0] != "A07 No.1024", 10, what="the bad config arrived")
         vd.call("B01")
         vd.staff("end")

@@ -15,7 +15,7 @@ from harness import MICROPYTHON, ROOT, micropython_path
 
 DRIVER = os.path.join(ROOT, "tests", "mp", "outbox_driver.py")
 SCENARIOS = ["basic", "out_of_order", "raise_floor", "all_acked_reopen", "full_policy",
-             "torn_tail", "bad_crc", "readonly"]
+             "torn_tail", "bad_crc", "readonly", "bookkeeping"]
 ENV = dict(os.environ, MICROPYPATH=micropython_path())
 
 
