@@ -122,6 +122,7 @@ class Evaluator:
         self.sent_alarm = None   # the alarm names of the last status stored
         self._looped = False
         self._flash_ok = True
+        self._stats = None
         # Seqs are never reused, even after a reflash: a device whose flash
         # has never seen the agent's config (hwm) takes no press until it
         # has, unless provisioning wrote the hwm into site.json.
@@ -442,15 +443,34 @@ class Evaluator:
             self.uplink.progress = False
 
     def stats(self):
-        ob, up = self.outbox, self.uplink
-        out = {"thanks": self.thanks, "ignored": self.ignored, "refused": self.refused,
-               "ready": self.ready, "unbuilt": self.unbuilt, "alarm": self.alarm(),
-               "outbox": ob.depth(), "dropped": ob.dropped, "corrupt": ob.corrupt,
-               "state": NAMES[self.desk.state], "session": self.desk.session,
-               "boot": self.boot, "inputs": self.inputs, "errors": self.errors,
-               "connected": up.connected, "published": up.published, "acks": up.acks,
-               "reconnects": up.reconnects, "resends": up.resends, "bad": up.bad,
-               "clock": self.clock.now()}
+        # One dict, grown at the first call (at boot) and updated in place
+        # after: a fresh 24-key dict (or a literal to update() from) asks a
+        # fragmented heap for a ~600-byte block, which a long drain lacks.
+        ob, up, desk = self.outbox, self.uplink, self.desk
+        out = self._stats
+        if out is None:
+            out = self._stats = {}
+        out["thanks"] = self.thanks
+        out["ignored"] = self.ignored
+        out["refused"] = self.refused
+        out["ready"] = self.ready
+        out["unbuilt"] = self.unbuilt
+        out["alarm"] = self.alarm()
+        out["outbox"] = ob.depth()
+        out["dropped"] = ob.dropped
+        out["corrupt"] = ob.corrupt
+        out["state"] = NAMES[desk.state]
+        out["session"] = desk.session
+        out["boot"] = self.boot
+        out["inputs"] = self.inputs
+        out["errors"] = self.errors
+        out["connected"] = up.connected
+        out["published"] = up.published
+        out["acks"] = up.acks
+        out["reconnects"] = up.reconnects
+        out["resends"] = up.resends
+        out["bad"] = up.bad
+        out["clock"] = self.clock.now()
         gc.collect()
         out["heap"] = gc.mem_free()
         out["heap_used"] = gc.mem_alloc()
