@@ -122,8 +122,9 @@ def cmd_quarantine_list(args, cfg):
            "ORDER BY id DESC LIMIT ?" % ("WHERE reason = ?" if args.reason else ""))
     rows = _store(cfg).conn.execute(sql, ([args.reason] if args.reason else []) + [args.limit]).fetchall()
     for qid, first, last, repeats, reason, detail, topic, payload in rows:
-        text = bytes(payload[:120]).decode("utf-8", "replace")
-        print("#%d %s x%d %s %s%s\n    %s" % (qid, reason, repeats, topic, detail,
+        # Anyone on the broker chose these bytes: escaped, never raw to the terminal.
+        text = printable(bytes(payload[:120]).decode("utf-8", "replace"))
+        print("#%d %s x%d %s %s%s\n    %s" % (qid, reason, repeats, printable(topic), printable(detail or ""),
                                           "" if repeats == 1 else " (last %s)" % last, text))
     if not rows:
         print("quarantine is empty" if not args.reason else "nothing quarantined as %s" % args.reason)

@@ -51,6 +51,11 @@ def test_device_strings_reach_the_terminal_escaped(tmp_path):
             assert "ev-66" in out
         assert "ql\\x1b[2J\\x1b]0;owned\\x07\\x9b31m\\u202egpj.exe" in edge_agent(config, "devices", "list").stdout
         assert "display\\x9b2J\\u202e" in edge_agent(config, "status").stdout
+        # Junk from anyone on the broker is kept in quarantine, and listed escaped.
+        dev.client.publish(topics.topic("h1", "ev-66", topics.EVENTS), ("\x1b[2J" + EVIL_FW).encode(), qos=1)
+        wait_for(lambda: store_count(db, "SELECT count(*) FROM quarantine") == 1, 20, what="the junk quarantined")
+        out = edge_agent(config, "quarantine", "list").stdout
+        assert "bad_json" in out and "\\x1b[2J" in out and not _raw(out), out
         snap = json.loads(edge_agent(config, "status", "--json").stdout)
         assert [d["alarms"] for d in snap["devices"]] == [[EVIL_ALARM]]   # same text, escaped as JSON
     finally:
