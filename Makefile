@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SECONDS ?= 0
-DEBS := mosquitto mosquitto-clients socat chromium
+DEBS := mosquitto mosquitto-clients socat chromium openssl
 
 .PHONY: all setup demo test bench soak clean system-deps
 
@@ -14,7 +14,7 @@ all: setup
 setup: $(VENV)/.installed build/mplib/.done system-deps
 
 # Debian packages for the real parts: the broker, its clients, a PTY bridge for
-# mpremote, a browser for the hall screen's tests.
+# mpremote, a browser for the hall screen's tests, openssl for the TLS tests' certificates.
 system-deps:
 	@bash tools/system-deps.sh $(DEBS)
 
