@@ -5,16 +5,17 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SECONDS ?= 0
-DEBS := mosquitto mosquitto-clients socat chromium openssl
+DEBS := mosquitto mosquitto-clients socat chromium openssl lintian
 
-.PHONY: all setup demo test bench soak clean system-deps
+.PHONY: all setup demo test bench soak clean system-deps deb
 
 all: setup
 
 setup: $(VENV)/.installed build/mplib/.done system-deps
 
 # Debian packages for the real parts: the broker, its clients, a PTY bridge for
-# mpremote, a browser for the hall screen's tests, openssl for the TLS tests' certificates.
+# mpremote, a browser for the hall screen's tests, openssl for the TLS tests' certificates,
+# lintian for the agent's Debian package (tests/test_deb.py, make deb).
 system-deps:
 	@bash tools/system-deps.sh $(DEBS)
 
@@ -39,6 +40,13 @@ soak: setup
 
 bench: setup
 	$(PY) -m bench
+
+# The agent as a Debian package for the hall's Pi (tools/deb.py, deploy/debian/):
+# build/deb/qinglian-agent_<version>_all.deb, then lintian, which fails on errors.
+deb: $(VENV)/.installed
+	@bash tools/system-deps.sh lintian
+	$(PY) -m tools.deb
+	lintian build/deb/qinglian-agent_*_all.deb
 
 clean:
 	rm -rf build demo-run .pytest_cache

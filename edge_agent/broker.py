@@ -19,8 +19,11 @@ MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passw
 USERNAME_AS_CLIENTID = "use_username_as_clientid true"
 
 
-def conf_text(out_dir, listen="0.0.0.0", port=1883, tls=None, data_dir="/var/lib/mosquitto"):
-    """mosquitto.conf. `tls` = {"cert", "key", "ca" (optional), "port", "listen"} adds a TLS listener."""
+def conf_text(out_dir, listen="0.0.0.0", port=1883, tls=None, data_dir="/var/lib/mosquitto", drop_in=False):
+    """mosquitto.conf. `tls` = {"cert", "key", "ca" (optional), "port", "listen"} adds a TLS listener.
+    `drop_in`: for /etc/mosquitto/conf.d/ under Debian's mosquitto.conf (the Debian package's),
+    which sets the persistence directory and the log already: Mosquitto refuses a second
+    persistence_location, and a second log destination would log everything twice."""
     lines = [
         "# Qinglian hall broker, written by `edge-agent broker-config`. Reload: systemctl reload mosquitto",
         "per_listener_settings false",
@@ -30,7 +33,7 @@ def conf_text(out_dir, listen="0.0.0.0", port=1883, tls=None, data_dir="/var/lib
         "",
         "# Persistence: QoS 1 messages queued for the agent survive a broker restart.",
         "persistence true",
-        "persistence_location %s/" % data_dir.rstrip("/"),
+    ] + ([] if drop_in else ["persistence_location %s/" % data_dir.rstrip("/")]) + [
         "autosave_interval 1",
         "",
         "# Limits are part of correctness. What waits for the agent while it is away is",
@@ -64,8 +67,9 @@ def conf_text(out_dir, listen="0.0.0.0", port=1883, tls=None, data_dir="/var/lib
                   "keyfile %s" % os.path.abspath(tls["key"])]
         if tls.get("ca"):
             lines.append("cafile %s" % os.path.abspath(tls["ca"]))
-    lines += ["", "log_dest stdout", "log_type error", "log_type warning", "log_type notice", ""]
-    return "\n".join(lines)
+    if not drop_in:
+        lines += ["", "log_dest stdout", "log_type error", "log_type warning", "log_type notice"]
+    return "\n".join(lines + [""])
 
 
 def acl_text(hall, devices):
