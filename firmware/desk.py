@@ -30,6 +30,11 @@ THANKS = const(4)
 NAMES = ("idle", "serving", "paused", "prompt", "thanks")
 
 
+# Everything a transition may change (Desk.copy_to).
+_STATE = ("state", "n", "session", "ticket", "item", "started", "paused_at",
+          "paused_ms", "service_ms", "until")
+
+
 class Desk:
     def __init__(self, device, boot):
         self.device = device
@@ -44,6 +49,13 @@ class Desk:
         self.paused_ms = 0
         self.service_ms = 0       # fixed at end
         self.until = 0            # prompt deadline or end of the thank-you
+
+    def copy_to(self, other):
+        """Copy the session state into another Desk: the evaluator keeps one
+        spare to put the desk back when a transition's events cannot be
+        written (attributes only, so it allocates nothing on a full heap)."""
+        for name in _STATE:
+            setattr(other, name, getattr(self, name))
 
     def _since(self, now, t):
         return time.ticks_diff(now, t)

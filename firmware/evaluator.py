@@ -104,6 +104,8 @@ class Evaluator:
                              site.get("max_segments", 32))
         self.clock = Clock()
         self.desk = Desk(self.device, self.boot)
+        self._before = Desk(self.device, self.boot)   # the desk before a transition
+        self._unwritten = None   # steps of a transition still to write (after a partial write)
         self.screen = Screen(board)
         self.uplink = Uplink(self)
         self.started = time.ticks_ms()
@@ -249,12 +251,39 @@ class Evaluator:
         return seq
 
     def _steps(self, steps):
+        """Write a transition's steps in order, each removed once on flash:
+        on failure `steps` holds what is still to write."""
         window, staff = self.window(), self.staff()
-        for step in steps:
+        while steps:
+            step = steps[0]
             step["window"] = window
             if staff:
                 step["staff"] = staff
             self._event("session", step)
+            steps.pop(0)
+
+    def _transition(self, steps_fn):
+        """A desk transition happens whole or not at all: every step of it on
+        flash, in order, or the desk put back as it was (the press refused,
+        "busy"). Moving the desk first and losing its `ended` to a full heap
+        would end a service the record never shows ended. If some steps are
+        written and the rest fail, the desk keeps the move and the rest are
+        written before anything else happens (_poll)."""
+        desk = self.desk
+        desk.copy_to(self._before)
+        steps = steps_fn()
+        todo = len(steps)
+        try:
+            self._steps(steps)
+        except (OutboxFull, OSError, MemoryError, ValueError) as e:
+            self.log("refused", e)
+            if len(steps) == todo:
+                self._before.copy_to(desk)
+            else:
+                if isinstance(e, ValueError):
+                    steps.pop(0)     # can never be built (counted, alarmed): skipped
+                self._unwritten = steps
+            raise
 
     def status(self):
         if not self.ready:
@@ -306,8 +335,11 @@ class Evaluator:
             self.full_alarm = True
             self._refuse(now)
             return
+        if self._unwritten:
+            self._refuse(now)     # the last transition is not all on flash yet
+            return
         try:
-            self._steps(steps_fn())
+            self._transition(steps_fn)
         except (OutboxFull, OSError, MemoryError, ValueError):
             self._refuse(now)
 
@@ -340,7 +372,8 @@ class Evaluator:
             fields["staff"] = staff
         try:
             self._event("rating", fields)
-        except (OutboxFull, OSError, MemoryError, ValueError):
+        except (OutboxFull, OSError, MemoryError, ValueError) as e:
+            self.log("refused", e)
             self._refuse(now)        # not on flash: "busy", never "thank you"
             return
         # On flash: now, and only now, thank the citizen.
@@ -395,8 +428,15 @@ class Evaluator:
         ticket = self.board.poll_call()
         if ticket:
             self._call(ticket)
-        if desk.state != IDLE:
-            steps = desk.tick(now)
+        if self._unwritten:
+            try:
+                self._steps(self._unwritten)
+            except (OutboxFull, OSError, MemoryError):
+                pass                      # tried again next poll
+            except ValueError:
+                self._unwritten.pop(0)    # can never be built: counted, alarmed, skipped
+        elif desk.state != IDLE:
+            steps = desk.tick(now)      # a prompt's timeout: one `unrated` step
             if steps:
                 try:
                     self._steps(steps)
