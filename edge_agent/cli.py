@@ -70,8 +70,7 @@ def cmd_devices_add(args, cfg):
 
 
 def cmd_devices_list(args, cfg):
-    from edge_agent import registry
-    rows = registry.all_devices(_store(cfg))
+    rows = _store(cfg).devices.all()
     if args.json:
         print(json.dumps([{k: v for k, v in r.items() if k != "key_hex"} for r in rows], indent=1))
         return
@@ -118,9 +117,7 @@ def cmd_window_set(args, cfg):
 
 
 def cmd_quarantine_list(args, cfg):
-    sql = ("SELECT id, received_ms, last_ms, repeats, reason, detail, topic, payload FROM quarantine %s "
-           "ORDER BY id DESC LIMIT ?" % ("WHERE reason = ?" if args.reason else ""))
-    rows = _store(cfg).conn.execute(sql, ([args.reason] if args.reason else []) + [args.limit]).fetchall()
+    rows = _store(cfg).quarantine.newest(args.reason, args.limit)
     for qid, first, last, repeats, reason, detail, topic, payload in rows:
         # Anyone on the broker chose these bytes: escaped, never raw to the terminal.
         text = printable(bytes(payload[:120]).decode("utf-8", "replace"))

@@ -135,7 +135,7 @@ def test_devices_add_list_show_retire_replace(conf, tmp_path):
     s.conn.execute("UPDATE devices SET hwm = 41 WHERE device = 'ev-01'")
     out = run("--config", conf, "devices", "replace", "ev-01", "ev-09")
     assert out.returncode == 0 and "above 41" in out.stdout, out.stderr
-    rows = {r["device"]: r for r in s.db.query("SELECT * FROM devices")}
+    rows = {r["device"]: r for r in s.devices.all()}
     assert rows["ev-09"]["window"] == "A01" and rows["ev-09"]["hwm"] == 41
     assert rows["ev-01"]["status"] == "retired" and rows["ev-01"]["replaced_by"] == "ev-09"
     assert run("--config", conf, "devices", "retire", "nope").stderr.startswith("edge-agent: no device")
