@@ -172,6 +172,9 @@ def uplink(given):
 
 
 def _check_uplink(up):
+    if not up["token"]:
+        raise ConfigError("[uplink] token is required when [uplink] url is set (the hall's bearer token "
+                          "at the county)")
     url = up["url"] or ""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -180,9 +183,6 @@ def _check_uplink(up):
         raise ConfigError("[uplink] url %s is plain http: the hall's token and events would cross the network "
                           "readable; use https://, or set [uplink] allow_plain_http = true for a county on "
                           "this machine or a test" % url)
-    if not up["token"]:
-        raise ConfigError("[uplink] token is required when [uplink] url is set (the hall's bearer token "
-                          "at the county)")
     for k in ("batch_max_events", "batch_max_bytes", "interval_s", "timeout_s", "backoff_max_s"):
         if not up[k] or up[k] <= 0:
             raise ConfigError("[uplink] %s must be a positive number, not %r" % (k, up[k]))
