@@ -30,7 +30,7 @@ class BatchTooLarge(UplinkError):
 class County:
     """The county's batch endpoint over one kept-alive HTTP(S) connection."""
 
-    def __init__(self, url, token, hall, timeout_s=10.0, ca_file=None):
+    def __init__(self, url, token, hall, timeout_s, ca_file):
         parts = urllib.parse.urlsplit(url)
         self.https = parts.scheme == "https"
         self.host, self.port = parts.hostname, parts.port

@@ -50,13 +50,14 @@ def open_store(db_path, timeout_s=30.0):
 
 
 class Uplink:
-    def __init__(self, db_path, cfg, hall, retention_days=30):
+    def __init__(self, db_path, cfg, hall, retention_days=None):
         """`cfg`: the config's [uplink] table (a partial one gets the defaults);
-        `retention_days`: [store] retention_days."""
+        `retention_days`: [store] retention_days (its default when None)."""
         self.db_path = str(db_path)
         self.cfg = config.uplink(cfg)
         self.hall = hall
-        self.retention_days = retention_days
+        self.retention_days = (config.section("store")["retention_days"] if retention_days is None
+                               else retention_days)
         self._lock = threading.Lock()
         self._stats = {"last_ok_ms": None, "failing_since_ms": None, "batches_sent": 0,
                        "events_synced": 0, "conflicts": 0, "invalid": 0, "last_error": None}
