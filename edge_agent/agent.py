@@ -136,9 +136,7 @@ class Agent:
         if not self.cfg["uplink"]["url"]:
             log.info("uplink disabled: [uplink] url not set")
             return None
-        cfg = {k: v for k, v in self.cfg["uplink"].items() if k != "alarm_after_min"}
-        cfg["retention_days"] = self.cfg["store"]["retention_days"]
-        self.uplink = Uplink(self.path, cfg, self.hall)
+        self.uplink = Uplink(self.path, self.cfg["uplink"], self.hall, self.cfg["store"]["retention_days"])
         t = threading.Thread(target=self.uplink.run, args=(stop,), name="uplink", daemon=True)
         t.start()
         return t
@@ -184,7 +182,7 @@ class Agent:
         """Retained config per device (all active ones when devices is None);
         a retired device's retained config is cleared."""
         t = now_ms()
-        for d in registry.all_devices(self.store):
+        for d in self.store.devices.all():
             if devices is not None and d["device"] not in devices:
                 continue
             topic = topics.topic(self.hall, d["device"], topics.CONFIG)
@@ -198,7 +196,7 @@ class Agent:
         if not self.link.connected.is_set():
             return
         msg = {"cmd": "time", "t": now_ms()}
-        for d in registry.all_devices(self.store):
+        for d in self.store.devices.all():
             if d["status"] == "active":
                 self.link.publish(topics.topic(self.hall, d["device"], topics.CMD),
                                   self.sealer.seal(d["key_hex"], topics.CMD, msg))

@@ -101,7 +101,7 @@ def write(store, cfg, out_dir, listen="0.0.0.0", port=None, tls=None, data_dir="
         raise AgentError("[mqtt] password is not set: the agent needs one to log in to the broker")
     if cfg["mqtt"]["username"] != agent_user(hall):
         raise AgentError("[mqtt] username must be %r (or unset) for the ACL to match" % agent_user(hall))
-    devices = [d for d in registry.all_devices(store) if d["status"] == "active"]
+    devices = [d for d in store.devices.all() if d["status"] == "active"]
     if any(d["device"] == agent_user(hall) for d in devices):
         raise AgentError("a device is named like the agent's user %r" % agent_user(hall))
     out_dir = os.path.abspath(out_dir)

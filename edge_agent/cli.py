@@ -1,6 +1,7 @@
-"""`edge-agent`: the commands, as a table. Each has --help; a failure is one
-line on stderr and exit status 1. `--config PATH` works before or after the
-command (default $EDGE_AGENT_CONFIG or /etc/qinglian/edge-agent.toml)."""
+"""`edge-agent`: the commands, as a table (edge_agent/cmdline.py). Each has
+--help; a failure is one line on stderr, "edge-agent: error: ...", exit 1.
+`--config PATH` works before or after the command (default
+$EDGE_AGENT_CONFIG or /etc/qinglian/edge-agent.toml)."""
 import argparse
 import json
 import logging
@@ -13,9 +14,12 @@ import urllib.request
 
 from protocol.events import MAX_TARGET_S
 from protocol.rules import rule
-from edge_agent import config as config_mod
+from edge_agent import cmdline, config as config_mod
+from edge_agent.cmdline import Command
 from edge_agent.errors import AgentError
 from edge_agent.terminal import dumps, printable
+
+PROG = "edge-agent"
 
 
 def _store(cfg):
@@ -44,8 +48,8 @@ def cmd_config_check(args, cfg):
         raise AgentError("[store] path: cannot write in %s (the agent's user needs it)" % parent)
     exposed = config_mod.exposed_secrets(args.config_path, cfg)
     if exposed:
-        print("edge-agent: warning: %s holds %s and others on this machine can read it; run: chmod 600 %s"
-              % (args.config_path, ", ".join(exposed), args.config_path), file=sys.stderr)
+        print("%s: warning: %s holds %s and others on this machine can read it; run: chmod 600 %s"
+              % (PROG, args.config_path, ", ".join(exposed), args.config_path), file=sys.stderr)
     print("%s: ok (hall %s, store %s, broker %s:%d, uplink %s)" % (
         args.config_path, cfg["hall"], cfg["store"]["path"], cfg["mqtt"]["host"], cfg["mqtt"]["port"],
         cfg["uplink"]["url"] or "off"))
@@ -70,8 +74,7 @@ def cmd_devices_add(args, cfg):
 
 
 def cmd_devices_list(args, cfg):
-    from edge_agent import registry
-    rows = registry.all_devices(_store(cfg))
+    rows = _store(cfg).devices.all()
     if args.json:
         print(json.dumps([{k: v for k, v in r.items() if k != "key_hex"} for r in rows], indent=1))
         return
@@ -118,9 +121,7 @@ def cmd_window_set(args, cfg):
 
 
 def cmd_quarantine_list(args, cfg):
-    sql = ("SELECT id, received_ms, last_ms, repeats, reason, detail, topic, payload FROM quarantine %s "
-           "ORDER BY id DESC LIMIT ?" % ("WHERE reason = ?" if args.reason else ""))
-    rows = _store(cfg).conn.execute(sql, ([args.reason] if args.reason else []) + [args.limit]).fetchall()
+    rows = _store(cfg).quarantine.newest(args.reason, args.limit)
     for qid, first, last, repeats, reason, detail, topic, payload in rows:
         # Anyone on the broker chose these bytes: escaped, never raw to the terminal.
         text = printable(bytes(payload[:120]).decode("utf-8", "replace"))
@@ -179,8 +180,8 @@ def _setup_logging(verbose):
     logging.getLogger("edge_agent.http").setLevel(logging.INFO)
 
 
-# The table of commands: (words, function, help, arguments).
-COMMANDS = [
+# The table of commands (edge_agent/cmdline.py).
+COMMANDS = [Command(*c) for c in [
     (("run",), cmd_run, "run the agent in the foreground (systemd runs this)",
      [(("-v", "--verbose"), dict(action="store_true", help="debug logging"))]),
     (("config", "check"), cmd_config_check, "validate the config file and explain what is wrong", []),
@@ -223,7 +224,7 @@ COMMANDS = [
                                help="broker persistence directory, writable by the mosquitto user"))]),
     (("status",), cmd_status, "the hall's numbers: events, quarantine, uplink, devices",
      [(("--json",), dict(action="store_true", help="JSON output"))]),
-]
+]]
 
 
 GROUPS = {"config": "check the config file, or print an example",
@@ -233,42 +234,21 @@ GROUPS = {"config": "check the config file, or print an example",
 
 
 def parser():
-    top = argparse.ArgumentParser(
-        prog="edge-agent", description="Qinglian edge agent: device events in over MQTT, kept in SQLite, "
-        "sent on to the county. `edge-agent COMMAND --help` for each command.")
+    top = cmdline.parser(PROG, "Qinglian edge agent: device events in over MQTT, kept in SQLite, sent on to the "
+                         "county. `edge-agent COMMAND --help` for each command.", COMMANDS, GROUPS,
+                         common=[(("--config",), dict(default=argparse.SUPPRESS, help="config file"))])
     top.add_argument("--config", help="config file (default %s)" % config_mod.DEFAULT_PATH)
-    subs = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    groups = {}
-    for words, fn, help_, arguments in COMMANDS:
-        if len(words) == 1:
-            p = subs.add_parser(words[0], help=help_, description=help_)
-        else:
-            if words[0] not in groups:
-                g = subs.add_parser(words[0], help=GROUPS[words[0]], description=GROUPS[words[0]])
-                groups[words[0]] = g.add_subparsers(dest="sub", metavar="SUBCOMMAND", required=True)
-            p = groups[words[0]].add_parser(words[1], help=help_, description=help_)
-        p.add_argument("--config", default=argparse.SUPPRESS, help="config file")
-        for flags, kw in arguments:
-            p.add_argument(*flags, **kw)
-        p.set_defaults(fn=fn)
     return top
 
 
-def main(argv=None):
-    args = parser().parse_args(argv)
+def _call(args):
     args.config_path = args.config or config_mod.DEFAULT_PATH
-    try:
-        cfg = None if args.fn is cmd_config_example else config_mod.load(args.config_path)
-        args.fn(args, cfg)
-    except AgentError as e:
-        print("edge-agent: %s" % e, file=sys.stderr)
-        return 1
-    except (OSError, sqlite3.Error) as e:
-        print("edge-agent: %s" % e, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 1
-    return 0
+    cfg = None if args.fn is cmd_config_example else config_mod.load(args.config_path)
+    return args.fn(args, cfg)
+
+
+def main(argv=None):
+    return cmdline.run(PROG, parser(), argv, (AgentError, OSError, sqlite3.Error), _call)
 
 
 if __name__ == "__main__":

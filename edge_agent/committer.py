@@ -49,7 +49,7 @@ class Committer(threading.Thread):
             self.link.puback(batch)
             for device, seqs in out.acks.items():
                 # Only events verified with a registered key are acked: the key is there.
-                key_hex = self.store.one("SELECT key_hex FROM devices WHERE device = ?", (device,))
+                key_hex = self.store.devices.key(device)
                 self.link.publish(topics.topic(self.hall, device, topics.ACK),
                                   self.sealer.seal(key_hex, topics.ACK, messages.ack(seqs)))
             if out.came_online:

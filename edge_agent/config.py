@@ -7,6 +7,7 @@ example`), so the three cannot drift apart.
 import difflib
 import os
 import tomllib
+import urllib.parse
 
 from protocol.errors import ProtocolError
 from protocol.events import MAX_CONFIG, check_field
@@ -136,25 +137,82 @@ def validate(raw):
     if not cfg["mqtt"]["username"]:
         cfg["mqtt"]["username"] = agent_user(cfg["hall"])
     _check_devices(cfg["devices"])
-    for name, pin in cfg["light"]["pins"].items():
-        if name not in ("green", "yellow", "red", "buzzer"):
-            raise ConfigError("[light] pins.%s: pins are green, yellow, red, buzzer%s"
-                              % (name, _did_you_mean(name, ["green", "yellow", "red", "buzzer"])))
-        if type(pin) is not int or not 0 <= pin <= 27:
-            raise ConfigError("[light] pins.%s must be a BCM pin number 0-27" % name)
-    if cfg["uplink"]["url"] and not cfg["uplink"]["token"]:
-        raise ConfigError("[uplink] token is required when [uplink] url is set")
+    check_pins(cfg["light"]["pins"])
     if cfg["uplink"]["url"]:
-        from edge_agent.uplink import check_config
-        try:
-            check_config(cfg["uplink"])
-        except ValueError as e:
-            raise ConfigError(str(e))
+        _check_uplink(cfg["uplink"])
     if cfg["http"]["max_connections"] < 1 or cfg["http"]["timeout_s"] <= 0:
         raise ConfigError("[http] max_connections and timeout_s must be above 0")
     if cfg["mqtt"]["batch_max"] < 1:
         raise ConfigError("[mqtt] batch_max must be at least 1")
     return cfg
+
+
+def section(name, given=None):
+    """One section's table: `given` (a partial table, as a test or a bench
+    passes it) checked like the file's, the rest from the defaults."""
+    known = [k[1] for k in KEYS if k[0] == name]
+    out = {}
+    for key, v in (given or {}).items():
+        spec = _spec(name, key)
+        if spec is None:
+            raise ConfigError("unknown key %s%s" % (_where(name, key), _did_you_mean(key, known)))
+        if v is not None:
+            out[key] = _check_value(name, key, spec[2], v)
+    for s, key, typ, default, doc in KEYS:
+        if s == name and key not in out:
+            out[key] = dict(default) if isinstance(default, dict) else default
+    return out
+
+
+def uplink(given):
+    """The [uplink] table the uplink runs with, defaults filled in and checked."""
+    up = section("uplink", given)
+    _check_uplink(up)
+    return up
+
+
+def _check_uplink(up):
+    if not up["token"]:
+        raise ConfigError("[uplink] token is required when [uplink] url is set (the hall's bearer token "
+                          "at the county)")
+    url = up["url"] or ""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("[uplink] url must be https://host[:port][/path], not %r" % url)
+    if parts.scheme == "http" and up["allow_plain_http"] is not True:
+        raise ConfigError("[uplink] url %s is plain http: the hall's token and events would cross the network "
+                          "readable; use https://, or set [uplink] allow_plain_http = true for a county on "
+                          "this machine or a test" % url)
+    for k in ("batch_max_events", "batch_max_bytes", "interval_s", "timeout_s", "backoff_max_s"):
+        if not up[k] or up[k] <= 0:
+            raise ConfigError("[uplink] %s must be a positive number, not %r" % (k, up[k]))
+    if up["ca_file"] and parts.scheme != "https":
+        raise ConfigError("[uplink] ca_file pins a CA for HTTPS, but the url is %s" % parts.scheme)
+
+
+LAMPS = ("green", "yellow", "red")
+
+
+def check_pins(pins):
+    """[light] pins as the circuit allows them: the three lamps and an
+    optional buzzer, each on its own BCM pin."""
+    if not isinstance(pins, dict):
+        raise ConfigError("[light] pins must be a table of lamp name -> BCM pin number")
+    names = list(LAMPS) + ["buzzer"]
+    seen = {}
+    for name, pin in pins.items():
+        if name not in names:
+            raise ConfigError("[light] pins.%s: the tower light has %s and an optional buzzer%s"
+                              % (name, ", ".join(LAMPS), _did_you_mean(name, names)))
+        if type(pin) is not int or not 0 <= pin <= 27:
+            raise ConfigError("[light] pins.%s must be a BCM pin number 0-27, not %r" % (name, pin))
+        if pin in seen:
+            raise ConfigError("[light] pins: %s and %s are both on pin %d" % (seen[pin], name, pin))
+        seen[pin] = name
+    missing = [lamp for lamp in LAMPS if lamp not in pins]
+    if missing:
+        raise ConfigError("[light] pins missing for %s" % ", ".join(missing))
+    return pins
 
 
 def agent_user(hall):

@@ -49,7 +49,7 @@ def verified_wire(ev, key):
     b = protocol.body(ev)
     if not mac.equal(ev["mac"], mac.sign(key, b)):
         raise ProtocolError("bad_mac", ev["device"])
-    return (b[:-1] + b',"mac":"' + ev["mac"].encode() + b'"}').decode()
+    return mac.attach(b, ev["mac"]).decode()
 
 
 class Batch:
@@ -69,8 +69,7 @@ class Batch:
 
     def _device(self, device):
         if device not in self._devices:
-            self._devices[device] = self.store.conn.execute(
-                "SELECT key_hex, status FROM devices WHERE device = ?", (device,)).fetchone()
+            self._devices[device] = self.store.devices.credentials(device)
         return self._devices[device]
 
     def quarantine(self, m, reason, detail="", device=None, seq=None):
@@ -110,29 +109,17 @@ class Batch:
             raise ProtocolError("unknown_device", "%s is retired" % device)
         wire = verified_wire(ev, bytes.fromhex(row[0]))
         seq = ev["seq"]
-        new = self.store.conn.execute(
-            "INSERT INTO events (device, seq, kind, t, body, received_ms) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (device, seq) DO NOTHING",
-            (device, seq, ev["kind"], ev["t"], wire, m.received_ms)).rowcount
-        if new:
+        if self.store.events.add(device, seq, ev["kind"], ev["t"], wire, m.received_ms):
             self.out.stored += 1
             top, _ = self._hwm.get(device, (0, 0))
             self._hwm[device] = (max(seq, top), m.received_ms)
             if ev["kind"] == "status":
-                self._health(device, ev)
-        elif self.store.one("SELECT body FROM events WHERE device = ? AND seq = ?", (device, seq)) == wire:
+                self.store.devices.set_health(device, seq, ev.get("alarm"), ev["outbox"])
+        elif self.store.events.body(device, seq) == wire:
             self.out.duplicates += 1
         else:
             self.quarantine(m, "conflict", "differs from the stored event", device, seq)
         self.out.acks[device].add(seq)
-
-    def _health(self, device, ev):
-        # The device's health is its newest status: one that arrives late
-        # (a lower seq, resent after a reboot) must not roll it back.
-        self.store.conn.execute(
-            "UPDATE devices SET health_seq = ?, health_alarm = ?, health_outbox = ? "
-            "WHERE device = ? AND coalesce(health_seq, 0) < ?",
-            (ev["seq"], ev.get("alarm"), ev["outbox"], device, ev["seq"]))
 
     def _presence(self, m, device):
         if not m.payload:
@@ -150,9 +137,7 @@ class Batch:
             self.store.bump("presence_unknown_device")
             return
         fw = msg.get("fw") if isinstance(msg.get("fw"), str) else None
-        self.store.conn.execute(
-            "UPDATE devices SET online = ?, presence_ms = ?, fw = coalesce(?, fw) WHERE device = ?",
-            (int(online), m.received_ms, fw, device))
+        self.store.devices.set_presence(device, online, m.received_ms, fw)
         if online:
             self.out.came_online.add(device)
         else:
@@ -160,9 +145,7 @@ class Batch:
 
     def finish(self):
         for device, (seq, last_ms) in self._hwm.items():
-            self.store.conn.execute(
-                "UPDATE devices SET hwm = max(hwm, ?), last_event_ms = ? WHERE device = ?",
-                (seq, last_ms, device))
+            self.store.devices.raise_hwm(device, seq, last_ms)
         self.store.bump("received", self.received)
         self.store.bump("commits")
         self.store.bump("committed", self.out.stored)

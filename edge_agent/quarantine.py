@@ -34,10 +34,9 @@ class Quarantine:
         """Keep a refused message, or count it when its bucket is full.
         Returns True when it is kept (as a new row or a repeat)."""
         bucket = device if registered else UNREGISTERED
-        db = self.store.conn
+        rows = self.store.quarantine
         digest = hashlib.sha256(b"\0".join((m.topic.encode(), bytes(m.payload), reason.encode()))).hexdigest()
-        if db.execute("UPDATE quarantine SET repeats = repeats + 1, last_ms = ? WHERE digest = ?",
-                      (m.received_ms, digest)).rowcount:
+        if rows.repeat(digest, m.received_ms):
             return True
         payload = bytes(m.payload[:MAX_PAYLOAD])
         if len(m.payload) > MAX_PAYLOAD:
@@ -48,18 +47,14 @@ class Quarantine:
         if used[0] + 1 > self.max_rows or used[1] + size > self.max_bytes:
             self.store.bump("quarantine_dropped:" + bucket)
             return False
-        db.execute("INSERT INTO quarantine (received_ms, topic, payload, reason, detail, device, seq, digest, "
-                   "last_ms, bucket, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (m.received_ms, topic, payload, reason, detail, device, seq, digest, m.received_ms,
-                    bucket, size))
+        rows.add(m.received_ms, topic, payload, reason, detail, device, seq, digest, bucket, size)
         used[0] += 1
         used[1] += size
         return True
 
     def _usage(self, bucket):
         if bucket not in self._used:
-            self._used[bucket] = list(self.store.conn.execute(
-                "SELECT count(*), coalesce(sum(size), 0) FROM quarantine WHERE bucket = ?", (bucket,)).fetchone())
+            self._used[bucket] = self.store.quarantine.usage(bucket)
         return self._used[bucket]
 
 
@@ -68,15 +63,14 @@ def purge(store, keep_days, now=None):
     if not keep_days:
         return 0
     with store.atomic():
-        n = store.conn.execute("DELETE FROM quarantine WHERE last_ms < ?",
-                               ((now or now_ms()) - keep_days * _DAY_MS,)).rowcount
+        n = store.quarantine.purge((now or now_ms()) - keep_days * _DAY_MS)
         store.bump("quarantine_purged", n)
     return n
 
 
 def usage(store):
     """What `status` shows: rows and bytes kept, and what was dropped by bucket."""
-    rows, size = store.conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM quarantine").fetchone()
+    rows, size = store.quarantine.usage()
     c = store.counters()
     dropped = {k.split(":", 1)[1]: v for k, v in c.items() if k.startswith("quarantine_dropped:")}
     return {"rows": rows, "bytes": size, "dropped": dropped, "purged": c.get("quarantine_purged", 0)}

@@ -87,23 +87,11 @@ def _target(value):
     return value
 
 
-def get(store, device):
-    row = store.conn.execute("SELECT * FROM devices WHERE device = ?", (device,)).fetchone()
-    if row is None:
-        return None
-    cols = [d[0] for d in store.conn.execute("SELECT * FROM devices LIMIT 0").description]
-    return dict(zip(cols, row))
-
-
 def must_get(store, device):
-    d = get(store, device)
+    d = store.devices.get(device)
     if d is None:
         raise RegistryError("no device %r (see `edge-agent devices list`)" % device)
     return d
-
-
-def all_devices(store):
-    return [dict(r) for r in store.db.query("SELECT * FROM devices ORDER BY device")]
 
 
 def add(store, hall, device, window, key_hex=None, hwm=0):
@@ -112,11 +100,9 @@ def add(store, hall, device, window, key_hex=None, hwm=0):
     window = _id("window", window)
     key_hex = _key(key_hex)
     with store.atomic():
-        if get(store, device):
+        if store.devices.get(device):
             raise RegistryError("device %r exists already (retire or replace it)" % device)
-        store.conn.execute(
-            "INSERT INTO devices (device, hall, window, key_hex, hwm, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
-            (device, hall, window, key_hex, hwm, now_ms()))
+        store.devices.add(device, hall, window, key_hex, hwm, now_ms())
         store.bump_registry()
     return key_hex
 
@@ -124,15 +110,14 @@ def add(store, hall, device, window, key_hex=None, hwm=0):
 def retire(store, device):
     with store.atomic():
         must_get(store, device)
-        store.conn.execute("UPDATE devices SET status = 'retired' WHERE device = ?", (device,))
+        store.devices.retire(device)
         store.bump_registry()
 
 
 def hwm(store, device):
     """Highest seq held for the device: the registry's mark or a stored event."""
-    d = get(store, device)
-    top = store.one("SELECT MAX(seq) FROM events WHERE device = ?", (device,)) or 0
-    return max(top, d["hwm"] if d else 0)
+    d = store.devices.get(device)
+    return max(store.events.top_seq(device), d["hwm"] if d else 0)
 
 
 def replace(store, hall, old, new, key_hex=None):
@@ -143,7 +128,7 @@ def replace(store, hall, old, new, key_hex=None):
             raise RegistryError("device %r is retired already" % old)
         mark = hwm(store, old)
         key_hex = add(store, hall, new, d["window"], key_hex, hwm=mark)
-        store.conn.execute("UPDATE devices SET status = 'retired', replaced_by = ? WHERE device = ?", (new, old))
+        store.devices.retire(old, replaced_by=new)
     return key_hex, mark
 
 
@@ -155,24 +140,15 @@ def set_window(store, window, staff=None, staff_no=None, target_s=None):
     staff_no = _person_text("staff_no", staff_no)
     target_s = _target(target_s)
     with store.atomic():
-        store.conn.execute(
-            "INSERT INTO windows (window, staff, staff_no, target_s, updated_ms) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(window) DO UPDATE SET staff = coalesce(excluded.staff, staff), "
-            "staff_no = coalesce(excluded.staff_no, staff_no), "
-            "target_s = coalesce(excluded.target_s, target_s), updated_ms = excluded.updated_ms",
-            (window, staff, staff_no, target_s, now_ms()))
+        store.windows.set(window, staff, staff_no, target_s, now_ms())
         store.bump_registry()
     return window, staff, staff_no, target_s
-
-
-def windows(store):
-    return {r["window"]: r for r in store.db.query("SELECT * FROM windows")}
 
 
 def device_config(store, device, dev_cfg, t_ms):
     """The retained config message body for a device (protocol SPEC 'Config')."""
     d = must_get(store, device)
-    msg = config_message(d["window"], windows(store).get(d["window"]) or {}, dev_cfg, t_ms, hwm(store, device))
+    msg = config_message(d["window"], store.windows.all().get(d["window"]) or {}, dev_cfg, t_ms, hwm(store, device))
     # What an older agent let into the store is left out, not sent to fail on the device.
     for name in clean_config(msg):
         log.warning("window %s: its %s breaks the protocol's rules and is left out of %s's config; "

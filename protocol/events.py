@@ -318,13 +318,17 @@ def body(ev):
     return ("{" + ",".join(_canonical(ev, _fields(ev["kind"]))) + "}").encode()
 
 
+def wire(ev):
+    """The canonical wire bytes of a parsed event, its received mac last:
+    what two deliveries of one event compare by (agent and county alike)."""
+    return _mac.attach(body(ev), ev["mac"])
+
+
 def encode(ev, key):
     """Validate, sign with the device key and return the wire bytes."""
     validate(ev)
-    parts = _canonical(ev, KINDS[ev["kind"]])
-    b = ("{" + ",".join(parts) + "}").encode()
-    parts.append('"mac":"' + _mac.sign(key, b) + '"')
-    out = ("{" + ",".join(parts) + "}").encode()
+    b = body(ev)
+    out = _mac.attach(b, _mac.sign(key, b))
     if len(out) > MAX_PAYLOAD:
         raise ProtocolError("too_large", str(len(out)))
     return out

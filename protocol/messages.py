@@ -28,7 +28,7 @@ def seal(key, channel, msg, n):
     body = ("{" + ",".join(dumps(k) + ":" + dumps(fields[k]) for k in sorted(fields)) + "}").encode()
     # The channel is signed too: an ack can never be replayed as a command.
     tag = mac.sign(key, channel.encode() + b"\n" + body)
-    return body[:-1] + b',"mac":"' + tag.encode() + b'"}'
+    return mac.attach(body, tag)
 
 
 def unseal(key, channel, payload, last):

@@ -106,12 +106,12 @@ def test_the_hall_tool_writes_its_agent_config_private(tmp_path):
 
 
 def test_every_command_has_help():
-    for words, fn, help_, arguments in cli.COMMANDS:
-        assert help_, words
-        out = run(*words, "--help")
-        assert out.returncode == 0 and help_ in " ".join(out.stdout.split()), words
-        for flags, kw in arguments:
-            assert kw.get("help"), (words, flags)
+    for c in cli.COMMANDS:
+        assert c.help, c.words
+        out = run(*c.words, "--help")
+        assert out.returncode == 0 and c.help in " ".join(out.stdout.split()), c.words
+        for flags, kw in c.arguments:
+            assert kw.get("help"), (c.words, flags)
 
 
 def test_devices_add_list_show_retire_replace(conf, tmp_path):
@@ -135,10 +135,10 @@ def test_devices_add_list_show_retire_replace(conf, tmp_path):
     s.conn.execute("UPDATE devices SET hwm = 41 WHERE device = 'ev-01'")
     out = run("--config", conf, "devices", "replace", "ev-01", "ev-09")
     assert out.returncode == 0 and "above 41" in out.stdout, out.stderr
-    rows = {r["device"]: r for r in s.db.query("SELECT * FROM devices")}
+    rows = {r["device"]: r for r in s.devices.all()}
     assert rows["ev-09"]["window"] == "A01" and rows["ev-09"]["hwm"] == 41
     assert rows["ev-01"]["status"] == "retired" and rows["ev-01"]["replaced_by"] == "ev-09"
-    assert run("--config", conf, "devices", "retire", "nope").stderr.startswith("edge-agent: no device")
+    assert run("--config", conf, "devices", "retire", "nope").stderr.startswith("edge-agent: error: no device")
     out = run("--config", conf, "window", "set", "A01", "--staff", "张三", "--staff-no", "1024", "--target-s", "600")
     assert out.returncode == 0
     from edge_agent import registry

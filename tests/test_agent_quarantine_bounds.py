@@ -8,7 +8,6 @@ import os
 import sqlite3
 
 import pytest
-import sqlite_utils
 
 from harness import Mosquitto, wait_for
 from protocol import topics
@@ -104,7 +103,7 @@ def test_migration_004_puts_existing_rows_in_their_buckets(tmp_path):
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_ms INTEGER)")
     for name, step in MIGRATIONS[:3]:          # a store as main left it
-        step(sqlite_utils.Database(db))
+        step(db)
         db.execute("INSERT INTO _migrations VALUES (?, 0)", (name,))
     db.execute("INSERT INTO devices (device, hall, key_hex, created_ms) VALUES ('ev-01', 'h1', '00', 0)")
     db.execute("INSERT INTO quarantine (received_ms, topic, payload, reason, device, digest) VALUES "

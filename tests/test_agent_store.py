@@ -19,6 +19,11 @@ from test_agent_support import rating, status as status_event
 HALL = "h1"
 
 
+def one(store, sql, params=()):
+    row = store.conn.execute(sql, params).fetchone()
+    return row[0] if row else None
+
+
 @pytest.fixture
 def store(tmp_path):
     s = Store(str(tmp_path / "agent.db"))
@@ -39,10 +44,10 @@ def test_front_door(tmp_path):
     path = str(tmp_path / "agent.db")
     s = Store(path)
     assert os.stat(path).st_mode & 0o777 == 0o600
-    assert s.one("PRAGMA journal_mode") == "wal" and s.one("PRAGMA synchronous") == 2   # FULL
-    assert [r[0] for r in s.conn.execute("SELECT name FROM _migrations")] == [m[0] for m in MIGRATIONS]
+    assert one(s, "PRAGMA journal_mode") == "wal" and one(s, "PRAGMA synchronous") == 2   # FULL
+    assert s.migrations() == [m[0] for m in MIGRATIONS]
     Store(path).close()                                           # migrations run once
-    assert s.one("SELECT count(*) FROM _migrations") == len(MIGRATIONS)
+    assert one(s, "SELECT count(*) FROM _migrations") == len(MIGRATIONS)
     with pytest.raises(ZeroDivisionError):
         with s.atomic():
             s.bump("x", 5)
@@ -50,7 +55,7 @@ def test_front_door(tmp_path):
     assert s.counters() == {}
     assert not s.conn.in_transaction
     mem = Store(memory=True)
-    assert "events" in mem.db.table_names()
+    assert "events" in mem.tables()
 
 
 def test_a_refused_message_sent_again_is_one_row_with_repeats(store, keys):
@@ -99,9 +104,9 @@ def test_one_batch_classifies_everything(store, keys):
     assert out.came_online == {"ev-01"}
     c = store.counters()
     assert c["received"] == 9 and c["committed"] == 2 and c["duplicates"] == 1
-    d = registry.get(store, "ev-01")
+    d = store.devices.get("ev-01")
     assert d["hwm"] == 2 and d["online"] == 1 and d["fw"] == "1.2"
-    assert store.one("SELECT body FROM events WHERE device='ev-01' AND seq=1") == first.decode()
+    assert one(store, "SELECT body FROM events WHERE device='ev-01' AND seq=1") == first.decode()
 
 
 class FakeLink:
@@ -208,7 +213,7 @@ def test_service_time_leaves_out_pauses_and_stands_still_while_paused(store, key
 
 
 def health(store, device):
-    d = registry.get(store, device)
+    d = store.devices.get(device)
     return d["health_seq"], d["health_alarm"], d["health_outbox"]
 
 
@@ -222,7 +227,7 @@ def test_the_newest_status_is_the_devices_health(store, keys):
     assert health(store, "ev-01") == (5, "display,outbox_full", 499)     # a rating is not health
     # After a reboot the device resends what was not acked: a late, older status changes nothing.
     ingest.commit(store, HALL, [st(3, 3, None, 2), st(4, 5, "display,outbox_full", 499)])
-    assert store.one("SELECT count(*) FROM events WHERE kind = 'status'") == 2
+    assert one(store, "SELECT count(*) FROM events WHERE kind = 'status'") == 2
     assert health(store, "ev-01") == (5, "display,outbox_full", 499)
     # In one batch the newest wins whatever the arrival order; no alarm clears it.
     ingest.commit(store, HALL, [st(5, 9, None, 0), st(6, 8, "display", 7)])
@@ -237,7 +242,7 @@ def test_the_newest_status_is_the_devices_health(store, keys):
 
 
 def test_upgrading_a_store_takes_health_from_the_stored_status_events(tmp_path, monkeypatch):
-    from edge_agent import store as store_mod
+    from edge_agent.store import db as store_mod
     path = str(tmp_path / "old.db")
     monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS[:2])
     old = Store(path)

@@ -177,11 +177,11 @@ def test_stats_command_reads_the_store(county, county_db):
 
 def test_every_command_has_help():
     from tools.county.cli import COMMANDS
-    for argv in [["--help"]] + [[name, "--help"] for name in COMMANDS]:
+    for argv in [["--help"]] + [list(c.words) + ["--help"] for c in COMMANDS]:
         out = subprocess.run([COUNTY] + argv, capture_output=True, text=True)
         assert out.returncode == 0 and "usage:" in out.stdout, argv
-    for name, (_, help_, _) in COMMANDS.items():
-        assert help_, name
+    for c in COMMANDS:
+        assert c.help, c.words
 
 
 @pytest.mark.parametrize("argv, words", [

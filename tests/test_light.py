@@ -6,6 +6,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from harness import wait_for
+from edge_agent.errors import ConfigError
 from edge_agent.light import BEEP_PATTERN, BEEP_STEP_S, HallLight, LightError
 
 PINS = {"green": 17, "yellow": 27, "red": 22, "buzzer": 23}
@@ -108,25 +109,29 @@ def test_an_unknown_state_is_refused(light, factory):
     ({"green": 17, "yellow": 17, "red": 22}, "green and yellow are both on pin 17"),
     ({"green": 17, "yellow": 27, "red": 22, "buzzer": 22}, "red and buzzer are both on pin 22"),
     ({"green": 17, "yellow": 27}, "missing for red"),
-    ({"green": 17, "yellow": 27, "red": 22, "blue": 5}, "no blue"),
-    ({"green": 17, "yellow": 27, "red": True}, "GPIO number"),
+    ({"green": 17, "yellow": 27, "red": 22, "blue": 5}, "pins.blue"),
+    ({"green": 17, "yellow": 27, "red": True}, "BCM pin number"),
+    ({"green": 17, "yellow": "GPIO17", "red": 22}, "BCM pin number"),
+    ({"green": 17, "yellow": 27, "red": 99}, "BCM pin number 0-27"),
     ([17, 27, 22], "table"),
 ])
 def test_an_impossible_pin_map_is_refused_before_touching_pins(pins, words, factory):
-    with pytest.raises(LightError, match=words):
+    # The same check as `edge-agent config check` (edge_agent/config.py).
+    with pytest.raises(ConfigError, match=words):
         HallLight(pins, pin_factory=factory)
-
-
-def test_the_board_refuses_a_pin_it_does_not_have(factory):
-    with pytest.raises(LightError, match="tower light"):
-        HallLight({"green": 17, "yellow": 27, "red": 99}, pin_factory=factory)
-    # Nothing stays reserved after the refusal.
     HallLight(PINS, pin_factory=factory).close()
 
 
-def test_one_pin_in_two_spellings_is_refused_by_the_board(factory):
-    with pytest.raises(LightError, match="tower light"):
-        HallLight({"green": 17, "yellow": "GPIO17", "red": 22}, pin_factory=factory)
+def test_a_pin_another_device_holds_is_refused_by_the_board(factory):
+    from gpiozero import LED
+    other = LED(22, pin_factory=factory)
+    try:
+        with pytest.raises(LightError, match="tower light"):
+            HallLight(PINS, pin_factory=factory)
+    finally:
+        other.close()
+    # Nothing stays reserved after the refusal.
+    HallLight(PINS, pin_factory=factory).close()
 
 
 def test_a_relay_board_that_switches_on_low_gets_inverted_pins(factory):

@@ -12,7 +12,10 @@ import time
 import pytest
 
 from harness import ROOT, wait_for
-from edge_agent.uplink import Uplink, purge_synced
+from edge_agent.config import uplink as uplink_config
+from edge_agent.errors import ConfigError
+from edge_agent.store import Store
+from edge_agent.uplink import Uplink
 from tools.county.testing import CountyProc, add_events, agent_store, rating
 
 HALL, TOKEN = "hall-up", "tok-" + "u" * 20
@@ -291,23 +294,31 @@ def test_retention_deletes_only_synced_rows_older_than_the_cutoff(agent_db):
     add_events(db, events("ev-10", 4), received_ms=1000)        # old
     add_events(db, events("ev-10", 2, 5), received_ms=10**13)     # new
     db.execute("UPDATE events SET synced_ms = 5 WHERE seq IN (1, 2, 5)")
-    assert purge_synced(db, older_than_ms=2000, chunk=1) == 2
+    store = Store(path, create=False)
+    try:
+        assert store.events.purge_synced(older_than_ms=2000, chunk=1) == 2
+    finally:
+        store.close()
     left = [r[0] for r in db.execute("SELECT seq FROM events ORDER BY seq")]
     assert left == [3, 4, 5, 6]                      # unsynced old rows and new synced rows stay
 
 
 def test_config_is_checked_in_plain_words():
-    from edge_agent.uplink import check_config
-    with pytest.raises(ValueError, match="url"):
-        check_config({"url": "ftp://x", "token": "t"})
-    with pytest.raises(ValueError, match="token"):
-        check_config({"url": "https://x"})
-    with pytest.raises(ValueError, match="batch_max_events"):
-        check_config({"url": "https://x", "token": "t", "batch_max_events": 0})
-    with pytest.raises(ValueError, match="ca_file"):
-        check_config({"url": "http://x", "token": "t", "ca_file": "/ca.pem", "allow_plain_http": True})
-    cfg = check_config({"url": "https://x", "token": "t", "ca_file": None})
-    assert cfg["batch_max_events"] == 500 and cfg["retention_days"] == 30
+    # The same checks as the config file's (edge_agent/config.py), defaults from its table.
+    with pytest.raises(ConfigError, match="url"):
+        uplink_config({"url": "ftp://x", "token": "t"})
+    with pytest.raises(ConfigError, match="token"):
+        uplink_config({"url": "https://x"})
+    with pytest.raises(ConfigError, match="batch_max_events"):
+        uplink_config({"url": "https://x", "token": "t", "batch_max_events": 0})
+    with pytest.raises(ConfigError, match="ca_file"):
+        uplink_config({"url": "http://x", "token": "t", "ca_file": "/ca.pem", "allow_plain_http": True})
+    with pytest.raises(ConfigError, match="batch_max_bytes must be a whole number"):
+        uplink_config({"url": "https://x", "token": "t", "batch_max_bytes": "big"})
+    with pytest.raises(ConfigError, match="did you mean 'timeout_s'"):
+        uplink_config({"url": "https://x", "token": "t", "timeout": 5})
+    cfg = uplink_config({"url": "https://x", "token": "t", "ca_file": None})
+    assert cfg["batch_max_events"] == 500 and cfg["retry_invalid_s"] == 3600
 
 
 def test_a_missing_store_is_reported_not_created(tmp_path):

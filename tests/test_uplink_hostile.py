@@ -13,7 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from harness import wait_for
-from edge_agent.uplink import MAX_ANSWER_BYTES, check_config
+from edge_agent.config import uplink as check_config
+from edge_agent.county_client import MAX_ANSWER_BYTES
+from edge_agent.errors import ConfigError
 from test_uplink import Running, agent_db, events  # noqa: F401 (fixture)
 from tools.county.testing import add_events
 
@@ -148,9 +150,9 @@ def test_a_compressed_answer_within_the_bound_is_read(agent_db, encoding, wbits)
 
 
 def test_plain_http_is_refused_unless_the_config_says_so():
-    with pytest.raises(ValueError, match=r"allow_plain_http = true"):
+    with pytest.raises(ConfigError, match=r"allow_plain_http = true"):
         check_config({"url": "http://county.example", "token": "t"})
-    with pytest.raises(ValueError, match=r"allow_plain_http = true"):
+    with pytest.raises(ConfigError, match=r"allow_plain_http must be true or false"):
         check_config({"url": "http://county.example", "token": "t", "allow_plain_http": "yes"})
     assert check_config({"url": "http://127.0.0.1:9", "token": "t", "allow_plain_http": True})
     assert check_config({"url": "https://county.example", "token": "t"})

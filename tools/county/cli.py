@@ -5,7 +5,6 @@
   county-server stats --db county.db [--hall HALL] [--json]
   county-server report --db county.db --hall HALL --month 2026-10 [--format text|csv|json]
 """
-import argparse
 import json
 import logging
 import signal
@@ -13,6 +12,8 @@ import ssl
 import sys
 import threading
 
+from edge_agent import cmdline
+from edge_agent.cmdline import Command
 from tools.county.errors import CountyError
 
 PROG = "county-server"
@@ -133,79 +134,68 @@ def cmd_report(args):
     return 0
 
 
-def _db(p):
-    p.add_argument("--db", required=True, help="SQLite file path, or a postgresql:// URL (production)")
+DB = (("--db",), dict(required=True, help="SQLite file path, or a postgresql:// URL (production)"))
 
 
-def _run_args(p):
-    _db(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8470, help="port (default: 8470)")
-    p.add_argument("--token", action="append", default=[], metavar="HALL=TOKEN",
-                   help="a hall's bearer token; repeat for each hall")
-    p.add_argument("--tokens-file", action="append", default=[], metavar="FILE",
-                   help="HALL=TOKEN lines; '#' starts a comment")
-    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate chain")
-    p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
-    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                   help="log verbosity on stderr (default: INFO)")
-    p.add_argument("--fail-after-commit", type=int, default=0, metavar="N",
-                   help="TESTS ONLY: commit the first N batches, then drop the connection unanswered")
-
-
-def _stats_args(p):
-    _db(p)
-    p.add_argument("--hall", help="only this hall")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-
-def _report_args(p):
+def _report_args():
     from tools.county.report import DEFAULT_DEADLINE_DAYS, DEFAULT_TZ
-    _db(p)
-    p.add_argument("--hall", required=True, help="the hall's id, as in its batches")
-    p.add_argument("--month", required=True, metavar="YYYY-MM", help="the calendar month, such as 2026-10")
-    p.add_argument("--tz", default=DEFAULT_TZ,
-                   help="time zone of the month's boundaries and of the times shown (default: %(default)s)")
-    p.add_argument("--deadline-days", type=int, default=DEFAULT_DEADLINE_DAYS, metavar="N",
-                   help="rectify each 差评 within N working days, Mon-Fri, public holidays not known "
-                        "(default: %(default)s)")
-    p.add_argument("--format", default="text", choices=("text", "csv", "json"),
-                   help="text: aligned tables; csv: UTF-8 with BOM for Excel; json: as the HTTP API "
-                        "(default: text)")
-    p.add_argument("--list", choices=("figures", "bad"),
-                   help="only the figures, or only the bad-rating follow-up list (差评整改清单); "
-                        "CSV holds one of them per file, the figures unless --list bad")
-    p.add_argument("--out", metavar="FILE", help="write here instead of standard output")
+    return [
+        DB,
+        (("--hall",), dict(required=True, help="the hall's id, as in its batches")),
+        (("--month",), dict(required=True, metavar="YYYY-MM", help="the calendar month, such as 2026-10")),
+        (("--tz",), dict(default=DEFAULT_TZ, help="time zone of the month's boundaries and of the times shown "
+                                                 "(default: %(default)s)")),
+        (("--deadline-days",), dict(type=int, default=DEFAULT_DEADLINE_DAYS, metavar="N",
+                                    help="rectify each 差评 within N working days, Mon-Fri, public holidays not "
+                                         "known (default: %(default)s)")),
+        (("--format",), dict(default="text", choices=("text", "csv", "json"),
+                             help="text: aligned tables; csv: UTF-8 with BOM for Excel; json: as the HTTP API "
+                                  "(default: text)")),
+        (("--list",), dict(choices=("figures", "bad"),
+                           help="only the figures, or only the bad-rating follow-up list (差评整改清单); "
+                                "CSV holds one of them per file, the figures unless --list bad")),
+        (("--out",), dict(metavar="FILE", help="write here instead of standard output")),
+    ]
 
 
-# name -> (function, one-line help, argument setup)
-COMMANDS = {
-    "run": (cmd_run, "serve the batch API (API.md) until SIGTERM or Ctrl-C", _run_args),
-    "stats": (cmd_stats, "print event, rating, conflict and batch counts from a store", _stats_args),
-    "report": (cmd_report, "a hall's monthly 好差评 report: figures per window and staff, the 差评 follow-up list",
-               _report_args),
-}
+# The table of commands (edge_agent/cmdline.py).
+COMMANDS = [
+    Command(("run",), cmd_run, "serve the batch API (API.md) until SIGTERM or Ctrl-C", [
+        DB,
+        (("--host",), dict(default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")),
+        (("--port",), dict(type=int, default=8470, help="port (default: 8470)")),
+        (("--token",), dict(action="append", default=[], metavar="HALL=TOKEN",
+                            help="a hall's bearer token; repeat for each hall")),
+        (("--tokens-file",), dict(action="append", default=[], metavar="FILE",
+                                  help="HALL=TOKEN lines; '#' starts a comment")),
+        (("--tls-cert",), dict(metavar="PEM", help="serve HTTPS with this certificate chain")),
+        (("--tls-key",), dict(metavar="PEM", help="the certificate's private key")),
+        (("--log-level",), dict(default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                                help="log verbosity on stderr (default: INFO)")),
+        (("--fail-after-commit",), dict(type=int, default=0, metavar="N",
+                                        help="TESTS ONLY: commit the first N batches, then drop the connection "
+                                             "unanswered"))]),
+    Command(("stats",), cmd_stats, "print event, rating, conflict and batch counts from a store", [
+        DB,
+        (("--hall",), dict(help="only this hall")),
+        (("--json",), dict(action="store_true", help="print JSON"))]),
+    Command(("report",), cmd_report,
+            "a hall's monthly 好差评 report: figures per window and staff, the 差评 follow-up list", _report_args()),
+]
 
 
 def parser():
-    ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                 epilog=__doc__.split("\n\n", 1)[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (_, help_, setup) in COMMANDS.items():
-        setup(sub.add_parser(name, help=help_, description=help_))
-    return ap
+    return cmdline.parser(PROG, __doc__.split("\n\n")[0], COMMANDS, epilog=__doc__.split("\n\n", 1)[1])
+
+
+def _call(args):
+    logging.basicConfig(level=getattr(args, "log_level", "WARNING"), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return args.fn(args)
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
-    logging.basicConfig(level=getattr(args, "log_level", "WARNING"), stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        return COMMANDS[args.command][0](args)
-    except CountyError as e:
-        print("%s: error: %s" % (PROG, e), file=sys.stderr)
-        return 1
+    return cmdline.run(PROG, parser(), argv, (CountyError,), _call)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def key(item):
 def canonical(ev):
     # The wire form as SPEC.md defines it: what tells a duplicate from a conflict
     # even if a hall re-serialised the JSON.
-    return protocol.body(ev).decode()[:-1] + ',"mac":"' + ev["mac"] + '"}'
+    return protocol.wire(ev).decode()
 
 
 def record(device, seq, body):

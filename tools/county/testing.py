@@ -3,7 +3,6 @@ agent-side store to send from. Not used by the server itself."""
 import gzip
 import json
 import os
-import sqlite3
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -11,14 +10,6 @@ import urllib.request
 import protocol
 from tools.procs import Proc, VENV_BIN, free_port, wait_port
 
-# The agent store's events table as the uplink relies on it (edge_agent/store.py).
-AGENT_EVENTS = """
-CREATE TABLE IF NOT EXISTS events (
-    device TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, t INTEGER NOT NULL,
-    body TEXT NOT NULL, received_ms INTEGER NOT NULL, synced_ms INTEGER,
-    PRIMARY KEY (device, seq));
-CREATE INDEX IF NOT EXISTS events_unsynced ON events(synced_ms) WHERE synced_ms IS NULL;
-"""
 LEVELS = protocol.LEVELS
 KEY = bytes(range(32))
 
@@ -106,11 +97,11 @@ def session(device, seq, action, session, window, t, key=KEY, **extra):
 
 
 def agent_store(path):
-    """An agent-side events table, as the edge agent's store creates it."""
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.executescript(AGENT_EVENTS)
-    return db
+    """An agent's store, made by the agent's own migrations; a plain
+    connection to it for the test to fill and read."""
+    from edge_agent.store import Store, connect
+    Store(path).close()
+    return connect(path, create=False)
 
 
 def add_events(db, bodies, received_ms=None):

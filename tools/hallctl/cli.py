@@ -11,12 +11,15 @@
 Register the device with the agent first (`edge-agent devices add D --window W`
 prints its key), then install and provision the board on the bench.
 """
-import argparse
 import json
 import sys
 
+from edge_agent import cmdline
+from edge_agent.cmdline import Command
 from edge_agent.terminal import dumps, printable
 from tools.hallctl.device import Board, HallctlError, ProductionBoard
+
+PROG = "hallctl"
 
 
 def _progress(label):
@@ -152,118 +155,96 @@ def cmd_libs(args):
     return mplib.main([])
 
 
+PORT = (("port",), dict(help="serial port, e.g. /dev/ttyUSB0"))
+
+# The table of commands (edge_agent/cmdline.py).
+COMMANDS = [
+    Command(("ports",), cmd_ports, "list serial ports", description="List serial ports."),
+    Command(("install",), cmd_install, "copy the firmware onto a board", [
+        PORT,
+        (("--board",), dict(default="esp32_devkitc",
+                            help="board definition in hardware/boards (default: %(default)s)")),
+        (("--no-font",), dict(dest="font", action="store_false",
+                              help="keep the font already on the board (the GB2312 font is 250 KB, slow on a UART)")),
+        (("--production",), dict(action="store_true",
+                                 help="a production board: once provisioned, its firmware turns the serial REPL off "
+                                      "at boot (no Ctrl-C, no mpremote, nothing readable over USB, `info` says so); "
+                                      "the way back is `hallctl flash`, which erases the flash and its secrets"))],
+        description="Copy the firmware, the protocol package, micropython-lib modules and "
+                    "the board definition onto a board running MicroPython: every file, each "
+                    "checked after writing, and listed with its sha256 in installed.json on "
+                    "the board (what `update` and `info` read)."),
+    Command(("update",), cmd_update, "copy only the firmware files that changed", [
+        PORT,
+        (("--board",), dict(help="board definition in hardware/boards (default: the one installed)")),
+        (("--no-font",), dict(dest="font", action="store_false", help="leave the font on the board as it is"))],
+        description="Bring a board to the bundle `install` would write, copying only the "
+                    "files whose sha256 on the board differs, each checked after writing. "
+                    "Files an older install put there that the bundle no longer has are "
+                    "removed; site.json, the outbox and files hallctl did not install are "
+                    "never touched."),
+    Command(("info",), cmd_info, "what is on a board: firmware, site, outbox, free flash", [
+        PORT,
+        (("--json",), dict(action="store_true", help="print the facts as JSON"))],
+        description="Read a board over its serial port and say what is on it: MicroPython "
+                    "version, board definition, firmware version (each file checked), site "
+                    "config (with a key fingerprint, never the key or passwords), events "
+                    "waiting in the outbox, free flash. Writes nothing."),
+    Command(("provision",), cmd_provision, "write a device's site config (identity, key, broker)", [
+        PORT,
+        (("--hall",), dict(required=True, help="hall id, as in the agent config")),
+        (("--device",), dict(required=True, help="device id, as registered with `edge-agent devices add`")),
+        (("--key",), dict(help="the device key, 64 hex characters (visible in ps: prefer --key-file or "
+                               "QL_DEVICE_KEY)")),
+        (("--key-file",), dict(metavar="FILE", help="read the device key from FILE (- for standard input)")),
+        (("--broker",), dict(required=True,
+                             help="the Pi's broker, HOST[:PORT] (default port 1883, or %d with --ca)" % 8883)),
+        (("--ca",), dict(metavar="FILE",
+                         help="use TLS: the device checks the broker's certificate against this CA (PEM), "
+                              "written to the board as ca.der")),
+        (("--broker-name",), dict(metavar="NAME",
+                                  help="with --ca: the name in the broker's certificate (default: HOST from --broker)")),
+        (("--window",), dict(default="A01", help="window number shown until the agent's config arrives")),
+        (("--user",), dict(help="broker user (default: the device id, as broker-config writes it)")),
+        (("--password",), dict(help="broker password (default: derived from the key, as broker-config "
+                                    "does; or QL_BROKER_PASSWORD)")),
+        (("--password-file",), dict(metavar="FILE", help="read the broker password from FILE (- for stdin)")),
+        (("--wifi-ssid",), dict(default="", help="Wi-Fi network name")),
+        (("--wifi-password",), dict(help="Wi-Fi password (visible in ps: prefer --wifi-password-file or "
+                                         "QL_WIFI_PASSWORD)")),
+        (("--wifi-password-file",), dict(metavar="FILE",
+                                         help="read the Wi-Fi password from FILE (- for standard input)"))],
+        description="Write site.json: hall, device id, key, broker and Wi-Fi; with --ca, the CA "
+                    "the device checks the broker's TLS certificate against. site.json is "
+                    "written aside and renamed, so a pulled cable never leaves half of it.",
+        epilog="Secrets: every option on the command line is visible to all users of this "
+               "machine (ps, shell history). Give the key and passwords as a file "
+               "(--key-file FILE, - for standard input: `edge-agent devices show D --show-key` "
+               "prints it) or in the environment: QL_DEVICE_KEY, QL_WIFI_PASSWORD, "
+               "QL_BROKER_PASSWORD. A file's first line is read."),
+    Command(("flash",), cmd_flash, "write MicroPython itself onto an ESP32 (esptool)", [
+        PORT,
+        (("--firmware",), dict(required=True, help="the MicroPython .bin for the board")),
+        (("--chip",), dict(default="esp32", help="esptool chip name (default: %(default)s)")),
+        (("--address",), dict(default="0x1000", help="flash offset (ESP32: 0x1000; S3/C3: 0x0)")),
+        (("--baud",), dict(type=int, default=460800, help="baud rate (default: %(default)s)")),
+        (("--no-erase",), dict(dest="erase", action="store_false",
+                               help="keep the old flash contents (a production board stays closed, its secrets "
+                                    "kept)"))],
+        description="Erase the flash and write a MicroPython firmware image with esptool. "
+                    "The erase is the way back for a production board: it destroys "
+                    "site.json (key and passwords) with everything else."),
+    Command(("libs",), cmd_libs, "fetch the pinned micropython-lib modules into build/mplib",
+            description="Fetch the pinned micropython-lib modules (sha256-checked)."),
+]
+
+
 def build_parser():
-    ap = argparse.ArgumentParser(prog="hallctl", description=__doc__.split("\n\n")[0],
-                                 epilog=__doc__.split("\n\n", 1)[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
-
-    p = sub.add_parser("ports", help="list serial ports", description="List serial ports.")
-    p.set_defaults(func=cmd_ports)
-
-    p = sub.add_parser("install", help="copy the firmware onto a board",
-                       description="Copy the firmware, the protocol package, micropython-lib modules and "
-                                   "the board definition onto a board running MicroPython: every file, each "
-                                   "checked after writing, and listed with its sha256 in installed.json on "
-                                   "the board (what `update` and `info` read).")
-    p.add_argument("port", help="serial port, e.g. /dev/ttyUSB0")
-    p.add_argument("--board", default="esp32_devkitc", help="board definition in hardware/boards (default: %(default)s)")
-    p.add_argument("--no-font", dest="font", action="store_false",
-                   help="keep the font already on the board (the GB2312 font is 250 KB, slow on a UART)")
-    p.add_argument("--production", action="store_true",
-                   help="a production board: once provisioned, its firmware turns the serial REPL off "
-                        "at boot (no Ctrl-C, no mpremote, nothing readable over USB, `info` says so); "
-                        "the way back is `hallctl flash`, which erases the flash and its secrets")
-    p.set_defaults(func=cmd_install)
-
-    p = sub.add_parser("update", help="copy only the firmware files that changed",
-                       description="Bring a board to the bundle `install` would write, copying only the "
-                                   "files whose sha256 on the board differs, each checked after writing. "
-                                   "Files an older install put there that the bundle no longer has are "
-                                   "removed; site.json, the outbox and files hallctl did not install are "
-                                   "never touched.")
-    p.add_argument("port", help="serial port, e.g. /dev/ttyUSB0")
-    p.add_argument("--board", help="board definition in hardware/boards (default: the one installed)")
-    p.add_argument("--no-font", dest="font", action="store_false",
-                   help="leave the font on the board as it is")
-    p.set_defaults(func=cmd_update)
-
-    p = sub.add_parser("info", help="what is on a board: firmware, site, outbox, free flash",
-                       description="Read a board over its serial port and say what is on it: MicroPython "
-                                   "version, board definition, firmware version (each file checked), site "
-                                   "config (with a key fingerprint, never the key or passwords), events "
-                                   "waiting in the outbox, free flash. Writes nothing.")
-    p.add_argument("port", help="serial port, e.g. /dev/ttyUSB0")
-    p.add_argument("--json", action="store_true", help="print the facts as JSON")
-    p.set_defaults(func=cmd_info)
-
-    p = sub.add_parser("provision", help="write a device's site config (identity, key, broker)",
-                       description="Write site.json: hall, device id, key, broker and Wi-Fi; with --ca, the CA "
-                                   "the device checks the broker's TLS certificate against. site.json is "
-                                   "written aside and renamed, so a pulled cable never leaves half of it.",
-                       epilog="Secrets: every option on the command line is visible to all users of this "
-                              "machine (ps, shell history). Give the key and passwords as a file "
-                              "(--key-file FILE, - for standard input: `edge-agent devices show D --show-key` "
-                              "prints it) or in the environment: QL_DEVICE_KEY, QL_WIFI_PASSWORD, "
-                              "QL_BROKER_PASSWORD. A file's first line is read.")
-    p.add_argument("port", help="serial port, e.g. /dev/ttyUSB0")
-    p.add_argument("--hall", required=True, help="hall id, as in the agent config")
-    p.add_argument("--device", required=True, help="device id, as registered with `edge-agent devices add`")
-    p.add_argument("--key", help="the device key, 64 hex characters (visible in ps: prefer --key-file or "
-                                 "QL_DEVICE_KEY)")
-    p.add_argument("--key-file", metavar="FILE", help="read the device key from FILE (- for standard input)")
-    p.add_argument("--broker", required=True,
-                   help="the Pi's broker, HOST[:PORT] (default port 1883, or %d with --ca)" % 8883)
-    p.add_argument("--ca", metavar="FILE",
-                   help="use TLS: the device checks the broker's certificate against this CA (PEM), "
-                        "written to the board as ca.der")
-    p.add_argument("--broker-name", metavar="NAME",
-                   help="with --ca: the name in the broker's certificate (default: HOST from --broker)")
-    p.add_argument("--window", default="A01", help="window number shown until the agent's config arrives")
-    p.add_argument("--user", help="broker user (default: the device id, as broker-config writes it)")
-    p.add_argument("--password", help="broker password (default: derived from the key, as broker-config "
-                                      "does; or QL_BROKER_PASSWORD)")
-    p.add_argument("--password-file", metavar="FILE", help="read the broker password from FILE (- for stdin)")
-    p.add_argument("--wifi-ssid", default="", help="Wi-Fi network name")
-    p.add_argument("--wifi-password", help="Wi-Fi password (visible in ps: prefer --wifi-password-file or "
-                                           "QL_WIFI_PASSWORD)")
-    p.add_argument("--wifi-password-file", metavar="FILE",
-                   help="read the Wi-Fi password from FILE (- for standard input)")
-    p.set_defaults(func=cmd_provision)
-
-    p = sub.add_parser("flash", help="write MicroPython itself onto an ESP32 (esptool)",
-                       description="Erase the flash and write a MicroPython firmware image with esptool. "
-                                   "The erase is the way back for a production board: it destroys "
-                                   "site.json (key and passwords) with everything else.")
-    p.add_argument("port", help="serial port, e.g. /dev/ttyUSB0")
-    p.add_argument("--firmware", required=True, help="the MicroPython .bin for the board")
-    p.add_argument("--chip", default="esp32", help="esptool chip name (default: %(default)s)")
-    p.add_argument("--address", default="0x1000", help="flash offset (ESP32: 0x1000; S3/C3: 0x0)")
-    p.add_argument("--baud", type=int, default=460800, help="baud rate (default: %(default)s)")
-    p.add_argument("--no-erase", dest="erase", action="store_false",
-                   help="keep the old flash contents (a production board stays closed, its secrets kept)")
-    p.set_defaults(func=cmd_flash)
-
-    p = sub.add_parser("libs", help="fetch the pinned micropython-lib modules into build/mplib",
-                       description="Fetch the pinned micropython-lib modules (sha256-checked).")
-    p.set_defaults(func=cmd_libs)
-    return ap
+    return cmdline.parser(PROG, __doc__.split("\n\n")[0], COMMANDS, epilog=__doc__.split("\n\n", 1)[1])
 
 
 def main(argv=None):
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    if not args.command:
-        ap.print_help()
-        return 1
-    try:
-        return args.func(args)
-    except HallctlError as e:
-        print("hallctl: %s" % printable(e), file=sys.stderr)   # it may quote the board
-        return 1
-    except KeyboardInterrupt:
-        print("hallctl: interrupted", file=sys.stderr)
-        return 1
+    return cmdline.run(PROG, build_parser(), argv, (HallctlError,))
 
 
 if __name__ == "__main__":

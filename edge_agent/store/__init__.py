@@ -1,0 +1,33 @@
+"""The agent's store: one SQLite file, one class as its front door
+(db.py); the SQL lives in this package and nowhere else in edge_agent/
+(tests/test_agent_layout.py says so).
+
+  db.py          Store: connect(), atomic(), migrate(), counters, meta
+  migrations.py  every table, as named migrations
+  events.py      events: ingest's inserts, status's reads, the uplink's backlog, retention
+  devices.py     devices and windows: the registry, presence, health, hwm
+  quarantine.py  refused messages: repeats, bucket usage, purge, listing
+  uplink.py      the uplink's batch in flight and the county's rejects
+
+Tables:
+  events          one row per (device, seq), body = canonical wire JSON with mac;
+                  synced_ms is NULL until the county committed it; rowid order is
+                  arrival order and a partial index finds the unsynced rows.
+  quarantine      everything refused, with the ProtocolError code as reason;
+                  one row per distinct message, `repeats` counts resends;
+                  bounded per device `bucket` (edge_agent/quarantine.py).
+  devices         the registry: key, window binding, status, seq high-water mark,
+                  presence, and the health its newest status event reported
+                  (health_seq, health_alarm, health_outbox).
+  windows         staff on duty and the service-time target per window.
+  counters        received, committed, duplicates, quarantined:<reason>,
+                  quarantine_dropped:<bucket>, quarantine_purged, ...
+  meta            registry_rev, bumped when devices/windows change so a running
+                  agent republishes device configs; link_epoch (edge_agent/sealer.py).
+  uplink_batches  the batch in flight: its id and members, so a resend reuses both.
+  uplink_rejects  what the county refused (conflict, invalid), kept for a human.
+"""
+from edge_agent.store.db import Store, connect, now_ms
+from edge_agent.store.migrations import MIGRATIONS
+
+__all__ = ["Store", "connect", "now_ms", "MIGRATIONS"]

@@ -1,0 +1,131 @@
+"""The store's schema: named migrations, applied in order, each in its own
+transaction and recorded in `_migrations` (Store.migrate). Every table of
+the agent's file is made here and nowhere else; a store made by any earlier
+agent is brought up to date when it is opened.
+"""
+
+
+def _script(conn, sql):
+    # Statement by statement: sqlite3's executescript() COMMITs the open
+    # transaction first, and a migration must be all or nothing.
+    for statement in sql.split(";\n"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _m001_initial(conn):
+    _script(conn, """
+    CREATE TABLE events (
+        device TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        t INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        received_ms INTEGER NOT NULL,
+        synced_ms INTEGER,
+        PRIMARY KEY (device, seq)
+    );
+    -- Every entry has synced_ms NULL, so the index is in rowid (arrival) order.
+    CREATE INDEX events_unsynced ON events(synced_ms) WHERE synced_ms IS NULL;
+    CREATE TABLE quarantine (
+        id INTEGER PRIMARY KEY,
+        received_ms INTEGER NOT NULL,
+        topic TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        reason TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        device TEXT,
+        seq INTEGER
+    );
+    CREATE TABLE devices (
+        device TEXT PRIMARY KEY,
+        hall TEXT NOT NULL,
+        window TEXT,
+        key_hex TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'retired')),
+        replaced_by TEXT,
+        hwm INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL,
+        online INTEGER NOT NULL DEFAULT 0,
+        presence_ms INTEGER,
+        fw TEXT,
+        last_event_ms INTEGER
+    );
+    CREATE TABLE windows (
+        window TEXT PRIMARY KEY,
+        staff TEXT,
+        staff_no TEXT,
+        target_s INTEGER,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """)
+
+
+def _m002_quarantine_repeats(conn):
+    # A device with a wrong key resends its whole outbox again and again:
+    # keep one row per distinct refused message and count the repeats.
+    _script(conn, """
+    ALTER TABLE quarantine ADD COLUMN digest TEXT;
+    ALTER TABLE quarantine ADD COLUMN repeats INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE quarantine ADD COLUMN last_ms INTEGER;
+    CREATE UNIQUE INDEX quarantine_digest ON quarantine(digest);
+    """)
+
+
+def _m003_device_health(conn):
+    # The hall manager's view of each device: the alarm and outbox depth of its
+    # newest status event (by seq, so a late or resent one never rolls it back),
+    # taken at once from the status events already stored.
+    _script(conn, """
+    ALTER TABLE devices ADD COLUMN health_seq INTEGER;
+    ALTER TABLE devices ADD COLUMN health_alarm TEXT;
+    ALTER TABLE devices ADD COLUMN health_outbox INTEGER;
+    UPDATE devices SET (health_seq, health_alarm, health_outbox) = (
+        SELECT seq, json_extract(body, '$.alarm'), json_extract(body, '$.outbox') FROM events
+        WHERE events.device = devices.device AND kind = 'status' ORDER BY seq DESC LIMIT 1);
+    """)
+
+
+def _m004_quarantine_bounds(conn):
+    # The quarantine is bounded per device (edge_agent/quarantine.py): each row
+    # names the bucket it counts against and its size; purging by age needs
+    # last_ms on every row. Ids not in the registry share one bucket.
+    _script(conn, """
+    ALTER TABLE quarantine ADD COLUMN bucket TEXT;
+    ALTER TABLE quarantine ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+    UPDATE quarantine SET last_ms = coalesce(last_ms, received_ms),
+        size = length(payload) + length(CAST(topic AS BLOB)) + length(CAST(detail AS BLOB)),
+        bucket = CASE WHEN device IN (SELECT device FROM devices) THEN device ELSE '(unregistered)' END;
+    CREATE INDEX quarantine_bucket ON quarantine(bucket);
+    CREATE INDEX quarantine_last ON quarantine(last_ms);
+    """)
+
+
+def _m005_uplink_tables(conn):
+    # The uplink kept these two outside the migrations (created on its first
+    # run, so an agent without an uplink has neither): IF NOT EXISTS takes
+    # over the ones it made, with their rows, and gives every store both.
+    _script(conn, """
+    -- The batch in flight: id and members, so a resend reuses both.
+    CREATE TABLE IF NOT EXISTS uplink_batches (
+        batch TEXT PRIMARY KEY, created_ms INTEGER NOT NULL,
+        members TEXT NOT NULL, posts INTEGER NOT NULL DEFAULT 0);
+    -- What the county refused, kept for a human (the body too: retention may
+    -- delete the synced conflict row from events).
+    CREATE TABLE IF NOT EXISTS uplink_rejects (
+        device TEXT NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL,
+        reason TEXT, body TEXT NOT NULL, first_ms INTEGER NOT NULL,
+        last_ms INTEGER NOT NULL, retry_ms INTEGER, PRIMARY KEY (device, seq));
+    """)
+
+
+# Named, applied in order, each in its own transaction, recorded in _migrations.
+MIGRATIONS = [
+    ("001_initial", _m001_initial),
+    ("002_quarantine_repeats", _m002_quarantine_repeats),
+    ("003_device_health", _m003_device_health),
+    ("004_quarantine_bounds", _m004_quarantine_bounds),
+    ("005_uplink_tables", _m005_uplink_tables),
+]
