@@ -33,8 +33,8 @@ DROP_IN = "etc/mosquitto/conf.d/qinglian.conf"
 UNIT = "lib/systemd/system/edge-agent.service"
 DOC = "usr/share/doc/" + PACKAGE
 DEBIAN_DIR = os.path.join(ROOT, "deploy", "debian")
-# Declared by sqlite-utils (for its `install` command) and colorzero, imported by neither
-# when the agent runs; Debian's python3 has its own. 11 MiB the Pi does not need.
+# setuptools is declared by gpiozero's colorzero and never imported when the agent runs;
+# pip comes with any venv. Debian's python3 has its own of both.
 NOT_BUNDLED = {"pip", "setuptools"}
 MAINTAINER = "Qinglian maintainers <qinglian@example.org>"
 DESCRIPTION = """\
