@@ -20,12 +20,12 @@ import tempfile
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
 
+from protocol import LEVELS  # noqa: E402
 from tools.procs import Mosquitto  # noqa: E402
 from tools.vdevice import Acker, VirtualDevice, rom_qstr_bytes  # noqa: E402
 
 HALL = "bench-hall"
 DEV = "ev-heap"
-LEVELS = ("very_satisfied", "satisfied", "basically_satisfied", "dissatisfied", "very_dissatisfied")
 CONFIG = {"window": "A02", "staff": "张三", "staff_no": "7", "prompt_s": 5,
           "targets": {"default": 900}, "warn_pct": 80}
 

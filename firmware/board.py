@@ -9,9 +9,10 @@ the platform.
 """
 import sys
 
-# Button names the evaluator knows; a board must provide all of them.
-LEVELS = ("very_satisfied", "satisfied", "basically_satisfied",
-          "dissatisfied", "very_dissatisfied")
+from protocol.events import LEVELS
+
+# Button names the evaluator knows (a rating button per level, best first,
+# then the staff key); an evaluator board must provide all of them.
 STAFF = "staff"
 BUTTONS = LEVELS + (STAFF,)
 LIGHTS = ("green", "yellow", "red", None)

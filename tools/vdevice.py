@@ -19,10 +19,9 @@ import subprocess
 import threading
 import time
 
+from protocol import LEVELS  # noqa: F401 (the rating buttons; tests take them from here)
 from tools.procs import MICROPYTHON, ROOT, Proc, free_port, micropython_path, wait_for
 
-LEVELS = ("very_satisfied", "satisfied", "basically_satisfied",
-          "dissatisfied", "very_dissatisfied")
 STAFF_ACTIONS = ("start", "end", "pause", "resume")
 EXIT_RESET = 75
 FIRMWARE = os.path.join(ROOT, "firmware")
