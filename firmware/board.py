@@ -9,12 +9,6 @@ the platform.
 """
 import sys
 
-from protocol.events import LEVELS
-
-# Button names the evaluator knows (a rating button per level, best first,
-# then the staff key); an evaluator board must provide all of them.
-STAFF = "staff"
-BUTTONS = LEVELS + (STAFF,)
 LIGHTS = ("green", "yellow", "red", None)
 RESET_CAUSES = ("power_on", "watchdog", "soft", "deep_sleep", "brownout", "intentional")
 

@@ -35,7 +35,7 @@ import time
 from binascii import unhexlify
 
 import protocol
-from board import LEVELS, BUTTONS
+from protocol import LEVELS
 from clock import Clock
 from desk import Desk, NAMES, IDLE, PROMPT
 from outbox import Outbox, OutboxFull
@@ -55,6 +55,9 @@ _THANKS_MS = const(3000)
 _BUSY_MS = const(3000)
 _GUARD_MS = const(1000)
 _STAFF_I = const(5)          # index of the staff key in BUTTONS
+# The keys an evaluator board has (board.json, hardware/boards.py): a rating
+# button per protocol level, best first, then the staff key.
+BUTTONS = LEVELS + ("staff",)
 _GC_MS = const(500)
 
 

@@ -27,11 +27,20 @@ EXIT_RESET = 75
 FIRMWARE = os.path.join(ROOT, "firmware")
 
 
-# What goes into the ROMFS image: the firmware a board would run, not the
-# real-board layers (they import `machine`) nor the boot entry points.
-_NOT_IN_ROM = ("romboot.py", "manifest.py", "board_esp32.py", "board_rp2.py",
-               "board_mcu.py")
+SIM = os.path.join(FIRMWARE, "sim")
+# The simulated board and its flash, in place of a port's board modules; the
+# ROMFS boot (romboot.py) is the entry point outside the image.
+SIM_BOARD = ("board_sim.py", "lfsblock.py")
 ROM_DIR = os.path.join(ROOT, "build", "romfs")
+
+
+def rom_sources():
+    """[(local path, name in the image)]: what firmware/manifest.py ships
+    (tools.hallctl.bundle.shipped, port "sim": no real-board module), with
+    the protocol package under protocol/, and the simulated board."""
+    from tools.hallctl.bundle import shipped
+    srcs = [(local, name[len("lib/"):] if name.startswith("lib/") else name) for name, local in shipped("sim")]
+    return srcs + [(os.path.join(SIM, name), name) for name in SIM_BOARD]
 
 
 def firmware_romfs():
@@ -39,11 +48,7 @@ def firmware_romfs():
     import hashlib
     import shutil
     import tempfile
-    srcs = []
-    for d, prefix in ((FIRMWARE, ""), (os.path.join(ROOT, "protocol"), "protocol/")):
-        for name in sorted(os.listdir(d)):
-            if name.endswith(".py") and name not in _NOT_IN_ROM:
-                srcs.append((os.path.join(d, name), prefix + name))
+    srcs = rom_sources()
     h = hashlib.sha256()
     for path, name in srcs:
         with open(path, "rb") as f:
@@ -151,7 +156,7 @@ class VirtualDevice:
         heap the firmware gets, and a board has neither: with absolute paths a
         deeper checkout left the firmware less heap (a 64 KiB test failed in a
         CI clone and passed in the author's tree)."""
-        for name, target in (("romboot.py", os.path.join(FIRMWARE, "romboot.py")), ("rom.img", self.rom)):
+        for name, target in (("romboot.py", os.path.join(SIM, "romboot.py")), ("rom.img", self.rom)):
             link = os.path.join(self.work_dir, name)
             if os.path.islink(link) and os.readlink(link) == target:
                 continue
