@@ -43,12 +43,13 @@ def rom_sources():
     return srcs + [(os.path.join(SIM, name), name) for name in SIM_BOARD]
 
 
-def firmware_romfs():
-    """Build (once per content) the firmware ROMFS image; return its path."""
+def firmware_romfs(srcs=None):
+    """Build (once per content) the firmware ROMFS image of `srcs` (default:
+    rom_sources()); return its path."""
     import hashlib
     import shutil
     import tempfile
-    srcs = rom_sources()
+    srcs = srcs or rom_sources()
     h = hashlib.sha256()
     for path, name in srcs:
         with open(path, "rb") as f:
@@ -110,7 +111,7 @@ class DeviceError(OSError):
 class VirtualDevice:
     def __init__(self, work_dir, hall, device, key, broker_port, broker_host="127.0.0.1",
                  window="A01", heapsize=None, username=None, password=None, board="sim",
-                 site=None, flash_blocks=256, files=None):
+                 site=None, flash_blocks=256, files=None, rom=None, romboot=None):
         if board != "sim":
             raise ValueError("a virtual device runs on the simulated board only")
         self.work_dir = os.path.abspath(work_dir)
@@ -132,6 +133,8 @@ class VirtualDevice:
         self.site.update(site or {})
         self.files = dict(files or {})     # extra files for the flash: {name: host path}
         self.proc = None
+        # Another firmware build (bench: main's, in the same run): its ROM image and ROMFS boot.
+        self._rom, self._romboot = rom, romboot or os.path.join(SIM, "romboot.py")
         self.rom = None
         self.restarts = 0
         self._sock = None
@@ -156,7 +159,7 @@ class VirtualDevice:
         heap the firmware gets, and a board has neither: with absolute paths a
         deeper checkout left the firmware less heap (a 64 KiB test failed in a
         CI clone and passed in the author's tree)."""
-        for name, target in (("romboot.py", os.path.join(SIM, "romboot.py")), ("rom.img", self.rom)):
+        for name, target in (("romboot.py", self._romboot), ("rom.img", self.rom)):
             link = os.path.join(self.work_dir, name)
             if os.path.islink(link) and os.readlink(link) == target:
                 continue
@@ -183,7 +186,7 @@ class VirtualDevice:
         the Chinese font `font.qlf`) onto the flash image, creating it when new."""
         if site:
             self.site.update(site)
-        self.rom = firmware_romfs()
+        self.rom = self._rom or firmware_romfs()
         site_path = os.path.join(self.work_dir, "site.json")
         with open(site_path, "w") as f:
             json.dump(self.site, f)
@@ -203,7 +206,7 @@ class VirtualDevice:
         if not os.path.exists(self.image):
             self.provision()
         self._close()
-        self.rom = firmware_romfs()
+        self.rom = self._rom or firmware_romfs()
         self.proc = Proc("device-" + self.device, self._argv("romboot.py"),
                          self.work_dir, env=self._boot_env(), cwd=self.work_dir)
         self.proc.start()
