@@ -28,12 +28,12 @@ import time
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
 
+from protocol import LEVELS  # noqa: E402
 from tools.procs import MICROPYTHON, Mosquitto, micropython_path, wait_for  # noqa: E402
 from tools.vdevice import Acker, VirtualDevice  # noqa: E402
 
 HALL = "bench-hall"
 DEV = "ev-bench"
-LEVELS = ("very_satisfied", "satisfied", "basically_satisfied", "dissatisfied", "very_dissatisfied")
 
 # Runs on the device's flash before it boots: the events an outage left behind.
 _PREFILL = """

@@ -22,11 +22,11 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "tests"))
 
+from protocol import LEVELS  # noqa: E402
 from tools.procs import MICROPYTHON, Mosquitto, free_port  # noqa: E402
 from tools.vdevice import Acker, DeviceError, VirtualDevice, rom_qstr_bytes  # noqa: E402
 
 HALL = "bench-hall"
-LEVELS = ("very_satisfied", "satisfied", "basically_satisfied", "dissatisfied", "very_dissatisfied")
 
 # Runs in a bare interpreter: the heap the TLS objects keep, after a collection.
 _OBJECTS = """

@@ -62,7 +62,7 @@ print("RESULT", mode, n, total, first, last, tenth, n - tenth * (len(marks) - 2)
 
 def run(mode, events, size, every, work):
     image = os.path.join(work, mode + ".img")
-    env = dict(os.environ, MICROPYPATH=os.path.join(HERE, "firmware"))
+    env = dict(os.environ, MICROPYPATH=os.path.join(HERE, "firmware", "sim") + ":" + os.path.join(HERE, "firmware"))
     out = subprocess.run([MICROPYTHON, "-c", SCRIPT, mode, image, str(events), str(size),
                           str(every)], env=env, capture_output=True, text=True, timeout=3600)
     for line in out.stdout.splitlines():

@@ -9,11 +9,6 @@ the platform.
 """
 import sys
 
-# Button names the evaluator knows; a board must provide all of them.
-LEVELS = ("very_satisfied", "satisfied", "basically_satisfied",
-          "dissatisfied", "very_dissatisfied")
-STAFF = "staff"
-BUTTONS = LEVELS + (STAFF,)
 LIGHTS = ("green", "yellow", "red", None)
 RESET_CAUSES = ("power_on", "watchdog", "soft", "deep_sleep", "brownout", "intentional")
 
@@ -24,7 +19,6 @@ class Board:
     name = "none"
     buttons = None      # name -> callable() returning 0 while pressed (active low)
     display = None      # TextDisplay over a 128x64 framebuf
-    probe = None        # the evaluator sets a callable returning its counters
 
     def __init__(self):
         # Parts found broken ("display"), reported as alarms in status. Each
@@ -69,8 +63,11 @@ class Board:
         one return None; calls then arrive over MQTT `cmd`."""
         return None
 
-    def background(self):
-        """Coroutines the board needs running (the simulator's harness link)."""
+    def background(self, stats=None):
+        """Coroutines the board needs running (the simulator's harness link).
+        `stats`: the app's callable returning its counters, for a board that
+        reports them (the simulator's `stats` op); the board never calls
+        into the app otherwise."""
         return ()
 
 

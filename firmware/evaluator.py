@@ -35,7 +35,7 @@ import time
 from binascii import unhexlify
 
 import protocol
-from board import LEVELS, BUTTONS
+from protocol import LEVELS, messages
 from clock import Clock
 from desk import Desk, NAMES, IDLE, PROMPT
 from outbox import Outbox, OutboxFull
@@ -55,6 +55,9 @@ _THANKS_MS = const(3000)
 _BUSY_MS = const(3000)
 _GUARD_MS = const(1000)
 _STAFF_I = const(5)          # index of the staff key in BUTTONS
+# The keys an evaluator board has (board.json, hardware/boards.py): a rating
+# button per protocol level, best first, then the staff key.
+BUTTONS = LEVELS + ("staff",)
 _GC_MS = const(500)
 
 
@@ -107,7 +110,9 @@ class Evaluator:
         self._before = Desk(self.device, self.boot)   # the desk before a transition
         self._unwritten = None   # steps of a transition still to write (after a partial write)
         self.screen = Screen(board)
-        self.uplink = Uplink(self)
+        ca = site.get("tls_ca")
+        self.uplink = Uplink(site, self.key, self.outbox, board, self.presence, self.on_config,
+                             self.on_cmd, self.log, self.config.get("n"), ca and root + "/" + ca)
         self.started = time.ticks_ms()
         self.reset = board.reset_cause()
         self.prompt_ms = 30000
@@ -133,7 +138,6 @@ class Evaluator:
             self.outbox.raise_floor(hwm)
         self.ready = bool(self.config) or type(hwm) is int
         self._apply(self.config)
-        board.probe = self.stats
 
     # -- persistence and config ----------------------------------------------
     def _count_boot(self):
@@ -209,7 +213,7 @@ class Evaluator:
             self.board.reset()
 
     def presence(self):
-        return protocol.messages.encode({"online": True, "fw": FW, "boot": self.boot})
+        return messages.encode({"online": True, "fw": FW, "boot": self.boot})
 
     def log(self, what, err):
         self.errors += 1
@@ -524,7 +528,7 @@ class Evaluator:
     async def _main(self, console=None):
         gc.collect()
         gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
-        for coro in self.board.background():
+        for coro in self.board.background(self.stats):
             asyncio.create_task(coro)
         if console is not None:    # a production board answers its serial console (console.py)
             asyncio.create_task(console)

@@ -1,25 +1,34 @@
-# What a Qinglian evaluator firmware image freezes (MicroPython manifest file).
-# Frozen modules run from flash: their bytecode and constants cost no heap.
+# What goes onto an evaluator board: the one list (MicroPython manifest file).
 #
 # From a board's own manifest in a MicroPython checkout:
 #     include("$(PORT_DIR)/boards/manifest.py")
 #     include("/path/to/qinglian/firmware/manifest.py", port="esp32")   # or port="rp2"
 # makemanifest runs this file with firmware/ as the current directory.
+# tools/hallctl/bundle.py runs it too (`shipped(port)`): hallctl install copies
+# the same modules to a board's filesystem, and tools/vdevice.py builds the
+# virtual device's ROM image from them (with the simulated board in place of
+# the port's). Frozen modules run from flash: their bytecode costs no heap.
+#
+# firmware/*.py is what ships; host-only files (the simulated board, its flash,
+# the unix port's ROMFS boot) live in firmware/sim/ and never do.
 import os
 
 options.defaults(port="esp32")  # noqa: F821 (makemanifest provides options, module, package, require)
 
-# Stay on the filesystem: main.py so provisioning can replace it; boot.py is the port's.
-_ON_FLASH_FS = ("main.py", "boot.py", "manifest.py")
-# Host-only: the simulator, its flash image and the unix-port ROMFS boot never ship.
-_HOST_ONLY = ("lfsblock.py", "romboot.py")
+# On the board's filesystem, not frozen: provisioning may replace main.py.
+ON_FILESYSTEM = ("main.py",)
+# The build recipe itself.
+_RECIPE = ("manifest.py",)
+# Ports whose boards share board_mcu.py (real pins); any other port, such as
+# tools/vdevice.py's "sim", brings its own board module.
+_MCU_PORTS = ("esp32", "rp2")
 
 
 def _frozen(name, port):
-    if not name.endswith(".py") or name in _ON_FLASH_FS or name in _HOST_ONLY or "sim" in name:
+    if not name.endswith(".py") or name in ON_FILESYSTEM or name in _RECIPE:
         return False
     if name.startswith("board_"):
-        return name in ("board_mcu.py", "board_%s.py" % port)
+        return name == "board_%s.py" % port or (name == "board_mcu.py" and port in _MCU_PORTS)
     return True
 
 

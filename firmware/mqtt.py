@@ -1,13 +1,19 @@
-"""A small asyncio MQTT 3.1.1 client for the evaluator.
+"""A small MQTT 3.1.1 client on a non-blocking socket, polled from one task.
 
 Why not umqtt.simple: it blocks, so a slow broker would freeze the buttons,
-and it waits one PUBACK round trip per QoS 1 message. Here:
+and it waits one PUBACK round trip per QoS 1 message. Why not asyncio's
+streams: they load two more asyncio modules and a reader task (~3.4 KB of a
+small heap on every connect). Here:
 
+- the socket is non-blocking; every wait is a short `asyncio.sleep_ms`
+  poll, so the caller's task never blocks the buttons or the display;
 - publish() writes and returns; up to `window` QoS 1 messages may wait for
   their PUBACK at once (pipelining), so a backlog drains at link speed;
 - TCP_NODELAY, so small packets are not held back by Nagle + delayed ACK;
-- one background reader task handles PUBACK, SUBACK, PINGRESP and incoming
-  PUBLISH (acked at once: the app handles a message before returning);
+- poll() reads what has arrived and handles it: PUBACK, SUBACK, PINGRESP
+  and incoming PUBLISH (handed to `on_message`, then acked: the app has
+  handled a message before it returns). Its one caller (uplink.py) calls
+  it between publishes and while idle; the waits here call it too;
 - every failure of the link is an OSError; reconnecting is the caller's job
   (one place: uplink.py);
 - TLS when given a CA file (`ca_file`, one DER certificate): the broker's
@@ -18,6 +24,7 @@ Nothing here is durable: the outbox keeps events until the agent's protocol
 ack, and the uplink resends them after a reconnect.
 """
 import asyncio
+import socket
 import struct
 import time
 
@@ -34,12 +41,13 @@ _PUBACK = const(0x40)
 _SUBSCRIBE = const(0x82)
 _SUBACK = const(0x90)
 _PINGREQ = const(0xC0)
-_PINGRESP = const(0xD0)
 _DISCONNECT = const(0xE0)
 _IPPROTO_TCP = const(6)
 _TCP_NODELAY = const(1)
+_EINPROGRESS = const(115)
+_EAGAIN = const(11)
 _MAX_IN = const(4096)       # incoming messages here are acks and config: small
-_WAIT_MS = const(1)         # poll step while waiting for a PUBACK, a SUBACK or the writer
+_WAIT_MS = const(1)         # poll step while the socket cannot take or give more
 
 
 def _varlen(n):
@@ -78,27 +86,49 @@ class MQTT:
         self.puback = 0
         self.alive = False
         self._pid = 0
-        self._r = self._w = None
-        # Flags polled every _WAIT_MS rather than asyncio.Lock and Event:
-        # those load two more asyncio modules (~2 KB of a 64 KiB heap).
-        self._sending = False            # a writer is in _send (drain must not interleave)
+        self._s = None
         self._subacked = False
-        self._reader = None
+        self._connacked = False
+        # The packet being read: its first byte (-1: none yet), length so far, body.
+        self._one = bytearray(1)
+        self._kind = -1
+        self._len = self._shift = self._got = 0
+        self._body = None
         self.last_in = 0
         self.last_out = 0
 
     # -- connection ------------------------------------------------------
     async def connect(self, clean=True):
-        timeout_ms = self.timeout_ms
-        self._r, self._w = await asyncio.wait_for_ms(
-            asyncio.open_connection(self.host, self.port), timeout_ms)
+        began = time.ticks_ms()
+        ai = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
+        s = self._s = socket.socket(ai[0], socket.SOCK_STREAM)
+        s.setblocking(False)
         try:
-            self._w.s.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+            s.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
         except (OSError, AttributeError):
             pass  # a port without the option still works, only slower
+        try:
+            s.connect(ai[-1])
+        except OSError as e:
+            if e.args[0] != _EINPROGRESS:
+                raise
+        # Connected once writable (or refused: an error event).
+        import select
+        p = select.poll()
+        p.register(s, select.POLLOUT)
+        while True:
+            ev = p.poll(0)
+            if ev:
+                if ev[0][1] & (select.POLLERR | select.POLLHUP):
+                    raise OSError("connect refused")
+                break
+            if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
+                raise OSError("connect timeout")
+            await asyncio.sleep_ms(_WAIT_MS)
+        p = None
         if self.ca_file:
-            # Wrapped here rather than by open_connection(ssl=...): TCP_NODELAY
-            # must be set on the plain socket. Reader and writer are one Stream.
+            # Wrapped here, on the plain socket with TCP_NODELAY set; the
+            # handshake happens in the first writes, polled like any other.
             import ssl
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.verify_mode = ssl.CERT_REQUIRED
@@ -109,9 +139,8 @@ class MQTT:
             except ValueError:
                 raise OSError("bad CA")   # a link failure like any other: retried, never a crash
             ca = None
-            self._w.s = ctx.wrap_socket(self._w.s, server_hostname=self.server_hostname,
-                                        do_handshake_on_connect=False)
-            self._w.s.setblocking(False)
+            self._s = ctx.wrap_socket(s, server_hostname=self.server_hostname,
+                                      do_handshake_on_connect=False)
         flags = 0x02 if clean else 0
         body = bytearray(b"\x00\x04MQTT\x04\x00")
         body += struct.pack("!H", self.keepalive)
@@ -126,29 +155,26 @@ class MQTT:
                 flags |= 0x40
                 body += _str(self.password)
         body[7] = flags
-        # Bounded too: with TLS the handshake happens in this first send.
-        await asyncio.wait_for_ms(self._send(bytes([_CONNECT]) + _varlen(len(body)), body), timeout_ms)
-        kind, data = await asyncio.wait_for_ms(self._packet(), timeout_ms)
-        if kind != _CONNACK or len(data) != 2 or data[1] != 0:
-            raise OSError("connack %r" % (data,))
+        self._connacked = False
+        await self._send(bytes([_CONNECT]) + _varlen(len(body)), body)
+        body = None
+        await self._until(self._connack, "no CONNACK", began)
         self.alive = True
         self.last_in = time.ticks_ms()
-        self._reader = asyncio.create_task(self._read_loop())
+
+    def _connack(self):
+        return self._connacked
 
     def close(self):
         self.alive = False
-        if self._reader is not None:
-            self._reader.cancel()
-            self._reader = None
-        if self._w is not None:
+        if self._s is not None:
             try:
-                # The socket itself: asyncio's Stream.close() leaves it open,
-                # and a TLS session's buffers would wait for a collection.
-                self._w.s.close()
+                self._s.close()
             except OSError:
                 pass
-            self._w = self._r = None
+            self._s = None
         self.inflight = {}
+        self._body = None
 
     async def disconnect(self):
         try:
@@ -158,25 +184,30 @@ class MQTT:
 
     # -- outgoing --------------------------------------------------------
     async def _send(self, *parts):
-        if self._w is None:
-            raise OSError("not connected")
-        # One writer at a time: Stream.drain() must not interleave.
-        while self._sending:
-            await asyncio.sleep_ms(_WAIT_MS)
-        w = self._w
-        if w is None:
-            raise OSError("not connected")
-        self._sending = True
-        try:
-            for p in parts:
-                w.write(p)
-            await w.drain()
-        except ValueError as e:
-            # MicroPython's ssl says "not signed by the trusted CA" as a
-            # ValueError: to the uplink it is a failed link like any other.
-            raise OSError(str(e).strip())
-        finally:
-            self._sending = False
+        began = time.ticks_ms()
+        for p in parts:
+            mv = memoryview(p)
+            off, n = 0, len(p)
+            while off < n:
+                s = self._s
+                if s is None:
+                    raise OSError("not connected")
+                try:
+                    k = s.write(mv[off:] if off else mv)
+                except ValueError as e:
+                    # MicroPython's ssl says "not signed by the trusted CA" as a
+                    # ValueError: to the uplink it is a failed link like any other.
+                    raise OSError(str(e).strip())
+                except OSError as e:
+                    if e.args[0] != _EAGAIN:
+                        raise
+                    k = None
+                if k is None:        # the socket's buffer is full: wait, bounded
+                    if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
+                        raise OSError("send timeout")
+                    await asyncio.sleep_ms(_WAIT_MS)
+                else:
+                    off += k
         self.last_out = time.ticks_ms()
 
     def _next_pid(self):
@@ -212,17 +243,19 @@ class MQTT:
     def _suback(self):
         return self._subacked
 
-    async def _until(self, done, what):
-        """Wait until done() or the link closes (OSError), at most timeout_ms."""
-        began = time.ticks_ms()
-        while not done():
-            if not self.alive:
+    async def _until(self, done, what, began=None):
+        """Read and handle what arrives until done() (OSError after timeout_ms)."""
+        if began is None:
+            began = time.ticks_ms()
+        while True:
+            if self._s is None:
                 raise OSError("link closed")
+            await self.poll()
+            if done():
+                return
             if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
                 raise OSError(what)
             await asyncio.sleep_ms(_WAIT_MS)
-        if not self.alive:
-            raise OSError("link closed")
 
     async def ping(self):
         await self._send(bytes([_PINGREQ, 0]))
@@ -232,50 +265,78 @@ class MQTT:
         return time.ticks_diff(time.ticks_ms(), self.last_in) > self.keepalive * 1500
 
     # -- incoming --------------------------------------------------------
-    async def _packet(self):
-        b = await self._r.readexactly(1)
-        kind = b[0]
-        n, shift = 0, 0
-        while True:
-            c = (await self._r.readexactly(1))[0]
-            n |= (c & 0x7F) << shift
-            if not c & 0x80:
-                break
-            shift += 7
-            if shift > 21:
-                raise OSError("bad length")
-        if n > _MAX_IN:
-            raise OSError("packet too large")
-        data = await self._r.readexactly(n) if n else b""
-        return kind, data
-
-    async def _read_loop(self):
+    def _read(self, buf):
+        """Bytes read into buf, 0 when nothing is there yet; OSError at EOF."""
         try:
-            while True:
-                kind, data = await self._packet()
-                self.last_in = time.ticks_ms()
-                t = kind & 0xF0
-                if t == _PUBACK:
-                    pid = struct.unpack("!H", data)[0]
-                    if self.inflight.pop(pid, None) is not None:
-                        self.puback += 1
-                elif t == _PUBLISH:
-                    await self._incoming(kind, data)
-                elif t == _SUBACK:
-                    if b"\x80" in data[2:]:
-                        raise OSError("subscription refused")
-                    self._subacked = True
-                # PINGRESP: last_in is all it is for.
-        except asyncio.CancelledError:
-            return
-        except Exception:
-            # EOF, reset, garbage: all the same to the caller, a dead link.
-            pass
-        self.alive = False
+            n = self._s.readinto(buf)
+        except ValueError as e:
+            raise OSError(str(e).strip())      # ssl, as in _send
+        except OSError as e:
+            if e.args[0] != _EAGAIN:
+                raise
+            return 0
+        if n is None:
+            return 0
+        if n == 0:
+            raise OSError("closed by the broker")
+        return n
+
+    async def poll(self):
+        """Handle every whole packet that has arrived; return when none is left."""
+        while self._s is not None:
+            body = self._body
+            if body is None:
+                # The fixed header, a byte at a time: the type, then the length.
+                if not self._read(self._one):
+                    return
+                b = self._one[0]
+                if self._kind < 0:
+                    self._kind, self._len, self._shift = b, 0, 0
+                    continue
+                self._len |= (b & 0x7F) << self._shift
+                if b & 0x80:
+                    self._shift += 7
+                    if self._shift > 21:
+                        raise OSError("bad length")
+                    continue
+                if self._len > _MAX_IN:
+                    raise OSError("packet too large")
+                body = self._body = bytearray(self._len)
+                self._got = 0
+            if self._got < len(body):
+                n = self._read(memoryview(body)[self._got:])
+                if not n:
+                    return
+                self._got += n
+                if self._got < len(body):
+                    continue
+            kind = self._kind
+            self._kind = -1
+            self._body = None
+            self.last_in = time.ticks_ms()
+            await self._handle(kind, body)
+
+    async def _handle(self, kind, data):
+        t = kind & 0xF0
+        if t == _PUBACK:
+            pid = struct.unpack("!H", data)[0]
+            if self.inflight.pop(pid, None) is not None:
+                self.puback += 1
+        elif t == _PUBLISH:
+            await self._incoming(kind, data)
+        elif t == _SUBACK:
+            if b"\x80" in data[2:]:
+                raise OSError("subscription refused")
+            self._subacked = True
+        elif t == _CONNACK:
+            if len(data) != 2 or data[1] != 0:
+                raise OSError("connack %r" % (bytes(data),))
+            self._connacked = True
+        # PINGRESP: last_in is all it is for.
 
     async def _incoming(self, kind, data):
         tl = struct.unpack("!H", data[:2])[0]
-        topic = data[2:2 + tl].decode()
+        topic = bytes(data[2:2 + tl]).decode()
         pos = 2 + tl
         qos = (kind >> 1) & 3
         pid = None
@@ -285,6 +346,6 @@ class MQTT:
         if self.on_message is not None:
             # The retain flag is set only on messages the broker kept from
             # before we subscribed; live ones arrive without it.
-            self.on_message(topic, data[pos:], bool(kind & 1))
+            self.on_message(topic, bytes(data[pos:]), bool(kind & 1))
         if qos == 1:
             await self._send(bytes([_PUBACK, 2]), struct.pack("!H", pid))

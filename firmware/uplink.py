@@ -1,4 +1,20 @@
-"""The evaluator's link to the hall: Wi-Fi, MQTT, and draining the outbox.
+"""A device's link to the hall: Wi-Fi, MQTT, and draining the outbox.
+
+Shared by every app on the device core (the evaluator, the kiosk): it knows
+the site config, the outbox, the network and the callbacks it is given, and
+nothing of the app behind them.
+
+    up = Uplink(site, key, outbox, net, presence, on_config, on_cmd, log, n)
+        # site: the provisioning dict (hall, device, broker_*, username,
+        #   password, ssid, wifi_password, keepalive_s, ack_timeout_s,
+        #   ack_backoff_max_s, mqtt_window, tls_name); key: the device key;
+        # outbox: pending(limit, after), depth(), ack(ranges);
+        # net: wifi_connect(ssid, password), wifi_connected() (the board);
+        # presence() -> bytes of the retained `status` announcing it online;
+        # on_config(msg, retained), on_cmd(msg): sealed agent messages, checked;
+        # log(what, err); n: the counter of the newest config kept on flash;
+        # ca_file: the CA on flash for TLS to the broker (None: plain MQTT).
+    asyncio.create_task(up.run()); up.kick()   # kick: a new event is on flash
 
 One task, one retry loop (the only place that reconnects):
   Wi-Fi up -> MQTT connect with a Last Will (`{"online":false}`, retained)
@@ -41,10 +57,12 @@ _WIFI_WAIT_MS = const(10000)
 
 
 class Uplink:
-    def __init__(self, app):
-        self.app = app
-        site = app.site
-        hall, dev = site["hall"], app.device
+    def __init__(self, site, key, outbox, net, presence, on_config, on_cmd, log, n=None,
+                 ca_file=None):
+        self.site, self.key, self.outbox, self.net = site, key, outbox, net
+        self.presence, self.on_config, self.on_cmd, self.log = presence, on_config, on_cmd, log
+        self.ca_file = ca_file
+        hall, dev = site["hall"], site["device"]
         self.t_events = topics.topic(hall, dev, topics.EVENTS)
         self.t_status = topics.topic(hall, dev, topics.STATUS)
         self.t_ack = topics.topic(hall, dev, topics.ACK)
@@ -53,7 +71,6 @@ class Uplink:
         self.keepalive = site.get("keepalive_s", 30)
         self.ack_timeout = site.get("ack_timeout_s", 30) * 1000
         self.resend_ms = self.ack_timeout     # grows while no ack comes
-        self.window = site.get("mqtt_window", 16)
         self.woken = False
         self.mq = None
         self.connected = False
@@ -64,8 +81,7 @@ class Uplink:
         self.acks = 0
         self.bad = 0                 # agent messages refused: unreadable, not sealed, replayed
         # Counter of the last agent message accepted per topic; after a boot
-        # the one stored with the config (the evaluator keeps it on flash).
-        n = app.config.get("n")
+        # the one stored with the config (the app keeps it on flash).
         self.last_n = [n, n, n] if type(n) is int else [0, 0, 0]    # ack, config, cmd
         self.reconnects = 0
         self.resends = 0
@@ -83,7 +99,7 @@ class Uplink:
                 await self._link()
             except (OSError, asyncio.TimeoutError, MemoryError) as e:
                 # MemoryError too: drop the link and its buffers, try again later.
-                self.app.log("uplink", e)
+                self.log("uplink", e)
             finally:
                 self.connected = False
                 if self.mq is not None:
@@ -104,41 +120,40 @@ class Uplink:
             ms -= step
 
     async def _wifi(self):
-        board, site = self.app.board, self.app.site
-        if board.wifi_connected():
+        net, site = self.net, self.site
+        if net.wifi_connected():
             return
-        board.wifi_connect(site.get("ssid"), site.get("wifi_password"))
+        net.wifi_connect(site.get("ssid"), site.get("wifi_password"))
         waited = 0
-        while not board.wifi_connected():
+        while not net.wifi_connected():
             if waited >= _WIFI_WAIT_MS:
                 raise OSError("wifi")
             await self._sleep(250)
             waited += 250
 
     async def _link(self):
-        app = self.app
-        site = app.site
+        site = self.site
         await self._wifi()
         self.reconnects += 1
         # TLS when provisioning wrote a CA: the broker must show a certificate from it.
-        ca = site.get("tls_ca")
-        mq = MQTT(app.device, site["broker_host"], site.get("broker_port", 8883 if ca else 1883),
+        ca = self.ca_file
+        mq = MQTT(site["device"], site["broker_host"], site.get("broker_port", 8883 if ca else 1883),
                   site.get("username"), site.get("password"), self.keepalive,
-                  (self.t_status, b'{"online":false}', True), self._message, self.window,
-                  ca and app.root + "/" + ca, site.get("tls_name"))
+                  (self.t_status, b'{"online":false}', True), self._message,
+                  site.get("mqtt_window", 16), ca, site.get("tls_name"))
         self.mq = mq
         await mq.connect()
         # Subscribe before announcing presence: the agent answers "online"
         # with a live config (fresh hwm), which must not arrive as retained.
         await mq.subscribe(((self.t_ack, 1), (self.t_config, 1), (self.t_cmd, 1)))
-        await mq.publish(self.t_status, app.presence(), 1, True)
+        await mq.publish(self.t_status, self.presence(), 1, True)
         self.connected = True
         self.sent = 0
         self.last_ack = time.ticks_ms()
-        ob = app.outbox
-        board = app.board
-        while mq.alive and board.wifi_connected():
+        ob, net = self.outbox, self.net
+        while mq.alive and net.wifi_connected():
             self.progress = True
+            await mq.poll()          # PUBACKs, acks, configs, commands
             batch = ob.pending(_BATCH, self.sent)
             if batch:
                 for seq, payload in batch:
@@ -156,18 +171,19 @@ class Uplink:
                 if ob.depth():
                     self.sent = 0      # no acks for a while: send the unacked again
                     self.resends += 1
-                    self.resend_ms = min(self.resend_ms * 2, self.app.site.get("ack_backoff_max_s", 480) * 1000)
+                    self.resend_ms = min(self.resend_ms * 2, site.get("ack_backoff_max_s", 480) * 1000)
                 self.last_ack = now
-            # Wait up to 500 ms for a new event or an ack; polling a flag
-            # allocates nothing, unlike a wait_for task every round.
+            # Wait up to 500 ms for a new event or something from the broker;
+            # polling a flag and the socket allocates nothing. Every 10 ms: an
+            # ack is acted on as soon as it comes, as a reader task would.
             self.woken = False
-            for _ in range(10):
+            for _ in range(50):
+                await asyncio.sleep_ms(10)
+                await mq.poll()
                 if self.woken or not mq.alive:
                     break
-                await asyncio.sleep_ms(50)
 
     def _message(self, topic, payload, retained):
-        app = self.app
         try:
             if topic == self.t_ack:
                 i, channel = 0, topics.ACK
@@ -177,10 +193,10 @@ class Uplink:
                 i, channel = 2, topics.CMD
             else:
                 return
-            msg = messages.unseal(app.key, channel, payload, self.last_n[i])
+            msg = messages.unseal(self.key, channel, payload, self.last_n[i])
             self.last_n[i] = msg["n"]
             if i == 0:
-                app.outbox.ack(messages.parse_ack(msg))
+                self.outbox.ack(messages.parse_ack(msg))
                 self.acks += 1
                 self.last_ack = time.ticks_ms()
                 self.resend_ms = self.ack_timeout
@@ -188,9 +204,9 @@ class Uplink:
             elif i == 1:
                 # Commands sent before this config are old news too.
                 self.last_n[2] = max(self.last_n[2], msg["n"])
-                app.on_config(msg, retained)
+                self.on_config(msg, retained)
             else:
-                app.on_cmd(msg)
+                self.on_cmd(msg)
         except ValueError as e:        # ProtocolError is a ValueError
             self.bad += 1
-            app.log("agent message", e)
+            self.log("agent message", e)

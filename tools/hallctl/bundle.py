@@ -15,6 +15,7 @@ touched. While an update runs it carries "partial": true.
 """
 import ast
 import hashlib
+import json
 import os
 
 from tools.procs import MPLIB, ROOT
@@ -22,8 +23,6 @@ from tools.procs import MPLIB, ROOT
 FIRMWARE = os.path.join(ROOT, "firmware")
 PROTOCOL = os.path.join(ROOT, "protocol")
 BOARDS = os.path.join(ROOT, "hardware", "boards")
-# Host-only pieces: the simulator and its block device never ship.
-HOST_ONLY = ("board_sim.py", "lfsblock.py", "manifest.py")
 MANIFEST = "installed.json"
 FONT = "font.qlf"
 # On flash, it makes a provisioned board close its serial console (firmware/console.py).
@@ -51,17 +50,53 @@ def font_file(size=16):
     return path
 
 
+class Manifest:
+    """firmware/manifest.py run as MicroPython's makemanifest runs it, recording
+    what it freezes: the one list of what a board gets."""
+
+    def __init__(self, port="esp32"):
+        self.port = port
+        self.modules, self.packages, self.requires = [], [], []
+        env = {"options": self, "module": lambda name, **kw: self.modules.append(name),
+               "package": lambda name, base_path=".", **kw: self.packages.append((name, base_path)),
+               "require": lambda name, **kw: self.requires.append(name), "include": lambda *a, **kw: None}
+        here = os.getcwd()
+        os.chdir(FIRMWARE)
+        try:
+            with open("manifest.py") as f:
+                exec(compile(f.read(), os.path.join(FIRMWARE, "manifest.py"), "exec"), env)
+        finally:
+            os.chdir(here)
+        self.on_filesystem = tuple(env["ON_FILESYSTEM"])
+
+    def defaults(self, **kw):
+        pass  # port is set by the caller, as makemanifest's include(..., port=...) does
+
+
+def shipped(port="esp32"):
+    """[(name on the board, local path)] of the firmware and protocol modules a
+    board of `port` runs, from firmware/manifest.py: frozen, or (hallctl install)
+    copied beside main.py. Nothing from firmware/sim/ is ever in it."""
+    m = Manifest(port)
+    out = [(name, os.path.join(FIRMWARE, name)) for name in m.modules + list(m.on_filesystem)]
+    for name, base in m.packages:
+        pkg = os.path.normpath(os.path.join(FIRMWARE, base, name))
+        for f in sorted(os.listdir(pkg)):
+            if f.endswith(".py"):
+                out.append(("lib/%s/%s" % (name, f), os.path.join(pkg, f)))
+    return sorted(out)
+
+
+def board_port(board):
+    with open(os.path.join(BOARDS, board + ".json")) as f:
+        return json.load(f)["port"]
+
+
 def files(board, font=True):
     """[(remote path, local path)] for a board, e.g. 'esp32_devkitc'."""
     if board not in board_names():
         raise ValueError("unknown board %r; known: %s" % (board, ", ".join(board_names())))
-    out = []
-    for name in sorted(os.listdir(FIRMWARE)):
-        if name.endswith(".py") and name not in HOST_ONLY:
-            out.append((name, os.path.join(FIRMWARE, name)))
-    for name in sorted(os.listdir(PROTOCOL)):
-        if name.endswith(".py"):
-            out.append(("lib/protocol/" + name, os.path.join(PROTOCOL, name)))
+    out = shipped(board_port(board))
     for dirpath, _, names in os.walk(MPLIB):
         for name in sorted(names):
             if name.endswith(".py"):
