@@ -21,7 +21,7 @@ system-deps:
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,county]'
 	@touch $@
 
 build/mplib/.done: tools/mplib.py $(VENV)/.installed

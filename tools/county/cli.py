@@ -11,7 +11,6 @@ import logging
 import signal
 import ssl
 import sys
-import threading
 
 from tools.county.errors import CountyError
 
@@ -41,43 +40,51 @@ def parse_tokens(specs, files):
 
 
 def cmd_run(args):
-    from tools.county.server import CountyServer
+    from tools.county import serve
+    from tools.county.app import County, make_app
+    from tools.county.auth import Tokens
     from tools.county.store import open_store
     tokens = parse_tokens(args.token, args.tokens_file)
     if not tokens:
         raise CountyError("no hall may post: give --token HALL=TOKEN or --tokens-file FILE")
-    tls = None
+    county_token = read_county_token(args.county_token, args.county_token_file)
     if args.tls_cert or args.tls_key:
         if not (args.tls_cert and args.tls_key):
             raise CountyError("--tls-cert and --tls-key go together")
-        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         try:
-            tls.load_cert_chain(args.tls_cert, args.tls_key)
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(args.tls_cert, args.tls_key)
         except (OSError, ssl.SSLError) as e:
             raise CountyError("cannot load TLS certificate: %s" % e)
     store = open_store(args.db)
     try:
-        try:
-            server = CountyServer((args.host, args.port), store, tokens,
-                                  fail_after_commit=args.fail_after_commit, tls=tls)
-        except OSError as e:
-            raise CountyError("cannot listen on %s:%d: %s" % (args.host, args.port, e.strerror))
-        # SIGTERM: stop accepting, let batches in hand commit and be answered, exit.
-        signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-        print("%s: listening on %s (store %s; halls %s)" % (
-            PROG, server.url, args.db, ", ".join(sorted(tokens))), flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            if not server.finish_batches(30):
-                print("%s: batches still in hand after 30 s; they roll back and halls resend" % PROG,
-                      file=sys.stderr)
-            server.server_close()
+        sock = serve.listen(args.host, args.port)
+        # uvicorn re-raises the stopping signal once it has shut down; by then there is nothing left to stop.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
+        app = make_app(County(store, Tokens(tokens, county_token), fail_after_commit=args.fail_after_commit))
+        host, port = sock.getsockname()[:2]
+        print("%s: listening on %s://%s:%d (store %s; halls %s%s)" % (
+            PROG, "https" if args.tls_cert else "http", host, port, args.db, ", ".join(sorted(tokens)),
+            "; county token set" if county_token else ""), flush=True)
+        serve.serve(app, sock, args.tls_cert, args.tls_key, args.log_level)
     finally:
         store.close()
     return 0
+
+
+def read_county_token(token, path):
+    """The county-wide token (stats across halls, the overview page), from
+    the command line or the first non-comment line of a file; or None."""
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+        except OSError as e:
+            raise CountyError("cannot read county token file %s: %s" % (path, e.strerror))
+        token = lines[0] if lines else ""
+    if token is not None and len(token.strip()) < 8:
+        raise CountyError("the county token must be 8 or more characters")
+    return token.strip() if token else None
 
 
 def cmd_stats(args):
@@ -145,6 +152,9 @@ def _run_args(p):
                    help="a hall's bearer token; repeat for each hall")
     p.add_argument("--tokens-file", action="append", default=[], metavar="FILE",
                    help="HALL=TOKEN lines; '#' starts a comment")
+    p.add_argument("--county-token", metavar="TOKEN",
+                   help="the county's own token: /v1/stats across halls and the county overview page")
+    p.add_argument("--county-token-file", metavar="FILE", help="read the county token from this file instead")
     p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate chain")
     p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
