@@ -11,6 +11,7 @@ import logging
 import signal
 import ssl
 import sys
+import time
 
 from tools.county.errors import CountyError
 
@@ -85,6 +86,21 @@ def read_county_token(token, path):
     if token is not None and len(token.strip()) < 8:
         raise CountyError("the county token must be 8 or more characters")
     return token.strip() if token else None
+
+
+def cmd_migrate(args):
+    from tools.county import migrations
+    from tools.county.store import open_store
+    store = open_store(args.db)           # opening applies what is pending
+    try:
+        applied = store.migrated
+        steps = migrations.status(store)
+    finally:
+        store.close()
+    for name, ms in steps:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else "pending"
+        print("%-24s %s%s" % (name, when, "  (applied now)" if name in applied else ""))
+    return 0
 
 
 def cmd_stats(args):
@@ -163,6 +179,10 @@ def _run_args(p):
                    help="TESTS ONLY: commit the first N batches, then drop the connection unanswered")
 
 
+def _migrate_args(p):
+    _db(p)
+
+
 def _stats_args(p):
     _db(p)
     p.add_argument("--hall", help="only this hall")
@@ -191,6 +211,8 @@ def _report_args(p):
 # name -> (function, one-line help, argument setup)
 COMMANDS = {
     "run": (cmd_run, "serve the batch API (API.md) until SIGTERM or Ctrl-C", _run_args),
+    "migrate": (cmd_migrate, "bring a store's schema up to date (run does it too) and list its migrations",
+                _migrate_args),
     "stats": (cmd_stats, "print event, rating, conflict and batch counts from a store", _stats_args),
     "report": (cmd_report, "a hall's monthly 好差评 report: figures per window and staff, the 差评 follow-up list",
                _report_args),
