@@ -47,10 +47,14 @@ class CountyProc(Proc):
     def url(self):
         return "%s://127.0.0.1:%d" % (self.scheme, self.port)
 
-    def start(self):
+    def start(self, wait=True):
         super().start()
+        return self.ready() if wait else self
+
+    def ready(self):
+        """Wait until it listens (it has migrated its store by then)."""
         try:
-            wait_port(self.port, 20)
+            wait_port(self.port, 30)
         except TimeoutError:
             raise RuntimeError("county server did not start:\n" + self.log())
         return self
