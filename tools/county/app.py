@@ -129,7 +129,7 @@ def _api(app, county):
         return answer(request, 200, {"ok": True})
 
     @app.post("/v1/halls/{hall}/batches", response_model=schema.BatchAnswer,
-              responses=schema.errors(400, 401, 408, 411, 413, 415, 503),
+              responses=schema.errors(400, 401, 404, 408, 411, 413, 415, 503),
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                   "schema": {"$ref": "#/components/schemas/Batch"}}}}, "security": HALL_SECURITY},
               summary="store a batch of a hall's events, once each; one result per event")
@@ -153,7 +153,7 @@ def _api(app, county):
             return answer(request, 200, {"batch": batch_id, "results": results})
         return await run_in_threadpool(ingest)
 
-    @app.get("/v1/halls/{hall}/stats", response_model=schema.Stats, responses=schema.errors(401, 503),
+    @app.get("/v1/halls/{hall}/stats", response_model=schema.Stats, responses=schema.errors(401, 404, 503),
              openapi_extra={"security": HALL_SECURITY + COUNTY_SECURITY},
              summary="a hall's counts (hall or county token)")
     def hall_stats(request: Request, hall: str = HALL):
@@ -166,7 +166,8 @@ def _api(app, county):
         need_county(county, request)
         return answer(request, 200, county.store.stats())
 
-    @app.get("/v1/halls/{hall}/report", response_model=schema.Report, responses=schema.errors(400, 401, 503),
+    @app.get("/v1/halls/{hall}/report", response_model=schema.Report,
+             responses=schema.errors(400, 401, 404, 503),
              openapi_extra={"security": HALL_SECURITY}, summary="the hall's monthly 好差评 report")
     def hall_report(request: Request, hall: str = HALL, month: str = MONTH, tz: str = TZ,
                     deadline_days: int = DEADLINE):
@@ -210,6 +211,9 @@ def _errors(app):
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request, e):
+        # A path that names no possible hall is an unknown resource, as any other unknown path.
+        if any(tuple(err.get("loc", ()))[:1] == ("path",) for err in e.errors()):
+            return refuse(request, 404, FIELD_HELP["hall"])
         return refuse(request, 400, validation_message(e.errors()))
 
     @app.exception_handler(HTTPException)
@@ -238,8 +242,6 @@ def validation_message(errors):
     for err in errors:
         loc = [str(x) for x in err.get("loc", ())]
         name = loc[-1] if loc else "request"
-        if name == "hall" and loc[:1] == ["path"]:
-            return FIELD_HELP["hall"]
         if err.get("type") == "missing":
             text = REQUIRED.get(name, "%s is required" % name)
         else:
