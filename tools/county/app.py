@@ -81,12 +81,13 @@ def answer(request, status, doc, headers=None):
 
 def refuse(request, status, message):
     request.state.error = message
-    headers = {}
+    response = answer(request, status, {"error": message})
     if status == 401:
-        page = not request.url.path.startswith("/v1/")
-        headers["WWW-Authenticate"] = ('Basic realm="qinglian-county", charset="UTF-8"' if page
-                                       else 'Bearer realm="qinglian-county"')
-    return answer(request, status, {"error": message}, headers)
+        # Programs send a Bearer token; a browser (a report page, its XLSX link) asks for Basic.
+        response.headers.append("WWW-Authenticate", 'Bearer realm="qinglian-county"')
+        if request.method == "GET":
+            response.headers.append("WWW-Authenticate", 'Basic realm="qinglian-county", charset="UTF-8"')
+    return response
 
 
 def make_app(county):
@@ -100,6 +101,8 @@ def make_app(county):
     _errors(app)
     _docs(app)
     _api(app, county)
+    from tools.county import pages
+    pages.routes(app, county)
     return app
 
 
@@ -167,11 +170,11 @@ def _api(app, county):
         return answer(request, 200, county.store.stats())
 
     @app.get("/v1/halls/{hall}/report", response_model=schema.Report,
-             responses=schema.errors(400, 401, 404, 503),
-             openapi_extra={"security": HALL_SECURITY}, summary="the hall's monthly 好差评 report")
+             responses=schema.errors(400, 401, 404, 503), openapi_extra={"security": HALL_SECURITY + COUNTY_SECURITY},
+             summary="the hall's monthly 好差评 report (hall or county token)")
     def hall_report(request: Request, hall: str = HALL, month: str = MONTH, tz: str = TZ,
                     deadline_days: int = DEADLINE):
-        need_hall(county, request, hall)
+        need_hall_or_county(county, request, hall)
         return answer(request, 200, report.build(county.store, hall, month, tz, deadline_days))
 
 
@@ -265,6 +268,11 @@ def _docs(app):
             from fastapi.openapi.utils import get_openapi
             doc = get_openapi(title=app.title, version=app.version, description=app.description,
                               routes=app.routes)
+            for item in doc["paths"].values():
+                for op in item.values():
+                    for code, resp in op.get("responses", {}).items():
+                        if code[0] in "45":      # errors are JSON on every route, pages included
+                            resp["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
             comps = doc.setdefault("components", {})
             comps.setdefault("schemas", {})["Batch"] = schema.Batch.model_json_schema(
                 ref_template="#/components/schemas/{model}")

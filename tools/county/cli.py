@@ -58,11 +58,11 @@ def cmd_run(args):
             raise CountyError("cannot load TLS certificate: %s" % e)
     store = open_store(args.db)
     try:
+        app = make_app(County(store, Tokens(tokens, county_token), fail_after_commit=args.fail_after_commit))
         sock = serve.listen(args.host, args.port)
         # uvicorn re-raises the stopping signal once it has shut down; by then there is nothing left to stop.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)
-        app = make_app(County(store, Tokens(tokens, county_token), fail_after_commit=args.fail_after_commit))
         host, port = sock.getsockname()[:2]
         print("%s: listening on %s://%s:%d (store %s; halls %s%s)" % (
             PROG, "https" if args.tls_cert else "http", host, port, args.db, ", ".join(sorted(tokens)),

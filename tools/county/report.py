@@ -174,6 +174,34 @@ def build(store, hall, month, tz=DEFAULT_TZ, deadline=DEFAULT_DEADLINE_DAYS):
     }
 
 
+def overview(store, halls, month, tz=DEFAULT_TZ):
+    """The county's month across halls: each hall's totals (the figures of
+    its own report, counted in the database), and the county's."""
+    _, start, end = period(month, tz)
+    county, out = Tally(), []
+    for hall in halls:
+        tally, events = Tally(), 0
+        for kind, action, level, n in store.month_counts(hall, int(start.timestamp()) * 1000,
+                                                         int(end.timestamp()) * 1000):
+            events += n
+            for tl in (tally, county):
+                if kind == "rating":
+                    tl.levels[level] += n
+                elif action == "ended":
+                    tl.services += n
+                else:
+                    tl.unrated += n
+        f = tally.figures()
+        out.append({"hall": hall, "events": events, **{k: f[k] for k in _OVERVIEW}})
+    f = county.figures()
+    return {"month": month, "tz": tz, "from": start.isoformat(), "to": end.isoformat(), "halls": out,
+            "totals": {"events": sum(h["events"] for h in out), **{k: f[k] for k in _OVERVIEW}}}
+
+
+# What the overview shows of each hall (durations and channels stay in the hall's report).
+_OVERVIEW = ("services", "unrated", "rated", "participation_pct", "satisfaction_pct", "bad", "levels")
+
+
 def _month_days(start, end):
     """{date: its counts} for every local day of the month, in order."""
     out, day = {}, start.date()

@@ -37,6 +37,10 @@ _REPORT = ("SELECT %s FROM events WHERE hall = {p} AND kind IN ('rating', 'sessi
            "AND ((t >= {p} AND t < {p}) OR (t = 0 AND received_ms >= {p} AND received_ms < {p})) "
            "AND (kind = 'rating' OR action IN ('ended', 'unrated'))"
            % ", ".join('"%s"' % c for c in _REPORT_COLS))
+# The same rows as _REPORT, counted in the database: the county overview's figures.
+_COUNTS = ("SELECT kind, action, level, count(*) FROM events WHERE hall = {p} AND kind IN ('rating', 'session') "
+           "AND ((t >= {p} AND t < {p}) OR (t = 0 AND received_ms >= {p} AND received_ms < {p})) "
+           "AND (kind = 'rating' OR action IN ('ended', 'unrated')) GROUP BY kind, action, level")
 _BATCH = ("INSERT INTO batches (hall, batch, first_ms, last_ms, posts, events) "
           "VALUES ({p}, {p}, {p}, {p}, 1, {p}) ON CONFLICT (hall, batch) "
           "DO UPDATE SET last_ms = excluded.last_ms, posts = batches.posts + 1 RETURNING posts")
@@ -63,7 +67,7 @@ class Store:
     def __init__(self):
         p = self.placeholder
         self._sql = {name: sql.replace("{p}", p) for name, sql in (
-            ("insert", _INSERT), ("existing", _EXISTING), ("batch", _BATCH), ("report", _REPORT),
+            ("insert", _INSERT), ("existing", _EXISTING), ("batch", _BATCH), ("report", _REPORT), ("counts", _COUNTS),
             ("count", _COUNT), ("conflict", _REJECT["conflict"]), ("invalid", _REJECT["invalid"]))}
         self.migrated = migrations.migrate(self)
 
@@ -167,6 +171,11 @@ class Store:
         with self._reading() as db:
             rows = db.execute(self._sql["report"], (hall, start_ms, end_ms, start_ms, end_ms)).fetchall()
         return [dict(zip(_REPORT_COLS, r)) for r in rows]
+
+    def month_counts(self, hall, start_ms, end_ms):
+        """[(kind, action, level, n)] over the rows report_events() would return."""
+        with self._reading() as db:
+            return db.execute(self._sql["counts"], (hall, start_ms, end_ms, start_ms, end_ms)).fetchall()
 
     def ping(self):
         with self._reading() as db:
