@@ -18,7 +18,8 @@ from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
+import anyio
+import anyio.to_thread
 from starlette.exceptions import HTTPException
 
 from tools.county import batch, records, report, schema
@@ -27,7 +28,8 @@ from tools.county.errors import StoreError
 
 log = logging.getLogger("county")
 BODY_TIMEOUT_S = 120            # a hall that stalls mid-body frees its slot
-GZIP_OVER = 4096                # answers larger than this are gzip'd for clients that take it
+GZIP_OVER = 4096
+INGEST_THREADS = 2                # answers larger than this are gzip'd for clients that take it
 HALL = Path(pattern=schema.HALL_PATTERN, description="the hall's id (1-32 of A-Za-z0-9_-)")
 MONTH = Query(pattern=r"^2\d{3}-(0[1-9]|1[0-2])$", description="the calendar month, such as 2026-10")
 TZ = Query(report.DEFAULT_TZ, max_length=64, description="IANA time zone of the month's boundaries")
@@ -58,6 +60,15 @@ class County:
         self.tokens = tokens if isinstance(tokens, Tokens) else Tokens(tokens)
         self._lose = fail_after_commit
         self._lose_lock = threading.Lock()
+        self._slots = None
+
+    def ingest_slots(self):
+        """Batches parsed and stored at once: a few, not one thread per hall.
+        The work is CPU under one interpreter lock; more threads only take
+        turns more often (made on first use: it belongs to the event loop)."""
+        if self._slots is None:
+            self._slots = anyio.CapacityLimiter(INGEST_THREADS)
+        return self._slots
 
     def lose_answer(self):
         with self._lose_lock:
@@ -154,7 +165,7 @@ def _api(app, county):
             if county.lose_answer():
                 raise DropAnswer()
             return answer(request, 200, {"batch": batch_id, "results": results})
-        return await run_in_threadpool(ingest)
+        return await anyio.to_thread.run_sync(ingest, limiter=county.ingest_slots())
 
     @app.get("/v1/halls/{hall}/stats", response_model=schema.Stats, responses=schema.errors(401, 404, 503),
              openapi_extra={"security": HALL_SECURITY + COUNTY_SECURITY},

@@ -76,56 +76,60 @@ class Store:
         in order. Raises records.Malformed before writing anything, or
         StoreError if the database failed (nothing committed)."""
         keys = [records.key(item) for item in items]
+        # Parsing is most of the work and needs no database: done before the
+        # transaction, so the write lock (SQLite) or row locks (PostgreSQL) are held briefly.
+        parsed = []
+        for (device, seq), item in zip(keys, items):
+            try:
+                row = records.record(device, seq, item.get("body"))
+                parsed.append((device, seq, [hall, device, seq, row["kind"], row["t"]]
+                               + [row[c] for c in records.COLUMNS] + [row["body"], batch, now_ms], None))
+            except records.Invalid as e:
+                parsed.append((device, seq, records.as_stored(item.get("body")), e.reason))
         for attempt in range(self.attempts):
             try:
-                return self._ingest(hall, batch, items, keys, now_ms)
+                return self._ingest(hall, batch, parsed, now_ms)
             except Retry:
                 if attempt + 1 == self.attempts:
                     raise
 
-    def _ingest(self, hall, batch, items, keys, now_ms):
+    def _ingest(self, hall, batch, parsed, now_ms):
         results = []
         counts = {}             # counter name -> delta, applied at the end in name order (no lock cycles)
         sql = self._sql
-
-        def bump(name):
-            counts[name] = counts.get(name, 0) + 1
+        kind_at, level_at, body_at = 3, 5, len(_COLS) - 3       # places in an events row (_COLS)
         with self._connection() as db:
             cur = db.cursor()
-            for (device, seq), item in zip(keys, items):
-                res = {"device": device, "seq": seq}
-                results.append(res)
-                try:
-                    row = records.record(device, seq, item.get("body"))
-                except records.Invalid as e:
-                    body = records.as_stored(item.get("body"))
-                    cur.execute(sql["invalid"], (hall, device, seq, records.digest(body), body,
-                                                 e.reason, batch, now_ms))
+            for device, seq, row, invalid in parsed:
+                if invalid:
+                    cur.execute(sql["invalid"], (hall, device, seq, records.digest(row), row, invalid, batch, now_ms))
                     if cur.fetchone() is not None:
-                        bump("invalid")
-                    res.update(status="invalid", reason=e.reason)
+                        counts["invalid"] = counts.get("invalid", 0) + 1
+                    results.append({"device": device, "seq": seq, "status": "invalid", "reason": invalid})
                     continue
-                row.update(hall=hall, device=device, seq=seq, batch=batch, received_ms=now_ms)
-                cur.execute(sql["insert"], [row[c] for c in _COLS])
+                cur.execute(sql["insert"], row)
                 if cur.fetchone() is not None:
-                    res["status"] = "stored"
-                    bump("events:" + row["kind"])
-                    if row["kind"] == "rating":
-                        bump("ratings:" + (row["level"] or ""))
+                    results.append({"device": device, "seq": seq, "status": "stored"})
+                    name = "events:" + row[kind_at]
+                    counts[name] = counts.get(name, 0) + 1
+                    if row[kind_at] == "rating":
+                        name = "ratings:" + (row[level_at] or "")
+                        counts[name] = counts.get(name, 0) + 1
                     continue
+                body = row[body_at]
                 cur.execute(sql["existing"], (hall, device, seq))
-                if records.same_event(cur.fetchone()[0], row["body"]):
-                    res["status"] = "duplicate"
-                else:
-                    cur.execute(sql["conflict"], (hall, device, seq, records.digest(row["body"]),
-                                                  row["body"], batch, now_ms))
-                    if cur.fetchone() is not None:
-                        bump("conflicts")
-                    res.update(status="conflict", reason="differs from the stored event")
-            cur.execute(sql["batch"], (hall, batch, now_ms, now_ms, len(items)))
+                if records.same_event(cur.fetchone()[0], body):
+                    results.append({"device": device, "seq": seq, "status": "duplicate"})
+                    continue
+                cur.execute(sql["conflict"], (hall, device, seq, records.digest(body), body, batch, now_ms))
+                if cur.fetchone() is not None:
+                    counts["conflicts"] = counts.get("conflicts", 0) + 1
+                results.append({"device": device, "seq": seq, "status": "conflict",
+                                "reason": "differs from the stored event"})
+            cur.execute(sql["batch"], (hall, batch, now_ms, now_ms, len(parsed)))
             if cur.fetchone()[0] == 1:
-                bump("batches")
-            bump("batch_posts")
+                counts["batches"] = 1
+            counts["batch_posts"] = 1
             cur.executemany(sql["count"], [(hall, name, n) for name, n in sorted(counts.items())])
         return results
 
