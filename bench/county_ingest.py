@@ -9,7 +9,7 @@ never kept in the tree. Each run gets a fresh database; at the end the
 database must hold exactly the events posted, else exit 1. Exit 1 too when
 the new server is slower than the old one by more than --tolerance.
 
-    python -m bench.county_ingest [--events 200000] [--halls 4] [--batch 500]
+    python -m bench.county_ingest [--events 200000] [--halls 4] [--batch 500] [--rounds 3]
 """
 import argparse
 import gzip
@@ -214,6 +214,8 @@ def main(argv=None):
     ap.add_argument("--events", type=int, default=200000, help="events posted per run (default: 200,000)")
     ap.add_argument("--halls", type=int, default=4, help="halls posting at once (default: 4)")
     ap.add_argument("--batch", type=int, default=500, help="events per batch (default: 500, the agent's default)")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each server, taking turns; the best counts "
+                                                          "(default: 3)")
     ap.add_argument("--tolerance", type=float, default=0.05,
                     help="fail when the new server is slower than the old by more than this share (default: 0.05)")
     args = ap.parse_args(argv)
@@ -230,33 +232,37 @@ def main(argv=None):
         pg, why = pg_base()
         stores = [("SQLite", None)] + ([("PostgreSQL", pg)] if pg else [])
         for store, base in stores:
-            variants = [("old", 1), ("new", 1)] + ([("new", 2)] if base else [])
-            for kind, procs in variants:
-                schema = Schema(base) if base else None
-                db = schema.url if schema else os.path.join(tmp, "%s-%s.db" % (kind, procs))
-                d = os.path.join(tmp, "%s-%s-%d" % (store, kind, procs))
-                if kind == "old":
-                    make = (lambda db=db, d=d: [OldProc(d, old_dir, db, halls)])
-                    label = "%s: old http.server (baseline)" % store
-                else:
-                    make = (lambda db=db, d=d, procs=procs: [
-                        CountyProc(os.path.join(d, str(i)), db, halls, extra=["--log-level", "WARNING"])
-                        for i in range(procs)])
-                    label = "%s: uvicorn/FastAPI%s" % (store, ", %d processes" % procs if procs > 1 else "")
-                try:
-                    os.makedirs(d, exist_ok=True)
-                    rate, held = run(label, make, db, work, n)
-                finally:
-                    if schema:
-                        schema.drop()
-                results[(store, kind, procs)] = rate
-                ok = ok and held
+            # Old and new take turns, --rounds times; each keeps its best run: on a shared
+            # machine the best run is the one least disturbed by others.
+            for r in range(args.rounds):
+                for kind, procs in [("old", 1), ("new", 1), ("new", 2)]:
+                    schema = Schema(base) if base else None
+                    tag = "%s-%d-r%d" % (kind, procs, r)
+                    db = schema.url if schema else os.path.join(tmp, tag + ".db")
+                    d = os.path.join(tmp, store + "-" + tag)
+                    if kind == "old":
+                        make = (lambda db=db, d=d: [OldProc(d, old_dir, db, halls)])
+                        label = "%s: old http.server (baseline)" % store
+                    else:
+                        make = (lambda db=db, d=d, procs=procs: [CountyProc(
+                            d, db, halls, extra=["--log-level", "WARNING", "--workers", str(procs)])])
+                        label = "%s: uvicorn/FastAPI%s" % (store, ", --workers %d" % procs if procs > 1 else "")
+                    try:
+                        os.makedirs(d, exist_ok=True)
+                        rate, held = run("%s [%d]" % (label, r + 1), make, db, work, n)
+                    finally:
+                        if schema:
+                            schema.drop()
+                    results[(store, kind, procs)] = max(rate, results.get((store, kind, procs), 0))
+                    ok = ok and held
         if not pg:
             print("  PostgreSQL: not measured (%s)" % why)
+        print("best of %d:" % args.rounds)
         for store, _ in stores:
-            old, new = results[(store, "old", 1)], results[(store, "new", 1)]
+            old, new, two = (results[(store, k, p)] for k, p in (("old", 1), ("new", 1), ("new", 2)))
             verdict = "not slower" if new >= old * (1 - args.tolerance) else "SLOWER"
-            print("  %s: new/old = %.2f (%s)" % (store, new / old, verdict))
+            print("  %-10s old %6.0f/s  new %6.0f/s (%.2f×, %s)  new --workers 2 %6.0f/s (%.2f×)" % (
+                store, old, new, new / old, verdict, two, two / old))
             ok = ok and verdict == "not slower"
         return 0 if ok else 1
     finally:

@@ -93,3 +93,32 @@ def test_two_processes_store_each_event_once(pg, tmp_path):
     finally:
         for p in procs:
             p.stop()
+
+
+def test_workers_share_one_port_and_one_sqlite_file(tmp_path):
+    """--workers 2 on SQLite: both processes write the one file (SQLite's own
+    lock between them), every event once; SIGTERM stops both, exit 0."""
+    c = CountyProc(str(tmp_path), str(tmp_path / "county.db"), TOKENS, extra=["--workers", "2"]).start()
+    try:
+        work = {hall: hall_batches(hall)[:4] for hall in TOKENS}
+        failures = []
+
+        def post_all(hall):
+            for doc in work[hall]:
+                for _ in range(2):                   # every batch twice: the answer "was lost"
+                    status, ans = c.post(hall, TOKENS[hall], doc)
+                    if status != 200:
+                        failures.append((hall, status, ans))
+        threads = [threading.Thread(target=post_all, args=(hall,)) for hall in TOKENS for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not failures, failures[:3]
+        s = c.stats()
+        assert s["halls"] == {hall: 4 * PER_BATCH for hall in TOKENS}
+        assert (s["batches"], s["batch_posts"]) == (8, 32)
+    finally:
+        c.p.terminate()
+        assert c.p.wait(30) == 0
+    assert "Traceback" not in c.log()

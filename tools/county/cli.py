@@ -56,21 +56,84 @@ def cmd_run(args):
             ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(args.tls_cert, args.tls_key)
         except (OSError, ssl.SSLError) as e:
             raise CountyError("cannot load TLS certificate: %s" % e)
-    store = open_store(args.db)
+    if args.workers < 1:
+        raise CountyError("--workers must be 1 or more")
+    county = Tokens(tokens, county_token)
+    store = open_store(args.db)             # migrates, and says in one line if the database is not there
+    if args.workers > 1:
+        store.close()                       # each worker opens its own, after the fork
+        return serve_workers(args, county)
     try:
-        app = make_app(County(store, Tokens(tokens, county_token), fail_after_commit=args.fail_after_commit))
+        app = make_app(County(store, county, fail_after_commit=args.fail_after_commit))
         sock = serve.listen(args.host, args.port)
         # uvicorn re-raises the stopping signal once it has shut down; by then there is nothing left to stop.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)
-        host, port = sock.getsockname()[:2]
-        print("%s: listening on %s://%s:%d (store %s; halls %s%s)" % (
-            PROG, "https" if args.tls_cert else "http", host, port, args.db, ", ".join(sorted(tokens)),
-            "; county token set" if county_token else ""), flush=True)
+        announce(args, sock, tokens, county_token)
         serve.serve(app, sock, args.tls_cert, args.tls_key, args.log_level)
     finally:
         store.close()
     return 0
+
+
+def announce(args, sock, tokens, county_token):
+    host, port = sock.getsockname()[:2]
+    print("%s: listening on %s://%s:%d (store %s; halls %s%s%s)" % (
+        PROG, "https" if args.tls_cert else "http", host, port, args.db, ", ".join(sorted(tokens)),
+        "; county token set" if county_token else "", "; %d workers" % args.workers if args.workers > 1 else ""),
+        flush=True)
+
+
+def serve_workers(args, county):
+    """--workers N: N processes accept on one socket, each with its own store
+    connections (as several servers on one database). SIGTERM to the parent
+    is passed on; each worker finishes its batches in hand."""
+    import os
+    from tools.county import serve
+    from tools.county.app import County, make_app
+    from tools.county.store import open_store
+    sock = serve.listen(args.host, args.port)
+    children = []
+    for _ in range(args.workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, lambda *_: None)
+                store = open_store(args.db)
+                try:
+                    serve.serve(make_app(County(store, county, fail_after_commit=args.fail_after_commit)), sock,
+                                args.tls_cert, args.tls_key, args.log_level)
+                    code = 0
+                finally:
+                    store.close()
+            except CountyError as e:
+                print("%s: error: %s" % (PROG, e), file=sys.stderr)
+            finally:
+                os._exit(code)
+        children.append(pid)
+
+    def stop(sig, _frame):
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    announce(args, sock, county.halls, county.county)
+    sock.close()
+    worst = 0
+    for pid in children:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        worst = max(worst, os.waitstatus_to_exitcode(status) != 0)
+    return worst
 
 
 def read_county_token(token, path):
@@ -173,6 +236,9 @@ def _run_args(p):
     p.add_argument("--county-token-file", metavar="FILE", help="read the county token from this file instead")
     p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate chain")
     p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="server processes sharing the port, each with its own database connections; "
+                        "more than one uses more cores (default: 1)")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                    help="log verbosity on stderr (default: INFO)")
     p.add_argument("--fail-after-commit", type=int, default=0, metavar="N",

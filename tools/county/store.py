@@ -20,6 +20,8 @@ from tools.county.errors import StoreError
 _COLS = ("hall", "device", "seq", "kind", "t") + records.COLUMNS + ("body", "batch", "received_ms")
 _INSERT = 'INSERT INTO events (%s) VALUES (%s) ON CONFLICT (hall, device, seq) DO NOTHING RETURNING seq' % (
     ", ".join('"%s"' % c for c in _COLS), ", ".join(["{p}"] * len(_COLS)))
+_PLAIN_INSERT = _INSERT.split(" ON CONFLICT")[0].replace("{p}", "?")
+_LOOKUP = 500           # seqs per look-up: well inside SQLite's parameter limit
 _COUNT = ("INSERT INTO counters (hall, name, value) VALUES ({p}, {p}, {p}) "
           "ON CONFLICT (hall, name) DO UPDATE SET value = counters.value + excluded.value")
 _EXISTING = "SELECT body FROM events WHERE hall = {p} AND device = {p} AND seq = {p}"
@@ -100,6 +102,7 @@ class Store:
         kind_at, level_at, body_at = 3, 5, len(_COLS) - 3       # places in an events row (_COLS)
         with self._connection() as db:
             cur = db.cursor()
+            stored = iter(self._insert_new(cur, hall, [row for _, _, row, invalid in parsed if not invalid]))
             for device, seq, row, invalid in parsed:
                 if invalid:
                     cur.execute(sql["invalid"], (hall, device, seq, records.digest(row), row, invalid, batch, now_ms))
@@ -107,8 +110,7 @@ class Store:
                         counts["invalid"] = counts.get("invalid", 0) + 1
                     results.append({"device": device, "seq": seq, "status": "invalid", "reason": invalid})
                     continue
-                cur.execute(sql["insert"], row)
-                if cur.fetchone() is not None:
+                if next(stored):
                     results.append({"device": device, "seq": seq, "status": "stored"})
                     name = "events:" + row[kind_at]
                     counts[name] = counts.get(name, 0) + 1
@@ -132,6 +134,16 @@ class Store:
             counts["batch_posts"] = 1
             cur.executemany(sql["count"], [(hall, name, n) for name, n in sorted(counts.items())])
         return results
+
+    def _insert_new(self, cur, hall, rows):
+        """Insert the rows not stored yet; returns, row by row in order, True
+        for each one this transaction stored. One statement per row: with
+        other servers on the database, only the insert itself can tell."""
+        stored = []
+        for row in rows:
+            cur.execute(self._sql["insert"], row)
+            stored.append(cur.fetchone() is not None)
+        return stored
 
     def stats(self, hall=None):
         """Counts for tests, the demo and a quick look: events by kind,
@@ -232,6 +244,29 @@ class SqliteStore(Store):
             with self._transaction(self._db, "BEGIN IMMEDIATE") as db:
                 yield db
 
+    def _insert_new(self, cur, hall, rows):
+        # This transaction holds SQLite's only write lock (BEGIN IMMEDIATE): what is not
+        # there now will not appear before the commit, so one look-up and one bulk insert.
+        by_device = {}
+        for row in rows:
+            by_device.setdefault(row[1], []).append(row[2])
+        there = set()
+        for device, seqs in by_device.items():       # the primary key's index, one device at a time
+            for i in range(0, len(seqs), _LOOKUP):
+                chunk = seqs[i:i + _LOOKUP]
+                cur.execute("SELECT device, seq FROM events WHERE hall = ? AND device = ? AND seq IN (%s)"
+                            % ", ".join("?" * len(chunk)), [hall, device] + chunk)
+                there.update(cur.fetchall())
+        new, stored = [], []
+        for row in rows:
+            key = (row[1], row[2])
+            stored.append(key not in there)
+            if stored[-1]:
+                new.append(row)
+            there.add(key)                  # the same event twice in one batch: the second is not new
+        cur.executemany(_PLAIN_INSERT, new)
+        return stored
+
     @contextlib.contextmanager
     def _reading(self):
         with self._read_lock:
@@ -273,6 +308,18 @@ class PostgresStore(Store):
         self._idle = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)
         super().__init__()
+
+    def _insert_new(self, cur, hall, rows):
+        # One round trip for the batch (psycopg pipelines executemany), still one
+        # INSERT ... RETURNING per row: the insert decides, whoever else is writing.
+        if not rows:
+            return []
+        cur.executemany(self._sql["insert"], rows, returning=True)
+        stored = []
+        while True:
+            stored.append(cur.fetchone() is not None)
+            if not cur.nextset():
+                return stored
 
     def _schema_lock(self, db):
         # Held to the end of the transaction; the number names "the county schema".
