@@ -28,7 +28,8 @@ import time
 import protocol
 from edge_agent.uplink import Uplink
 from tools.county import records
-from tools.county.store import SqliteStore, _COLS, _SCHEMA
+from tools.county.migrations import INITIAL as _SCHEMA
+from tools.county.store import SqliteStore, _COLS
 from tools.county.testing import CountyProc, add_events, agent_store
 
 HALL, TOKEN = "bench-hall", "bench-token-0123456789"

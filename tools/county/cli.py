@@ -2,6 +2,7 @@
 
   county-server run --db county.db --port 8470 --token HALL=TOKEN
   county-server run --db postgresql://county@db/qinglian --tokens-file /etc/qinglian/tokens
+  county-server migrate --db county.db
   county-server stats --db county.db [--hall HALL] [--json]
   county-server report --db county.db --hall HALL --month 2026-10 [--format text|csv|json]
 """
@@ -10,7 +11,7 @@ import logging
 import signal
 import ssl
 import sys
-import threading
+import time
 
 from edge_agent import cmdline
 from edge_agent.cmdline import Command
@@ -42,42 +43,128 @@ def parse_tokens(specs, files):
 
 
 def cmd_run(args):
-    from tools.county.server import CountyServer
+    from tools.county import serve
+    from tools.county.app import County, make_app
+    from tools.county.auth import Tokens
     from tools.county.store import open_store
     tokens = parse_tokens(args.token, args.tokens_file)
     if not tokens:
         raise CountyError("no hall may post: give --token HALL=TOKEN or --tokens-file FILE")
-    tls = None
+    county_token = read_county_token(args.county_token, args.county_token_file)
     if args.tls_cert or args.tls_key:
         if not (args.tls_cert and args.tls_key):
             raise CountyError("--tls-cert and --tls-key go together")
-        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         try:
-            tls.load_cert_chain(args.tls_cert, args.tls_key)
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(args.tls_cert, args.tls_key)
         except (OSError, ssl.SSLError) as e:
             raise CountyError("cannot load TLS certificate: %s" % e)
-    store = open_store(args.db)
+    if args.workers < 1:
+        raise CountyError("--workers must be 1 or more")
+    county = Tokens(tokens, county_token)
+    store = open_store(args.db)             # migrates, and says in one line if the database is not there
+    if args.workers > 1:
+        store.close()                       # each worker opens its own, after the fork
+        return serve_workers(args, county)
     try:
-        try:
-            server = CountyServer((args.host, args.port), store, tokens,
-                                  fail_after_commit=args.fail_after_commit, tls=tls)
-        except OSError as e:
-            raise CountyError("cannot listen on %s:%d: %s" % (args.host, args.port, e.strerror))
-        # SIGTERM: stop accepting, let batches in hand commit and be answered, exit.
-        signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-        print("%s: listening on %s (store %s; halls %s)" % (
-            PROG, server.url, args.db, ", ".join(sorted(tokens))), flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            if not server.finish_batches(30):
-                print("%s: batches still in hand after 30 s; they roll back and halls resend" % PROG,
-                      file=sys.stderr)
-            server.server_close()
+        app = make_app(County(store, county, fail_after_commit=args.fail_after_commit))
+        sock = serve.listen(args.host, args.port)
+        # uvicorn re-raises the stopping signal once it has shut down; by then there is nothing left to stop.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
+        announce(args, sock, tokens, county_token)
+        serve.serve(app, sock, args.tls_cert, args.tls_key, args.log_level)
     finally:
         store.close()
+    return 0
+
+
+def announce(args, sock, tokens, county_token):
+    host, port = sock.getsockname()[:2]
+    print("%s: listening on %s://%s:%d (store %s; halls %s%s%s)" % (
+        PROG, "https" if args.tls_cert else "http", host, port, args.db, ", ".join(sorted(tokens)),
+        "; county token set" if county_token else "", "; %d workers" % args.workers if args.workers > 1 else ""),
+        flush=True)
+
+
+def serve_workers(args, county):
+    """--workers N: N processes accept on one socket, each with its own store
+    connections (as several servers on one database). SIGTERM to the parent
+    is passed on; each worker finishes its batches in hand."""
+    import os
+    from tools.county import serve
+    from tools.county.app import County, make_app
+    from tools.county.store import open_store
+    sock = serve.listen(args.host, args.port)
+    children = []
+    for _ in range(args.workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, lambda *_: None)
+                store = open_store(args.db)
+                try:
+                    serve.serve(make_app(County(store, county, fail_after_commit=args.fail_after_commit)), sock,
+                                args.tls_cert, args.tls_key, args.log_level)
+                    code = 0
+                finally:
+                    store.close()
+            except CountyError as e:
+                print("%s: error: %s" % (PROG, e), file=sys.stderr)
+            finally:
+                os._exit(code)
+        children.append(pid)
+
+    def stop(sig, _frame):
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    announce(args, sock, county.halls, county.county)
+    sock.close()
+    worst = 0
+    for pid in children:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        worst = max(worst, os.waitstatus_to_exitcode(status) != 0)
+    return worst
+
+
+def read_county_token(token, path):
+    """The county-wide token (stats across halls, the overview page), from
+    the command line or the first non-comment line of a file; or None."""
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+        except OSError as e:
+            raise CountyError("cannot read county token file %s: %s" % (path, e.strerror))
+        token = lines[0] if lines else ""
+    if token is not None and len(token.strip()) < 8:
+        raise CountyError("the county token must be 8 or more characters")
+    return token.strip() if token else None
+
+
+def cmd_migrate(args):
+    from tools.county import migrations
+    from tools.county.store import open_store
+    store = open_store(args.db)           # opening applies what is pending
+    try:
+        applied = store.migrated
+        steps = migrations.status(store)
+    finally:
+        store.close()
+    for name, ms in steps:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else "pending"
+        print("%-24s %s%s" % (name, when, "  (applied now)" if name in applied else ""))
     return 0
 
 
@@ -168,13 +255,21 @@ COMMANDS = [
                             help="a hall's bearer token; repeat for each hall")),
         (("--tokens-file",), dict(action="append", default=[], metavar="FILE",
                                   help="HALL=TOKEN lines; '#' starts a comment")),
+        (("--county-token",), dict(metavar="TOKEN", help="the county's own token: /v1/stats across halls and "
+                                                          "the county overview page")),
+        (("--county-token-file",), dict(metavar="FILE", help="read the county token from this file instead")),
         (("--tls-cert",), dict(metavar="PEM", help="serve HTTPS with this certificate chain")),
         (("--tls-key",), dict(metavar="PEM", help="the certificate's private key")),
+        (("--workers",), dict(type=int, default=1, metavar="N",
+                              help="server processes sharing the port, each with its own database connections; "
+                                   "more than one uses more cores (default: 1)")),
         (("--log-level",), dict(default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                                 help="log verbosity on stderr (default: INFO)")),
         (("--fail-after-commit",), dict(type=int, default=0, metavar="N",
                                         help="TESTS ONLY: commit the first N batches, then drop the connection "
                                              "unanswered"))]),
+    Command(("migrate",), cmd_migrate,
+            "bring a store's schema up to date (run does it too) and list its migrations", [DB]),
     Command(("stats",), cmd_stats, "print event, rating, conflict and batch counts from a store", [
         DB,
         (("--hall",), dict(help="only this hall")),

@@ -125,10 +125,18 @@ def build(store, hall, month, tz=DEFAULT_TZ, deadline=DEFAULT_DEADLINE_DAYS):
     deadline = deadline_days(deadline)
     rows = store.report_events(hall, int(start.timestamp()) * 1000, int(end.timestamp()) * 1000)
     total, windows, staff, bad = Tally(), {}, {}, []
+    days = _month_days(start, end)
     no_clock = 0
     for row in rows:
         if row["t"] == 0:
             no_clock += 1
+        day = days[datetime.datetime.fromtimestamp((row["t"] or row["received_ms"]) // 1000, zone).date().isoformat()]
+        if row["kind"] == "rating":
+            day["rated"] += 1
+            day["satisfied"] += row["level"] in SATISFIED
+            day["bad"] += row["level"] in BAD
+        elif row["action"] == "ended":
+            day["services"] += 1
         tallies = (total, windows.setdefault(row["window"], Tally()), staff.setdefault(row["staff"], Tally()))
         if row["kind"] == "rating":
             for tl in tallies:
@@ -162,7 +170,45 @@ def build(store, hall, month, tz=DEFAULT_TZ, deadline=DEFAULT_DEADLINE_DAYS):
         "windows": listed(windows, "window"),
         "staff": listed(staff, "staff"),
         "bad": [b for _, b in bad],
+        "days": list(days.values()),
     }
+
+
+def overview(store, halls, month, tz=DEFAULT_TZ):
+    """The county's month across halls: each hall's totals (the figures of
+    its own report, counted in the database), and the county's."""
+    _, start, end = period(month, tz)
+    county, out = Tally(), []
+    for hall in halls:
+        tally, events = Tally(), 0
+        for kind, action, level, n in store.month_counts(hall, int(start.timestamp()) * 1000,
+                                                         int(end.timestamp()) * 1000):
+            events += n
+            for tl in (tally, county):
+                if kind == "rating":
+                    tl.levels[level] += n
+                elif action == "ended":
+                    tl.services += n
+                else:
+                    tl.unrated += n
+        f = tally.figures()
+        out.append({"hall": hall, "events": events, **{k: f[k] for k in _OVERVIEW}})
+    f = county.figures()
+    return {"month": month, "tz": tz, "from": start.isoformat(), "to": end.isoformat(), "halls": out,
+            "totals": {"events": sum(h["events"] for h in out), **{k: f[k] for k in _OVERVIEW}}}
+
+
+# What the overview shows of each hall (durations and channels stay in the hall's report).
+_OVERVIEW = ("services", "unrated", "rated", "participation_pct", "satisfaction_pct", "bad", "levels")
+
+
+def _month_days(start, end):
+    """{date: its counts} for every local day of the month, in order."""
+    out, day = {}, start.date()
+    while day < end.date():
+        out[day.isoformat()] = {"date": day.isoformat(), "services": 0, "rated": 0, "satisfied": 0, "bad": 0}
+        day += datetime.timedelta(days=1)
+    return out
 
 
 def _follow_up(row, zone, deadline):

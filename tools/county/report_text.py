@@ -143,5 +143,5 @@ def bad_csv(report):
 
 def narrow(report, part):
     """Only the figures ('figures') or only the follow-up list ('bad')."""
-    drop = {"figures": ("bad",), "bad": ("totals", "windows", "staff")}.get(part, ())
+    drop = {"figures": ("bad",), "bad": ("totals", "windows", "staff", "days")}.get(part, ())
     return {k: v for k, v in report.items() if k not in drop}

@@ -12,18 +12,22 @@ from tools.procs import Proc, VENV_BIN, free_port, wait_port
 
 LEVELS = protocol.LEVELS
 KEY = bytes(range(32))
+COUNTY_TOKEN = "county-" + "c" * 20       # what tests give `--county-token`
 
 
 class CountyProc(Proc):
     """`county-server run` on a free port; kill() is a real SIGKILL and
     start() again keeps the port and the database."""
 
-    def __init__(self, work_dir, db, tokens, port=None, extra=()):
+    def __init__(self, work_dir, db, tokens, port=None, extra=(), county_token=COUNTY_TOKEN):
         os.makedirs(work_dir, exist_ok=True)
         self.port = port or free_port()
         self.db = db
+        self.county_token = county_token
         argv = [os.path.join(VENV_BIN, "county-server"), "run", "--db", db,
                 "--host", "127.0.0.1", "--port", str(self.port)]
+        if county_token:
+            argv += ["--county-token", county_token]
         for hall, token in tokens.items():
             argv += ["--token", "%s=%s" % (hall, token)]
         argv += list(extra)
@@ -34,16 +38,22 @@ class CountyProc(Proc):
     def url(self):
         return "%s://127.0.0.1:%d" % (self.scheme, self.port)
 
-    def start(self):
+    def start(self, wait=True):
         super().start()
+        return self.ready() if wait else self
+
+    def ready(self):
+        """Wait until it listens (it has migrated its store by then)."""
         try:
-            wait_port(self.port, 20)
+            wait_port(self.port, 30)
         except TimeoutError:
             raise RuntimeError("county server did not start:\n" + self.log())
         return self
 
-    def get(self, path):
-        with urllib.request.urlopen(self.url + path, timeout=10) as r:
+    def get(self, path, token=None):
+        """GET a JSON answer, with this bearer token if given."""
+        req = urllib.request.Request(self.url + path, headers={"Authorization": "Bearer " + token} if token else {})
+        with urllib.request.urlopen(req, timeout=10) as r:
             return json.load(r)
 
     def report(self, hall, token, **query):
@@ -57,7 +67,8 @@ class CountyProc(Proc):
             return e.code, json.load(e)
 
     def stats(self, hall=None):
-        return self.get("/v1/halls/%s/stats" % hall if hall else "/v1/stats")
+        """Counts, asked with the county token (a hall's own token also gets its stats)."""
+        return self.get("/v1/halls/%s/stats" % hall if hall else "/v1/stats", self.county_token)
 
     def post(self, hall, token, doc, compress=True, raw=None, headers=None):
         """POST a batch; returns (status, answer dict or None)."""
