@@ -39,7 +39,7 @@ import paho.mqtt.client as mqtt
 
 import protocol
 from protocol import messages, topics
-from tools.procs import Mosquitto, Proc, ROOT, free_port, healthy, wait_for
+from tools.procs import Mosquitto, Proc, ROOT, broker_dir, free_port, healthy, wait_for
 
 HALL = "bench"
 PASSWORD = "agent-secret"
@@ -82,6 +82,9 @@ class Device:
         c.will_set(topics.topic(HALL, name, topics.STATUS), b'{"online":false}', qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_message = self._on_message
+        # 200 logins at once keep the broker busy hashing passwords past paho's
+        # connect timeout: retry soon, not after paho's default backoff of minutes.
+        c.reconnect_delay_set(0.2, 2)
         c.connect_async("127.0.0.1", port, keepalive=60)
         c.loop_start()
         self.client = c
@@ -121,18 +124,6 @@ def tree_of(rev, work):
     return out
 
 
-def broker_dir():
-    # Mosquitto drops to its own user before it reads the password file.
-    d = tempfile.mkdtemp(prefix="bench-hall-broker-")
-    os.chmod(d, 0o755)
-    os.makedirs(d + "/data")
-    try:
-        shutil.chown(d + "/data", "mosquitto")
-    except (LookupError, PermissionError):
-        os.chmod(d + "/data", 0o777)
-    return d
-
-
 def one_run(tree, names, keys, args, profile=None):
     """CPU seconds per event and RSS figures of the agent from `tree`."""
     work = tempfile.mkdtemp(prefix="bench-hall-rate-")
@@ -159,7 +150,7 @@ def one_run(tree, names, keys, args, profile=None):
         time.sleep(2)
         idle = rss_mib(agent.p.pid)
         devices = [Device(d, keys[d], port) for d in names]
-        wait_for(lambda: all(d.ready.is_set() for d in devices), 120, 0.2, "every device's config")
+        wait_for(lambda: all(d.ready.is_set() for d in devices), 300, 0.2, "every device's config")
         time.sleep(2)
         total = int(args.rate * args.seconds)
         cpu0, t0 = cpu_s(agent.p.pid), time.monotonic()
@@ -192,6 +183,22 @@ def one_run(tree, names, keys, args, profile=None):
             "peak": connected["VmHWM"]}
 
 
+def in_child(tree, argv, profile=None):
+    """one_run() in a process of its own: 200 paho clients leave file
+    descriptors behind, and past 1024 paho's select() cannot take new ones."""
+    given, argv = list(sys.argv[1:] if argv is None else argv), []
+    while given:                            # the same options, less --profile
+        a = given.pop(0)
+        if a == "--profile":
+            given.pop(0)
+        elif not a.startswith("--profile="):
+            argv.append(a)
+    out = subprocess.run([sys.executable, "-m", "bench.agent_hall_rate", "--one-run", tree]
+                         + (["--profile", profile] if profile else []) + argv,
+                         cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--devices", type=int, default=200)
@@ -203,9 +210,13 @@ def main(argv=None):
     ap.add_argument("--mqtt", metavar="KEY=VALUE", action="append", default=[],
                     help="an [mqtt] setting for both agents, e.g. batch_ms=50 (TOML value)")
     ap.add_argument("--no-baseline", action="store_true", help="measure this tree only")
+    ap.add_argument("--one-run", metavar="TREE", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     names = ["ev-%03d" % i for i in range(args.devices)]
     keys = {d: secrets.token_bytes(32) for d in names}
+    if args.one_run:
+        print(json.dumps(one_run(args.one_run, names, keys, args, args.profile)))
+        return 0
     trees = tempfile.mkdtemp(prefix="bench-hall-trees-")
     try:
         sides = (() if args.no_baseline else (("baseline " + args.baseline, tree_of(args.baseline, trees)),)) \
@@ -213,13 +224,13 @@ def main(argv=None):
         results = {label: [] for label, _ in sides}
         for r in range(args.runs):
             for label, tree in sides:
-                res = one_run(tree, names, keys, args)
+                res = in_child(tree, argv)
                 results[label].append(res)
                 print("round %d %-16s %6.0f us/event (%.0f system)  RSS idle %.1f, %d devices %.1f, peak %.1f MiB"
                       % (r + 1, label, res["cpu_us"], res["sys_us"], res["idle"], args.devices, res["rss"], res["peak"]),
                       flush=True)
         if args.profile:
-            one_run(ROOT, names, keys, args, profile=os.path.abspath(args.profile))
+            in_child(ROOT, argv, os.path.abspath(args.profile))
             print("profile (this tree under cProfile, every thread): %s" % args.profile)
     finally:
         shutil.rmtree(trees, ignore_errors=True)
