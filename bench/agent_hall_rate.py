@@ -39,13 +39,12 @@ import paho.mqtt.client as mqtt
 
 import protocol
 from protocol import messages, topics
+from bench._trees import edge_agent, tree_of
 from tools.procs import Mosquitto, Proc, ROOT, broker_dir, free_port, healthy, wait_for
 
 HALL = "bench"
 PASSWORD = "agent-secret"
 TICK = os.sysconf("SC_CLK_TCK")
-# Run one tree's edge-agent with the shared venv: PYTHONPATH puts the tree first.
-AGENT = "import sys; from edge_agent.cli import main; sys.exit(main())"
 REGISTER = ("import sys, json; from edge_agent import registry; from edge_agent.store import Store; "
             "s = Store(sys.argv[1]); "
             "[registry.add(s, %r, d, 'W%%03d' %% i, k) for i, (d, k) in enumerate(json.loads(sys.argv[2]).items())]"
@@ -115,21 +114,11 @@ class Device:
         self.client.loop_stop()
 
 
-def tree_of(rev, work):
-    """This repository at `rev`, unpacked under `work`."""
-    out = os.path.join(work, "tree-" + rev.replace("/", "_"))
-    os.makedirs(out)
-    archive = subprocess.run(["git", "-C", ROOT, "archive", rev], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", out], input=archive, check=True)
-    return out
-
-
 def one_run(tree, names, keys, args, profile=None):
     """CPU seconds per event and RSS figures of the agent from `tree`."""
     work = tempfile.mkdtemp(prefix="bench-hall-rate-")
     bdir = broker_dir()
-    env = dict(os.environ, PYTHONPATH=tree)
-    py = [sys.executable, "-c", AGENT]
+    py, env = edge_agent(tree)
     port, http = free_port(), free_port()
     cfg, db = os.path.join(work, "agent.toml"), os.path.join(work, "agent.db")
     with open(cfg, "w") as f:
