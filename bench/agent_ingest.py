@@ -6,20 +6,26 @@ both measured in this run on this machine with the same broker settings:
                  these messages from publishers to one QoS 1 subscriber;
   paho only      a Python paho subscriber that PUBACKs and stores nothing:
                  the ceiling of any paho-based agent on this machine;
-  agent          the same publishers and messages -> the edge agent, counted
+  agent          the same publishers and messages -> the edge agent (this
+                 tree's, and `--baseline REV`'s, main by default), counted
                  when COMMITted to SQLite (synchronous=FULL) - durable, the
                  moment a device may forget the event.
 
-Also reports the agent's batch size (messages per commit). Exit 1 if the
-agent does not end with exactly N events.
+Each of the three runs R times in turn (median reported, and the median of
+the per-round ratios, so a busy moment hits both sides of a ratio). Also
+reports the agent's batch size (messages per commit). `--profile OUT` runs
+the agent once more under cProfile (every thread) and writes the profile to
+OUT. Exit 1 if the agent does not end with exactly N events.
 
-    python -m bench.agent_ingest [--events N] [--publishers P] [--inflight K]
+    python -m bench.agent_ingest [--events N] [--publishers P] [--inflight K] [--runs R] [--profile OUT]
+        [--baseline REV]
 """
 import argparse
 import os
 import secrets
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,7 +33,8 @@ import time
 
 import protocol
 from protocol import topics
-from tools.procs import Mosquitto, Proc, VENV_BIN, free_port, healthy, wait_for
+from bench._trees import edge_agent, tree_of
+from tools.procs import Mosquitto, Proc, ROOT, free_port, healthy, wait_for
 
 HALL = "bench"
 
@@ -111,18 +118,22 @@ def paho_limit(work, n, data, inflight):
         broker.stop()
 
 
-def agent_rate(work, n, data, keys, inflight):
+def agent_rate(work, n, data, keys, inflight, tree=ROOT, profile=None):
+    os.makedirs(work, exist_ok=True)
     port, http = free_port(), free_port()
     broker = Mosquitto(work + "/b2", port=port, conf=broker_conf(work + "/b2", port, inflight)).start()
     cfg = os.path.join(work, "agent.toml")
     db = os.path.join(work, "agent.db")
     with open(cfg, "w") as f:
         f.write('hall = "%s"\n[mqtt]\nport = %d\n[store]\npath = "%s"\n[http]\nport = %d\n' % (HALL, port, db, http))
-    ea = os.path.join(VENV_BIN, "edge-agent")
+    ea, env = edge_agent(tree)
     for d, k in keys.items():
-        subprocess.run([ea, "--config", cfg, "devices", "add", d, "--window", "W" + d[-3:], "--key", k.hex()],
-                       check=True, capture_output=True)
-    agent = Proc("edge-agent", [ea, "run", "--config", cfg], work).start()
+        subprocess.run(ea + ["--config", cfg, "devices", "add", d, "--window", "W" + d[-3:], "--key", k.hex()],
+                       check=True, capture_output=True, env=env, cwd=tree)
+    argv = ea + ["run", "--config", cfg]
+    if profile:
+        argv = [sys.executable, "-m", "bench._profile", profile, "run", "--config", cfg]
+    agent = Proc("edge-agent", argv, work, env=env, cwd=tree).start()
     try:
         wait_for(lambda: healthy(http), 30, what="agent")
         t0 = time.monotonic()
@@ -143,31 +154,60 @@ def agent_rate(work, n, data, keys, inflight):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--events", type=int, default=20000)
+    ap.add_argument("--events", type=int, default=60000)
     ap.add_argument("--publishers", type=int, default=10)
     ap.add_argument("--inflight", type=int, default=200, help="broker max_inflight_messages (broker-config's value)")
+    ap.add_argument("--runs", type=int, default=5, help="rounds of the three measurements (median reported)")
+    ap.add_argument("--profile", metavar="OUT", help="also run the agent under cProfile, profile to OUT")
+    ap.add_argument("--baseline", default="main", help="git revision whose agent is measured too (default: main)")
     args = ap.parse_args(argv)
     per = args.events // args.publishers
     n = per * args.publishers
     devices = ["ev-%03d" % i for i in range(args.publishers)]
     keys = {d: secrets.token_bytes(32) for d in devices}
     data = payloads(devices, per, keys)
-    work = tempfile.mkdtemp(prefix="bench-agent-ingest-")
+    rounds, failed = [], None
+    trees = tempfile.mkdtemp(prefix="bench-agent-ingest-trees-")
     try:
-        limit, t_limit = broker_limit(work, n, data, args.inflight)
-        paho, t_paho = paho_limit(work, n, data, args.inflight)
-        rate, t_agent, stored, per_commit = agent_rate(work, n, data, keys, args.inflight)
+        base_tree = tree_of(args.baseline, trees)
+        for r in range(args.runs):
+            work = tempfile.mkdtemp(prefix="bench-agent-ingest-")
+            try:
+                limit, _ = broker_limit(work, n, data, args.inflight)
+                paho, _ = paho_limit(work, n, data, args.inflight)
+                base, _, _, _ = agent_rate(work + "/base", n, data, keys, args.inflight, base_tree)
+                rate, _, stored, per_commit = agent_rate(work, n, data, keys, args.inflight)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            rounds.append((limit, paho, rate, per_commit, base))
+            print("round %d: broker %.0f/s, paho-only %.0f/s, agent %s %.0f/s (%.0f %%), this agent %.0f/s (%.0f %%)"
+                  % (r + 1, limit, paho, args.baseline, base, 100.0 * base / limit, rate, 100.0 * rate / limit),
+                  flush=True)
+            if stored != n:
+                failed = "FAIL: agent stored %d of %d" % (stored, n)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-    print("%d QoS 1 events from %d publishers, broker max_inflight_messages %d" % (n, args.publishers, args.inflight))
-    print("%-44s %9.0f msg/s  (%.1f s)" % ("broker limit (mosquitto_pub -> mosquitto_sub)", limit, t_limit))
-    print("%-44s %9.0f msg/s  (%.1f s)" % ("paho subscriber, PUBACK only, nothing stored", paho, t_paho))
-    print("%-44s %9.0f msg/s  (%.1f s)" % ("agent, durable (committed, synchronous=FULL)", rate, t_agent))
-    print("%-44s %9.0f %%" % ("agent / broker limit", 100.0 * rate / limit))
-    print("%-44s %9.0f %%" % ("agent / paho-only subscriber", 100.0 * rate / paho))
-    print("%-44s %9.0f" % ("agent messages per commit (mean)", per_commit))
-    if stored != n:
-        print("FAIL: agent stored %d of %d" % (stored, n))
+        shutil.rmtree(trees, ignore_errors=True)
+    if args.profile:
+        work = tempfile.mkdtemp(prefix="bench-agent-ingest-")
+        try:
+            agent_rate(work, n, data, keys, args.inflight, profile=os.path.abspath(args.profile))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print("profile (agent under cProfile, every thread): %s" % args.profile)
+    med = lambda i: statistics.median(x[i] for x in rounds)  # noqa: E731
+    ratio = lambda i, j: statistics.median(x[i] / x[j] for x in rounds)  # noqa: E731
+    print("%d QoS 1 events from %d publishers, broker max_inflight_messages %d, median of %d"
+          % (n, args.publishers, args.inflight, args.runs))
+    print("%-44s %9.0f msg/s" % ("broker limit (mosquitto_pub -> mosquitto_sub)", med(0)))
+    print("%-44s %9.0f msg/s" % ("paho subscriber, PUBACK only, nothing stored", med(1)))
+    print("%-44s %9.0f msg/s" % ("agent %s, durable" % args.baseline, med(4)))
+    print("%-44s %9.0f msg/s" % ("agent, durable (committed, synchronous=FULL)", med(2)))
+    print("%-44s %9.0f %%" % ("agent %s / broker limit" % args.baseline, 100.0 * ratio(4, 0)))
+    print("%-44s %9.0f %%" % ("agent / broker limit", 100.0 * ratio(2, 0)))
+    print("%-44s %9.0f %%" % ("agent / paho-only subscriber", 100.0 * ratio(2, 1)))
+    print("%-44s %9.0f" % ("agent messages per commit (mean)", med(3)))
+    if failed:
+        print(failed)
         return 1
     return 0
 

@@ -13,7 +13,10 @@ The drain is the real thing: the agent's SQLite store -> Uplink (gzip,
 HTTP keep-alive) -> `county-server run` (SQLite) in its own process. At the
 end the county must hold exactly N events, else exit 1.
 
-    python -m bench.uplink_drain [--events N] [--batch 500] [--devices 50]
+Drains once per `--in-flight` value (batches at the county at once), each
+from a fresh copy of the backlog.
+
+    python -m bench.uplink_drain [--events N] [--batch 500] [--devices 50] [--in-flight 1,3]
 """
 import argparse
 import json
@@ -91,8 +94,9 @@ def county_ingest(path, bodies, size):
     return took
 
 
-def drain(work, bodies, size):
+def drain(work, bodies, size, in_flight):
     """The uplink for real: agent store -> HTTP -> county-server process."""
+    os.makedirs(work)
     agent_path = os.path.join(work, "agent.db")
     db = agent_store(agent_path)
     for chunk in batches(bodies, 50000):
@@ -102,7 +106,7 @@ def drain(work, bodies, size):
                         extra=["--log-level", "WARNING"]).start()
     stop = threading.Event()
     up = Uplink(agent_path, {"url": county.url, "token": TOKEN, "allow_plain_http": True, "batch_max_events": size,
-                             "batch_max_bytes": 4 << 20, "interval_s": 0.2}, HALL)
+                             "batch_max_bytes": 4 << 20, "interval_s": 0.2, "in_flight": in_flight}, HALL)
     t = threading.Thread(target=up.run, args=(stop,), daemon=True)
     try:
         started = time.perf_counter()
@@ -132,6 +136,8 @@ def main(argv=None):
     ap.add_argument("--events", type=int, default=1000000, help="pending events to drain (default: 1,000,000)")
     ap.add_argument("--batch", type=int, default=500, help="events per batch (default: 500, the agent's default)")
     ap.add_argument("--devices", type=int, default=50, help="devices the events come from (default: 50)")
+    ap.add_argument("--in-flight", default="1,3", help="[uplink] in_flight values to drain with, the first "
+                    "being the baseline (default: 1,3; 1 = one batch at a time)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args(argv)
 
@@ -149,13 +155,18 @@ def main(argv=None):
         ing = county_ingest(os.path.join(work, "county-ingest.db"), bodies, args.batch)
         print("  %-44s %9.0f events/s  (%.1f s)" % ("baseline: county ingest in-process, no HTTP", n / ing, ing),
               flush=True)
-        took, held, posts, st = drain(work, bodies, args.batch)
-        rate = n / took
-        print("  %-44s %9.0f events/s  (%.1f s) = %.0f%% of county ingest, %.0f%% of raw insert" % (
-            "uplink drain: agent -> HTTP gzip -> county", rate, took, 100 * rate / (n / ing), 100 * rate / (n / raw)))
-        print("  county holds %d events (%d distinct); %d batches, %d posts; agent pending %d, conflicts %d"
-              % (held[0], held[1], posts[0], posts[1] or 0, st["pending"], st["conflicts"]))
-        ok = held[0] == held[1] == n and st["pending"] == 0
+        ok = True
+        for k in [int(x) for x in args.in_flight.split(",")]:
+            took, held, posts, st = drain(os.path.join(work, "in-flight-%d" % k), bodies, args.batch, k)
+            rate = n / took
+            print("  %-44s %9.0f events/s  (%.1f s) = %.0f%% of county ingest, %.0f%% of raw insert" % (
+                "uplink drain, in_flight %d: agent -> HTTP -> county" % k, rate, took, 100 * rate / (n / ing),
+                100 * rate / (n / raw)))
+            print("    county holds %d events (%d distinct); %d batches, %d posts; agent pending %d, conflicts %d"
+                  % (held[0], held[1], posts[0], posts[1] or 0, st["pending"], st["conflicts"]), flush=True)
+            ok = ok and held[0] == held[1] == n and st["pending"] == 0
+            if not args.keep:
+                shutil.rmtree(os.path.join(work, "in-flight-%d" % k), ignore_errors=True)
         print("  %s" % ("OK: every event at the county exactly once" if ok else "MISMATCH"))
         return 0 if ok else 1
     finally:

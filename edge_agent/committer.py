@@ -3,7 +3,6 @@ batch in one transaction, and only then PUBACKs (arrival order) and sends
 the protocol acks. One thread; the only writer of events and quarantine.
 """
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -48,37 +47,18 @@ class Committer(threading.Thread):
                 return
             self.link.puback(batch)
             for device, seqs in out.acks.items():
-                # Only events verified with a registered key are acked: the key is there.
-                key_hex = self.store.devices.key(device)
+                # Only events verified with a registered key are acked, with that key.
                 self.link.publish(topics.topic(self.hall, device, topics.ACK),
-                                  self.sealer.seal(key_hex, topics.ACK, messages.ack(seqs)))
+                                  self.sealer.seal(out.keys[device], topics.ACK, messages.ack(seqs)))
             if out.came_online:
                 with self.config_lock:
                     self.config_due |= out.came_online
             self.beat = time.monotonic()
 
     def _take(self):
-        inbox = self.link.inbox
-        try:
-            first = inbox.get(timeout=0.2)
-        except queue.Empty:
+        batch = self.link.inbox.take(self.batch_max, self.batch_s)
+        if not batch:
             self.beat = time.monotonic()
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self.batch_s
-        while len(batch) < self.batch_max:
-            try:
-                batch.append(inbox.get_nowait())
-                continue
-            except queue.Empty:
-                pass
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                batch.append(inbox.get(timeout=left))
-            except queue.Empty:
-                break
         return batch
 
     def _hold(self, batch):

@@ -31,7 +31,7 @@ KEYS = [
     ("mqtt", "tls_ca", str, None, "CA file: connect with TLS and check the broker against it"),
     ("mqtt", "keepalive_s", int, 30, "MQTT keepalive"),
     ("mqtt", "batch_max", int, 500, "group commit: at most this many messages per transaction"),
-    ("mqtt", "batch_ms", int, 20, "group commit: wait at most this long to fill a batch"),
+    ("mqtt", "batch_ms", int, 100, "group commit: wait at most this long to fill a batch"),
     ("mqtt", "beacon_s", int, 60, "time beacon to every device on its cmd topic every so often"),
     ("store", "path", str, "/var/lib/qinglian/agent.db", "the SQLite file (mode 0600)"),
     ("store", "disk_max_pct", float, 90.0, "above this disk use the agent stops acking new events (devices keep them)"),
@@ -41,6 +41,8 @@ KEYS = [
     ("uplink", "token", str, None, "the hall's bearer token"),
     ("uplink", "batch_max_events", int, 500, "events per batch"),
     ("uplink", "batch_max_bytes", int, 262144, "bytes per batch (before gzip)"),
+    ("uplink", "in_flight", int, 2, "batches at the county at once, each on its own connection; "
+     "1 = send one and wait for its answer"),
     ("uplink", "interval_s", float, 2.0, "wait between batches when there is nothing to send"),
     ("uplink", "timeout_s", float, 10.0, "HTTP timeout"),
     ("uplink", "backoff_max_s", float, 60.0, "longest wait between retries"),
@@ -186,6 +188,8 @@ def _check_uplink(up):
     for k in ("batch_max_events", "batch_max_bytes", "interval_s", "timeout_s", "backoff_max_s"):
         if not up[k] or up[k] <= 0:
             raise ConfigError("[uplink] %s must be a positive number, not %r" % (k, up[k]))
+    if not 1 <= up["in_flight"] <= 16:
+        raise ConfigError("[uplink] in_flight must be 1-16 batches, not %r" % up["in_flight"])
     if up["ca_file"] and parts.scheme != "https":
         raise ConfigError("[uplink] ca_file pins a CA for HTTPS, but the url is %s" % parts.scheme)
 

@@ -6,13 +6,13 @@ PUBACK only after commit, in arrival order. on_message never blocks paho's
 network loop: it only puts the message in the inbox for the committer.
 """
 import logging
-import queue
 import ssl
 import threading
 
 import paho.mqtt.client as mqtt
 
 from protocol import topics
+from edge_agent.inbox import Inbox
 from edge_agent.ingest import Inbound
 from edge_agent.store import now_ms
 
@@ -22,7 +22,7 @@ log = logging.getLogger("edge_agent.link")
 class BrokerLink:
     def __init__(self, mqtt_cfg, hall, inbox=None, on_connected=None):
         self.cfg, self.hall = mqtt_cfg, hall
-        self.inbox = inbox if inbox is not None else queue.Queue()
+        self.inbox = inbox if inbox is not None else Inbox()
         self.on_connected = on_connected
         # Bumped on every (re)connect: a message's PUBACK is only sent on the
         # connection it came on (after a reconnect the broker resends it anyway,

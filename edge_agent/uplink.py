@@ -9,6 +9,12 @@ Delivery (SPEC.md, delivery semantics 4):
 - A batch's id and members are committed to `uplink_batches` before the
   first POST; every resend of those rows, also after an agent restart,
   carries the same id.
+- Up to `in_flight` batches are at the county at once, each on a kept-alive
+  connection of its own (the agent builds and applies batches while the
+  county stores others); answers are applied in send order. A failure
+  sends nothing new: the batches still out are answered (or fail) first,
+  then the backoff. Batches left open by a restart go first, one at a
+  time, and new ones only once they are answered.
 - A row gets synced_ms only once the county answered `stored` or
   `duplicate` for it. `conflict` rows are marked too (the county keeps both
   versions; resending cannot help) but logged as errors and recorded in
@@ -20,6 +26,8 @@ Delivery (SPEC.md, delivery semantics 4):
   the way: refused unless `allow_plain_http` says so (edge_agent/config.py).
 - Retention deletes only synced rows older than `retention_days`.
 """
+import collections
+import concurrent.futures
 import json
 import logging
 import random
@@ -28,6 +36,7 @@ import sqlite3
 import threading
 import time
 
+from protocol.compact import dumps
 from edge_agent import config
 from edge_agent.county_client import BatchTooLarge, County, UplinkError
 from edge_agent.store import Store, now_ms
@@ -64,24 +73,34 @@ class Uplink:
         self._failures = 0
         self._cursor = 0           # rowid up to which unsynced rows were already batched
         self._max_events = int(self.cfg["batch_max_events"])   # halved on each 413, kept until restart
+        self._flying = collections.deque()   # (future, county, batch, rows) in send order
+        self._mine = set()                   # batches this run opened (their rows are behind the cursor)
+        self._error = None                   # the first failure while others were still out
 
     # -- the thread -------------------------------------------------------
 
     def run(self, stop):
         """Thread target: sync until `stop` is set. Never raises on county or
         store trouble; it logs, backs off and tries again."""
-        county = None
+        counties = []
         store = None
+        pool = None
         next_purge = 0.0
         try:
             while not stop.is_set():
                 try:
                     if store is None:
                         store = open_store(self.db_path)
-                    if county is None:
-                        county = County(self.cfg["url"], self.cfg["token"], self.hall,
-                                        self.cfg["timeout_s"], self.cfg["ca_file"])
-                    sent = self.sync_once(store, county)
+                    if not counties:
+                        counties = [County(self.cfg["url"], self.cfg["token"], self.hall,
+                                           self.cfg["timeout_s"], self.cfg["ca_file"])
+                                    for _ in range(self.cfg["in_flight"])]
+                    if len(counties) == 1:
+                        sent = self.sync_once(store, counties[0])
+                    else:
+                        if pool is None:
+                            pool = concurrent.futures.ThreadPoolExecutor(len(counties), "uplink-post")
+                        sent = self.sync_window(store, pool, counties)
                     if time.monotonic() >= next_purge:
                         self.purge(store)
                         next_purge = time.monotonic() + _PURGE_EVERY_S
@@ -98,10 +117,49 @@ class Uplink:
                 if not sent:                      # after a batch, look again at once
                     stop.wait(self.cfg["interval_s"])
         finally:
-            if county is not None:
+            if pool is not None:
+                # Batches still out stay open and go again, same ids, at the next start.
+                pool.shutdown(wait=True, cancel_futures=True)
+            for county in counties:
                 county.close()
             if store is not None:
                 store.close()
+
+    def sync_window(self, store, pool, counties):
+        """Keep up to len(counties) batches at the county, then apply the
+        oldest one's answer. Returns the number of events in it; 0 when all
+        is synced. Raises the first failure once no batch is out any more."""
+        flying = self._flying
+        while self._error is None and len(flying) < len(counties):
+            if any(f[2] not in self._mine for f in flying):
+                break                    # a batch from before a restart goes alone (its rows may come again)
+            batch, rows = self._pending(store, skip={f[2] for f in flying})
+            if batch is None:
+                batch, rows = self._new_batch(store, restart=not flying)
+            elif batch not in self._mine and flying:
+                break
+            if not rows:
+                break
+            busy = {f[1] for f in flying}
+            county = next(c for c in counties if c not in busy)
+            store.uplink.count_post(batch)
+            flying.append((pool.submit(county.post, self._payload(batch, rows)), county, batch, rows))
+        while flying:
+            future, county, batch, rows = flying.popleft()
+            try:
+                answer = future.result()
+            except UplinkError as e:
+                if isinstance(e, BatchTooLarge):
+                    self._too_large(store, batch, rows)
+                self._error = self._error or e
+                continue
+            self._apply(store, batch, rows, answer)
+            self._mine.discard(batch)
+            return len(rows)
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+        return 0
 
     def sync_once(self, store, county):
         """Send one batch (the pending one first) and apply the answer.
@@ -111,22 +169,27 @@ class Uplink:
             batch, rows = self._new_batch(store)
         if not rows:
             return 0
-        items = [r[3] for r in rows]
-        payload = ('{"batch":%s,"hall":%s,"events":[%s]}' % (
-            json.dumps(batch), json.dumps(self.hall), ",".join(items))).encode()
         store.uplink.count_post(batch)
         try:
-            answer = county.post(payload)
+            answer = county.post(self._payload(batch, rows))
         except BatchTooLarge:
-            # Nothing was stored; these rows go again in smaller batches with new ids.
-            store.uplink.drop_batch(batch)
-            self._cursor = 0
-            self._max_events = max(1, len(rows) // 2)
-            log.warning("county refused a batch of %d events as too large; sending at most %d from now on",
-                        len(rows), self._max_events)
+            self._too_large(store, batch, rows)
             raise
         self._apply(store, batch, rows, answer)
         return len(rows)
+
+    def _payload(self, batch, rows):
+        return ('{"batch":%s,"hall":%s,"events":[%s]}' % (
+            json.dumps(batch), json.dumps(self.hall), ",".join(r[3] for r in rows))).encode()
+
+    def _too_large(self, store, batch, rows):
+        # Nothing was stored; these rows go again in smaller batches with new ids.
+        store.uplink.drop_batch(batch)
+        self._mine.discard(batch)
+        self._cursor = 0
+        self._max_events = max(1, min(self._max_events, len(rows) // 2))
+        log.warning("county refused a batch of %d events as too large; sending at most %d from now on",
+                    len(rows), self._max_events)
 
     def purge(self, store):
         days = self.retention_days
@@ -139,8 +202,8 @@ class Uplink:
 
     # -- batches ----------------------------------------------------------
 
-    def _pending(self, store):
-        pending = store.uplink.pending_batch()
+    def _pending(self, store, skip=()):
+        pending = store.uplink.pending_batch(skip)
         if pending is None:
             return None, []
         batch, members = pending
@@ -154,11 +217,13 @@ class Uplink:
             return None, []
         return batch, rows
 
-    def _new_batch(self, store):
+    def _new_batch(self, store, restart=True):
+        """`restart`: may start over behind the cursor (not while batches are out:
+        their rows are there, unsynced)."""
         now = now_ms()
         held = store.uplink.held(now)
         rows = self._take(store, held)
-        if not rows and self._cursor:
+        if not rows and self._cursor and restart:
             # Rows left behind the cursor (unanswered, released from hold): start over once.
             self._cursor = 0
             rows = self._take(store, held)
@@ -166,6 +231,7 @@ class Uplink:
             return None, []
         batch = "%x-%s" % (now, secrets.token_hex(6))
         store.uplink.open_batch(batch, now, [[r[1], r[2]] for r in rows])
+        self._mine.add(batch)
         self._cursor = rows[-1][0]
         return batch, rows
 
@@ -191,7 +257,7 @@ class Uplink:
     def _item(device, seq, body):
         if isinstance(body, bytes):
             body = body.decode("utf-8", "replace")
-        return '{"device":%s,"seq":%d,"body":%s}' % (json.dumps(device), seq, json.dumps(body, ensure_ascii=False))
+        return '{"device":%s,"seq":%d,"body":%s}' % (dumps(device), seq, dumps(body))
 
     def _apply(self, store, batch, rows, answer):
         now = now_ms()

@@ -6,7 +6,7 @@ files run on an ESP32 and on the hall's Raspberry Pi.
 from protocol.errors import ProtocolError
 from protocol.events import (
     VERSION, MAX_PAYLOAD, LEVELS, CHANNELS, KINDS,
-    encode, decode, parse, verify, validate, body, wire,
+    encode, decode, parse, verify, validate, body, signed, wire,
     MAX_INT, MAX_CONFIG, check_field, clean_config,
 )
 from protocol import topics

@@ -2,7 +2,6 @@
 front door, classification of a batch, and the committer's promise - PUBACK
 in arrival order, and only for what another connection can already read."""
 import os
-import queue
 import sqlite3
 import threading
 
@@ -11,6 +10,7 @@ import pytest
 import protocol
 from edge_agent import ingest, registry
 from edge_agent.committer import Committer
+from edge_agent.inbox import Inbox
 from edge_agent.ingest import Inbound
 from edge_agent.sealer import Sealer
 from edge_agent.store import MIGRATIONS, Store
@@ -114,7 +114,7 @@ class FakeLink:
     second connection that the message's effect is already committed."""
 
     def __init__(self, path):
-        self.inbox = queue.Queue()
+        self.inbox = Inbox()
         self.reader = sqlite3.connect(path, check_same_thread=False)
         self.pubacked, self.published, self.visible = [], [], []
 

@@ -6,8 +6,6 @@ import json
 import os
 import secrets
 import subprocess
-import shutil
-import tempfile
 import threading
 import time
 import urllib.request
@@ -16,7 +14,7 @@ import paho.mqtt.client as mqtt
 
 import protocol
 from protocol import messages, topics
-from harness import Proc, VENV_BIN, free_port, healthy, wait_for
+from harness import Proc, VENV_BIN, broker_dir, free_port, healthy, wait_for
 
 EDGE_AGENT = os.path.join(VENV_BIN, "edge-agent")
 
@@ -157,19 +155,6 @@ class PahoDevice:
     def pending(self):
         with self.lock:
             return len(self.outbox)
-
-
-def broker_dir():
-    """Mosquitto drops to its own user before reading the password file and
-    writing persistence: give it a directory it can reach (pytest's are 0700)."""
-    d = tempfile.mkdtemp(prefix="qinglian-broker-")
-    os.chmod(d, 0o755)
-    os.makedirs(d + "/data")
-    try:
-        shutil.chown(d + "/data", "mosquitto")
-    except (LookupError, PermissionError):
-        os.chmod(d + "/data", 0o777)
-    return d
 
 
 def persistent_broker_conf(d, port):

@@ -75,3 +75,51 @@ def test_acks():
         with pytest.raises(protocol.ProtocolError) as e:
             messages.parse_ack(bad)
         assert e.value.code == "bad_ack"
+
+
+def _variants(wire):
+    """The same event's fields in non-canonical spellings json.loads reads alike."""
+    ev = json.loads(wire)
+    reordered = dict(reversed(list(ev.items())))
+    text = wire.decode()
+    return [
+        json.dumps(ev, indent=1, ensure_ascii=False).encode(),        # whitespace
+        json.dumps(ev, separators=(",", ":")).encode(),               # \u escapes for 李四
+        json.dumps(reordered, separators=(",", ":"), ensure_ascii=False).encode(),
+        text.replace('"window",', '"window","item":null,').encode(),   # a null optional field
+        text.replace('"session":"s-1"', '"session":"s\\u002d1"').encode(),
+        (" " + text).encode(), (text + "\n").encode(),
+        text.encode("utf-16"),
+    ]
+
+
+def test_signed_bytes_are_the_canonical_body_however_the_payload_is_spelled():
+    # The agent checks the MAC over signed(): cut from a canonical payload, rebuilt otherwise.
+    wire = protocol.encode(EV, KEY)
+    ev = protocol.parse(wire)
+    assert protocol.signed(ev, wire) == protocol.body(ev) == wire[:-74] + b"}"
+    for payload in _variants(wire):
+        parsed = protocol.parse(payload)
+        assert protocol.signed(parsed, payload) == protocol.body(ev), payload
+
+
+def test_a_mac_over_non_canonical_bytes_is_refused():
+    # A sender that signs its own spelling instead of the canonical bytes: bad_mac, as the SPEC says.
+    from protocol import mac
+    from edge_agent.ingest import verified_wire
+    canonical = protocol.body(EV)
+    text = canonical.decode()
+    for body in (json.dumps(EV, indent=1, ensure_ascii=False).encode(),
+                 json.dumps(EV, separators=(",", ":")).encode(),
+                 json.dumps(dict(reversed(list(EV.items()))), separators=(",", ":"), ensure_ascii=False).encode(),
+                 text.replace('"window",', '"window","item":null,').encode(),
+                 text.replace('"session":"s-1"', '"session":"s\\u002d1"').encode(),
+                 (" " + text).encode()):
+        assert body != canonical
+        forged = mac.attach(body, mac.sign(KEY, body))
+        ev = protocol.parse(forged)
+        with pytest.raises(protocol.ProtocolError) as e:
+            verified_wire(ev, forged, KEY)
+        assert e.value.code == "bad_mac"
+    wire = protocol.encode(EV, KEY)
+    assert verified_wire(protocol.parse(wire), wire, KEY) == wire.decode()

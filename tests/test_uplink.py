@@ -103,6 +103,27 @@ def test_rows_sync_in_bounded_batches(tmp_path, agent_db):
     assert db.execute("SELECT count(*) FROM uplink_batches").fetchone()[0] == 0
 
 
+@pytest.mark.parametrize("in_flight", [1, 4])
+def test_batches_in_flight_reach_the_county_once_and_lost_answers_go_again(tmp_path, agent_db, in_flight):
+    # Several batches at the county at once; two answers are lost after the county committed.
+    path, db = agent_db
+    add_events(db, events("ev-7", 95))
+    county = start_county(tmp_path, "--fail-after-commit", "2")
+    up = Running(path, county.url, batch_max_events=10, in_flight=in_flight)
+    try:
+        up.drained()
+        st = up.up.state()
+    finally:
+        up.close()
+        county.stop()
+    assert county_rows(county) == (95, 95)
+    batches = county_batches(county)
+    assert len(batches) == 10 and sum(posts for _, posts, _ in batches) == 12   # the two went again, same ids
+    assert county_stats(county)["total"] == 95
+    assert st["events_synced"] == 95 and st["pending"] == 0
+    assert db.execute("SELECT count(*) FROM uplink_batches").fetchone()[0] == 0
+
+
 def test_batches_are_bounded_by_bytes(tmp_path, agent_db):
     path, db = agent_db
     add_events(db, events("ev-3", 60))
@@ -317,6 +338,9 @@ def test_config_is_checked_in_plain_words():
         uplink_config({"url": "https://x", "token": "t", "batch_max_bytes": "big"})
     with pytest.raises(ConfigError, match="did you mean 'timeout_s'"):
         uplink_config({"url": "https://x", "token": "t", "timeout": 5})
+    for n in (0, 17):
+        with pytest.raises(ConfigError, match="in_flight must be 1-16"):
+            uplink_config({"url": "https://x", "token": "t", "in_flight": n})
     cfg = uplink_config({"url": "https://x", "token": "t", "ca_file": None})
     assert cfg["batch_max_events"] == 500 and cfg["retry_invalid_s"] == 3600
 

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,6 +105,19 @@ class Proc:
                 return f.read()
         except OSError:
             return ""
+
+
+def broker_dir():
+    """Mosquitto drops to its own user before reading the password file and
+    writing persistence: give it a directory it can reach (pytest's are 0700)."""
+    d = tempfile.mkdtemp(prefix="qinglian-broker-")
+    os.chmod(d, 0o755)
+    os.makedirs(d + "/data")
+    try:
+        shutil.chown(d + "/data", "mosquitto")
+    except (LookupError, PermissionError):
+        os.chmod(d + "/data", 0o777)
+    return d
 
 
 class Mosquitto(Proc):

@@ -122,9 +122,12 @@ class Store:
 
     # counters: bumped inside the same transaction as the rows they count.
     def bump(self, name, n=1):
-        if n:
-            self.conn.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE "
-                              "SET value = value + excluded.value", (name, n))
+        self.bump_all({name: n})
+
+    def bump_all(self, counts):
+        """bump() for each {name: n}, in one statement."""
+        self.conn.executemany("INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE "
+                              "SET value = value + excluded.value", [(k, n) for k, n in counts.items() if n])
 
     def counters(self):
         return dict(self.conn.execute("SELECT name, value FROM counters"))

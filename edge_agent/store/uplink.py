@@ -1,4 +1,4 @@
-"""The uplink's tables: the batch in flight (so every resend of its rows,
+"""The uplink's tables: the batches in flight (so every resend of its rows,
 also after a restart, carries the same id) and what the county refused."""
 import json
 
@@ -7,10 +7,13 @@ class Outbound:
     def __init__(self, conn):
         self.conn = conn
 
-    def pending_batch(self):
-        """(batch id, [[device, seq], ...]) of the oldest batch in flight, or None."""
-        row = self.conn.execute("SELECT batch, members FROM uplink_batches ORDER BY created_ms LIMIT 1").fetchone()
-        return (row[0], json.loads(row[1])) if row else None
+    def pending_batch(self, skip=()):
+        """(batch id, [[device, seq], ...]) of the oldest batch in flight, or
+        None; batches named in `skip` (being sent now) left out."""
+        for batch, members in self.conn.execute("SELECT batch, members FROM uplink_batches ORDER BY created_ms"):
+            if batch not in skip:
+                return batch, json.loads(members)
+        return None
 
     def open_batch(self, batch, created_ms, members):
         self.conn.execute("INSERT INTO uplink_batches (batch, created_ms, members) VALUES (?, ?, ?)",
