@@ -1,7 +1,7 @@
 """The window evaluator (评价器): buttons -> session steps and ratings ->
 signed events in the durable outbox -> the hall's agent.
 
-Tasks (asyncio; the buttons and the display never wait on the network):
+Tasks (tasks.py; the buttons and the display never wait on the network):
 - input loop, every 10 ms: debounce the keys, run the desk, redraw;
 - uplink: Wi-Fi and MQTT, drain the outbox, read acks/config/commands;
 - status: a `status` event every status_s (droppable when the outbox is full)
@@ -27,7 +27,6 @@ last retained config), boots (boot counter), outbox/; beside them what
 `hallctl install` put there: the modules, board.json, font.qlf and
 installed.json (its list of files and their sha256, for `hallctl update`).
 """
-import asyncio
 import gc
 import json
 import time
@@ -41,6 +40,7 @@ from desk import Desk, NAMES, IDLE, PROMPT
 from outbox import Outbox, OutboxFull
 from ui import Screen
 from uplink import Uplink
+import tasks
 
 try:
     from micropython import const
@@ -129,7 +129,6 @@ class Evaluator:
         self.sent_alarm = None   # the alarm names of the last status stored
         self._looped = False
         self._flash_ok = True
-        self._stats = None
         # Seqs are never reused, even after a reflash: a device whose flash
         # has never seen the agent's config (hwm) takes no press until it
         # has, unless provisioning wrote the hwm into site.json.
@@ -411,7 +410,7 @@ class Evaluator:
                 # that needed the memory was refused ("busy"), not lost.
                 gc.collect()
                 self.log("input loop", e)
-            await asyncio.sleep_ms(_POLL_MS)
+            await tasks.sleep_ms(_POLL_MS)
 
     def _poll(self, now):
         pins, down, same, desk = self._pins, self._down, self._same, self.desk
@@ -474,69 +473,60 @@ class Evaluator:
             if due and self.ready:
                 self.status()
                 last = time.ticks_ms()
-            await asyncio.sleep_ms(_GUARD_MS)
+            await tasks.sleep_ms(_GUARD_MS)
 
     async def _guard(self):
         board = self.board
         board.wdt_start(self.site.get("wdt_ms", 10000))
         while True:
-            await asyncio.sleep_ms(_GUARD_MS)
+            await tasks.sleep_ms(_GUARD_MS)
             if self._looped and self.uplink.progress and self._flash_ok:
                 board.wdt_feed()
             self._looped = False
             self.uplink.progress = False
 
     def stats(self):
-        # One dict, grown at the first call (at boot) and updated in place
-        # after: a fresh 24-key dict (or a literal to update() from) asks a
-        # fragmented heap for a ~600-byte block, which a long drain lacks.
+        """The counters as (name, value) pairs, made while they are read (the
+        simulator's `stats` op sends each as it comes): a dict of 22 keys kept
+        for it held ~600 bytes of a 48 KiB heap between requests."""
         ob, up, desk = self.outbox, self.uplink, self.desk
-        out = self._stats
-        if out is None:
-            out = self._stats = {}
-        out["thanks"] = self.thanks
-        out["ignored"] = self.ignored
-        out["refused"] = self.refused
-        out["ready"] = self.ready
-        out["unbuilt"] = self.unbuilt
-        out["alarm"] = self.alarm()
-        out["outbox"] = ob.depth()
-        out["dropped"] = ob.dropped
-        out["corrupt"] = ob.corrupt
-        out["state"] = NAMES[desk.state]
-        out["session"] = desk.session
-        out["boot"] = self.boot
-        out["inputs"] = self.inputs
-        out["errors"] = self.errors
-        out["connected"] = up.connected
-        out["published"] = up.published
-        out["acks"] = up.acks
-        out["reconnects"] = up.reconnects
-        out["resends"] = up.resends
-        out["bad"] = up.bad
-        out["clock"] = self.clock.now()
+        yield "thanks", self.thanks
+        yield "ignored", self.ignored
+        yield "refused", self.refused
+        yield "ready", self.ready
+        yield "unbuilt", self.unbuilt
+        yield "alarm", self.alarm()
+        yield "outbox", ob.depth()
+        yield "dropped", ob.dropped
+        yield "corrupt", ob.corrupt
+        yield "state", NAMES[desk.state]
+        yield "session", desk.session
+        yield "boot", self.boot
+        yield "inputs", self.inputs
+        yield "errors", self.errors
+        yield "connected", up.connected
+        yield "published", up.published
+        yield "acks", up.acks
+        yield "reconnects", up.reconnects
+        yield "resends", up.resends
+        yield "bad", up.bad
+        yield "clock", self.clock.now()
         gc.collect()
-        out["heap"] = gc.mem_free()
-        out["heap_used"] = gc.mem_alloc()
-        try:
-            import micropython
-            out["heap_peak"] = micropython.mem_peak()
-        except (ImportError, AttributeError):
-            pass
-        return out
+        yield "heap", gc.mem_free()
+        yield "heap_used", gc.mem_alloc()
 
     async def _main(self, console=None):
         gc.collect()
         gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
         for coro in self.board.background(self.stats):
-            asyncio.create_task(coro)
+            tasks.create_task(coro)
         if console is not None:    # a production board answers its serial console (console.py)
-            asyncio.create_task(console)
-        asyncio.create_task(self.uplink.run())
-        asyncio.create_task(self._status_loop())
-        asyncio.create_task(self._guard())
+            tasks.create_task(console)
+        tasks.create_task(self.uplink.run())
+        tasks.create_task(self._status_loop())
+        tasks.create_task(self._guard())
         await self._inputs()
 
 
 def main(board, console=None):
-    asyncio.run(Evaluator(board)._main(console))
+    tasks.run(Evaluator(board)._main(console))

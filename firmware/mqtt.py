@@ -3,10 +3,10 @@
 Why not umqtt.simple: it blocks, so a slow broker would freeze the buttons,
 and it waits one PUBACK round trip per QoS 1 message. Why not asyncio's
 streams: they load two more asyncio modules and a reader task (~3.4 KB of a
-small heap on every connect). Here:
+small heap on every connect); the device does without asyncio (tasks.py). Here:
 
-- the socket is non-blocking; every wait is a short `asyncio.sleep_ms`
-  poll, so the caller's task never blocks the buttons or the display;
+- the socket is non-blocking; every wait is a short `sleep_ms` poll, so
+  the caller's task never blocks the buttons or the display;
 - publish() writes and returns; up to `window` QoS 1 messages may wait for
   their PUBACK at once (pipelining), so a backlog drains at link speed;
 - TCP_NODELAY, so small packets are not held back by Nagle + delayed ACK;
@@ -23,10 +23,11 @@ small heap on every connect). Here:
 Nothing here is durable: the outbox keeps events until the agent's protocol
 ack, and the uplink resends them after a reconnect.
 """
-import asyncio
 import socket
 import struct
 import time
+
+from tasks import sleep_ms
 
 try:
     from micropython import const
@@ -124,7 +125,7 @@ class MQTT:
                 break
             if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
                 raise OSError("connect timeout")
-            await asyncio.sleep_ms(_WAIT_MS)
+            await sleep_ms(_WAIT_MS)
         p = None
         if self.ca_file:
             # Wrapped here, on the plain socket with TCP_NODELAY set; the
@@ -205,7 +206,7 @@ class MQTT:
                 if k is None:        # the socket's buffer is full: wait, bounded
                     if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
                         raise OSError("send timeout")
-                    await asyncio.sleep_ms(_WAIT_MS)
+                    await sleep_ms(_WAIT_MS)
                 else:
                     off += k
         self.last_out = time.ticks_ms()
@@ -255,7 +256,7 @@ class MQTT:
                 return
             if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
                 raise OSError(what)
-            await asyncio.sleep_ms(_WAIT_MS)
+            await sleep_ms(_WAIT_MS)
 
     async def ping(self):
         await self._send(bytes([_PINGREQ, 0]))

@@ -14,7 +14,7 @@ nothing of the app behind them.
         # on_config(msg, retained), on_cmd(msg): sealed agent messages, checked;
         # log(what, err); n: the counter of the newest config kept on flash;
         # ca_file: the CA on flash for TLS to the broker (None: plain MQTT).
-    asyncio.create_task(up.run()); up.kick()   # kick: a new event is on flash
+    tasks.create_task(up.run()); up.kick()   # kick: a new event is on flash
 
 One task, one retry loop (the only place that reconnects):
   Wi-Fi up -> MQTT connect with a Last Will (`{"online":false}`, retained)
@@ -35,13 +35,13 @@ Acks, configs and commands are acted on only when sealed with this
 device's key and newer than the last one accepted on their topic
 (protocol/messages.py); anything else is counted in `bad` and ignored.
 """
-import asyncio
 import random
 import time
 
 from protocol import messages
 from protocol import topics
 from mqtt import MQTT
+from tasks import sleep_ms
 
 try:
     from micropython import const
@@ -97,7 +97,7 @@ class Uplink:
             began = time.ticks_ms()
             try:
                 await self._link()
-            except (OSError, asyncio.TimeoutError, MemoryError) as e:
+            except (OSError, MemoryError) as e:
                 # MemoryError too: drop the link and its buffers, try again later.
                 self.log("uplink", e)
             finally:
@@ -116,7 +116,7 @@ class Uplink:
         while ms > 0:
             self.progress = True
             step = min(ms, 500)
-            await asyncio.sleep_ms(step)
+            await sleep_ms(step)
             ms -= step
 
     async def _wifi(self):
@@ -178,7 +178,7 @@ class Uplink:
             # ack is acted on as soon as it comes, as a reader task would.
             self.woken = False
             for _ in range(50):
-                await asyncio.sleep_ms(10)
+                await sleep_ms(10)
                 await mq.poll()
                 if self.woken or not mq.alive:
                     break
