@@ -4,11 +4,11 @@ signed events in the durable outbox -> the hall's agent.
 Tasks (tasks.py; the buttons and the display never wait on the network):
 - input loop, every 10 ms: debounce the keys, run the desk, redraw;
 - uplink: Wi-Fi and MQTT, drain the outbox, read acks/config/commands;
-- status: a `status` event every status_s (droppable when the outbox is full)
-  with the alarms: the board's `faults` (a dead display) and `outbox_full`;
-  sooner when the alarms change, but at most one per alarm_s (flash wear);
-- guard: feeds the watchdog only while the input loop, the uplink and the
-  flash all make progress.
+- and once a second, in the input loop: a `status` event every status_s
+  (droppable when the outbox is full) with the alarms: the board's `faults`
+  (a dead display) and `outbox_full`; sooner when the alarms change, but at
+  most one per alarm_s (flash wear); and the watchdog, fed only while the
+  input loop, the uplink and the flash all make progress.
 
 "Thank you" appears only after the rating's record is on flash. When the
 outbox cannot take a rating or a session step, the press is refused with
@@ -53,7 +53,7 @@ _POLL_MS = const(10)
 _DEBOUNCE = const(3)         # equal samples in a row before a key changes state
 _THANKS_MS = const(3000)
 _BUSY_MS = const(3000)
-_GUARD_MS = const(1000)
+_SECOND_MS = const(1000)
 _STAFF_I = const(5)          # index of the staff key in BUTTONS
 # The keys an evaluator board has (board.json, hardware/boards.py): a rating
 # button per protocol level, best first, then the staff key.
@@ -127,7 +127,7 @@ class Evaluator:
         self.busy_until = 0
         self.full_alarm = False  # the outbox refused something since the last status sent
         self.sent_alarm = None   # the alarm names of the last status stored
-        self._looped = False
+        self._status_at = None   # ticks of the last status stored
         self._flash_ok = True
         # Seqs are never reused, even after a reflash: a device whose flash
         # has never seen the agent's config (hwm) takes no press until it
@@ -401,7 +401,8 @@ class Evaluator:
         self._same = bytearray(len(BUTTONS))
         self._staff_since = 0
         self._staff_long = True
-        self._gc_at = time.ticks_ms()
+        self._gc_at = self._second_at = time.ticks_ms()
+        self.board.wdt_start(self.site.get("wdt_ms", 10000))
         while True:
             try:
                 self._poll(time.ticks_ms())
@@ -449,41 +450,37 @@ class Evaluator:
                     pass                  # can never be built: counted, alarmed, not retried
         busy = time.ticks_diff(self.busy_until, now) > 0
         self.screen.update(desk, self.config, self.window(), now, busy, self.ready)
-        self._looped = True
         if time.ticks_diff(now, self._gc_at) >= _GC_MS:
             # Collect while quiet rather than when a big allocation fails:
-            # a fragmented 64 KiB heap fails long before it is full.
+            # a fragmented small heap fails long before it is full.
             gc.collect()
             self._gc_at = now
+        if time.ticks_diff(now, self._second_at) >= _SECOND_MS:
+            self._second_at = now
+            self._second(now)
 
-    # -- background --------------------------------------------------------------
-    async def _status_loop(self):
-        # Every status_s; and soon after the alarms change (a display dies, the
-        # outbox fills or empties), but at most once per alarm_s.
-        # The first one as soon as the device is ready (has heard the agent).
-        period = self.site.get("status_s", 300) * 1000
-        gap = self.site.get("alarm_s", 30) * 1000
-        last = None
-        while True:
-            if last is None:
-                due = self.ready
-            else:
-                since = time.ticks_diff(time.ticks_ms(), last)
-                due = since >= period or (since >= gap and self.alarm() != self.sent_alarm)
-            if due and self.ready:
-                self.status()
-                last = time.ticks_ms()
-            await tasks.sleep_ms(_GUARD_MS)
-
-    async def _guard(self):
-        board = self.board
-        board.wdt_start(self.site.get("wdt_ms", 10000))
-        while True:
-            await tasks.sleep_ms(_GUARD_MS)
-            if self._looped and self.uplink.progress and self._flash_ok:
-                board.wdt_feed()
-            self._looped = False
-            self.uplink.progress = False
+    # -- once a second, from the input loop ---------------------------------------
+    def _second(self, now):
+        """The watchdog and the status, on the input loop's own time: a task
+        each kept a coroutine's frame in the heap for good. The watchdog is
+        fed only while the input loop (this), the uplink and the flash all
+        make progress. A status goes out every status_s; sooner when the
+        alarms change (a display dies, the outbox fills or empties), but at
+        most once per alarm_s; the first as soon as the device is ready."""
+        up, site = self.uplink, self.site
+        if up.progress and self._flash_ok:
+            self.board.wdt_feed()
+        up.progress = False
+        if not self.ready:
+            return
+        last = self._status_at
+        if last is not None:
+            since = time.ticks_diff(now, last)
+            if since < site.get("status_s", 300) * 1000 and (
+                    since < site.get("alarm_s", 30) * 1000 or self.alarm() == self.sent_alarm):
+                return
+        self.status()
+        self._status_at = time.ticks_ms()
 
     def stats(self):
         """The counters as (name, value) pairs, made while they are read (the
@@ -515,7 +512,8 @@ class Evaluator:
         yield "heap", gc.mem_free()
         yield "heap_used", gc.mem_alloc()
 
-    async def _main(self, console=None):
+    def start(self, console=None):
+        """Start the background tasks; the input loop is the main one (main())."""
         gc.collect()
         gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
         for coro in self.board.background(self.stats):
@@ -523,10 +521,8 @@ class Evaluator:
         if console is not None:    # a production board answers its serial console (console.py)
             tasks.create_task(console)
         tasks.create_task(self.uplink.run())
-        tasks.create_task(self._status_loop())
-        tasks.create_task(self._guard())
-        await self._inputs()
+        return self._inputs()
 
 
 def main(board, console=None):
-    tasks.run(Evaluator(board)._main(console))
+    tasks.run(Evaluator(board).start(console))

@@ -42,7 +42,6 @@ _PUBACK = const(0x40)
 _SUBSCRIBE = const(0x82)
 _SUBACK = const(0x90)
 _PINGREQ = const(0xC0)
-_DISCONNECT = const(0xE0)
 _IPPROTO_TCP = const(6)
 _TCP_NODELAY = const(1)
 _EINPROGRESS = const(115)
@@ -71,13 +70,11 @@ class MQTT:
     def __init__(self, client_id, host, port, user=None, password=None,
                  keepalive=30, will=None, on_message=None, window=32,
                  ca_file=None, server_hostname=None):
-        self.client_id = client_id
-        self.host, self.port = host, port
-        self.ca_file = ca_file
-        self.server_hostname = server_hostname or host
-        self.user, self.password = user, password
+        # What connect() needs, once: one tuple rather than eight attributes
+        # (each an entry in the instance's table on the small heap).
+        self._conn = (client_id, host, port, user, password, ca_file, server_hostname or host)
         self.keepalive = keepalive
-        self.will = will                 # (topic, payload, retain) sent QoS 1
+        self._will = will                # (topic, payload, retain) sent QoS 1
         self.on_message = on_message     # f(topic str, payload bytes, retained bool)
         self.window = window
         # Every wait on the broker is bounded, and shorter than the watchdog:
@@ -101,7 +98,8 @@ class MQTT:
     # -- connection ------------------------------------------------------
     async def connect(self, clean=True):
         began = time.ticks_ms()
-        ai = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
+        client_id, host, port, user, password, ca_file, server_hostname = self._conn
+        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
         s = self._s = socket.socket(ai[0], socket.SOCK_STREAM)
         s.setblocking(False)
         try:
@@ -127,44 +125,42 @@ class MQTT:
                 raise OSError("connect timeout")
             await sleep_ms(_WAIT_MS)
         p = None
-        if self.ca_file:
+        if ca_file:
             # Wrapped here, on the plain socket with TCP_NODELAY set; the
             # handshake happens in the first writes, polled like any other.
             import ssl
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.verify_mode = ssl.CERT_REQUIRED
-            with open(self.ca_file, "rb") as f:
+            with open(ca_file, "rb") as f:
                 ca = f.read()      # read per connect, not kept: the heap is small
             try:
                 ctx.load_verify_locations(cadata=ca)
             except ValueError:
                 raise OSError("bad CA")   # a link failure like any other: retried, never a crash
             ca = None
-            self._s = ctx.wrap_socket(s, server_hostname=self.server_hostname,
+            self._s = ctx.wrap_socket(s, server_hostname=server_hostname,
                                       do_handshake_on_connect=False)
         flags = 0x02 if clean else 0
         body = bytearray(b"\x00\x04MQTT\x04\x00")
         body += struct.pack("!H", self.keepalive)
-        body += _str(self.client_id)
-        if self.will:
-            flags |= 0x04 | 0x08 | (0x20 if self.will[2] else 0)
-            body += _str(self.will[0]) + _str(self.will[1])
-        if self.user is not None:
+        body += _str(client_id)
+        will = self._will
+        if will:
+            flags |= 0x04 | 0x08 | (0x20 if will[2] else 0)
+            body += _str(will[0]) + _str(will[1])
+        if user is not None:
             flags |= 0x80
-            body += _str(self.user)
-            if self.password is not None:
+            body += _str(user)
+            if password is not None:
                 flags |= 0x40
-                body += _str(self.password)
+                body += _str(password)
         body[7] = flags
         self._connacked = False
         await self._send(bytes([_CONNECT]) + _varlen(len(body)), body)
         body = None
-        await self._until(self._connack, "no CONNACK", began)
+        await self._until(_CONNACK, "no CONNACK", began)
         self.alive = True
         self.last_in = time.ticks_ms()
-
-    def _connack(self):
-        return self._connacked
 
     def close(self):
         self.alive = False
@@ -176,12 +172,6 @@ class MQTT:
             self._s = None
         self.inflight = {}
         self._body = None
-
-    async def disconnect(self):
-        try:
-            await self._send(bytes([_DISCONNECT, 0]))
-        finally:
-            self.close()
 
     # -- outgoing --------------------------------------------------------
     async def _send(self, *parts):
@@ -218,7 +208,7 @@ class MQTT:
     async def publish(self, topic, payload, qos=1, retain=False):
         """Send; for QoS 1 wait only for room in the window, not the PUBACK."""
         if qos and len(self.inflight) >= self.window:
-            await self._until(self._room, "no PUBACK")     # a broker that stopped answering
+            await self._until(_PUBACK, "no PUBACK")     # a broker that stopped answering
         t = _str(topic)
         first = _PUBLISH | (qos << 1) | (1 if retain else 0)
         n = len(t) + len(payload) + (2 if qos else 0)
@@ -236,23 +226,19 @@ class MQTT:
             body += _str(name) + bytes([qos])
         self._subacked = False
         await self._send(bytes([_SUBSCRIBE]) + _varlen(len(body)), body)
-        await self._until(self._suback, "no SUBACK")
+        await self._until(_SUBACK, "no SUBACK")
 
-    def _room(self):
-        return len(self.inflight) < self.window
-
-    def _suback(self):
-        return self._subacked
-
-    async def _until(self, done, what, began=None):
-        """Read and handle what arrives until done() (OSError after timeout_ms)."""
+    async def _until(self, wait, what, began=None):
+        """Read and handle what arrives until `wait` is over (OSError after
+        timeout_ms): the CONNACK, the SUBACK, or room in the window."""
         if began is None:
             began = time.ticks_ms()
         while True:
             if self._s is None:
                 raise OSError("link closed")
             await self.poll()
-            if done():
+            if (self._connacked if wait == _CONNACK else self._subacked if wait == _SUBACK
+                    else len(self.inflight) < self.window):
                 return
             if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
                 raise OSError(what)

@@ -65,9 +65,7 @@ class Uplink:
         hall, dev = site["hall"], site["device"]
         self.t_events = topics.topic(hall, dev, topics.EVENTS)
         self.t_status = topics.topic(hall, dev, topics.STATUS)
-        self.t_ack = topics.topic(hall, dev, topics.ACK)
-        self.t_config = topics.topic(hall, dev, topics.CONFIG)
-        self.t_cmd = topics.topic(hall, dev, topics.CMD)
+        self.t_agent = topics.topic(hall, dev, "")    # + ack, config, cmd: the agent's channels
         self.keepalive = site.get("keepalive_s", 30)
         self.ack_timeout = site.get("ack_timeout_s", 30) * 1000
         self.resend_ms = self.ack_timeout     # grows while no ack comes
@@ -145,7 +143,9 @@ class Uplink:
         await mq.connect()
         # Subscribe before announcing presence: the agent answers "online"
         # with a live config (fresh hwm), which must not arrive as retained.
-        await mq.subscribe(((self.t_ack, 1), (self.t_config, 1), (self.t_cmd, 1)))
+        t = self.t_agent
+        await mq.subscribe(((t + topics.ACK, 1), (t + topics.CONFIG, 1), (t + topics.CMD, 1)))
+        t = None
         await mq.publish(self.t_status, self.presence(), 1, True)
         self.connected = True
         self.sent = 0
@@ -185,12 +185,16 @@ class Uplink:
 
     def _message(self, topic, payload, retained):
         try:
-            if topic == self.t_ack:
-                i, channel = 0, topics.ACK
-            elif topic == self.t_config:
-                i, channel = 1, topics.CONFIG
-            elif topic == self.t_cmd:
-                i, channel = 2, topics.CMD
+            t = self.t_agent
+            if not topic.startswith(t):
+                return
+            channel = topic[len(t):]
+            if channel == topics.ACK:
+                i = 0
+            elif channel == topics.CONFIG:
+                i = 1
+            elif channel == topics.CMD:
+                i = 2
             else:
                 return
             msg = messages.unseal(self.key, channel, payload, self.last_n[i])

@@ -10,3 +10,10 @@ from protocol.events import (
     MAX_INT, MAX_CONFIG, check_field, clean_config,
 )
 from protocol import topics
+
+import sys
+if sys.implementation.name != "micropython":
+    # Every kind, for the agent and the county; a device imports the kinds of
+    # another family (protocol.kiosk) itself, or keeps them out of its heap.
+    from protocol import kiosk  # noqa: F401
+del sys

@@ -89,32 +89,9 @@ KINDS = {
         "ignored", _INT, None,     # presses outside a prompt or repeated
         "alarm", _STR, None,
     ),
-    # Kiosk: a queue ticket was issued.
-    "ticket": (
-        "ticket", _STR + _REQ, None,
-        "queue", _STR + _REQ, None,
-        "item", _STR, None,
-    ),
-    # Kiosk: one print job and how it ended.
-    "print": (
-        "job", _STR + _REQ, None,
-        "doc", _ENUM + _REQ, ("case_status", "ticket", "receipt", "form"),
-        "result", _ENUM + _REQ, ("ok", "paper_out", "printer_error", "cancelled"),
-        "pages", _INT, None,
-        "case", _STR, None,
-    ),
-    # Kiosk: the printer changed state.
-    "printer": (
-        "state", _ENUM + _REQ, ("ok", "paper_low", "paper_out", "cover_open", "offline"),
-    ),
-    # Kiosk: a citizen's transaction at the terminal.
-    "kiosk_session": (
-        "action", _ENUM + _REQ, ("started", "ended", "unrated"),
-        "session", _STR + _REQ, None,
-        "item", _STR, None,
-        "case", _STR, None,
-    ),
 }
+# The kiosk's own kinds are in protocol/kiosk.py: a device keeps in its heap
+# only the schemas of what it sends (the agent and the county import all).
 
 # Control characters are the only place the two interpreters' json.dumps
 # disagree; a surrogate (a lone "\ud800" escape) has no UTF-8 form: CPython

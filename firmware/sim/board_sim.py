@@ -278,31 +278,29 @@ class SimBoard(Board):
         """The harness link and the watchdog check. `stats` is the app's
         callable returning its counters, for the `stats` op."""
         self._stats = stats
-        return (self._serve(), self._watchdog())
-
-    async def _watchdog(self):
-        # The unix port has no hardware watchdog: check the feeds here. A
-        # loop that stops entirely is not caught (nothing runs to check).
-        while True:
-            await sleep_ms(200)
-            if self.wdt_timeout and time.ticks_diff(time.ticks_ms(), self.wdt_last) > self.wdt_timeout:
-                self.reset("watchdog")
+        return (self._serve(),)
 
     async def _serve(self):
         # A non-blocking socket polled from this task, as firmware/mqtt.py does
-        # (the firmware has no asyncio: tasks.py).
-        if not self.control_port:
-            return
-        import socket
-        ls = socket.socket()
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind(socket.getaddrinfo("127.0.0.1", self.control_port)[0][-1])
-        ls.listen(4)
-        ls.setblocking(False)
+        # (the firmware has no asyncio: tasks.py). The unix port has no hardware
+        # watchdog: this task checks the feeds too (a loop that stops entirely
+        # is not caught: nothing runs to check).
+        ls = None
+        if self.control_port:
+            import socket
+            ls = socket.socket()
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            ls.bind(socket.getaddrinfo("127.0.0.1", self.control_port)[0][-1])
+            ls.listen(4)
+            ls.setblocking(False)
         while True:
+            if self.wdt_timeout and time.ticks_diff(time.ticks_ms(), self.wdt_last) > self.wdt_timeout:
+                self.reset("watchdog")
             try:
-                c = ls.accept()[0]
+                c = ls.accept()[0] if ls else None
             except OSError:
+                c = None
+            if c is None:
                 await sleep_ms(_POLL_MS)
                 continue
             c.setblocking(False)

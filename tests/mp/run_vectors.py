@@ -6,6 +6,7 @@ import binascii
 import json
 
 import protocol
+import protocol.kiosk  # noqa: F401 (a device imports the kinds it sends; the vectors hold all)
 from protocol import messages
 
 with open(sys.argv[1], "rb") as f:
