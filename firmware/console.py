@@ -14,20 +14,9 @@ import sys
 
 import micropython
 
-PRODUCTION = "production"
+PRODUCTION = "production"      # main.py looks for it (and site.json) before loading this
 LOCKED = b"\r\nqinglian: production board, serial REPL off (hallctl flash erases it to reopen)\r\n"
 _ANSWER_GAP_MS = 100
-
-
-def locked(root):
-    """A production board with its site written: the console stays closed."""
-    import os
-    try:
-        os.stat(root + "/" + PRODUCTION)
-        os.stat(root + "/site.json")
-        return True
-    except OSError:
-        return False
 
 
 def lock():

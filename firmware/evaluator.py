@@ -44,9 +44,8 @@ import tasks
 
 try:
     from micropython import const
-except ImportError:
-    def const(x):
-        return x
+except ImportError:  # CPython (type checkers, host tests): a const is its int; no
+    const = int         # fallback function, which a device would keep in its heap
 
 FW = "ql-eval/0.1"
 _POLL_MS = const(10)
@@ -97,24 +96,21 @@ class Evaluator:
         if not site:
             raise RuntimeError("not provisioned: no site.json")
         self.site = site
-        self.device = site["device"]
         self.key = unhexlify(site["key"])
-        self.debug = site.get("debug", False)
         self.config = _read_json(root + "/config.json") or {}
         self.config_bad = bool(protocol.clean_config(self.config))   # fields left out: `config` alarm
         self.boot = self._count_boot()
         self.outbox = Outbox(root + "/outbox", site.get("segment_bytes", 4096),
                              site.get("max_segments", 32))
         self.clock = Clock()
-        self.desk = Desk(self.device, self.boot)
-        self._before = Desk(self.device, self.boot)   # the desk before a transition
+        self.desk = Desk(site["device"], self.boot)
+        self._before = Desk(site["device"], self.boot)   # the desk before a transition
         self._unwritten = None   # steps of a transition still to write (after a partial write)
         self.screen = Screen(board)
         ca = site.get("tls_ca")
         self.uplink = Uplink(site, self.key, self.outbox, board, self.presence, self.on_config,
                              self.on_cmd, self.log, self.config.get("n"), ca and root + "/" + ca)
         self.started = time.ticks_ms()
-        self.reset = board.reset_cause()
         self.prompt_ms = 30000
         self.long_ms = site.get("long_ms", 1000)
         self.thanks = 0          # ratings confirmed to the citizen
@@ -137,6 +133,10 @@ class Evaluator:
             self.outbox.raise_floor(hwm)
         self.ready = bool(self.config) or type(hwm) is int
         self._apply(self.config)
+        # What only the boot needed (the key as hex, the outbox's geometry, the
+        # CA's name, the topics' hall), out of the small heap; the rest stays.
+        for k in ("key", "hall", "tls_ca", "hwm", "segment_bytes", "max_segments"):
+            site.pop(k, None)
 
     # -- persistence and config ----------------------------------------------
     def _count_boot(self):
@@ -216,12 +216,12 @@ class Evaluator:
 
     def log(self, what, err):
         self.errors += 1
-        if self.debug:
+        if self.site.get("debug"):
             print(what, repr(err))
 
     # -- events --------------------------------------------------------------
     def _event(self, kind, fields, droppable=False):
-        ev = {"v": 1, "device": self.device, "seq": 0, "kind": kind, "t": self.clock.now()}
+        ev = {"v": 1, "device": self.site["device"], "seq": 0, "kind": kind, "t": self.clock.now()}
         ev.update(fields)
         key = self.key
 
@@ -292,7 +292,7 @@ class Evaluator:
         if not self.ready:
             return
         fields = {"fw": FW, "uptime_s": time.ticks_diff(time.ticks_ms(), self.started) // 1000,
-                  "reset": self.reset, "outbox": self.outbox.depth(), "heap": gc.mem_free(),
+                  "reset": self.board.reset_cause(), "outbox": self.outbox.depth(), "heap": gc.mem_free(),
                   "ignored": self.ignored}
         r = self.board.rssi()
         if r is not None:
@@ -396,16 +396,16 @@ class Evaluator:
             self._rating(LEVELS[i], now)
 
     async def _inputs(self):
-        self._pins = [self.board.buttons[n] for n in BUTTONS]
-        self._down = bytearray(len(BUTTONS))
-        self._same = bytearray(len(BUTTONS))
+        pins = [self.board.buttons[n] for n in BUTTONS]
+        down = bytearray(len(BUTTONS))
+        same = bytearray(len(BUTTONS))
         self._staff_since = 0
         self._staff_long = True
         self._gc_at = self._second_at = time.ticks_ms()
         self.board.wdt_start(self.site.get("wdt_ms", 10000))
         while True:
             try:
-                self._poll(time.ticks_ms())
+                self._poll(time.ticks_ms(), pins, down, same)
             except MemoryError as e:
                 # Never let the buttons die: collect and go on; the press
                 # that needed the memory was refused ("busy"), not lost.
@@ -413,8 +413,8 @@ class Evaluator:
                 self.log("input loop", e)
             await tasks.sleep_ms(_POLL_MS)
 
-    def _poll(self, now):
-        pins, down, same, desk = self._pins, self._down, self._same, self.desk
+    def _poll(self, now, pins, down, same):
+        desk = self.desk
         for i in range(len(pins)):
             v = 1 if pins[i]() == 0 else 0
             if v != down[i]:

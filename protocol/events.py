@@ -6,7 +6,6 @@ same bytes without `mac`. Because the order and the spelling are fixed,
 the bytes a device signs are the bytes the agent re-derives from the
 decoded fields, on either interpreter.
 """
-import json
 import sys
 
 from protocol import mac as _mac
@@ -295,12 +294,6 @@ def body(ev):
     return ("{" + ",".join(_canonical(ev, _fields(ev["kind"]))) + "}").encode()
 
 
-def wire(ev):
-    """The canonical wire bytes of a parsed event, its received mac last:
-    what two deliveries of one event compare by (agent and county alike)."""
-    return _mac.attach(body(ev), ev["mac"])
-
-
 def encode(ev, key):
     """Validate, sign with the device key and return the wire bytes."""
     validate(ev)
@@ -309,32 +302,3 @@ def encode(ev, key):
     if len(out) > MAX_PAYLOAD:
         raise ProtocolError("too_large", str(len(out)))
     return out
-
-
-def parse(payload):
-    """Decode and validate wire bytes without checking the signature (the
-    caller learns the device from it to find the key)."""
-    if len(payload) > MAX_PAYLOAD:
-        raise ProtocolError("too_large", str(len(payload)))
-    try:
-        ev = json.loads(payload)
-    except Exception:
-        raise ProtocolError("bad_json")
-    validate(ev)
-    if "mac" not in ev:
-        raise ProtocolError("missing_field", "mac")
-    m = ev["mac"]
-    if type(m) is not str or len(m) != 64:
-        raise ProtocolError("bad_type", "mac")
-    return ev
-
-
-def verify(ev, key):
-    if not _mac.equal(ev["mac"], _mac.sign(key, body(ev))):
-        raise ProtocolError("bad_mac", ev["device"])
-    return ev
-
-
-def decode(payload, key):
-    """Wire bytes -> validated, authenticated event dict, or ProtocolError."""
-    return verify(parse(payload), key)
