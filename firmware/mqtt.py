@@ -96,7 +96,11 @@ class MQTT:
 
     # -- connection ------------------------------------------------------
     async def connect(self, clean=True):
+        """A new session; after close(), the same client connects again."""
         began = time.ticks_ms()
+        self._kind = -1
+        self._body = None
+        self._subacked = False
         client_id, host, port, user, password, ca_file, server_hostname = self._conn
         ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
         s = self._s = socket.socket(ai[0], socket.SOCK_STREAM)

@@ -60,7 +60,6 @@ class Uplink:
                  ca_file=None):
         self.site, self.key, self.outbox, self.net = site, key, outbox, net
         self.presence, self.on_config, self.on_cmd, self.log = presence, on_config, on_cmd, log
-        self.ca_file = ca_file
         hall, dev = site["hall"], site["device"]
         self.t_events = topics.topic(hall, dev, topics.EVENTS)
         self.t_status = topics.topic(hall, dev, topics.STATUS)
@@ -69,7 +68,13 @@ class Uplink:
         self.ack_timeout = site.get("ack_timeout_s", 30) * 1000
         self.resend_ms = self.ack_timeout     # grows while no ack comes
         self.woken = False
-        self.mq = None
+        # One MQTT client for the device's life, made now while the heap is
+        # whole: one made per connect asked a fragmented heap for its
+        # ~400-byte attribute table (at 48 KiB the link then never came up).
+        self.mq = MQTT(site["device"], site["broker_host"], site.get("broker_port", 8883 if ca_file else 1883),
+                       site.get("username"), site.get("password"), self.keepalive,
+                       (self.t_status, b'{"online":false}', True), self._message,
+                       site.get("mqtt_window", 16), ca_file, site.get("tls_name"))
         self.connected = False
         self.progress = False        # read and cleared by the watchdog guard
         self.sent = 0                # highest seq published on this connection
@@ -99,9 +104,7 @@ class Uplink:
                 self.log("uplink", e)
             finally:
                 self.connected = False
-                if self.mq is not None:
-                    self.mq.close()
-                    self.mq = None
+                self.mq.close()
             if time.ticks_diff(time.ticks_ms(), began) > _STEADY_MS:
                 backoff = _MIN_BACKOFF
             half = backoff // 2
@@ -132,13 +135,9 @@ class Uplink:
         site = self.site
         await self._wifi()
         self.reconnects += 1
-        # TLS when provisioning wrote a CA: the broker must show a certificate from it.
-        ca = self.ca_file
-        mq = MQTT(site["device"], site["broker_host"], site.get("broker_port", 8883 if ca else 1883),
-                  site.get("username"), site.get("password"), self.keepalive,
-                  (self.t_status, b'{"online":false}', True), self._message,
-                  site.get("mqtt_window", 16), ca, site.get("tls_name"))
-        self.mq = mq
+        # TLS when provisioning wrote a CA (ca_file): the broker must show a
+        # certificate from it.
+        mq = self.mq
         await mq.connect()
         # Subscribe before announcing presence: the agent answers "online"
         # with a live config (fresh hwm), which must not arrive as retained.
