@@ -323,8 +323,9 @@ def test_1000_sessions_at_64k(tmp_path, broker):
 
 # Issue 8's goal: the evaluator boots and serves at 48 KiB (beside a second
 # app's needs). Not reached yet: it boots (~42 KB in use) but the heap is too
-# fragmented to build an event (largest free block ~350 B), so every press is
-# "busy". Strict: the day it passes, the marker must go.
+# fragmented for the MQTT connect (largest free block ~350 B), so it never
+# hears the agent and every press is "busy". Strict: the day it passes, the
+# marker must go.
 _AT_48K = pytest.mark.xfail(strict=True, reason="issue 8: the evaluator does not serve at 48 KiB yet "
                                                 "(peak ~43 KB; python -m bench.firmware_heap --heap 48k)")
 
