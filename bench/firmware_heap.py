@@ -27,7 +27,7 @@ sys.path.insert(0, HERE)
 
 from protocol import LEVELS  # noqa: E402
 from tools.procs import Mosquitto  # noqa: E402
-from tools.vdevice import Acker, VirtualDevice, firmware_romfs, rom_qstr_bytes  # noqa: E402
+from tools.vdevice import Acker, DeviceError, VirtualDevice, firmware_romfs, rom_qstr_bytes  # noqa: E402
 
 HALL = "bench-hall"
 DEV = "ev-heap"
@@ -130,9 +130,14 @@ def main(argv=None):
             broker = Mosquitto(os.path.join(run, "broker")).start()
             try:
                 r = measure(run, broker.port, key, args.heap, args.sessions, firmware)
+                ok = report(name, r, args)     # the last run is this tree's
+            except DeviceError as e:
+                # Too small a heap for this firmware: say so and go on to the next.
+                print("%s: did not boot at -X heapsize=%s (%s)\n"
+                      % (name, args.heap, str(e).strip().splitlines()[-1]))
+                ok = False
             finally:
                 broker.stop()
-            ok = report(name, r, args)     # the last run is this tree's
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1

@@ -14,8 +14,20 @@ RESET_CAUSES = ("power_on", "watchdog", "soft", "deep_sleep", "brownout", "inten
 
 
 class Board:
-    """Base and contract. Subclasses set `buttons` and `display` and
-    override the methods that touch hardware."""
+    """Base and contract. A board sets `buttons` and `display` and has these
+    methods (the real ones in board_mcu.py, the simulated in sim/board_sim.py;
+    no defaults here: each is a function object a small heap keeps for good):
+
+        set_light(color)        one of LIGHTS
+        beep(ms)
+        mount_flash() -> root   the flash's mount point, mounted once
+        wifi_connect(ssid, password); wifi_connected() -> bool
+        rssi() -> dBm or None
+        wdt_start(timeout_ms); wdt_feed()
+        reset_cause() -> one of RESET_CAUSES
+        mark_intentional()      remember across the coming reset that we asked for it
+        reset()                 never returns
+    """
     name = "none"
     buttons = None      # name -> callable() returning 0 while pressed (active low)
     display = None      # TextDisplay over a 128x64 framebuf
@@ -25,39 +37,6 @@ class Board:
         # board's own list: a class attribute would be one list for all.
         self.faults = []
 
-    def set_light(self, color):
-        pass
-
-    def beep(self, ms):
-        pass
-
-    def mount_flash(self):
-        return "/"
-
-    def wifi_connect(self, ssid, password):
-        pass
-
-    def wifi_connected(self):
-        return True
-
-    def rssi(self):
-        return None
-
-    def wdt_start(self, timeout_ms):
-        pass
-
-    def wdt_feed(self):
-        pass
-
-    def reset_cause(self):
-        return "power_on"
-
-    def mark_intentional(self):
-        """Remember across the coming reset that we asked for it."""
-
-    def reset(self):
-        raise SystemExit
-
     def poll_call(self):
         """A ticket called by a wired queue system, or None. Boards without
         one return None; calls then arrive over MQTT `cmd`."""
@@ -65,9 +44,9 @@ class Board:
 
     def background(self, stats=None):
         """Coroutines the board needs running (the simulator's harness link).
-        `stats`: the app's callable returning its counters, for a board that
-        reports them (the simulator's `stats` op); the board never calls
-        into the app otherwise."""
+        `stats`: the app's callable returning its counters as (name, value)
+        pairs, for a board that reports them (the simulator's `stats` op);
+        the board never calls into the app otherwise."""
         return ()
 
 
@@ -78,18 +57,13 @@ class TextDisplay:
     font subset `cjkfont` (generated for the configured strings), imported
     only when first needed so boards without Chinese text pay nothing."""
 
-    def __init__(self, fb, width=128, height=64, flush=None):
+    def __init__(self, fb, flush=None):
         self.fb = fb
-        self.width = width
-        self.height = height
         self._flush = flush
         self._cjk = None
 
     def fill(self, c):
         self.fb.fill(c)
-
-    def blit(self, fbuf, x, y, key=-1):
-        self.fb.blit(fbuf, x, y, key)
 
     def text(self, s, x, y, c=1):
         if _ascii(s):

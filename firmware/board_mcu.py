@@ -95,12 +95,12 @@ class McuBoard(board.Board):
         try:
             import ssd1306
             self._panel = ssd1306.SSD1306_I2C(w, h, i2c, addr=bus["addr"])
-            return board.TextDisplay(self._panel, w, h, flush=self._flush)
+            return board.TextDisplay(self._panel, flush=self._flush)
         except OSError:
             # No ACK at the address: the panel is missing or miswired.
             self.faults.append("display")
             fb = framebuf.FrameBuffer(bytearray(w * h // 8), w, h, framebuf.MONO_VLSB)
-            return board.TextDisplay(fb, w, h)
+            return board.TextDisplay(fb)
 
     def _flush(self):
         try:

@@ -14,20 +14,9 @@ import sys
 
 import micropython
 
-PRODUCTION = "production"
+PRODUCTION = "production"      # main.py looks for it (and site.json) before loading this
 LOCKED = b"\r\nqinglian: production board, serial REPL off (hallctl flash erases it to reopen)\r\n"
 _ANSWER_GAP_MS = 100
-
-
-def locked(root):
-    """A production board with its site written: the console stays closed."""
-    import os
-    try:
-        os.stat(root + "/" + PRODUCTION)
-        os.stat(root + "/site.json")
-        return True
-    except OSError:
-        return False
 
 
 def lock():
@@ -46,17 +35,20 @@ def lock():
 
 async def answer():
     """Answer whatever arrives on the console with LOCKED, at most every 100 ms."""
-    import asyncio
     import select
+    from tasks import sleep_ms
     stdin = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
     stdout = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
-    console = asyncio.StreamReader(stdin)
     waiting = select.poll()
     waiting.register(stdin, select.POLLIN)
     while True:
-        if not await console.read(1):
+        # Polled, as every wait on the device is (tasks.py): a byte is there,
+        # or the line closed (POLLHUP), when poll() says so.
+        while not waiting.poll(0):
+            await sleep_ms(_ANSWER_GAP_MS)
+        if not stdin.read(1):
             return           # no console at all (stdin closed)
-        await asyncio.sleep_ms(_ANSWER_GAP_MS)
+        await sleep_ms(_ANSWER_GAP_MS)
         while waiting.poll(0):
             # The rest of what came, a byte at a time: a board's stdin.read(n)
             # blocks until n bytes are there.

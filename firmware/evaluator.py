@@ -1,14 +1,14 @@
 """The window evaluator (评价器): buttons -> session steps and ratings ->
 signed events in the durable outbox -> the hall's agent.
 
-Tasks (asyncio; the buttons and the display never wait on the network):
+Tasks (tasks.py; the buttons and the display never wait on the network):
 - input loop, every 10 ms: debounce the keys, run the desk, redraw;
 - uplink: Wi-Fi and MQTT, drain the outbox, read acks/config/commands;
-- status: a `status` event every status_s (droppable when the outbox is full)
-  with the alarms: the board's `faults` (a dead display) and `outbox_full`;
-  sooner when the alarms change, but at most one per alarm_s (flash wear);
-- guard: feeds the watchdog only while the input loop, the uplink and the
-  flash all make progress.
+- and once a second, in the input loop: a `status` event every status_s
+  (droppable when the outbox is full) with the alarms: the board's `faults`
+  (a dead display) and `outbox_full`; sooner when the alarms change, but at
+  most one per alarm_s (flash wear); and the watchdog, fed only while the
+  input loop, the uplink and the flash all make progress.
 
 "Thank you" appears only after the rating's record is on flash. When the
 outbox cannot take a rating or a session step, the press is refused with
@@ -27,7 +27,6 @@ last retained config), boots (boot counter), outbox/; beside them what
 `hallctl install` put there: the modules, board.json, font.qlf and
 installed.json (its list of files and their sha256, for `hallctl update`).
 """
-import asyncio
 import gc
 import json
 import time
@@ -41,19 +40,19 @@ from desk import Desk, NAMES, IDLE, PROMPT
 from outbox import Outbox, OutboxFull
 from ui import Screen
 from uplink import Uplink
+import tasks
 
 try:
     from micropython import const
-except ImportError:
-    def const(x):
-        return x
+except ImportError:  # CPython (type checkers, host tests): a const is its int; no
+    const = int         # fallback function, which a device would keep in its heap
 
 FW = "ql-eval/0.1"
 _POLL_MS = const(10)
 _DEBOUNCE = const(3)         # equal samples in a row before a key changes state
 _THANKS_MS = const(3000)
 _BUSY_MS = const(3000)
-_GUARD_MS = const(1000)
+_SECOND_MS = const(1000)
 _STAFF_I = const(5)          # index of the staff key in BUTTONS
 # The keys an evaluator board has (board.json, hardware/boards.py): a rating
 # button per protocol level, best first, then the staff key.
@@ -97,24 +96,21 @@ class Evaluator:
         if not site:
             raise RuntimeError("not provisioned: no site.json")
         self.site = site
-        self.device = site["device"]
         self.key = unhexlify(site["key"])
-        self.debug = site.get("debug", False)
         self.config = _read_json(root + "/config.json") or {}
         self.config_bad = bool(protocol.clean_config(self.config))   # fields left out: `config` alarm
         self.boot = self._count_boot()
         self.outbox = Outbox(root + "/outbox", site.get("segment_bytes", 4096),
                              site.get("max_segments", 32))
         self.clock = Clock()
-        self.desk = Desk(self.device, self.boot)
-        self._before = Desk(self.device, self.boot)   # the desk before a transition
+        self.desk = Desk(site["device"], self.boot)
+        self._before = Desk(site["device"], self.boot)   # the desk before a transition
         self._unwritten = None   # steps of a transition still to write (after a partial write)
         self.screen = Screen(board)
         ca = site.get("tls_ca")
         self.uplink = Uplink(site, self.key, self.outbox, board, self.presence, self.on_config,
                              self.on_cmd, self.log, self.config.get("n"), ca and root + "/" + ca)
         self.started = time.ticks_ms()
-        self.reset = board.reset_cause()
         self.prompt_ms = 30000
         self.long_ms = site.get("long_ms", 1000)
         self.thanks = 0          # ratings confirmed to the citizen
@@ -127,9 +123,8 @@ class Evaluator:
         self.busy_until = 0
         self.full_alarm = False  # the outbox refused something since the last status sent
         self.sent_alarm = None   # the alarm names of the last status stored
-        self._looped = False
+        self._status_at = None   # ticks of the last status stored
         self._flash_ok = True
-        self._stats = None
         # Seqs are never reused, even after a reflash: a device whose flash
         # has never seen the agent's config (hwm) takes no press until it
         # has, unless provisioning wrote the hwm into site.json.
@@ -138,6 +133,10 @@ class Evaluator:
             self.outbox.raise_floor(hwm)
         self.ready = bool(self.config) or type(hwm) is int
         self._apply(self.config)
+        # What only the boot needed (the key as hex, the outbox's geometry, the
+        # CA's name, the topics' hall), out of the small heap; the rest stays.
+        for k in ("key", "hall", "tls_ca", "hwm", "segment_bytes", "max_segments"):
+            site.pop(k, None)
 
     # -- persistence and config ----------------------------------------------
     def _count_boot(self):
@@ -217,12 +216,12 @@ class Evaluator:
 
     def log(self, what, err):
         self.errors += 1
-        if self.debug:
+        if self.site.get("debug"):
             print(what, repr(err))
 
     # -- events --------------------------------------------------------------
     def _event(self, kind, fields, droppable=False):
-        ev = {"v": 1, "device": self.device, "seq": 0, "kind": kind, "t": self.clock.now()}
+        ev = {"v": 1, "device": self.site["device"], "seq": 0, "kind": kind, "t": self.clock.now()}
         ev.update(fields)
         key = self.key
 
@@ -293,7 +292,7 @@ class Evaluator:
         if not self.ready:
             return
         fields = {"fw": FW, "uptime_s": time.ticks_diff(time.ticks_ms(), self.started) // 1000,
-                  "reset": self.reset, "outbox": self.outbox.depth(), "heap": gc.mem_free(),
+                  "reset": self.board.reset_cause(), "outbox": self.outbox.depth(), "heap": gc.mem_free(),
                   "ignored": self.ignored}
         r = self.board.rssi()
         if r is not None:
@@ -397,24 +396,25 @@ class Evaluator:
             self._rating(LEVELS[i], now)
 
     async def _inputs(self):
-        self._pins = [self.board.buttons[n] for n in BUTTONS]
-        self._down = bytearray(len(BUTTONS))
-        self._same = bytearray(len(BUTTONS))
+        pins = [self.board.buttons[n] for n in BUTTONS]
+        down = bytearray(len(BUTTONS))
+        same = bytearray(len(BUTTONS))
         self._staff_since = 0
         self._staff_long = True
-        self._gc_at = time.ticks_ms()
+        self._gc_at = self._second_at = time.ticks_ms()
+        self.board.wdt_start(self.site.get("wdt_ms", 10000))
         while True:
             try:
-                self._poll(time.ticks_ms())
+                self._poll(time.ticks_ms(), pins, down, same)
             except MemoryError as e:
                 # Never let the buttons die: collect and go on; the press
                 # that needed the memory was refused ("busy"), not lost.
                 gc.collect()
                 self.log("input loop", e)
-            await asyncio.sleep_ms(_POLL_MS)
+            await tasks.sleep_ms(_POLL_MS)
 
-    def _poll(self, now):
-        pins, down, same, desk = self._pins, self._down, self._same, self.desk
+    def _poll(self, now, pins, down, same):
+        desk = self.desk
         for i in range(len(pins)):
             v = 1 if pins[i]() == 0 else 0
             if v != down[i]:
@@ -450,93 +450,79 @@ class Evaluator:
                     pass                  # can never be built: counted, alarmed, not retried
         busy = time.ticks_diff(self.busy_until, now) > 0
         self.screen.update(desk, self.config, self.window(), now, busy, self.ready)
-        self._looped = True
         if time.ticks_diff(now, self._gc_at) >= _GC_MS:
             # Collect while quiet rather than when a big allocation fails:
-            # a fragmented 64 KiB heap fails long before it is full.
+            # a fragmented small heap fails long before it is full.
             gc.collect()
             self._gc_at = now
+        if time.ticks_diff(now, self._second_at) >= _SECOND_MS:
+            self._second_at = now
+            self._second(now)
 
-    # -- background --------------------------------------------------------------
-    async def _status_loop(self):
-        # Every status_s; and soon after the alarms change (a display dies, the
-        # outbox fills or empties), but at most once per alarm_s.
-        # The first one as soon as the device is ready (has heard the agent).
-        period = self.site.get("status_s", 300) * 1000
-        gap = self.site.get("alarm_s", 30) * 1000
-        last = None
-        while True:
-            if last is None:
-                due = self.ready
-            else:
-                since = time.ticks_diff(time.ticks_ms(), last)
-                due = since >= period or (since >= gap and self.alarm() != self.sent_alarm)
-            if due and self.ready:
-                self.status()
-                last = time.ticks_ms()
-            await asyncio.sleep_ms(_GUARD_MS)
-
-    async def _guard(self):
-        board = self.board
-        board.wdt_start(self.site.get("wdt_ms", 10000))
-        while True:
-            await asyncio.sleep_ms(_GUARD_MS)
-            if self._looped and self.uplink.progress and self._flash_ok:
-                board.wdt_feed()
-            self._looped = False
-            self.uplink.progress = False
+    # -- once a second, from the input loop ---------------------------------------
+    def _second(self, now):
+        """The watchdog and the status, on the input loop's own time: a task
+        each kept a coroutine's frame in the heap for good. The watchdog is
+        fed only while the input loop (this), the uplink and the flash all
+        make progress. A status goes out every status_s; sooner when the
+        alarms change (a display dies, the outbox fills or empties), but at
+        most once per alarm_s; the first as soon as the device is ready."""
+        up, site = self.uplink, self.site
+        if up.progress and self._flash_ok:
+            self.board.wdt_feed()
+        up.progress = False
+        if not self.ready:
+            return
+        last = self._status_at
+        if last is not None:
+            since = time.ticks_diff(now, last)
+            if since < site.get("status_s", 300) * 1000 and (
+                    since < site.get("alarm_s", 30) * 1000 or self.alarm() == self.sent_alarm):
+                return
+        self.status()
+        self._status_at = time.ticks_ms()
 
     def stats(self):
-        # One dict, grown at the first call (at boot) and updated in place
-        # after: a fresh 24-key dict (or a literal to update() from) asks a
-        # fragmented heap for a ~600-byte block, which a long drain lacks.
+        """The counters as (name, value) pairs, made while they are read (the
+        simulator's `stats` op sends each as it comes): a dict of 22 keys kept
+        for it held ~600 bytes of a 48 KiB heap between requests."""
         ob, up, desk = self.outbox, self.uplink, self.desk
-        out = self._stats
-        if out is None:
-            out = self._stats = {}
-        out["thanks"] = self.thanks
-        out["ignored"] = self.ignored
-        out["refused"] = self.refused
-        out["ready"] = self.ready
-        out["unbuilt"] = self.unbuilt
-        out["alarm"] = self.alarm()
-        out["outbox"] = ob.depth()
-        out["dropped"] = ob.dropped
-        out["corrupt"] = ob.corrupt
-        out["state"] = NAMES[desk.state]
-        out["session"] = desk.session
-        out["boot"] = self.boot
-        out["inputs"] = self.inputs
-        out["errors"] = self.errors
-        out["connected"] = up.connected
-        out["published"] = up.published
-        out["acks"] = up.acks
-        out["reconnects"] = up.reconnects
-        out["resends"] = up.resends
-        out["bad"] = up.bad
-        out["clock"] = self.clock.now()
+        yield "thanks", self.thanks
+        yield "ignored", self.ignored
+        yield "refused", self.refused
+        yield "ready", self.ready
+        yield "unbuilt", self.unbuilt
+        yield "alarm", self.alarm()
+        yield "outbox", ob.depth()
+        yield "dropped", ob.dropped
+        yield "corrupt", ob.corrupt
+        yield "state", NAMES[desk.state]
+        yield "session", desk.session
+        yield "boot", self.boot
+        yield "inputs", self.inputs
+        yield "errors", self.errors
+        yield "connected", up.connected
+        yield "published", up.published
+        yield "acks", up.acks
+        yield "reconnects", up.reconnects
+        yield "resends", up.resends
+        yield "bad", up.bad
+        yield "clock", self.clock.now()
         gc.collect()
-        out["heap"] = gc.mem_free()
-        out["heap_used"] = gc.mem_alloc()
-        try:
-            import micropython
-            out["heap_peak"] = micropython.mem_peak()
-        except (ImportError, AttributeError):
-            pass
-        return out
+        yield "heap", gc.mem_free()
+        yield "heap_used", gc.mem_alloc()
 
-    async def _main(self, console=None):
+    def start(self, console=None):
+        """Start the background tasks; the input loop is the main one (main())."""
         gc.collect()
         gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
         for coro in self.board.background(self.stats):
-            asyncio.create_task(coro)
+            tasks.create_task(coro)
         if console is not None:    # a production board answers its serial console (console.py)
-            asyncio.create_task(console)
-        asyncio.create_task(self.uplink.run())
-        asyncio.create_task(self._status_loop())
-        asyncio.create_task(self._guard())
-        await self._inputs()
+            tasks.create_task(console)
+        tasks.create_task(self.uplink.run())
+        return self._inputs()
 
 
 def main(board, console=None):
-    asyncio.run(Evaluator(board)._main(console))
+    tasks.run(Evaluator(board).start(console))

@@ -16,17 +16,26 @@ micropython.kbd_intr(-1)
 import os  # noqa: E402
 
 import board  # noqa: E402
-import console  # noqa: E402
 import evaluator  # noqa: E402
 
 _board = board.load(os.getenv("QL_BOARD") if hasattr(os, "getenv") else None)
-_locked = console.locked(_board.mount_flash())
-if _locked:
-    console.lock()
+# A production board: hallctl put `production` beside a written site.json
+# (console.py says why). Checked here, so that any other board never loads
+# console.py into its heap.
+_root = _board.mount_flash()
+_console = None
+try:
+    os.stat(_root + "/production")
+    os.stat(_root + "/site.json")
+    import console as _console  # noqa: E402
+except OSError:
+    pass
+if _console:
+    _console.lock()
 else:
     micropython.kbd_intr(3)
 try:
-    evaluator.main(_board, console.answer() if _locked else None)
+    evaluator.main(_board, _console.answer() if _console else None)
 finally:
-    if _locked:
+    if _console:
         _board.reset()

@@ -3,10 +3,10 @@
 Why not umqtt.simple: it blocks, so a slow broker would freeze the buttons,
 and it waits one PUBACK round trip per QoS 1 message. Why not asyncio's
 streams: they load two more asyncio modules and a reader task (~3.4 KB of a
-small heap on every connect). Here:
+small heap on every connect); the device does without asyncio (tasks.py). Here:
 
-- the socket is non-blocking; every wait is a short `asyncio.sleep_ms`
-  poll, so the caller's task never blocks the buttons or the display;
+- the socket is non-blocking; every wait is a short `sleep_ms` poll, so
+  the caller's task never blocks the buttons or the display;
 - publish() writes and returns; up to `window` QoS 1 messages may wait for
   their PUBACK at once (pipelining), so a backlog drains at link speed;
 - TCP_NODELAY, so small packets are not held back by Nagle + delayed ACK;
@@ -23,16 +23,16 @@ small heap on every connect). Here:
 Nothing here is durable: the outbox keeps events until the agent's protocol
 ack, and the uplink resends them after a reconnect.
 """
-import asyncio
 import socket
 import struct
 import time
 
+from tasks import sleep_ms
+
 try:
     from micropython import const
-except ImportError:
-    def const(x):
-        return x
+except ImportError:  # CPython (type checkers, host tests): a const is its int; no
+    const = int         # fallback function, which a device would keep in its heap
 
 _CONNECT = const(0x10)
 _CONNACK = const(0x20)
@@ -41,7 +41,6 @@ _PUBACK = const(0x40)
 _SUBSCRIBE = const(0x82)
 _SUBACK = const(0x90)
 _PINGREQ = const(0xC0)
-_DISCONNECT = const(0xE0)
 _IPPROTO_TCP = const(6)
 _TCP_NODELAY = const(1)
 _EINPROGRESS = const(115)
@@ -70,13 +69,11 @@ class MQTT:
     def __init__(self, client_id, host, port, user=None, password=None,
                  keepalive=30, will=None, on_message=None, window=32,
                  ca_file=None, server_hostname=None):
-        self.client_id = client_id
-        self.host, self.port = host, port
-        self.ca_file = ca_file
-        self.server_hostname = server_hostname or host
-        self.user, self.password = user, password
+        # What connect() needs, once: one tuple rather than eight attributes
+        # (each an entry in the instance's table on the small heap).
+        self._conn = (client_id, host, port, user, password, ca_file, server_hostname or host)
         self.keepalive = keepalive
-        self.will = will                 # (topic, payload, retain) sent QoS 1
+        self._will = will                # (topic, payload, retain) sent QoS 1
         self.on_message = on_message     # f(topic str, payload bytes, retained bool)
         self.window = window
         # Every wait on the broker is bounded, and shorter than the watchdog:
@@ -99,8 +96,13 @@ class MQTT:
 
     # -- connection ------------------------------------------------------
     async def connect(self, clean=True):
+        """A new session; after close(), the same client connects again."""
         began = time.ticks_ms()
-        ai = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
+        self._kind = -1
+        self._body = None
+        self._subacked = False
+        client_id, host, port, user, password, ca_file, server_hostname = self._conn
+        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
         s = self._s = socket.socket(ai[0], socket.SOCK_STREAM)
         s.setblocking(False)
         try:
@@ -124,46 +126,44 @@ class MQTT:
                 break
             if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
                 raise OSError("connect timeout")
-            await asyncio.sleep_ms(_WAIT_MS)
+            await sleep_ms(_WAIT_MS)
         p = None
-        if self.ca_file:
+        if ca_file:
             # Wrapped here, on the plain socket with TCP_NODELAY set; the
             # handshake happens in the first writes, polled like any other.
             import ssl
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.verify_mode = ssl.CERT_REQUIRED
-            with open(self.ca_file, "rb") as f:
+            with open(ca_file, "rb") as f:
                 ca = f.read()      # read per connect, not kept: the heap is small
             try:
                 ctx.load_verify_locations(cadata=ca)
             except ValueError:
                 raise OSError("bad CA")   # a link failure like any other: retried, never a crash
             ca = None
-            self._s = ctx.wrap_socket(s, server_hostname=self.server_hostname,
+            self._s = ctx.wrap_socket(s, server_hostname=server_hostname,
                                       do_handshake_on_connect=False)
         flags = 0x02 if clean else 0
         body = bytearray(b"\x00\x04MQTT\x04\x00")
         body += struct.pack("!H", self.keepalive)
-        body += _str(self.client_id)
-        if self.will:
-            flags |= 0x04 | 0x08 | (0x20 if self.will[2] else 0)
-            body += _str(self.will[0]) + _str(self.will[1])
-        if self.user is not None:
+        body += _str(client_id)
+        will = self._will
+        if will:
+            flags |= 0x04 | 0x08 | (0x20 if will[2] else 0)
+            body += _str(will[0]) + _str(will[1])
+        if user is not None:
             flags |= 0x80
-            body += _str(self.user)
-            if self.password is not None:
+            body += _str(user)
+            if password is not None:
                 flags |= 0x40
-                body += _str(self.password)
+                body += _str(password)
         body[7] = flags
         self._connacked = False
         await self._send(bytes([_CONNECT]) + _varlen(len(body)), body)
         body = None
-        await self._until(self._connack, "no CONNACK", began)
+        await self._until(_CONNACK, "no CONNACK", began)
         self.alive = True
         self.last_in = time.ticks_ms()
-
-    def _connack(self):
-        return self._connacked
 
     def close(self):
         self.alive = False
@@ -175,12 +175,6 @@ class MQTT:
             self._s = None
         self.inflight = {}
         self._body = None
-
-    async def disconnect(self):
-        try:
-            await self._send(bytes([_DISCONNECT, 0]))
-        finally:
-            self.close()
 
     # -- outgoing --------------------------------------------------------
     async def _send(self, *parts):
@@ -205,7 +199,7 @@ class MQTT:
                 if k is None:        # the socket's buffer is full: wait, bounded
                     if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
                         raise OSError("send timeout")
-                    await asyncio.sleep_ms(_WAIT_MS)
+                    await sleep_ms(_WAIT_MS)
                 else:
                     off += k
         self.last_out = time.ticks_ms()
@@ -217,7 +211,7 @@ class MQTT:
     async def publish(self, topic, payload, qos=1, retain=False):
         """Send; for QoS 1 wait only for room in the window, not the PUBACK."""
         if qos and len(self.inflight) >= self.window:
-            await self._until(self._room, "no PUBACK")     # a broker that stopped answering
+            await self._until(_PUBACK, "no PUBACK")     # a broker that stopped answering
         t = _str(topic)
         first = _PUBLISH | (qos << 1) | (1 if retain else 0)
         n = len(t) + len(payload) + (2 if qos else 0)
@@ -235,27 +229,23 @@ class MQTT:
             body += _str(name) + bytes([qos])
         self._subacked = False
         await self._send(bytes([_SUBSCRIBE]) + _varlen(len(body)), body)
-        await self._until(self._suback, "no SUBACK")
+        await self._until(_SUBACK, "no SUBACK")
 
-    def _room(self):
-        return len(self.inflight) < self.window
-
-    def _suback(self):
-        return self._subacked
-
-    async def _until(self, done, what, began=None):
-        """Read and handle what arrives until done() (OSError after timeout_ms)."""
+    async def _until(self, wait, what, began=None):
+        """Read and handle what arrives until `wait` is over (OSError after
+        timeout_ms): the CONNACK, the SUBACK, or room in the window."""
         if began is None:
             began = time.ticks_ms()
         while True:
             if self._s is None:
                 raise OSError("link closed")
             await self.poll()
-            if done():
+            if (self._connacked if wait == _CONNACK else self._subacked if wait == _SUBACK
+                    else len(self.inflight) < self.window):
                 return
             if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
                 raise OSError(what)
-            await asyncio.sleep_ms(_WAIT_MS)
+            await sleep_ms(_WAIT_MS)
 
     async def ping(self):
         await self._send(bytes([_PINGREQ, 0]))

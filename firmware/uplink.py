@@ -14,7 +14,7 @@ nothing of the app behind them.
         # on_config(msg, retained), on_cmd(msg): sealed agent messages, checked;
         # log(what, err); n: the counter of the newest config kept on flash;
         # ca_file: the CA on flash for TLS to the broker (None: plain MQTT).
-    asyncio.create_task(up.run()); up.kick()   # kick: a new event is on flash
+    tasks.create_task(up.run()); up.kick()   # kick: a new event is on flash
 
 One task, one retry loop (the only place that reconnects):
   Wi-Fi up -> MQTT connect with a Last Will (`{"online":false}`, retained)
@@ -35,19 +35,18 @@ Acks, configs and commands are acted on only when sealed with this
 device's key and newer than the last one accepted on their topic
 (protocol/messages.py); anything else is counted in `bad` and ignored.
 """
-import asyncio
 import random
 import time
 
 from protocol import messages
 from protocol import topics
 from mqtt import MQTT
+from tasks import sleep_ms
 
 try:
     from micropython import const
-except ImportError:
-    def const(x):
-        return x
+except ImportError:  # CPython (type checkers, host tests): a const is its int; no
+    const = int         # fallback function, which a device would keep in its heap
 
 _BATCH = const(4)            # records read from flash per step
 _MIN_BACKOFF = const(1000)
@@ -61,18 +60,21 @@ class Uplink:
                  ca_file=None):
         self.site, self.key, self.outbox, self.net = site, key, outbox, net
         self.presence, self.on_config, self.on_cmd, self.log = presence, on_config, on_cmd, log
-        self.ca_file = ca_file
         hall, dev = site["hall"], site["device"]
         self.t_events = topics.topic(hall, dev, topics.EVENTS)
         self.t_status = topics.topic(hall, dev, topics.STATUS)
-        self.t_ack = topics.topic(hall, dev, topics.ACK)
-        self.t_config = topics.topic(hall, dev, topics.CONFIG)
-        self.t_cmd = topics.topic(hall, dev, topics.CMD)
+        self.t_agent = topics.topic(hall, dev, "")    # + ack, config, cmd: the agent's channels
         self.keepalive = site.get("keepalive_s", 30)
         self.ack_timeout = site.get("ack_timeout_s", 30) * 1000
         self.resend_ms = self.ack_timeout     # grows while no ack comes
         self.woken = False
-        self.mq = None
+        # One MQTT client for the device's life, made now while the heap is
+        # whole: one made per connect asked a fragmented heap for its
+        # ~400-byte attribute table (at 48 KiB the link then never came up).
+        self.mq = MQTT(site["device"], site["broker_host"], site.get("broker_port", 8883 if ca_file else 1883),
+                       site.get("username"), site.get("password"), self.keepalive,
+                       (self.t_status, b'{"online":false}', True), self._message,
+                       site.get("mqtt_window", 16), ca_file, site.get("tls_name"))
         self.connected = False
         self.progress = False        # read and cleared by the watchdog guard
         self.sent = 0                # highest seq published on this connection
@@ -97,14 +99,12 @@ class Uplink:
             began = time.ticks_ms()
             try:
                 await self._link()
-            except (OSError, asyncio.TimeoutError, MemoryError) as e:
+            except (OSError, MemoryError) as e:
                 # MemoryError too: drop the link and its buffers, try again later.
                 self.log("uplink", e)
             finally:
                 self.connected = False
-                if self.mq is not None:
-                    self.mq.close()
-                    self.mq = None
+                self.mq.close()
             if time.ticks_diff(time.ticks_ms(), began) > _STEADY_MS:
                 backoff = _MIN_BACKOFF
             half = backoff // 2
@@ -116,7 +116,7 @@ class Uplink:
         while ms > 0:
             self.progress = True
             step = min(ms, 500)
-            await asyncio.sleep_ms(step)
+            await sleep_ms(step)
             ms -= step
 
     async def _wifi(self):
@@ -135,17 +135,15 @@ class Uplink:
         site = self.site
         await self._wifi()
         self.reconnects += 1
-        # TLS when provisioning wrote a CA: the broker must show a certificate from it.
-        ca = self.ca_file
-        mq = MQTT(site["device"], site["broker_host"], site.get("broker_port", 8883 if ca else 1883),
-                  site.get("username"), site.get("password"), self.keepalive,
-                  (self.t_status, b'{"online":false}', True), self._message,
-                  site.get("mqtt_window", 16), ca, site.get("tls_name"))
-        self.mq = mq
+        # TLS when provisioning wrote a CA (ca_file): the broker must show a
+        # certificate from it.
+        mq = self.mq
         await mq.connect()
         # Subscribe before announcing presence: the agent answers "online"
         # with a live config (fresh hwm), which must not arrive as retained.
-        await mq.subscribe(((self.t_ack, 1), (self.t_config, 1), (self.t_cmd, 1)))
+        t = self.t_agent
+        await mq.subscribe(((t + topics.ACK, 1), (t + topics.CONFIG, 1), (t + topics.CMD, 1)))
+        t = None
         await mq.publish(self.t_status, self.presence(), 1, True)
         self.connected = True
         self.sent = 0
@@ -178,19 +176,23 @@ class Uplink:
             # ack is acted on as soon as it comes, as a reader task would.
             self.woken = False
             for _ in range(50):
-                await asyncio.sleep_ms(10)
+                await sleep_ms(10)
                 await mq.poll()
                 if self.woken or not mq.alive:
                     break
 
     def _message(self, topic, payload, retained):
         try:
-            if topic == self.t_ack:
-                i, channel = 0, topics.ACK
-            elif topic == self.t_config:
-                i, channel = 1, topics.CONFIG
-            elif topic == self.t_cmd:
-                i, channel = 2, topics.CMD
+            t = self.t_agent
+            if not topic.startswith(t):
+                return
+            channel = topic[len(t):]
+            if channel == topics.ACK:
+                i = 0
+            elif channel == topics.CONFIG:
+                i = 1
+            elif channel == topics.CMD:
+                i = 2
             else:
                 return
             msg = messages.unseal(self.key, channel, payload, self.last_n[i])

@@ -6,7 +6,6 @@ same bytes without `mac`. Because the order and the spelling are fixed,
 the bytes a device signs are the bytes the agent re-derives from the
 decoded fields, on either interpreter.
 """
-import json
 import sys
 
 from protocol import mac as _mac
@@ -89,32 +88,9 @@ KINDS = {
         "ignored", _INT, None,     # presses outside a prompt or repeated
         "alarm", _STR, None,
     ),
-    # Kiosk: a queue ticket was issued.
-    "ticket": (
-        "ticket", _STR + _REQ, None,
-        "queue", _STR + _REQ, None,
-        "item", _STR, None,
-    ),
-    # Kiosk: one print job and how it ended.
-    "print": (
-        "job", _STR + _REQ, None,
-        "doc", _ENUM + _REQ, ("case_status", "ticket", "receipt", "form"),
-        "result", _ENUM + _REQ, ("ok", "paper_out", "printer_error", "cancelled"),
-        "pages", _INT, None,
-        "case", _STR, None,
-    ),
-    # Kiosk: the printer changed state.
-    "printer": (
-        "state", _ENUM + _REQ, ("ok", "paper_low", "paper_out", "cover_open", "offline"),
-    ),
-    # Kiosk: a citizen's transaction at the terminal.
-    "kiosk_session": (
-        "action", _ENUM + _REQ, ("started", "ended", "unrated"),
-        "session", _STR + _REQ, None,
-        "item", _STR, None,
-        "case", _STR, None,
-    ),
 }
+# The kiosk's own kinds are in protocol/kiosk.py: a device keeps in its heap
+# only the schemas of what it sends (the agent and the county import all).
 
 # Control characters are the only place the two interpreters' json.dumps
 # disagree; a surrogate (a lone "\ud800" escape) has no UTF-8 form: CPython
@@ -318,38 +294,6 @@ def body(ev):
     return ("{" + ",".join(_canonical(ev, _fields(ev["kind"]))) + "}").encode()
 
 
-def _in_canonical_order(ev, schema):
-    # json keeps an object's keys in wire order: the head, the kind's fields
-    # present in schema order (none null), then mac.
-    order = [_HEAD[i] for i in range(0, len(_HEAD), 3)]
-    for i in range(0, len(schema), 3):
-        name = schema[i]
-        if name in ev:
-            if ev[name] is None:
-                return False
-            order.append(name)
-    order.append("mac")
-    return list(ev) == order
-
-
-def signed(ev, payload):
-    """The bytes `ev`'s mac signs, `ev` parsed (by parse()) from the wire
-    bytes `payload`: cut from the payload when it is canonical (as every
-    encoder here writes it; one C-speed re-encoding of the whole event
-    proves it), else rebuilt from the fields. Either way body(ev): a
-    canonical payload is body + mac. The agent's path: no MicroPython use."""
-    if (payload[-74:-66] == b',"mac":"' and _dump(ev).encode() == payload
-            and _in_canonical_order(ev, _fields(ev["kind"]))):
-        return payload[:-74] + b"}"        # the tail is ,"mac":"<64 hex>"}
-    return body(ev)
-
-
-def wire(ev):
-    """The canonical wire bytes of a parsed event, its received mac last:
-    what two deliveries of one event compare by (agent and county alike)."""
-    return _mac.attach(body(ev), ev["mac"])
-
-
 def encode(ev, key):
     """Validate, sign with the device key and return the wire bytes."""
     validate(ev)
@@ -358,32 +302,3 @@ def encode(ev, key):
     if len(out) > MAX_PAYLOAD:
         raise ProtocolError("too_large", str(len(out)))
     return out
-
-
-def parse(payload):
-    """Decode and validate wire bytes without checking the signature (the
-    caller learns the device from it to find the key)."""
-    if len(payload) > MAX_PAYLOAD:
-        raise ProtocolError("too_large", str(len(payload)))
-    try:
-        ev = json.loads(payload)
-    except Exception:
-        raise ProtocolError("bad_json")
-    validate(ev)
-    if "mac" not in ev:
-        raise ProtocolError("missing_field", "mac")
-    m = ev["mac"]
-    if type(m) is not str or len(m) != 64:
-        raise ProtocolError("bad_type", "mac")
-    return ev
-
-
-def verify(ev, key):
-    if not _mac.equal(ev["mac"], _mac.sign(key, body(ev))):
-        raise ProtocolError("bad_mac", ev["device"])
-    return ev
-
-
-def decode(payload, key):
-    """Wire bytes -> validated, authenticated event dict, or ProtocolError."""
-    return verify(parse(payload), key)

@@ -45,12 +45,12 @@ def _with_font(font):
     _FONT["path"] = font
 
 
-def _device(tmp_path, broker, site=None):
+def _device(tmp_path, broker, site=None, heap="64k"):
     s = {"long_ms": 150}
     s.update(site or {})
     files = {"font.qlf": _FONT["path"]} if _FONT.get("path") else None
     return VirtualDevice(str(tmp_path / DEV), HALL, DEV, KEY, broker.port, window="A99",
-                         heapsize="64k", site=s, files=files)
+                         heapsize=heap, site=s, files=files)
 
 
 def _rig(tmp_path, broker, config=None, site=None):
@@ -247,14 +247,14 @@ def test_an_unplugged_display_is_an_alarm_until_a_frame_reaches_it_again(tmp_pat
         acker.stop()
 
 
-def _run_sessions(tmp_path, broker, n, seed=1):
+def _run_sessions(tmp_path, broker, n, seed=1, heap="64k"):
     """n sessions with random pauses, repeated presses, stray presses and
     timeouts; the real agent must hold exactly the ratings the citizen was thanked
     for, one per rated session, and an `unrated` step for every other."""
     rnd = random.Random(seed)
     agent = RealAgent(str(tmp_path), broker.port, HALL, {DEV: KEY},
                       {DEV: {k: BASE[k] for k in ("window", "staff", "staff_no")}}, prompt_s=1).start()
-    vd = _device(tmp_path, broker)
+    vd = _device(tmp_path, broker, heap=heap)
     expect_rated, expect_unrated = {}, set()
     try:
         vd.start()
@@ -287,6 +287,7 @@ def _run_sessions(tmp_path, broker, n, seed=1):
                 # staff key and the press. Then the session closed unrated, which
                 # the agent must show; a refused press is caught below.
                 late = vd.stats()
+                assert late["refused"] == 0, late        # "busy": fails at once, not after n sessions
                 wait_for(lambda: vd.stats()["state"] == "idle", 10, what="late press: prompt closed (%r)" % late)
                 expect_unrated.add(session)
             if rnd.random() < 0.2:
@@ -317,6 +318,28 @@ def test_many_sessions_at_64k(tmp_path, broker):
 @pytest.mark.soak
 def test_1000_sessions_at_64k(tmp_path, broker):
     st = _run_sessions(tmp_path, broker, 1000, seed=1000)
+    print("heap free at the end:", st["heap"])
+
+
+# Issue 8's goal: the evaluator boots and serves at 48 KiB (beside a second
+# app's needs). Not reached yet: it boots (~42 KB in use) but the heap is too
+# fragmented for the MQTT connect (largest free block ~350 B), so it never
+# hears the agent and every press is "busy". Strict: the day it passes, the
+# marker must go.
+_AT_48K = pytest.mark.xfail(strict=True, reason="issue 8: the evaluator does not serve at 48 KiB yet "
+                                                "(peak ~43 KB; python -m bench.firmware_heap --heap 48k)")
+
+
+@_AT_48K
+def test_many_sessions_at_48k(tmp_path, broker):
+    n = int(os.environ.get("QL_FW_SESSIONS", "150"))
+    _run_sessions(tmp_path, broker, n, seed=48, heap="48k")
+
+
+@pytest.mark.soak
+@_AT_48K
+def test_1000_sessions_at_48k(tmp_path, broker):
+    st = _run_sessions(tmp_path, broker, 1000, seed=1048, heap="48k")
     print("heap free at the end:", st["heap"])
 
 

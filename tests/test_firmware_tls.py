@@ -100,7 +100,7 @@ def test_events_arrive_over_tls_and_a_broker_with_another_ca_gets_nothing(tmp_pa
 
 # Runs under MicroPython: the firmware's MQTT client alone, to the hall's TLS listener.
 _CONNECT = """
-import sys, asyncio
+import sys, tasks
 from mqtt import MQTT
 async def main():
     m = MQTT("probe", "127.0.0.1", %(port)d, ca_file=%(ca)r, server_hostname=%(name)r)
@@ -111,7 +111,7 @@ async def main():
         print("refused:", e)
     finally:
         m.close()
-asyncio.run(main())
+tasks.run(main())
 """
 
 

@@ -36,12 +36,13 @@ import framebuf
 import vfs
 
 import lfsblock
+import tasks
+from tasks import sleep_ms
 
 try:
     from micropython import const
-except ImportError:
-    def const(x):
-        return x
+except ImportError:  # CPython (type checkers, host tests): a const is its int; no
+    const = int         # fallback function, which a device would keep in its heap
 
 from board import Board, TextDisplay, LIGHTS
 from protocol import LEVELS
@@ -275,39 +276,36 @@ class SimBoard(Board):
     def background(self, stats=None):
         """The harness link and the watchdog check. `stats` is the app's
         callable returning its counters, for the `stats` op."""
-        import asyncio
         self._stats = stats
-        return (self._serve(asyncio), self._watchdog(asyncio))
+        return (self._serve(),)
 
-    async def _watchdog(self, asyncio):
-        # The unix port has no hardware watchdog: check the feeds here. A
-        # loop that stops entirely is not caught (nothing runs to check).
+    async def _serve(self):
+        # A non-blocking socket polled from this task, as firmware/mqtt.py does
+        # (the firmware has no asyncio: tasks.py). The unix port has no hardware
+        # watchdog: this task checks the feeds too (a loop that stops entirely
+        # is not caught: nothing runs to check).
+        ls = None
+        if self.control_port:
+            import socket
+            ls = socket.socket()
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            ls.bind(socket.getaddrinfo("127.0.0.1", self.control_port)[0][-1])
+            ls.listen(4)
+            ls.setblocking(False)
         while True:
-            await asyncio.sleep_ms(200)
             if self.wdt_timeout and time.ticks_diff(time.ticks_ms(), self.wdt_last) > self.wdt_timeout:
                 self.reset("watchdog")
-
-    async def _serve(self, asyncio):
-        # A non-blocking socket polled from this task, as firmware/mqtt.py does:
-        # asyncio's streams would cost the firmware's heap what no board spends.
-        if not self.control_port:
-            return
-        import socket
-        ls = socket.socket()
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind(socket.getaddrinfo("127.0.0.1", self.control_port)[0][-1])
-        ls.listen(4)
-        ls.setblocking(False)
-        while True:
             try:
-                c = ls.accept()[0]
+                c = ls.accept()[0] if ls else None
             except OSError:
-                await asyncio.sleep_ms(_POLL_MS)
+                c = None
+            if c is None:
+                await sleep_ms(_POLL_MS)
                 continue
             c.setblocking(False)
-            asyncio.create_task(self._client(c, asyncio))
+            tasks.create_task(self._client(c))
 
-    async def _client(self, c, asyncio):
+    async def _client(self, c):
         import gc
         import json
         line = b""
@@ -315,7 +313,7 @@ class SimBoard(Board):
             while True:
                 chunk = c.read(256)
                 if chunk is None:
-                    await asyncio.sleep_ms(_POLL_MS)
+                    await sleep_ms(_POLL_MS)
                     continue
                 if not chunk:
                     break
@@ -335,26 +333,26 @@ class SimBoard(Board):
                         except MemoryError:
                             reply = {"error": "MemoryError"}
                             gc.collect()
-                            await asyncio.sleep_ms(20)
+                            await sleep_ms(20)
                         except Exception as e:
                             reply = {"error": str(e) or type(e).__name__}
                             break
                     req = None
                     # Out a field at a time: the stats are ~700 bytes of JSON, more
-                    # than a fragmented heap may have in one piece.
+                    # than a fragmented heap may have in one piece. A reply is a
+                    # dict, or (stats) a generator of (name, value) pairs.
                     sep = b"{"
-                    for k in reply:
-                        await _send(c, sep + json.dumps(k).encode() + b":" + json.dumps(reply[k]).encode(),
-                                    asyncio)
+                    for k, v in (reply.items() if type(reply) is dict else reply):
+                        await _send(c, sep + json.dumps(k).encode() + b":" + json.dumps(v).encode())
                         sep = b","
+                    k = v = None
                     reply = None
-                    await _send(c, b"{}\n" if sep == b"{" else b"}\n", asyncio)
+                    await _send(c, b"{}\n" if sep == b"{" else b"}\n")
         except OSError:
             pass
         c.close()
 
     async def _op(self, req):
-        import asyncio
         op = req.get("op")
         if op == "press":
             _only(req, ("op", "button", "ms"))
@@ -364,14 +362,14 @@ class SimBoard(Board):
                 raise ValueError("bad ms")
             b.press(ms)
             while b.pressing:
-                await asyncio.sleep_ms(5)
+                await sleep_ms(5)
             return {"ok": True}
         if op == "glitch":
             _only(req, ("op", "button"))
             b = self._button(req.get("button"))
             b.glitch()
             while b.bounce or b.tail:
-                await asyncio.sleep_ms(5)
+                await sleep_ms(5)
             return {"ok": True}
         if op == "call":
             _only(req, ("op", "ticket"))
@@ -380,7 +378,7 @@ class SimBoard(Board):
                 raise ValueError("bad ticket")
             self.calls.append(t)
             while self.calls:      # taken by the evaluator's input loop
-                await asyncio.sleep_ms(5)
+                await sleep_ms(5)
             return {"ok": True}
         if op == "flash":
             _only(req, ("op", "ok"))
@@ -417,17 +415,21 @@ class SimBoard(Board):
             return {"bands": bands}
         if op == "stats":
             _only(req, ("op",))
-            out = self._stats() if self._stats else {}
-            out["wdt_feeds"] = self.feeds
-            out["reset"] = self._cause
-            out["faults"] = self.faults
-            return out
+            return self._stat_pairs()
         if op == "heap_block":
             # The largest block the heap can give (a bench figure; it collects
             # a dozen times, so the stats do not ask for it).
             _only(req, ("op",))
             return {"heap_block": _largest_free()}
         raise ValueError("unknown op " + str(op))
+
+    def _stat_pairs(self):
+        # The app's counters, then the board's: pairs made as they are sent.
+        if self._stats:
+            yield from self._stats()
+        yield "wdt_feeds", self.feeds
+        yield "reset", self._cause
+        yield "faults", self.faults
 
     def _button(self, name):
         b = self.buttons.get(name)
@@ -456,13 +458,13 @@ def _largest_free():
     return lo
 
 
-async def _send(c, data, asyncio):
+async def _send(c, data):
     """All of data out on the non-blocking socket c."""
     mv, off = memoryview(data), 0
     while off < len(data):
         n = c.write(mv[off:])
         if n is None:
-            await asyncio.sleep_ms(1)
+            await sleep_ms(1)
         else:
             off += n
 
