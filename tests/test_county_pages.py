@@ -1,9 +1,11 @@
 """The monthly report for people: the XLSX opened with openpyxl (on SQLite and
 PostgreSQL) and the HTML page and county overview opened in real headless
 Chromium, each checked against the JSON report's figures. A screenshot and a
-PDF of each page are kept under build/artefacts/ for a human to look at."""
+PDF of each page are kept under build/artefacts/ for a human to look at.
+`county-server report --format xlsx|html` writes the same workbook and page."""
 import datetime
 import io
+import json
 import os
 import re
 import shutil
@@ -17,8 +19,9 @@ import pytest
 from test_county_report import TOKENS, counties, county, hall_a_events, report  # noqa: F401 (fixtures)
 from tools.county.report_text import LEVEL_ZH, width
 from tools.county.testing import COUNTY_TOKEN
-from tools.procs import ROOT
+from tools.procs import ROOT, VENV_BIN
 
+COUNTY = os.path.join(VENV_BIN, "county-server")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTEFACTS = os.path.join(ROOT, "build", "artefacts")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -77,6 +80,11 @@ def test_the_xlsx_holds_the_json_figures_formatted_for_the_office(county):  # no
     status, headers, data = fetch(county.url + "/v1/halls/hall-a/report.xlsx?month=2026-10", TOKENS["hall-a"])
     assert status == 200 and headers["Content-Type"].startswith("application/vnd.openxmlformats")
     assert 'filename="hall-a-2026-10.xlsx"' in headers["Content-Disposition"]
+    assert_workbook_is_the_report(data, r)
+
+
+def assert_workbook_is_the_report(data, r):
+    """The XLSX's figures are the JSON report's, formatted for the office."""
     wb = openpyxl.load_workbook(io.BytesIO(data))
     assert wb.sheetnames == ["窗口", "经办人", "差评整改清单"]
     for sheet, part, key in (("窗口", "windows", "window"), ("经办人", "staff", "staff")):
@@ -105,6 +113,26 @@ def test_the_xlsx_holds_the_json_figures_formatted_for_the_office(county):  # no
             b["window"], b["staff"], b["case"] or None, b["level"], b["device"], b["seq"])
         assert row[11].date().isoformat() == b["deadline"]
     assert wb["差评整改清单"]["L2"].number_format == "yyyy-mm-dd"
+
+
+def test_the_cli_writes_the_workbook_and_page_the_api_serves(counties, tmp_path):  # noqa: F811
+    def cli(*argv, ok=True):
+        out = subprocess.run([COUNTY, "report", "--db", counties["dbs"]["sqlite"], "--hall", "hall-a",
+                              "--month", "2026-10"] + list(argv), capture_output=True, timeout=60)
+        assert (out.returncode == 0) == ok, out.stderr.decode()
+        return out
+    r = json.loads(cli("--format", "json").stdout)
+    book = tmp_path / "hall-a.xlsx"
+    cli("--format", "xlsx", "--out", str(book))
+    assert_workbook_is_the_report(book.read_bytes(), r)
+    page = tmp_path / "hall-a.html"
+    cli("--format", "html", "--out", str(page))
+    served = fetch(counties["procs"]["sqlite"].url + "/halls/hall-a/report?month=2026-10", TOKENS["hall-a"])[2]
+    assert page.read_bytes() == served == cli("--format", "html").stdout
+    for argv, words in ((["--format", "xlsx"], "needs --out"),
+                        (["--format", "xlsx", "--list", "bad", "--out", str(book)], "--list is for")):
+        lines = cli(*argv, ok=False).stderr.decode().strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("county-server: error:") and words in lines[0], lines
 
 
 def test_the_xlsx_needs_a_token(counties):  # noqa: F811

@@ -4,7 +4,7 @@
   county-server run --db postgresql://county@db/qinglian --tokens-file /etc/qinglian/tokens
   county-server migrate --db county.db
   county-server stats --db county.db [--hall HALL] [--json]
-  county-server report --db county.db --hall HALL --month 2026-10 [--format text|csv|json]
+  county-server report --db county.db --hall HALL --month 2026-10 [--format text|csv|json|xlsx|html]
 """
 import json
 import logging
@@ -195,13 +195,23 @@ def cmd_report(args):
     from tools.county import report, report_text
     from tools.county.store import open_store
     report.period(args.month, args.tz)              # a typo fails before the database is opened
+    if args.format in ("xlsx", "html") and args.list:
+        raise CountyError("--list is for text, csv and json; the %s report holds both views" % args.format)
+    if args.format == "xlsx" and args.out is None:
+        raise CountyError("--format xlsx needs --out FILE (a workbook is not for a terminal)")
     store = open_store(args.db, create=False)
     try:
         r = report_text.narrow(report.build(store, args.hall, args.month, args.tz, args.deadline_days),
                                args.list)
     finally:
         store.close()
-    if args.format == "json":
+    if args.format == "xlsx":
+        from tools.county import xlsx
+        data = xlsx.workbook(r)                     # what GET .../report.xlsx answers
+    elif args.format == "html":
+        from tools.county import pages
+        data = pages.hall_page(r).encode()          # what GET /halls/HALL/report answers
+    elif args.format == "json":
         data = (json.dumps(r, ensure_ascii=False, indent=1) + "\n").encode()
     elif args.format == "csv":
         # The BOM tells Excel the file is UTF-8; without it the Chinese is garbled.
@@ -235,8 +245,9 @@ def _report_args():
         (("--deadline-days",), dict(type=int, default=DEFAULT_DEADLINE_DAYS, metavar="N",
                                     help="rectify each 差评 within N working days, Mon-Fri, public holidays not "
                                          "known (default: %(default)s)")),
-        (("--format",), dict(default="text", choices=("text", "csv", "json"),
-                             help="text: aligned tables; csv: UTF-8 with BOM for Excel; json: as the HTTP API "
+        (("--format",), dict(default="text", choices=("text", "csv", "json", "xlsx", "html"),
+                             help="text: aligned tables; csv: UTF-8 with BOM for Excel; json, xlsx (needs "
+                                  "--out) and html (the page with charts): as the HTTP API serves them "
                                   "(default: text)")),
         (("--list",), dict(choices=("figures", "bad"),
                            help="only the figures, or only the bad-rating follow-up list (差评整改清单); "

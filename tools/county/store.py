@@ -65,6 +65,7 @@ class Store:
     which placeholder their driver uses."""
     placeholder = "?"
     attempts = 1            # how often ingest() runs a transaction the database chose to abort
+    ingest_threads = 1      # batches a server had best parse and store at once (app.py)
 
     def __init__(self):
         p = self.placeholder
@@ -215,7 +216,11 @@ class Retry(StoreError):
 class SqliteStore(Store):
     """One writing connection behind a lock (SQLite has one writer anyway),
     and one for reads: in WAL mode a report or stats read does not wait for
-    a batch being written, nor hold it up."""
+    a batch being written, nor hold it up.
+
+    One batch at a time (ingest_threads): sqlite3 lets go of the interpreter
+    lock for every row it steps, so a second batch being parsed meanwhile
+    turns each row into two thread switches (measured: ~10 % more CPU)."""
 
     def __init__(self, path):
         self.url = path
@@ -300,6 +305,8 @@ class PostgresStore(Store):
     which insert wins, the loser answers `duplicate`."""
     placeholder = "%s"
     attempts = 3
+    # A batch waits on the network for its round trip: meanwhile another can be parsed.
+    ingest_threads = 2
 
     def __init__(self, url, size=4):
         import psycopg                      # only the production store needs it
