@@ -119,6 +119,7 @@ def one_run(tree, names, keys, args, profile=None):
     work = tempfile.mkdtemp(prefix="bench-hall-rate-")
     bdir = broker_dir()
     py, env = edge_agent(tree)
+    env = dict(env, MALLOC_ARENA_MAX="2")      # as deploy/edge-agent.service runs it
     port, http = free_port(), free_port()
     cfg, db = os.path.join(work, "agent.toml"), os.path.join(work, "agent.db")
     with open(cfg, "w") as f:

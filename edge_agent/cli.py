@@ -27,20 +27,8 @@ def _store(cfg):
     return Store(cfg["store"]["path"])
 
 
-def _two_malloc_arenas():
-    # glibc gives each thread that allocates an arena of its own; the agent's
-    # six threads then hold ~1 MiB more on a Pi that may have 512 MB. Set
-    # before any thread starts; a libc without mallopt (musl) is left as is.
-    try:
-        import ctypes
-        ctypes.CDLL(None).mallopt(-8, 2)        # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
-
-
 def cmd_run(args, cfg):
     from edge_agent.agent import Agent
-    _two_malloc_arenas()
     _setup_logging(args.verbose)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
