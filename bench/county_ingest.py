@@ -25,6 +25,7 @@ import json
 import os
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -265,11 +266,6 @@ def profile(tmp, work, halls, n, out):
     pstats.Stats(out).sort_stats("tottime").print_stats(25)
 
 
-def median(values):
-    v = sorted(values)
-    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.county_ingest", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -331,12 +327,12 @@ def main(argv=None):
         print("median of %d (min-max):" % args.rounds)
         for store, _ in stores:
             old, new, two = (results[(store, k, p)] for k, p in (("old", 1), ("new", 1), ("new", 2)))
-            verdict = "not slower" if median(new) >= median(old) else "SLOWER"
+            m_old, m_new, m_two = (statistics.median(v) for v in (old, new, two))
+            verdict = "not slower" if m_new >= m_old else "SLOWER"
             print("  %-10s old %6.0f/s (%.0f-%.0f)  new %6.0f/s (%.0f-%.0f) %.2f×, %s;  "
                   "new --workers 2 %6.0f/s (%.0f-%.0f) %.2f×" % (
-                      store, median(old), min(old), max(old), median(new), min(new), max(new),
-                      median(new) / median(old), verdict, median(two), min(two), max(two),
-                      median(two) / median(old)))
+                      store, m_old, min(old), max(old), m_new, min(new), max(new), m_new / m_old, verdict,
+                      m_two, min(two), max(two), m_two / m_old))
             ok = ok and verdict == "not slower"
         if args.profile:
             profile(tmp, work, halls, n, os.path.abspath(args.profile))
