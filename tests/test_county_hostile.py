@@ -92,15 +92,17 @@ def test_hostile_events_are_invalid_one_by_one(county):  # noqa: F811
         item("\ud800", seq=5),
     ]
     assert ev["session"] == "ev-7-1-1"
+    mac = json.loads(rating("ev-7", 7))["mac"]
+    surrogate_mac = item(rating("ev-7", 7).replace(mac, "\\ud800" + mac[1:]), seq=7)    # 64 characters
     status, answer = raw_post(county.port, json.dumps(
-        {"batch": "b-ev", "hall": HALL, "events": bad + [item(rating("ev-7", 6), seq=6)]}).encode())
+        {"batch": "b-ev", "hall": HALL, "events": bad + [item(rating("ev-7", 6), seq=6), surrogate_mac]}).encode())
     assert status == 200
     got = [(r["seq"], r["status"], r.get("reason")) for r in answer["results"]]
     assert got == [(1, "invalid", "bad_value"), (1, "invalid", "bad_value"), (2, "invalid", "bad_value"),
                    (3, "invalid", "bad_value"), (4, "invalid", "bad_type"), (5, "invalid", "bad_value"),
-                   (6, "stored", None)]
+                   (6, "stored", None), (7, "invalid", "bad_value")]
     s = county.stats(HALL)
-    assert (s["total"], s["invalid"]) == (1, 6)
+    assert (s["total"], s["invalid"]) == (1, 7)
     assert "Traceback" not in county.log()
 
 
