@@ -191,6 +191,8 @@ def test_every_command_has_help():
     (["run", "--db", "x.db"], "--token"),
     (["run", "--db", "x.db", "--tokens-file", "/nonexistent"], "tokens file"),
     (["run", "--db", "postgresql://nobody@127.0.0.1:1/x", "--token", "h=tok-aaaaaaaa"], "PostgreSQL"),
+    (["run", "--db", "x.db", "--token", "h=tok-aaaaaaaa", "--workers", "0"], "--workers must be 1 to 64"),
+    (["run", "--db", "x.db", "--token", "h=tok-aaaaaaaa", "--workers", "100000"], "--workers must be 1 to 64"),
 ])
 def test_operator_errors_are_one_line(argv, words, tmp_path):
     out = subprocess.run([COUNTY] + argv, capture_output=True, text=True, cwd=str(tmp_path), timeout=30)

@@ -18,6 +18,7 @@ from edge_agent.cmdline import Command
 from tools.county.errors import CountyError
 
 PROG = "county-server"
+MAX_WORKERS = 64     # --workers: a typo of 10000 would fork the machine to a halt
 
 
 def parse_tokens(specs, files):
@@ -58,8 +59,8 @@ def cmd_run(args):
             ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(args.tls_cert, args.tls_key)
         except (OSError, ssl.SSLError) as e:
             raise CountyError("cannot load TLS certificate: %s" % e)
-    if args.workers < 1:
-        raise CountyError("--workers must be 1 or more")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise CountyError("--workers must be 1 to %d (processes; a few per core)" % MAX_WORKERS)
     county = Tokens(tokens, county_token)
     store = open_store(args.db)             # migrates, and says in one line if the database is not there
     if args.workers > 1:
@@ -273,7 +274,7 @@ COMMANDS = [
         (("--tls-key",), dict(metavar="PEM", help="the certificate's private key")),
         (("--workers",), dict(type=int, default=1, metavar="N",
                               help="server processes sharing the port, each with its own database connections; "
-                                   "more than one uses more cores (default: 1)")),
+                                   "more than one uses more cores (default: 1, at most 64)")),
         (("--log-level",), dict(default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                                 help="log verbosity on stderr (default: INFO)")),
         (("--fail-after-commit",), dict(type=int, default=0, metavar="N",
