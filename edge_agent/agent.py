@@ -23,6 +23,7 @@ from edge_agent.committer import Committer
 from edge_agent.errors import AgentError
 from edge_agent.light import HallLight
 from edge_agent.link import BrokerLink
+from edge_agent.requests import Requests
 from edge_agent.sealer import Sealer
 from edge_agent.store import Store, now_ms
 from edge_agent.uplink import Uplink
@@ -68,7 +69,9 @@ class Agent:
         self.store = Store(self.path, cache_kib=_CACHE_KIB)      # housekeeping connection
         self.guard = DiskGuard(self.path, cfg["store"]["disk_max_pct"], disk_usage)
         self.link = BrokerLink(cfg["mqtt"], self.hall, on_connected=self._on_connected)
-        self.sealer = Sealer(self.store)         # one counter for acks, configs and commands
+        self.sealer = Sealer(self.store)         # one counter for acks, configs, commands and replies
+        self.requests = Requests(Store(self.path, cache_kib=_CACHE_KIB), self.link, self.hall, self.sealer)
+        self.link.on_request = self.requests.put
         self.committer = Committer(Store(self.path, cache_kib=_CACHE_KIB), self.link, self.hall,
                                    cfg["mqtt"]["batch_max"], cfg["mqtt"]["batch_ms"], self.guard,
                                    cfg["quarantine"], self.sealer)
@@ -111,6 +114,7 @@ class Agent:
         self._lock()
         self.guard.check()
         self.committer.start()
+        self.requests.start()
         self.link.start()
         if cfg["http"]["port"]:
             from edge_agent.http_api import HallHTTP
@@ -129,6 +133,7 @@ class Agent:
             self.link.close_intake()
             self.committer.stop()
             self.committer.join(30)
+            self.requests.stop()
             self.link.stop()
             uplink_stop.set()
             if uplink_thread:
@@ -197,7 +202,7 @@ class Agent:
                 self.link.publish(topic, b"", retain=True)
                 continue
             msg = registry.device_config(self.store, d["device"], self.cfg["devices"], t)
-            self.link.publish(topic, self.sealer.seal(d["key_hex"], topics.CONFIG, msg), retain=True)
+            self.sealer.publish(self.link, self.hall, d["device"], d["key_hex"], topics.CONFIG, msg, retain=True)
 
     def _beacon(self):
         if not self.link.connected.is_set():
@@ -205,8 +210,7 @@ class Agent:
         msg = {"cmd": "time", "t": now_ms()}
         for d in self.store.devices.all():
             if d["status"] == "active":
-                self.link.publish(topics.topic(self.hall, d["device"], topics.CMD),
-                                  self.sealer.seal(d["key_hex"], topics.CMD, msg))
+                self.sealer.publish(self.link, self.hall, d["device"], d["key_hex"], topics.CMD, msg)
 
     def _guard(self):
         self.guard.check()

@@ -78,6 +78,7 @@ def acl_text(hall, devices):
            "user %s" % agent_user(hall),
            "topic read %s/+/%s" % (root, topics.EVENTS),
            "topic read %s/+/%s" % (root, topics.STATUS),
+           "topic read %s/+/%s" % (root, topics.REQ),
            "topic write %s/+/%s" % (root, topics.ACK),
            "topic write %s/+/%s" % (root, topics.CONFIG),
            "topic write %s/+/%s" % (root, topics.CMD), ""]
@@ -86,6 +87,7 @@ def acl_text(hall, devices):
         out += ["user %s" % d,
                 "topic write %s" % t(topics.EVENTS),
                 "topic write %s" % t(topics.STATUS),
+                "topic write %s" % t(topics.REQ),
                 "topic read %s" % t(topics.ACK),
                 "topic read %s" % t(topics.CONFIG),
                 "topic read %s" % t(topics.CMD), ""]

@@ -48,8 +48,7 @@ class Committer(threading.Thread):
             self.link.puback(batch)
             for device, seqs in out.acks.items():
                 # Only events verified with a registered key are acked, with that key.
-                self.link.publish(topics.topic(self.hall, device, topics.ACK),
-                                  self.sealer.seal(out.keys[device], topics.ACK, messages.ack(seqs)))
+                self.sealer.publish(self.link, self.hall, device, out.keys[device], topics.ACK, messages.ack(seqs))
             if out.came_online:
                 with self.config_lock:
                     self.config_due |= out.came_online

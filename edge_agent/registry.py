@@ -148,7 +148,8 @@ def set_window(store, window, staff=None, staff_no=None, target_s=None):
 def device_config(store, device, dev_cfg, t_ms):
     """The retained config message body for a device (protocol SPEC 'Config')."""
     d = must_get(store, device)
-    msg = config_message(d["window"], store.windows.all().get(d["window"]) or {}, dev_cfg, t_ms, hwm(store, device))
+    msg = config_message(d["window"], store.windows.all().get(d["window"]) or {}, dev_cfg, t_ms, hwm(store, device),
+                         d["last_request"])
     # What an older agent let into the store is left out, not sent to fail on the device.
     for name in clean_config(msg):
         log.warning("window %s: its %s breaks the protocol's rules and is left out of %s's config; "
@@ -156,7 +157,7 @@ def device_config(store, device, dev_cfg, t_ms):
     return msg
 
 
-def config_message(window, w, dev_cfg, t_ms, hwm_seq):
+def config_message(window, w, dev_cfg, t_ms, hwm_seq, rq=0):
     """A device config from its window's row `w` and the [devices] settings."""
     targets = dict(dev_cfg["targets"])
     if w.get("target_s"):
@@ -166,7 +167,7 @@ def config_message(window, w, dev_cfg, t_ms, hwm_seq):
         if w.get(k):
             msg[k] = w[k]
     msg.update(targets=targets, warn_pct=dev_cfg["warn_pct"], prompt_s=dev_cfg["prompt_s"],
-               t=t_ms, hwm=hwm_seq)
+               t=t_ms, hwm=hwm_seq, rq=rq)
     return msg
 
 
@@ -178,5 +179,5 @@ def largest_config(dev_cfg):
     the broker refuses."""
     name = "\U00020000" * 64     # a CJK Extension B character: 4 bytes in UTF-8
     w = {"staff": name, "staff_no": name, "target_s": MAX_TARGET_S}
-    msg = config_message("W" * 32, w, dev_cfg, MAX_INT, MAX_INT)
+    msg = config_message("W" * 32, w, dev_cfg, MAX_INT, MAX_INT, MAX_INT)
     return len(messages.seal(bytes(32), "config", msg, MAX_INT))

@@ -309,14 +309,21 @@ def test_device_alarms_reach_status_metrics_screen_and_light(store, keys):
 
 def test_sealed_counters_rise_across_agent_restarts_with_one_write_per_start(tmp_path, keys):
     path = str(tmp_path / "agent.db")
+    link = FakeLink(path)
+
+    def sealed(sealer, channel, msg, last):
+        sealer.publish(link, HALL, "ev-01", keys["ev-01"].hex(), channel, msg)
+        topic, payload = link.published[-1]
+        assert topic == "qinglian/v1/%s/ev-01/%s" % (HALL, channel)
+        return protocol.messages.unseal(keys["ev-01"], channel, payload, last)
+
     first = Sealer(Store(path))
-    a = [protocol.messages.unseal(keys["ev-01"], "ack", first.seal(keys["ev-01"].hex(), "ack", {"acks": [[1, 1]]}), 0)["n"]
-         for _ in range(3)]
+    a = [sealed(first, "ack", {"acks": [[1, 1]]}, 0)["n"] for _ in range(3)]
     store = Store(path)
     writes = store.conn.total_changes
     second = Sealer(store)                                         # the agent started again
     assert store.conn.total_changes - writes == 1
-    b = protocol.messages.unseal(keys["ev-01"], "cmd", second.seal(keys["ev-01"].hex(), "cmd", {"cmd": "status"}), a[-1])
+    b = sealed(second, "cmd", {"cmd": "status"}, a[-1])
     assert a == sorted(set(a)) and b["n"] > a[-1]
     assert (first.epoch, second.epoch) == (1, 2) and store.meta("link_epoch") == "2"
     assert b["n"] < 2 ** 53

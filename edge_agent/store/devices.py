@@ -47,6 +47,13 @@ class Devices:
         self.conn.execute("UPDATE devices SET health_seq = ?, health_alarm = ?, health_outbox = ? "
                           "WHERE device = ? AND coalesce(health_seq, 0) < ?", (seq, alarm, outbox, device, seq))
 
+    def last_request(self, device):
+        row = self.conn.execute("SELECT last_request FROM devices WHERE device = ?", (device,)).fetchone()
+        return row[0] if row else 0
+
+    def took_request(self, device, n):
+        self.conn.execute("UPDATE devices SET last_request = max(last_request, ?) WHERE device = ?", (n, device))
+
     def raise_hwm(self, device, seq, last_event_ms):
         self.conn.execute("UPDATE devices SET hwm = max(hwm, ?), last_event_ms = ? WHERE device = ?",
                           (seq, last_event_ms, device))

@@ -121,6 +121,14 @@ def _m005_uplink_tables(conn):
     """)
 
 
+def _m006_device_requests(conn):
+    _script(conn, """
+    -- The counter of the last request each device sent that the agent took
+    -- (protocol SPEC 'Requests'): a request at or below it is a replay.
+    ALTER TABLE devices ADD COLUMN last_request INTEGER NOT NULL DEFAULT 0;
+    """)
+
+
 # Named, applied in order, each in its own transaction, recorded in _migrations.
 MIGRATIONS = [
     ("001_initial", _m001_initial),
@@ -128,4 +136,5 @@ MIGRATIONS = [
     ("003_device_health", _m003_device_health),
     ("004_quarantine_bounds", _m004_quarantine_bounds),
     ("005_uplink_tables", _m005_uplink_tables),
+    ("006_device_requests", _m006_device_requests),
 ]
