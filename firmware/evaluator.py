@@ -77,9 +77,10 @@ def _write(path, data):
 
 
 def _lasting(cfg):
-    # A config without what changes on every publish: the beacon, the hwm, the counter.
+    # A config without what changes on every publish: the beacon, the hwm, the
+    # counters (rq: the uplink keeps the request counter in memory).
     keep = dict(cfg)
-    for k in ("t", "hwm", "n"):
+    for k in ("t", "hwm", "n", "rq"):
         keep.pop(k, None)
     return keep
 
