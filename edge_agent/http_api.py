@@ -26,6 +26,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from edge_agent import registry, status
+from edge_agent.status.fleet import fleet
 from edge_agent.errors import AgentError
 
 log = logging.getLogger("edge_agent.http")
@@ -152,6 +153,8 @@ class HallHTTP:
                 return self.send(h, 200, "text/plain; version=0.0.4", status.metrics(self.snapshot()))
             if method == "GET" and path == "/api/status":
                 return self.send_json(h, 200, self.snapshot())
+            if method == "GET" and path == "/api/fleet":
+                return self.send_json(h, 200, fleet(self.snapshot()))
             if method == "GET" and path in ("/", "/screen"):
                 return self.send(h, 200, "text/html; charset=utf-8", SCREEN_HTML)
             if method == "GET" and path == "/api/hall":

@@ -115,7 +115,7 @@ class Batch:
             top, _ = self._hwm.get(device, (0, 0))
             self._hwm[device] = (max(seq, top), m.received_ms)
             if ev["kind"] == "status":
-                self.store.devices.set_health(device, seq, ev.get("alarm"), ev["outbox"])
+                self.store.devices.set_health(device, ev)
         elif self.store.events.body(device, seq) == wire:
             self.out.duplicates += 1
         else:

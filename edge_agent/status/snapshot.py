@@ -27,6 +27,8 @@ def snapshot(store, cfg, runtime=None, now=None):
         # Health as the device's newest status reported it (None: no status yet).
         r["alarms"] = [a for a in (r.pop("health_alarm") or "").split(",") if a]
         r["outbox"] = r.pop("health_outbox")
+        # The rest of that status, for the fleet view (None until one came).
+        r["health"] = {k: r.pop("health_" + k) for k in ("fw", "reset", "heap", "rssi", "uptime_s", "t")}
         # A reboot is not an outage: offline only after offline_after_s without presence.
         r["offline"] = r["status"] == "active" and not r["online"] and (
             r["presence_ms"] is None or now - r["presence_ms"] > offline_ms)

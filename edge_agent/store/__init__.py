@@ -18,7 +18,9 @@ Tables:
                   bounded per device `bucket` (edge_agent/quarantine.py).
   devices         the registry: key, window binding, status, seq high-water mark,
                   presence, and the health its newest status event reported
-                  (health_seq, health_alarm, health_outbox).
+                  (health_seq, health_alarm, health_outbox, and for the fleet view
+                  health_fw, health_reset, health_heap, health_rssi, health_uptime_s,
+                  health_t); last_request, the counter of the last device request taken.
   windows         staff on duty and the service-time target per window.
   counters        received, committed, duplicates, quarantined:<reason>,
                   quarantine_dropped:<bucket>, quarantine_purged, ...

@@ -129,6 +129,24 @@ def _m006_device_requests(conn):
     """)
 
 
+def _m009_device_health_detail(conn):
+    # The technician's fleet view (`hallctl fleet`): the rest of the newest
+    # status, kept on the device's row so retention deleting synced events
+    # never blanks it; taken at once from the status events already stored.
+    _script(conn, """
+    ALTER TABLE devices ADD COLUMN health_fw TEXT;
+    ALTER TABLE devices ADD COLUMN health_reset TEXT;
+    ALTER TABLE devices ADD COLUMN health_heap INTEGER;
+    ALTER TABLE devices ADD COLUMN health_rssi INTEGER;
+    ALTER TABLE devices ADD COLUMN health_uptime_s INTEGER;
+    ALTER TABLE devices ADD COLUMN health_t INTEGER;
+    UPDATE devices SET (health_fw, health_reset, health_heap, health_rssi, health_uptime_s, health_t) = (
+        SELECT json_extract(body, '$.fw'), json_extract(body, '$.reset'), json_extract(body, '$.heap'),
+               json_extract(body, '$.rssi'), json_extract(body, '$.uptime_s'), t FROM events
+        WHERE events.device = devices.device AND kind = 'status' ORDER BY seq DESC LIMIT 1);
+    """)
+
+
 # Named, applied in order, each in its own transaction, recorded in _migrations.
 MIGRATIONS = [
     ("001_initial", _m001_initial),
@@ -137,4 +155,5 @@ MIGRATIONS = [
     ("004_quarantine_bounds", _m004_quarantine_bounds),
     ("005_uplink_tables", _m005_uplink_tables),
     ("006_device_requests", _m006_device_requests),
+    ("009_device_health_detail", _m009_device_health_detail),
 ]
