@@ -61,13 +61,15 @@ def cmd_run(args):
             raise CountyError("cannot load TLS certificate: %s" % e)
     if not 1 <= args.workers <= MAX_WORKERS:
         raise CountyError("--workers must be 1 to %d (processes; a few per core)" % MAX_WORKERS)
-    county = Tokens(tokens, county_token)
+    county = Tokens(tokens, county_token, parse_tokens(args.manager_token, []),
+                    [t for t in args.system_token if _long(t, "--system-token")])
+    extra = county_settings(args)
     store = open_store(args.db)             # migrates, and says in one line if the database is not there
     if args.workers > 1:
         store.close()                       # each worker opens its own, after the fork
-        return serve_workers(args, county)
+        return serve_workers(args, county, extra)
     try:
-        app = make_app(County(store, county, fail_after_commit=args.fail_after_commit))
+        app = make_app(County(store, county, fail_after_commit=args.fail_after_commit, **extra))
         sock = serve.listen(args.host, args.port)
         # uvicorn re-raises the stopping signal once it has shut down; by then there is nothing left to stop.
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -79,6 +81,31 @@ def cmd_run(args):
     return 0
 
 
+def _long(token, flag):
+    if len(token.strip()) < 8:
+        raise CountyError("%s must be 8 or more characters" % flag)
+    return token.strip()
+
+
+def county_settings(args):
+    """The profile, the day (a test hook), the link secret and base URL -> County() keywords."""
+    import datetime
+    from tools.county.profiles import Rules
+    today = None
+    if args.today:
+        try:
+            today = datetime.date.fromisoformat(args.today)
+        except ValueError:
+            raise CountyError("--today must be YYYY-MM-DD")
+    secret = args.link_secret
+    if args.link_secret_file:
+        secret = read_county_token(None, args.link_secret_file)
+    if secret is not None:
+        secret = _long(secret, "the link secret")
+    return {"rules": Rules(args.profile, today=today), "link_secret": secret,
+            "public_url": args.public_url.rstrip("/") if args.public_url else None}
+
+
 def announce(args, sock, tokens, county_token):
     host, port = sock.getsockname()[:2]
     print("%s: listening on %s://%s:%d (store %s; halls %s%s%s)" % (
@@ -87,7 +114,7 @@ def announce(args, sock, tokens, county_token):
         flush=True)
 
 
-def serve_workers(args, county):
+def serve_workers(args, county, extra):
     """--workers N: N processes accept on one socket, each with its own store
     connections (as several servers on one database). SIGTERM to the parent
     is passed on; each worker finishes its batches in hand."""
@@ -106,7 +133,7 @@ def serve_workers(args, county):
                     signal.signal(sig, lambda *_: None)
                 store = open_store(args.db)
                 try:
-                    serve.serve(make_app(County(store, county, fail_after_commit=args.fail_after_commit)), sock,
+                    serve.serve(make_app(County(store, county, fail_after_commit=args.fail_after_commit, **extra)), sock,
                                 args.tls_cert, args.tls_key, args.log_level)
                     code = 0
                 finally:
@@ -270,6 +297,19 @@ COMMANDS = [
         (("--county-token",), dict(metavar="TOKEN", help="the county's own token: /v1/stats across halls and "
                                                           "the county overview page")),
         (("--county-token-file",), dict(metavar="FILE", help="read the county token from this file instead")),
+        (("--manager-token",), dict(action="append", default=[], metavar="HALL=TOKEN",
+                                    help="a hall manager's token: the hall's reports and follow-ups; repeat for "
+                                         "each hall (the hall's uplink token then no longer reads reports)")),
+        (("--system-token",), dict(action="append", default=[], metavar="TOKEN",
+                                   help="a business system's token: posts case events for any hall; repeatable")),
+        (("--link-secret",), dict(metavar="SECRET", help="the county secret that signs rating links (QR)")),
+        (("--link-secret-file",), dict(metavar="FILE", help="read the link secret from this file instead")),
+        (("--public-url",), dict(metavar="URL", help="the county's base URL as phones reach it, for rating links "
+                                                     "(default: as each request came)")),
+        (("--profile",), dict(default="national", metavar="NAME",
+                              help="the province profile in tools/county/data/profiles (default: %(default)s)")),
+        (("--today",), dict(metavar="YYYY-MM-DD", help="TESTS ONLY: the day the lights and deadlines are "
+                                                       "computed for")),
         (("--tls-cert",), dict(metavar="PEM", help="serve HTTPS with this certificate chain")),
         (("--tls-key",), dict(metavar="PEM", help="the certificate's private key")),
         (("--workers",), dict(type=int, default=1, metavar="N",

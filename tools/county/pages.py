@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from tools.county import charts, report, schema, xlsx
 from tools.county.app import (COUNTY_SECURITY, DEADLINE, HALL, HALL_SECURITY, MONTH, TZ, answer, need_county,
-                              need_hall_or_county)
+                              need_reports)
 from tools.county.report_text import CHANNEL_ZH, LEVEL_ZH, NONE, duration, percent
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -30,7 +30,7 @@ def routes(app, county):
         summary="the hall's monthly report as XLSX (窗口, 经办人, 差评整改清单)")
     def report_xlsx(request: Request, hall: str = HALL, month: str = MONTH, tz: str = TZ,
                     deadline_days: int = DEADLINE):
-        need_hall_or_county(county, request, hall)
+        need_reports(county, request, hall)
         r = report.build(county.store, hall, month, tz, deadline_days)
         name = "%s-%s.xlsx" % (hall, month)
         return Response(xlsx.workbook(r), media_type=XLSX,
@@ -42,7 +42,7 @@ def routes(app, county):
              summary="the hall's monthly report as a page with charts, printable to PDF")
     def report_page(request: Request, hall: str = HALL, month: str = PAGE_MONTH, tz: str = TZ,
                     deadline_days: int = DEADLINE):
-        need_hall_or_county(county, request, hall)
+        need_reports(county, request, hall)
         r = report.build(county.store, hall, month or this_month(tz), tz, deadline_days)
         return HTMLResponse(hall_page(r))
 
