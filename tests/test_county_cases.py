@@ -72,7 +72,7 @@ def test_cases_lights_cursor_cards_and_links(county, tmp_path):
         "C1": ("accepted", "2026-09-29", "yellow"),
         "C2": ("accepted", "2026-09-17", "red"),
         "C3": ("accepted", "2026-10-16", "green"),
-        "C4": ("in_review", "2026-09-24", "red"),       # 3 days + 3 suspended working days
+        "C4": ("in_review", "2026-09-24", "red"),       # 3 days + 4 suspended working days (Sunday 09-20 worked)
         "C5 / 办": ("completed", "2026-09-29", None),
     }
     c1 = by["C1"]
@@ -102,6 +102,14 @@ def test_cases_lights_cursor_cards_and_links(county, tmp_path):
     assert st == 200
     assert key["key"] == hmac.new(SECRET.encode(), b"link:hall-a", hashlib.sha256).hexdigest()
     assert key["base"] == "https://county.example"
+
+    # 超时 in the monthly report, per department and window.
+    st, r = county.call("GET", "/v1/halls/%s/report?month=2026-09" % HALL, MANAGER)
+    o = r["overdue_cases"]
+    assert o["as_of"] == TODAY
+    assert o["groups"] == [{"department": "市场监管局", "window": "A01", "open": 2, "late": 0}]
+    assert [(c["case"], c["promised"], c["overdue_days"]) for c in o["cases"]] == [
+        ("C2", "2026-09-17", 7), ("C4", "2026-09-24", 1)]   # Sunday 09-20 was worked (调休)
 
     # The next day (a new server process on the same store): every open case again, lights moved on.
     later = server(tmp_path, county.db, "2026-09-29", "c2")

@@ -177,7 +177,7 @@ def _api(app, county):
     def hall_report(request: Request, hall: str = HALL, month: str = MONTH, tz: str = TZ,
                     deadline_days: int = DEADLINE):
         need_reports(county, request, hall)
-        return answer(request, 200, report.build(county.store, hall, month, tz, deadline_days))
+        return answer(request, 200, report.build(county.store, hall, month, tz, deadline_days, county.rules))
 
 
 BATCH_PATH = "/v1/halls/{hall}/batches"

@@ -229,8 +229,9 @@ def cmd_report(args):
         raise CountyError("--format xlsx needs --out FILE (a workbook is not for a terminal)")
     store = open_store(args.db, create=False)
     try:
-        r = report_text.narrow(report.build(store, args.hall, args.month, args.tz, args.deadline_days),
-                               args.list)
+        from tools.county.profiles import Rules
+        r = report_text.narrow(report.build(store, args.hall, args.month, args.tz, args.deadline_days,
+                                            Rules(args.profile)), args.list)
     finally:
         store.close()
     if args.format == "xlsx":
@@ -281,6 +282,8 @@ def _report_args():
                            help="only the figures, or only the bad-rating follow-up list (差评整改清单); "
                                 "CSV holds one of them per file, the figures unless --list bad")),
         (("--out",), dict(metavar="FILE", help="write here instead of standard output")),
+        (("--profile",), dict(default="national", metavar="NAME",
+                              help="the province profile for case lights and deadlines (default: %(default)s)")),
     ]
 
 

@@ -118,9 +118,10 @@ def _body(row):
     return json.loads(row["body"])
 
 
-def build(store, hall, month, tz=DEFAULT_TZ, deadline=DEFAULT_DEADLINE_DAYS):
+def build(store, hall, month, tz=DEFAULT_TZ, deadline=DEFAULT_DEADLINE_DAYS, rules=None):
     """The report of `hall` for `month` ('YYYY-MM') in time zone `tz`, as
-    JSON-ready data. A hall without events gets a report of zeros."""
+    JSON-ready data. A hall without events gets a report of zeros. With
+    `rules` (profiles.Rules) it also lists the month's 超时 cases."""
     zone, start, end = period(month, tz)
     deadline = deadline_days(deadline)
     rows = store.report_events(hall, int(start.timestamp()) * 1000, int(end.timestamp()) * 1000)
@@ -157,7 +158,7 @@ def build(store, hall, month, tz=DEFAULT_TZ, deadline=DEFAULT_DEADLINE_DAYS):
         return [dict({name: k}, **tallies[k].figures())
                 for k in sorted(tallies, key=lambda k: (k is None, k or ""))]
 
-    return {
+    out = {
         "hall": hall,
         "month": month,
         "tz": tz,
@@ -172,6 +173,13 @@ def build(store, hall, month, tz=DEFAULT_TZ, deadline=DEFAULT_DEADLINE_DAYS):
         "bad": [b for _, b in bad],
         "days": list(days.values()),
     }
+    if rules is not None:
+        from tools.county import cases
+        # Lights as they stand today, or on the month's last day for a month gone by.
+        as_of = min(rules.today(), end.date() - datetime.timedelta(days=1))
+        out["overdue_cases"] = dict(cases.overdue(store, rules, hall, start.date(), end.date(), as_of),
+                                    as_of=as_of.isoformat())
+    return out
 
 
 def overview(store, halls, month, tz=DEFAULT_TZ):

@@ -104,6 +104,19 @@ def text(report):
                 out.append("* 设备无时钟: 时间为县级平台收到的时间")
         else:
             out.append("本月无差评")
+    o = report.get("overdue_cases")
+    if o is not None and "bad" in report:
+        out += ["", "超时办件  (%d 件, 截至 %s)" % (len(o["cases"]), o["as_of"])]
+        if o["cases"]:
+            out += table(["部门", "窗口", "在办超时", "超时办结"],
+                         [[g["department"] or NONE, g["window"] or NONE, str(g["open"]), str(g["late"])]
+                          for g in o["groups"]], right_from=2)
+            out += [""] + table(["部门", "窗口", "办件编号", "事项编码", "状态", "受理", "承诺", "办结", "超期"],
+                                [[c["department"] or NONE, c["window"] or NONE, c["case"], c["item"], c["state"],
+                                  c["accepted"], c["promised"], c["completed"] or "-", str(c["overdue_days"])]
+                                 for c in o["cases"]], right_from=8)
+        else:
+            out.append("本月无超时办件")
     return "\n".join(out) + "\n"
 
 
