@@ -115,9 +115,10 @@ def make_app(county):
     _errors(app)
     _docs(app)
     _api(app, county)
-    from tools.county import case_routes, pages
+    from tools.county import case_routes, followup_routes, pages
     pages.routes(app, county)
     case_routes.routes(app, county)
+    followup_routes.routes(app, county)
     return app
 
 
@@ -332,6 +333,8 @@ def _docs(app):
                 "countyToken": {"type": "http", "scheme": "bearer", "description": "the county token"},
                 "countyPassword": {"type": "http", "scheme": "basic",
                                    "description": "user: county, password: the county token (browsers)"},
+                "managerToken": {"type": "http", "scheme": "bearer", "description": "the hall manager's token"},
+                "systemToken": {"type": "http", "scheme": "bearer", "description": "a business system's token"},
             }
             app.openapi_schema = doc
         return app.openapi_schema

@@ -5,6 +5,7 @@
   county-server migrate --db county.db
   county-server stats --db county.db [--hall HALL] [--json]
   county-server report --db county.db --hall HALL --month 2026-10 [--format text|csv|json|xlsx|html]
+  county-server followup list|show|update --db county.db --hall HALL ...
 """
 import json
 import logging
@@ -260,6 +261,77 @@ def cmd_report(args):
     return 0
 
 
+def _followup_store(args):
+    import datetime
+    from tools.county.profiles import Rules
+    from tools.county.store import open_store
+    today = None
+    if getattr(args, "today", None):
+        try:
+            today = datetime.date.fromisoformat(args.today)
+        except ValueError:
+            raise CountyError("--today must be YYYY-MM-DD")
+    return open_store(args.db, create=False), Rules(args.profile, today=today)
+
+
+def _followup_line(f):
+    return "%-28s %-10s %-6s %-10s 自 %s  期限 %s%s" % (
+        f["id"], f["workflow"], f["state_zh"], f["state"], f["since"], f["deadline"] or "-",
+        "  超期" if f["overdue"] else "")
+
+
+def cmd_followup_list(args):
+    from tools.county import followup
+    store, rules = _followup_store(args)
+    try:
+        got = followup.listing(store, rules, args.hall, rules.today(), args.workflow, args.state,
+                               True if args.overdue else None)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(got, ensure_ascii=False, indent=1))
+    else:
+        for f in got:
+            print(_followup_line(f))
+        print("%d follow-up(s), %d overdue, as of %s" % (len(got), sum(f["overdue"] for f in got), rules.today()))
+    return 0
+
+
+def cmd_followup_show(args):
+    from tools.county import followup
+    store, rules = _followup_store(args)
+    try:
+        f = followup.show(store, rules, args.hall, args.id, rules.today())
+    except followup.Refused as e:
+        raise CountyError(str(e))
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(f, ensure_ascii=False, indent=1))
+        return 0
+    print(_followup_line(f))
+    for s in f["steps"]:
+        print("  %d. %s %-12s %-24s %s%s" % (s["n"], s["date"], s["state"], s["who"], s["note"],
+                                             "  (%s)" % s["level"] if s["level"] else ""))
+    return 0
+
+
+def cmd_followup_update(args):
+    from tools.county import followup
+    store, rules = _followup_store(args)
+    try:
+        followup.sync(store, rules, args.hall)
+        # Whoever holds the database holds the county's authority (approving appeals too).
+        followup.step(store, rules, args.hall, args.id, args.to, "%s (cli)" % args.who, args.note, True,
+                      int(time.time() * 1000), args.level)
+        print(_followup_line(followup.show(store, rules, args.hall, args.id, rules.today())))
+    except followup.Refused as e:
+        raise CountyError(str(e))
+    finally:
+        store.close()
+    return 0
+
+
 DB = (("--db",), dict(required=True, help="SQLite file path, or a postgresql:// URL (production)"))
 
 
@@ -286,6 +358,11 @@ def _report_args():
                               help="the province profile for case lights and deadlines (default: %(default)s)")),
     ]
 
+
+HALL_ARG = (("--hall",), dict(required=True, help="the hall's id"))
+PROFILE = (("--profile",), dict(default="national", metavar="NAME", help="the province profile (default: %(default)s)"))
+TODAY = (("--today",), dict(metavar="YYYY-MM-DD", help="the day deadlines are judged on, and steps are dated "
+                                                        "(default: today in the profile's time zone)"))
 
 # The table of commands (edge_agent/cmdline.py).
 COMMANDS = [
@@ -329,13 +406,29 @@ COMMANDS = [
         DB,
         (("--hall",), dict(help="only this hall")),
         (("--json",), dict(action="store_true", help="print JSON"))]),
+    Command(("followup", "list"), cmd_followup_list, "a hall's follow-ups (差评, 办不成事): state, deadline, overdue",
+            [DB, HALL_ARG, PROFILE, TODAY,
+             (("--workflow",), dict(choices=("bad_rating", "cannot_do"), help="only this workflow")),
+             (("--state",), dict(help="only follow-ups in this state (pending, rectifying, ...)")),
+             (("--overdue",), dict(action="store_true", help="only those past their stage's deadline")),
+             (("--json",), dict(action="store_true", help="print JSON, as the HTTP API answers"))]),
+    Command(("followup", "show"), cmd_followup_show, "one follow-up with every step (who, when, note)",
+            [DB, HALL_ARG, PROFILE, TODAY, (("--id",), dict(required=True, help="the follow-up's id")),
+             (("--json",), dict(action="store_true", help="print JSON"))]),
+    Command(("followup", "update"), cmd_followup_update, "append a step to a follow-up (never edits one)",
+            [DB, HALL_ARG, PROFILE, TODAY, (("--id",), dict(required=True, help="the follow-up's id")),
+             (("--to",), dict(required=True, help="the next state (pending -> rectifying or appealed, ...)")),
+             (("--who",), dict(required=True, help="the person taking the step")),
+             (("--note",), dict(required=True, help="what was done")),
+             (("--level",), dict(help="the citizen's rating, for followed_up (追评) and rated (评价)"))]),
     Command(("report",), cmd_report,
             "a hall's monthly 好差评 report: figures per window and staff, the 差评 follow-up list", _report_args()),
 ]
 
 
 def parser():
-    return cmdline.parser(PROG, __doc__.split("\n\n")[0], COMMANDS, epilog=__doc__.split("\n\n", 1)[1])
+    return cmdline.parser(PROG, __doc__.split("\n\n")[0], COMMANDS, epilog=__doc__.split("\n\n", 1)[1],
+                          groups={"followup": "差评 and 办不成事 follow-ups: list, show, update"})
 
 
 def _call(args):
