@@ -188,7 +188,8 @@ def test_a_month_is_counted_exactly(county):
         dict(staff=None, **figures(0, 0, (0, 1, 0, 0, 0), None, 100.0, None, None, {"qr": 1})),
     ]
     assert r["totals"] == figures(8, 2, (2, 3, 1, 1, 1), 100.0, 75.0, 312500, 600000, {"window": 6, "qr": 2})
-    assert r["bad"] == [
+    assert [f["followup"]["id"] for f in r["bad"]] == ["r:ev-a1:14", "r:ev-a1:20"]
+    assert [{k: v for k, v in b.items() if k != "followup"} for b in r["bad"]] == [
         {"time": "2026-10-15 14:03:25", "no_clock": False, "window": "A01", "staff": "1024",
          "item": "431100-001", "case": "C-2026-0001", "level": "dissatisfied",
          "reasons": ["attitude", "slow"],

@@ -175,7 +175,7 @@ def hall_page(r):
         "<h2>按窗口</h2>", _figures_table(r["windows"], "window", "窗口", t),
         "<h2>按经办人</h2>", _figures_table(r["staff"], "staff", "经办人编号", t),
         '<h2>差评整改清单 (<span data-figure="bad_list">%d</span> 条)</h2>' % len(r["bad"]),
-        '<p class="note">整改期限 = 评价日起 %d 个工作日, 只计周一至周五, 未计法定节假日与调休</p>' % r["deadline_days"],
+        '<p class="note">整改期限 = 评价日起 %d 个工作日, 按国务院公布的节假日与调休安排计工作日</p>' % r["deadline_days"],
         _bad_table(r),
     ] + _overdue_cases(r)
     return _page(title, body)

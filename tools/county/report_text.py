@@ -96,7 +96,7 @@ def text(report):
         out += ["", "按窗口"] + _figures(report, "windows", "window", "窗口")
         out += ["", "按经办人"] + _figures(report, "staff", "staff", "经办人编号")
     if "bad" in report:
-        out += ["", "差评整改清单  (%d 条; 整改期限 = 评价日起 %d 个工作日, 只计周一至周五, 未计法定节假日与调休)"
+        out += ["", "差评整改清单  (%d 条; 整改期限 = 评价日起 %d 个工作日, 按国务院公布的节假日与调休安排计工作日)"
                 % (len(report["bad"]), report["deadline_days"])]
         if report["bad"]:
             out += _bad_list(report)
