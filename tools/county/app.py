@@ -115,8 +115,9 @@ def make_app(county):
     _errors(app)
     _docs(app)
     _api(app, county)
-    from tools.county import case_routes, followup_routes, pages
+    from tools.county import case_routes, followup_routes, pages, qr
     pages.routes(app, county)
+    qr.routes(app, county)
     case_routes.routes(app, county)
     followup_routes.routes(app, county)
     return app
