@@ -6,6 +6,7 @@
   county-server stats --db county.db [--hall HALL] [--json]
   county-server report --db county.db --hall HALL --month 2026-10 [--format text|csv|json|xlsx|html]
   county-server followup list|show|update --db county.db --hall HALL ...
+  county-server export --db county.db --hall HALL --month 2026-10 --profile zhejiang --region 431100
 """
 import json
 import logging
@@ -332,6 +333,34 @@ def cmd_followup_update(args):
     return 0
 
 
+def cmd_export(args):
+    import re
+    from tools.county import export, profiles, report
+    from tools.county.store import open_store
+    if not re.fullmatch(r"\d{6}", args.region):
+        raise CountyError("--region must be the 6-digit 行政区划 code, such as 431100")
+    profile = profiles.load(args.profile)
+    zone, start, end = report.period(args.month, profile["tz"])
+    store = open_store(args.db, create=False)
+    try:
+        recs = export.records(store, profile, args.hall, int(start.timestamp()) * 1000, int(end.timestamp()) * 1000,
+                              args.region, zone)
+    finally:
+        store.close()
+    data = (export.jsonl(recs).encode() if args.format == "jsonl"
+            else export.to_csv(recs, profile).encode("utf-8-sig"))
+    if args.out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return 0
+    try:
+        with open(args.out, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise CountyError("cannot write %s: %s" % (args.out, e.strerror))
+    return 0
+
+
 DB = (("--db",), dict(required=True, help="SQLite file path, or a postgresql:// URL (production)"))
 
 
@@ -421,6 +450,14 @@ COMMANDS = [
              (("--who",), dict(required=True, help="the person taking the step")),
              (("--note",), dict(required=True, help="what was done")),
              (("--level",), dict(help="the citizen's rating, for followed_up (追评) and rated (评价)"))]),
+    Command(("export",), cmd_export, "a hall's month of ratings as the province's records (GB/T 39046 names, "
+                                     "the profile's codes), JSON lines or CSV", [
+        DB, HALL_ARG, PROFILE,
+        (("--month",), dict(required=True, metavar="YYYY-MM", help="the calendar month, such as 2026-10")),
+        (("--region",), dict(required=True, metavar="CODE", help="the county's 6-digit 行政区划 code")),
+        (("--format",), dict(default="jsonl", choices=("jsonl", "csv"),
+                             help="jsonl: one JSON record a line; csv: UTF-8 with BOM (default: jsonl)")),
+        (("--out",), dict(metavar="FILE", help="write here instead of standard output"))]),
     Command(("report",), cmd_report,
             "a hall's monthly 好差评 report: figures per window and staff, the 差评 follow-up list", _report_args()),
 ]
