@@ -37,7 +37,8 @@ class Browser:
                 self.close()
                 raise RuntimeError("chromium did not open its DevTools port")
             time.sleep(0.2)
-        self.ws = connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=30)
+        self._connection = connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=30)
+        self.ws = self._connection.__enter__()
         self.n = 0
         # A phone: 390 x 844 CSS pixels, touch, mobile viewport rules.
         self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=2, mobile=True)
@@ -86,7 +87,7 @@ class Browser:
     def close(self):
         try:
             if hasattr(self, "ws"):
-                self.ws.close()
+                self._connection.__exit__(None, None, None)
         finally:
             self.proc.terminate()
             try:

@@ -295,7 +295,7 @@ def field_ends(line):
 def test_cli_text_is_aligned_with_chinese_labels(counties):
     text = cli("report", "--db", counties["dbs"]["sqlite"], "--hall", "hall-a", "--month", "2026-10")
     text = text.stdout.decode()
-    for label in ("2026年10月", "满意率", "参评率", "差评", "非常不满意", "差评整改清单", "5 个工作日", "法定节假日"):
+    for label in ("2026年10月", "满意率", "参评率", "差评", "非常不满意", "差评整改清单", "5 个工作日", "节假日与调休"):
         assert label in text, label
     assert "全厅: 办件 8, 评价 8, 参评率 100.00%, 满意率 75.00%, 差评 2" in text
     blocks = text.split("\n\n")
