@@ -188,7 +188,8 @@ def test_a_month_is_counted_exactly(county):
         dict(staff=None, **figures(0, 0, (0, 1, 0, 0, 0), None, 100.0, None, None, {"qr": 1})),
     ]
     assert r["totals"] == figures(8, 2, (2, 3, 1, 1, 1), 100.0, 75.0, 312500, 600000, {"window": 6, "qr": 2})
-    assert r["bad"] == [
+    assert [f["followup"]["id"] for f in r["bad"]] == ["r:ev-a1:14", "r:ev-a1:20"]
+    assert [{k: v for k, v in b.items() if k != "followup"} for b in r["bad"]] == [
         {"time": "2026-10-15 14:03:25", "no_clock": False, "window": "A01", "staff": "1024",
          "item": "431100-001", "case": "C-2026-0001", "level": "dissatisfied",
          "reasons": ["attitude", "slow"],
@@ -294,7 +295,7 @@ def field_ends(line):
 def test_cli_text_is_aligned_with_chinese_labels(counties):
     text = cli("report", "--db", counties["dbs"]["sqlite"], "--hall", "hall-a", "--month", "2026-10")
     text = text.stdout.decode()
-    for label in ("2026年10月", "满意率", "参评率", "差评", "非常不满意", "差评整改清单", "5 个工作日", "法定节假日"):
+    for label in ("2026年10月", "满意率", "参评率", "差评", "非常不满意", "差评整改清单", "5 个工作日", "节假日与调休"):
         assert label in text, label
     assert "全厅: 办件 8, 评价 8, 参评率 100.00%, 满意率 75.00%, 差评 2" in text
     blocks = text.split("\n\n")

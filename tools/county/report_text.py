@@ -96,7 +96,7 @@ def text(report):
         out += ["", "按窗口"] + _figures(report, "windows", "window", "窗口")
         out += ["", "按经办人"] + _figures(report, "staff", "staff", "经办人编号")
     if "bad" in report:
-        out += ["", "差评整改清单  (%d 条; 整改期限 = 评价日起 %d 个工作日, 只计周一至周五, 未计法定节假日与调休)"
+        out += ["", "差评整改清单  (%d 条; 整改期限 = 评价日起 %d 个工作日, 按国务院公布的节假日与调休安排计工作日)"
                 % (len(report["bad"]), report["deadline_days"])]
         if report["bad"]:
             out += _bad_list(report)
@@ -104,6 +104,19 @@ def text(report):
                 out.append("* 设备无时钟: 时间为县级平台收到的时间")
         else:
             out.append("本月无差评")
+    o = report.get("overdue_cases")
+    if o is not None and "bad" in report:
+        out += ["", "超时办件  (%d 件, 截至 %s)" % (len(o["cases"]), o["as_of"])]
+        if o["cases"]:
+            out += table(["部门", "窗口", "在办超时", "超时办结"],
+                         [[g["department"] or NONE, g["window"] or NONE, str(g["open"]), str(g["late"])]
+                          for g in o["groups"]], right_from=2)
+            out += [""] + table(["部门", "窗口", "办件编号", "事项编码", "状态", "受理", "承诺", "办结", "超期"],
+                                [[c["department"] or NONE, c["window"] or NONE, c["case"], c["item"], c["state"],
+                                  c["accepted"], c["promised"], c["completed"] or "-", str(c["overdue_days"])]
+                                 for c in o["cases"]], right_from=8)
+        else:
+            out.append("本月无超时办件")
     return "\n".join(out) + "\n"
 
 

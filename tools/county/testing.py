@@ -66,6 +66,25 @@ class CountyProc(Proc):
         except urllib.error.HTTPError as e:
             return e.code, json.load(e)
 
+    def call(self, method, path, token=None, doc=None, basic=None):
+        """Any JSON request: (status, answer dict or None). `basic`: (user, password) instead of a token."""
+        import base64
+        h = {"Content-Type": "application/json"} if doc is not None else {}
+        if token:
+            h["Authorization"] = "Bearer " + token
+        if basic:
+            h["Authorization"] = "Basic " + base64.b64encode(("%s:%s" % basic).encode()).decode()
+        data = json.dumps(doc, ensure_ascii=False).encode() if doc is not None else None
+        req = urllib.request.Request(self.url + path, data=data, headers=h, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            try:
+                return e.code, json.load(e)
+            except ValueError:
+                return e.code, None
+
     def stats(self, hall=None):
         """Counts, asked with the county token (a hall's own token also gets its stats)."""
         return self.get("/v1/halls/%s/stats" % hall if hall else "/v1/stats", self.county_token)
