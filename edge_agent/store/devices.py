@@ -47,6 +47,11 @@ class Devices:
         self.conn.execute("UPDATE devices SET health_seq = ?, health_alarm = ?, health_outbox = ? "
                           "WHERE device = ? AND coalesce(health_seq, 0) < ?", (seq, alarm, outbox, device, seq))
 
+    def set_printer(self, device, seq, state):
+        """A kiosk's printer state is its newest `printer` event's, as health is."""
+        self.conn.execute("UPDATE devices SET printer_seq = ?, printer_state = ? "
+                          "WHERE device = ? AND coalesce(printer_seq, 0) < ?", (seq, state, device, seq))
+
     def last_request(self, device):
         row = self.conn.execute("SELECT last_request FROM devices WHERE device = ?", (device,)).fetchone()
         return row[0] if row else 0
@@ -62,7 +67,7 @@ class Devices:
         """What `status` shows of each device, in device order."""
         return _dicts(self.conn.execute(
             "SELECT device, window, status, online, presence_ms, fw, hwm, last_event_ms, "
-            "health_alarm, health_outbox FROM devices ORDER BY device"))
+            "health_alarm, health_outbox, printer_state FROM devices ORDER BY device"))
 
 
 class Windows:
