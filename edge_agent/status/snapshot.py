@@ -55,7 +55,7 @@ def snapshot(store, cfg, runtime=None, now=None):
         "devices": devices,
         # The kiosks' case cache: how many, when the county last answered, whether
         # kiosks get answers (fresh) or `offline`; the day's 红黄牌 while fresh.
-        "cases": {"cached": store.cases.count(), "as_of_ms": as_of,
+        "cases": {"polled": bool(cfg["uplink"]["url"]), "cached": store.cases.count(), "as_of_ms": as_of,
                   "fresh": as_of is not None and now - as_of <= cfg["kiosk"]["cases_fresh_s"] * 1000,
                   "cards": _fresh_cards(store, cfg, now)},
     }

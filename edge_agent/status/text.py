@@ -84,20 +84,20 @@ def human(snap):
            "uplink: %d pending, oldest %.0fs" % (snap["pending_uplink"], snap["oldest_unsynced_age_s"]),
            "devices: %d online, %d offline, %d retired" % (
                snap["devices_online"], snap["devices_offline"], snap["devices_retired"])]
+    c = snap["cases"]
+    if c["as_of_ms"]:
+        out.append("cases: %d cached, county answered %.0fs ago%s" % (
+            c["cached"], (snap["now_ms"] - c["as_of_ms"]) / 1000.0, "" if c["fresh"] else " (STALE: kiosks told offline)"))
+    elif c["polled"]:
+        out.append("cases: the county has not answered yet (kiosks told offline)")
+    if c["cards"]:
+        out.append("cards today: green %d, yellow %d, red %d" % (c["cards"]["green"], c["cards"]["yellow"],
+                                                                c["cards"]["red"]))
     sick = [d for d in snap["devices"] if d["status"] == "active" and d.get("alarms")]
     out.append("device alarms:" if sick else "device alarms: none")
     for d in sick:
         out.append("  %s at window %s: %s; %s events in its outbox" % (
             d["device"], d["window"] or "-", ", ".join(device_alarm(a)[1] for a in d["alarms"]), d["outbox"]))
-    c = snap["cases"]
-    if c["as_of_ms"]:
-        out.append("cases: %d cached, county answered %.0fs ago%s" % (
-            c["cached"], (snap["now_ms"] - c["as_of_ms"]) / 1000.0, "" if c["fresh"] else " (STALE: kiosks told offline)"))
-    else:
-        out.append("cases: %d cached, the county never answered (kiosks told offline)" % c["cached"])
-    if c["cards"]:
-        out.append("cards today: green %d, yellow %d, red %d" % (c["cards"]["green"], c["cards"]["yellow"],
-                                                                c["cards"]["red"]))
     if "light" in snap:
         out.append("light: %s%s" % (snap["light"], (" (" + "; ".join(snap["light_reasons"]) + ")")
                                     if snap.get("light_reasons") else ""))
