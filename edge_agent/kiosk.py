@@ -17,6 +17,7 @@ import hashlib
 import math
 import os
 import secrets
+import threading
 
 from protocol import check_field
 from edge_agent import cases, slips
@@ -33,6 +34,7 @@ class Kiosk:
         self.hall = cfg["hall"]
         self.fresh_ms = int(cfg["kiosk"]["cases_fresh_s"] * 1000)
         self.cache_dir = os.path.join(os.path.dirname(os.path.abspath(cfg["store"]["path"])), "escpos")
+        self._warmed = False
 
     def register(self, requests):
         requests.handle("case", self.case)
@@ -52,6 +54,9 @@ class Kiosk:
 
     def case(self, store, device, msg):
         """{"op":"case","case":C} -> the case as the county last listed it."""
+        if not self._warmed:        # a kiosk is here: a print request may follow
+            self._warmed = True
+            threading.Thread(target=slips.warm, args=(self.cache_dir,), name="escpos-warm", daemon=True).start()
         row, as_of = self._fresh_case(store, msg)
         return {"case": row["case"], "state": row["state"], "item_name": row["item_name"],
                 "promised": row["promised"], "light": row["light"], "rate_url": row["rate_url"], "as_of": as_of}

@@ -37,6 +37,12 @@ def _printer(cache_dir):
     return Dummy()
 
 
+def warm(cache_dir=None):
+    """Import python-escpos ahead of the first job (seconds on a Pi: the kiosk
+    waiting for its reply would give up)."""
+    _printer(cache_dir)
+
+
 def _day(ms):
     return datetime.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
 
