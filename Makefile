@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SECONDS ?= 0
-DEBS := mosquitto mosquitto-clients socat chromium openssl lintian
+DEBS := mosquitto mosquitto-clients socat chromium openssl lintian python3-pil python3-yaml
 
 .PHONY: all setup demo test bench soak clean system-deps deb
 

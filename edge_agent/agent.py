@@ -1,10 +1,12 @@
 """The running agent: wires the store, the broker link, the committer, the
-HTTP API, the uplink and the tower light, and does the periodic chores
-(device configs, time beacon, disk guard, light, watchdog). Retention is
-the uplink's: it deletes only rows the county has committed.
+HTTP API, the uplink, the county's case cache, the kiosks' requests and the
+tower light, and does the periodic chores (device configs, time beacon,
+disk guard, light, old print jobs, watchdog). Retention is the uplink's: it
+deletes only rows the county has committed.
 
 Threads: paho's network loop (fills the inbox), the committer (the only
-writer of events), the uplink (its own connection), the HTTP server, and
+writer of events), the requests, the uplink and the case cache (each its
+own connection), the HTTP server, and
 this one, the housekeeper, the only sender of device configs and commands
 (the committer sends the acks). SIGTERM sets `stop`: the committer finishes and
 acks what it holds, then the link disconnects.
@@ -18,7 +20,8 @@ import threading
 import time
 
 from protocol import topics
-from edge_agent import quarantine, registry, status, systemd
+from edge_agent import kiosk, quarantine, registry, status, systemd
+from edge_agent.cases import CaseCache
 from edge_agent.committer import Committer
 from edge_agent.errors import AgentError
 from edge_agent.light import HallLight
@@ -72,11 +75,12 @@ class Agent:
         self.sealer = Sealer(self.store)         # one counter for acks, configs, commands and replies
         self.requests = Requests(Store(self.path, cache_kib=_CACHE_KIB), self.link, self.hall, self.sealer)
         self.link.on_request = self.requests.put
+        kiosk.Kiosk(cfg).register(self.requests)
         self.committer = Committer(Store(self.path, cache_kib=_CACHE_KIB), self.link, self.hall,
                                    cfg["mqtt"]["batch_max"], cfg["mqtt"]["batch_ms"], self.guard,
                                    cfg["quarantine"], self.sealer)
         self.pin_factory = pin_factory
-        self.uplink = self.light = self.http = None
+        self.uplink = self.light = self.http = self.cases = None
         self._republish = threading.Event()
         self.light_state, self.light_reasons = "ok", []
 
@@ -86,6 +90,7 @@ class Agent:
         return {"broker_connected": self.link.connected.is_set(), "disk_guard": self.guard.active,
                 "disk_pct": round(self.guard.pct, 1), "held_by_guard": self.committer.held,
                 "inbox": self.link.inbox.qsize(), "uplink": up,
+                "cases_poll": self.cases.state() if self.cases else None,
                 "light": self.light_state, "light_reasons": self.light_reasons}
 
     def health(self):
@@ -122,6 +127,7 @@ class Agent:
             log.info("HTTP on %s:%d", cfg["http"]["host"], self.http.port)
         uplink_stop = threading.Event()
         uplink_thread = self._start_uplink(uplink_stop)
+        cases_thread = self._start_cases(uplink_stop)
         self._start_light()
         systemd.notify("READY=1")
         log.info("agent for hall %s running, store %s", self.hall, self.path)
@@ -138,6 +144,8 @@ class Agent:
             uplink_stop.set()
             if uplink_thread:
                 uplink_thread.join(15)
+            if cases_thread:
+                cases_thread.join(15)
             if self.http:
                 self.http.stop()
             if self.light is not None:
@@ -153,6 +161,14 @@ class Agent:
         t.start()
         return t
 
+    def _start_cases(self, stop):
+        if not self.cfg["uplink"]["url"]:
+            return None         # no county: the kiosks hear `offline` for every case
+        self.cases = CaseCache(self.path, self.cfg["uplink"], self.cfg["kiosk"], self.hall)
+        t = threading.Thread(target=self.cases.run, args=(stop,), name="cases", daemon=True)
+        t.start()
+        return t
+
     def _start_light(self):
         if not self.cfg["light"]["enabled"]:
             return
@@ -163,7 +179,8 @@ class Agent:
             log.error("tower light disabled: %s", e)
 
     def _housekeep(self, stop):
-        every = {"beacon": self.cfg["mqtt"]["beacon_s"], "guard": 5, "light": 5, "purge_quarantine": 3600}
+        every = {"beacon": self.cfg["mqtt"]["beacon_s"], "guard": 5, "light": 5, "purge_quarantine": 3600,
+                 "purge_jobs": 60}
         last = dict.fromkeys(every, float("-inf"))     # every chore is due at start
         rev = self.store.registry_rev()
         wd = systemd.watchdog_interval_s()
@@ -224,6 +241,15 @@ class Agent:
         if n:
             log.info("quarantine: deleted %d refused messages not seen for %d days", n,
                      self.cfg["quarantine"]["keep_days"])
+
+    def _purge_jobs(self):
+        try:
+            n = kiosk.purge_jobs(self.store, self.cfg["kiosk"]["job_keep_s"])
+        except sqlite3.Error as e:      # the next minute tries again
+            log.error("print job purge failed: %s", e)
+            return
+        if n:
+            log.info("print jobs: deleted %d made over %d s ago", n, self.cfg["kiosk"]["job_keep_s"])
 
     def _light(self):
         snap = status.snapshot(self.store, self.cfg, self.runtime())

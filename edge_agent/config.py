@@ -63,6 +63,13 @@ KEYS = [
     ("light", "enabled", bool, False, "drive the tower light on the Pi's GPIO"),
     ("light", "pins", dict, {"green": 17, "yellow": 27, "red": 22, "buzzer": 23}, "BCM pin numbers"),
     ("light", "active_high", bool, True, "false for relay boards that switch on a low input (most Pi relay boards)"),
+    ("kiosk", "cases_poll_s", float, 60.0, "ask the county for the hall's cases and 红黄牌 counts this often, "
+     "with [uplink] url, token, ca_file and timeout_s (no [uplink] url: no cases, kiosks are told `offline`)"),
+    ("kiosk", "cases_fresh_s", float, 300.0, "a case is answered while the county answered within this many "
+     "seconds; after it a kiosk is told `offline` (never an old state as current); above cases_poll_s"),
+    ("kiosk", "cases_keep_days", int, 30, "cases the county has not listed for this many days are dropped"),
+    ("kiosk", "job_keep_s", int, 3600, "a print job's bytes are deleted this long after it was made "
+     "(its id is never given out again)"),
     ("devices", "offline_after_s", int, 120, "a device without presence this long counts as offline"),
     ("devices", "prompt_s", int, 30, "rating prompt timeout in seconds, sent in the device config: "
      + rule("config", "prompt_s")),
@@ -146,7 +153,19 @@ def validate(raw):
         raise ConfigError("[http] max_connections and timeout_s must be above 0")
     if cfg["mqtt"]["batch_max"] < 1:
         raise ConfigError("[mqtt] batch_max must be at least 1")
+    check_kiosk(cfg["kiosk"])
     return cfg
+
+
+def check_kiosk(k):
+    if not k["cases_poll_s"] > 0:
+        raise ConfigError("[kiosk] cases_poll_s must be above 0")
+    if not k["cases_fresh_s"] > k["cases_poll_s"]:
+        raise ConfigError("[kiosk] cases_fresh_s (%s) must be above cases_poll_s (%s): otherwise every case "
+                          "goes stale between two polls" % (k["cases_fresh_s"], k["cases_poll_s"]))
+    if k["cases_keep_days"] < 1 or k["job_keep_s"] < 60:
+        raise ConfigError("[kiosk] cases_keep_days must be at least 1 and job_keep_s at least 60")
+    return k
 
 
 def section(name, given=None):

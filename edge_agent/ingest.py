@@ -9,7 +9,9 @@ The rules (protocol/SPEC.md, delivery semantics):
     from a real outbox); the quarantine is bounded per device and counts
     what it could not keep (edge_agent/quarantine.py);
   - a new `status` event also sets the device's health (alarm, outbox
-    depth) in the same transaction, unless a newer status already has;
+    depth) in the same transaction, unless a newer status already has; a
+    kiosk's `printer` event sets its printer state the same way, and its
+    `print` event marks that print job done;
   - nothing here raises on input: only a store failure escapes, and then
     the whole batch is rolled back and nothing is acked.
 The caller PUBACKs every message of the batch in arrival order and sends
@@ -116,6 +118,10 @@ class Batch:
             self._hwm[device] = (max(seq, top), m.received_ms)
             if ev["kind"] == "status":
                 self.store.devices.set_health(device, ev)
+            elif ev["kind"] == "printer":
+                self.store.devices.set_printer(device, seq, ev["state"])
+            elif ev["kind"] == "print":          # the job has ended: its chunks are no longer served
+                self.store.print_jobs.finish(ev["job"], device, ev["result"], m.received_ms)
         elif self.store.events.body(device, seq) == wire:
             self.out.duplicates += 1
         else:

@@ -51,6 +51,11 @@ class Devices:
             (ev["seq"], ev.get("alarm"), ev["outbox"], ev["fw"], ev["reset"], ev["heap"], ev.get("rssi"),
              ev["uptime_s"], ev["t"], device, ev["seq"]))
 
+    def set_printer(self, device, seq, state):
+        """A kiosk's printer state is its newest `printer` event's, as health is."""
+        self.conn.execute("UPDATE devices SET printer_seq = ?, printer_state = ? "
+                          "WHERE device = ? AND coalesce(printer_seq, 0) < ?", (seq, state, device, seq))
+
     def last_request(self, device):
         row = self.conn.execute("SELECT last_request FROM devices WHERE device = ?", (device,)).fetchone()
         return row[0] if row else 0
@@ -67,7 +72,7 @@ class Devices:
         return _dicts(self.conn.execute(
             "SELECT device, window, status, online, presence_ms, fw, hwm, last_event_ms, "
             "health_alarm, health_outbox, health_fw, health_reset, health_heap, health_rssi, "
-            "health_uptime_s, health_t FROM devices ORDER BY device"))
+            "health_uptime_s, health_t, printer_state FROM devices ORDER BY device"))
 
 
 class Windows:

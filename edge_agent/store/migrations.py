@@ -129,6 +129,30 @@ def _m006_device_requests(conn):
     """)
 
 
+def _m008_kiosk(conn):
+    # The self-service kiosk (issue 8). 007 is the queues' (tickets).
+    _script(conn, """
+    -- The county's cases of this hall, as its case API last listed them
+    -- (edge_agent/cases.py checks every value before it gets here).
+    CREATE TABLE cases (
+        "case" TEXT PRIMARY KEY, item TEXT NOT NULL, item_name TEXT NOT NULL,
+        state TEXT NOT NULL, accepted TEXT NOT NULL, promised TEXT, light TEXT,
+        rate_url TEXT NOT NULL, fetched_ms INTEGER NOT NULL);
+    CREATE INDEX cases_fetched ON cases(fetched_ms);
+    -- Print jobs rendered for a kiosk: the bytes it fetches in chunks. A job id
+    -- is never given out twice; done_ms is set when the kiosk's `print` event
+    -- for it arrives, and then its chunks are no longer served.
+    CREATE TABLE print_jobs (
+        job TEXT PRIMARY KEY, device TEXT NOT NULL, doc TEXT NOT NULL, "case" TEXT,
+        data BLOB NOT NULL, sha TEXT NOT NULL, created_ms INTEGER NOT NULL,
+        done_ms INTEGER, result TEXT);
+    CREATE INDEX print_jobs_created ON print_jobs(created_ms);
+    -- A kiosk's printer as its newest `printer` event said (by seq, as health).
+    ALTER TABLE devices ADD COLUMN printer_seq INTEGER;
+    ALTER TABLE devices ADD COLUMN printer_state TEXT;
+    """)
+
+
 def _m009_device_health_detail(conn):
     # The technician's fleet view (`hallctl fleet`): the rest of the newest
     # status, kept on the device's row so retention deleting synced events
@@ -155,5 +179,6 @@ MIGRATIONS = [
     ("004_quarantine_bounds", _m004_quarantine_bounds),
     ("005_uplink_tables", _m005_uplink_tables),
     ("006_device_requests", _m006_device_requests),
+    ("008_kiosk", _m008_kiosk),
     ("009_device_health_detail", _m009_device_health_detail),
 ]
