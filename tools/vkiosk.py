@@ -4,7 +4,7 @@ printer and barcode scanner as strict simulated parts on serial lines
 (hardware/sim/), driven like a citizen would.
 
     vk = VirtualKiosk(work_dir, "hall-1", "ks-01", key, broker_port).start()
-    vk.scan("KC2025000123"); vk.key("print"); vk.key("satisfied")
+    vk.scan("KC2025000123"); vk.tap("print"); vk.tap("satisfied")
     vk.printer.slips[-1].text     # what came out of the printer
     vk.kill()                     # a power cut; the printer and scanner stay on
 
@@ -55,13 +55,13 @@ class VirtualKiosk(VirtualDevice):
             self.printer = None
 
     # -- what people do ---------------------------------------------------------------
-    def key(self, k):
+    def tap(self, k):
         """A key on the keypad, or a rating button (a protocol level)."""
         self._rpc({"op": "key", "key": k})
 
-    def keys(self, text):
+    def type_in(self, text):
         for ch in text:
-            self.key(ch)
+            self.tap(ch)
 
     def scan(self, code):
         """A barcode held under the scanner."""
