@@ -3,6 +3,7 @@ state, print a slip, rate the transaction (一次一评, channel kiosk). Real
 firmware at -X heapsize=128k on the simulated kiosk board, the simulated
 ESC/POS printer and scanner on serial lines, real Mosquitto, the real agent
 (its kiosk handlers stood in for: tests/kiosk_agent.py)."""
+import os
 import random
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from harness import wait_for
 from kiosk_rig import CASES, Hall, drained, ready, wait_state
 from protocol import LEVELS
+from tools.vdevice import rom_qstr_bytes
 
 
 @pytest.fixture
@@ -94,8 +96,8 @@ def test_many_transactions_each_rated_or_unrated_once(hall):
     """Each transaction ends in a prompt; each yields one rating or one `unrated`."""
     vk = hall.kiosk
     rnd = random.Random(8)
-    n = int(__import__("os").environ.get("QL_KIOSK_TRANSACTIONS", "20"))
-    thanked = {}
+    n = int(os.environ.get("QL_KIOSK_TRANSACTIONS", "20"))
+    thanked, peak = {}, 0
     for i in range(n):
         code = rnd.choice(sorted(CASES))
         vk.scan(code)
@@ -103,6 +105,7 @@ def test_many_transactions_each_rated_or_unrated_once(hall):
         vk.tap("back")
         wait_state(vk, "prompt")
         session = vk.stats()["session"]
+        peak = max(peak, vk.stats()["heap_used"])
         if rnd.random() < 0.8:
             level = rnd.choice(LEVELS)
             vk.tap(level)
@@ -122,4 +125,6 @@ def test_many_transactions_each_rated_or_unrated_once(hall):
         else:
             assert steps == ["started", "ended", "unrated"] and s not in ratings
     st = vk.stats()
-    print("kiosk heap at 128k after %d transactions: free %d, used %d" % (n, st["heap"], st["heap_used"]))
+    extra = os.path.getsize(vk.rom) + rom_qstr_bytes(vk.rom, vk.APP_MODULES)
+    print("kiosk at -X heapsize=128k after %d transactions: heap used %d bytes, peak %d bytes"
+          % (n, st["heap_used"] - extra, peak - extra))
