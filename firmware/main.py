@@ -1,4 +1,4 @@
-"""Boot entry: pick the board, run the evaluator.
+"""Boot entry: pick the board, run its app (the evaluator, or the kiosk on a kiosk board).
 
 On a board this file is main.py on flash (or frozen); on a PC,
 `micropython -X heapsize=64k firmware/main.py` with QL_BOARD=sim and the
@@ -6,7 +6,7 @@ simulator's QL_FLASH / QL_CONTROL set (tools/vdevice.py does this).
 
 A production board (console.py) must never let a serial Ctrl-C in, so
 keyboard interrupts are off from the first statement until the flash says
-this is not one; and it never falls through to the REPL: if the evaluator
+this is not one; and it never falls through to the REPL: if the app
 ever stops, the board resets.
 """
 import micropython
@@ -16,7 +16,6 @@ micropython.kbd_intr(-1)
 import os  # noqa: E402
 
 import board  # noqa: E402
-import evaluator  # noqa: E402
 
 _board = board.load(os.getenv("QL_BOARD") if hasattr(os, "getenv") else None)
 # A production board: hallctl put `production` beside a written site.json
@@ -35,7 +34,8 @@ if _console:
 else:
     micropython.kbd_intr(3)
 try:
-    evaluator.main(_board, _console.answer() if _console else None)
+    # The board names its app (board.app): an evaluator board never loads the kiosk.
+    __import__(_board.app).main(_board, _console.answer() if _console else None)
 finally:
     if _console:
         _board.reset()

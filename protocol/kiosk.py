@@ -13,11 +13,11 @@ KINDS["ticket"] = (
     "queue", _STR + _REQ, None,
     "item", _STR, None,
 )
-# One print job and how it ended.
+# One print job and how it ended (cut_short: the kiosk rebooted mid-job; it never resends it).
 KINDS["print"] = (
     "job", _STR + _REQ, None,
     "doc", _ENUM + _REQ, ("case_status", "ticket", "receipt", "form"),
-    "result", _ENUM + _REQ, ("ok", "paper_out", "printer_error", "cancelled"),
+    "result", _ENUM + _REQ, ("ok", "paper_out", "printer_error", "cancelled", "cut_short"),
     "pages", _INT, None,
     "case", _STR, None,
 )

@@ -41,6 +41,8 @@ VALID = [
     ("ticket", KEY_A, ev(device="ks-01", kind="ticket", ticket="B105", queue="B", item="市场主体登记")),
     ("print", KEY_A, ev(device="ks-01", seq=2, kind="print", job="j-2", doc="case_status", result="paper_out",
                         pages=1, case="HN20261125000123")),
+    ("print_cut_short", KEY_A, ev(device="ks-01", seq=5, kind="print", job="j-3", doc="case_status",
+                                  result="cut_short", case="HN20261125000123")),
     ("printer", KEY_A, ev(device="ks-01", seq=3, kind="printer", state="paper_low")),
     ("kiosk_session", KEY_A, ev(device="ks-01", seq=4, kind="kiosk_session", action="ended", session="ks-01-9")),
     ("escapes", KEY_A, ev(seq=10, kind="rating", level="satisfied", channel="qr", session='q"uote\\slash/')),
