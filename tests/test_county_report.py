@@ -21,6 +21,7 @@ from tools.county.testing import CountyProc, rating, session
 
 COUNTY = os.path.join(VENV_BIN, "county-server")
 TOKENS = {"hall-a": "tok-" + "a" * 20, "hall-b": "tok-" + "b" * 20, "hall-c": "tok-" + "c" * 20}
+MANAGERS = {hall: "mgr-" + token for hall, token in TOKENS.items()}     # who reads the reports
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 LEVELS = ("very_satisfied", "satisfied", "basically_satisfied", "dissatisfied", "very_dissatisfied")
 
@@ -117,7 +118,7 @@ def counties(tmp_path_factory):
     procs, answers = {}, {}
     try:
         for name, db in dbs.items():
-            c = procs[name] = CountyProc(str(work / name), db, TOKENS).start()
+            c = procs[name] = CountyProc(str(work / name), db, TOKENS, managers=MANAGERS).start()
             a, b = hall_a_events(), hall_b_events()
             posts = [("hall-a", batch(a, "m1", "hall-a")),
                      ("hall-a", batch(a, "m1", "hall-a")),                    # the answer was lost
@@ -145,7 +146,7 @@ def county(request, counties):
 
 
 def report(county, hall="hall-a", **query):
-    status, ans = county.report(hall, TOKENS[hall], **dict({"month": "2026-10"}, **query))
+    status, ans = county.report(hall, MANAGERS[hall], **dict({"month": "2026-10"}, **query))
     assert status == 200, ans
     return ans
 
@@ -251,8 +252,9 @@ def test_sqlite_and_postgresql_give_the_same_report(counties):
 def test_the_report_needs_the_halls_own_token(county):
     assert county.report("hall-a", None, month="2026-10")[0] == 401
     assert county.report("hall-a", "tok-" + "x" * 20, month="2026-10")[0] == 401
-    assert county.report("hall-a", TOKENS["hall-b"], month="2026-10")[0] == 401
-    assert county.report("hall-z", TOKENS["hall-a"], month="2026-10")[0] == 401     # no such hall
+    assert county.report("hall-a", MANAGERS["hall-b"], month="2026-10")[0] == 401
+    assert county.report("hall-a", TOKENS["hall-a"], month="2026-10")[0] == 401     # the uplink token posts only
+    assert county.report("hall-z", MANAGERS["hall-a"], month="2026-10")[0] == 401   # no such hall
     empty = report(county, "hall-c")                     # a hall that has sent nothing yet
     assert (empty["events"], empty["totals"]["rated"], empty["windows"], empty["bad"]) == (0, 0, [], [])
     assert empty["totals"]["satisfaction_pct"] is None
@@ -268,7 +270,7 @@ def test_the_report_needs_the_halls_own_token(county):
     ({"month": "2026-10", "deadline_days": "five"}, "deadline"),
 ])
 def test_a_bad_report_request_is_400(counties, query, words):
-    status, ans = counties["procs"]["sqlite"].report("hall-a", TOKENS["hall-a"], **query)
+    status, ans = counties["procs"]["sqlite"].report("hall-a", MANAGERS["hall-a"], **query)
     assert status == 400 and words in ans["error"], ans
 
 

@@ -22,6 +22,7 @@ class Hall:
         os.makedirs(self.work_dir, exist_ok=True)
         self.hall = hall
         self.token = token or secrets.token_hex(16)
+        self.manager_token = secrets.token_hex(16)     # the hall manager's: reads stats and reports
         self.device_ids = ["ev-%02d" % (i + 1) for i in range(devices)]
         self.keys = {d: secrets.token_bytes(32) for d in self.device_ids}
         self.heapsize = heapsize
@@ -33,7 +34,8 @@ class Hall:
             os.path.join(VENV_BIN, "county-server"), "run",
             "--db", os.path.join(self.work_dir, "county.db"),
             "--host", "127.0.0.1", "--port", str(self.county_port),
-            "--token", "%s=%s" % (self.hall, self.token)], self.work_dir)
+            "--token", "%s=%s" % (self.hall, self.token),
+            "--manager-token", "%s=%s" % (self.hall, self.manager_token)], self.work_dir)
         self.agent = Proc("edge-agent", [
             os.path.join(VENV_BIN, "edge-agent"), "run", "--config", self.config_path], self.work_dir)
         self.devices = {}
@@ -96,7 +98,7 @@ class Hall:
 
     def county_stats(self):
         req = urllib.request.Request("%s/v1/halls/%s/stats" % (self.county_url, self.hall),
-                                     headers={"Authorization": "Bearer " + self.token})
+                                     headers={"Authorization": "Bearer " + self.manager_token})
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.load(r)
 

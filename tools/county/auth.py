@@ -2,9 +2,9 @@
 
 - a hall's uplink token (its edge agent): posts batches, reads the hall's
   cases, 红黄牌 cards and rating-link key;
-- a hall manager's token: reads that hall's reports and updates its
-  follow-ups (差评, 办不成事). Until a hall has a manager token, its uplink
-  token still reads its reports and stats, as before there were managers;
+- a hall manager's token: reads that hall's reports and stats and updates
+  its follow-ups (差评, 办不成事). The uplink token never reads them: it lives
+  on the hall's Pi, and a stolen Pi must not read who rated whom;
 - a business system's token: posts case events for any hall;
 - the county token: reads every hall, approves appeals, posts cases.
 
@@ -41,10 +41,8 @@ class Tokens:
         return _same(self.managers.get(hall), _secret(header, hall))
 
     def reads_reports(self, hall, header):
-        """A hall's reports and follow-ups: its manager or the county (or, for
-        a hall without a manager token, its uplink token)."""
-        return (self.manager(hall, header) or self.county_wide(header)
-                or (hall not in self.managers and self.hall(hall, header)))
+        """A hall's reports, stats and follow-ups: its manager or the county."""
+        return self.manager(hall, header) or self.county_wide(header)
 
     def hall_device(self, hall, header):
         """What the hall's own systems read (cases, cards): uplink, manager or county."""

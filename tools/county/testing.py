@@ -19,7 +19,8 @@ class CountyProc(Proc):
     """`county-server run` on a free port; kill() is a real SIGKILL and
     start() again keeps the port and the database."""
 
-    def __init__(self, work_dir, db, tokens, port=None, extra=(), county_token=COUNTY_TOKEN):
+    def __init__(self, work_dir, db, tokens, port=None, extra=(), county_token=COUNTY_TOKEN, managers=None):
+        """tokens: {hall: uplink token}; managers: {hall: hall manager's token} (reports, stats)."""
         os.makedirs(work_dir, exist_ok=True)
         self.port = port or free_port()
         self.db = db
@@ -30,6 +31,8 @@ class CountyProc(Proc):
             argv += ["--county-token", county_token]
         for hall, token in tokens.items():
             argv += ["--token", "%s=%s" % (hall, token)]
+        for hall, token in (managers or {}).items():
+            argv += ["--manager-token", "%s=%s" % (hall, token)]
         argv += list(extra)
         self.scheme = "https" if "--tls-cert" in extra else "http"
         super().__init__("county-%d" % self.port, argv, work_dir)
