@@ -70,6 +70,9 @@ KEYS = [
     ("kiosk", "cases_keep_days", int, 30, "cases the county has not listed for this many days are dropped"),
     ("kiosk", "job_keep_s", int, 3600, "a print job's bytes are deleted this long after it was made "
      "(its id is never given out again)"),
+    ("screen", "ratings_delay_min", int, 30, "the lobby screen's rating figures count only ratings at least this "
+     "old, moving in steps of this many minutes, so that no one watching can tell how the citizen just served "
+     "rated (rater confidentiality, GB/T 39734); 0 shows them live; at most 720"),
     ("devices", "offline_after_s", int, 120, "a device without presence this long counts as offline"),
     ("devices", "prompt_s", int, 30, "rating prompt timeout in seconds, sent in the device config: "
      + rule("config", "prompt_s")),
@@ -154,6 +157,8 @@ def validate(raw):
     if cfg["mqtt"]["batch_max"] < 1:
         raise ConfigError("[mqtt] batch_max must be at least 1")
     check_kiosk(cfg["kiosk"])
+    if cfg["screen"]["ratings_delay_min"] > 720:
+        raise ConfigError("[screen] ratings_delay_min must be 0-720 minutes, not %d" % cfg["screen"]["ratings_delay_min"])
     return cfg
 
 

@@ -17,7 +17,7 @@ def _toml_str(s):
 
 
 class Hall:
-    def __init__(self, work_dir, hall="demo-hall", devices=5, token=None, heapsize=None):
+    def __init__(self, work_dir, hall="demo-hall", devices=5, token=None, heapsize=None, ratings_delay_min=1):
         self.work_dir = os.path.abspath(work_dir)
         os.makedirs(self.work_dir, exist_ok=True)
         self.hall = hall
@@ -26,6 +26,9 @@ class Hall:
         self.device_ids = ["ev-%02d" % (i + 1) for i in range(devices)]
         self.keys = {d: secrets.token_bytes(32) for d in self.device_ids}
         self.heapsize = heapsize
+        # The lobby screen's figures lag by this much (30 min on a real hall's
+        # default): a demo shows them after a minute, a test at once (0).
+        self.ratings_delay_min = ratings_delay_min
         self.county_port = free_port()
         self.http_port = free_port()
         self.broker = Mosquitto(os.path.join(self.work_dir, "broker"))
@@ -65,6 +68,8 @@ class Hall:
             "[http]",
             'host = "127.0.0.1"',
             "port = %d" % self.http_port,
+            "[screen]",
+            "ratings_delay_min = %d" % self.ratings_delay_min,
             "",
         ]))
 

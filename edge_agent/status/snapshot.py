@@ -77,14 +77,24 @@ def _fresh_cards(store, cfg, now):
     return c
 
 
+def ratings_cutoff(now, delay_min):
+    """The lobby screen counts ratings before this time: at least delay_min
+    old, moving in steps of delay_min, so a 差评 never shows as it happens
+    (0: live, every rating up to now)."""
+    step = delay_min * 60000
+    return now + 1 if not step else (now - step) // step * step
+
+
 def hall_screen(store, cfg, now=None, snap=None):
     """/api/hall: each window, who is on duty, online, today's ratings by level
-    (by the rating's own time; arrival time when the device had no clock)."""
+    (by the rating's own time; arrival time when the device had no clock),
+    counted up to ratings_cutoff() (the `ratings_until_ms` it gives)."""
     now = now or now_ms()
     since = _midnight_ms(now)
+    until = max(since, ratings_cutoff(now, cfg["screen"]["ratings_delay_min"]))
     windows = store.windows.all()
     ratings = {}
-    for device, level, n in store.events.ratings_since(since):
+    for device, level, n in store.events.ratings_between(since, until):
         ratings.setdefault(device, {})[level] = n
     snap = snap or snapshot(store, cfg, now=now)
     out = []
@@ -98,7 +108,8 @@ def hall_screen(store, cfg, now=None, snap=None):
                     "service": open_service(store, d["device"], now),
                     "ratings_today": ratings.get(d["device"], {}), "alarms": d["alarms"],
                     "printer": d["printer"]})
-    return {"hall": cfg["hall"], "now_ms": now, "windows": out, "cards": snap["cases"]["cards"]}
+    return {"hall": cfg["hall"], "now_ms": now, "windows": out, "cards": snap["cases"]["cards"],
+            "ratings_until_ms": min(until, now)}
 
 
 def open_service(store, device, now):
