@@ -540,7 +540,7 @@ class Kiosk(App):
             return ("Case number:", self.code or "_", "Enter / Back")
         if st == LOOKUP:
             return ("Looking up " + self.code, "查询中")
-        if st == CASE:
+        if st == CASE and self.case is not None:
             c = self.case
             light = c.get("light")
             return ("Case " + c["case"], c["item_name"] or "", c["state"] + " " + CASE_STATES[c["state"]],
