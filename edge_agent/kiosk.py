@@ -68,8 +68,8 @@ class Kiosk:
             raise RequestRefused("unknown_doc")
         row, as_of = self._fresh_case(store, msg)
         now = now_ms()
-        data = slips.render(doc, row, self.hall, as_of, now, self.cache_dir)
         job = "%x-%s" % (now, secrets.token_hex(6))
+        data = slips.render(doc, row, self.hall, as_of, now, self.cache_dir, job=job)
         sha = hashlib.sha256(data).hexdigest()
         store.print_jobs.add(job, device["device"], doc, row["case"], data, sha, now)
         return {"job": job, "size": len(data), "sha": sha, "chunks": math.ceil(len(data) / CHUNK)}

@@ -80,9 +80,11 @@ class _Slip:
         return self.p.output
 
 
-def render(doc, case, hall, as_of_ms, now_ms, cache_dir=None):
+def render(doc, case, hall, as_of_ms, now_ms, cache_dir=None, job=None):
     """The ESC/POS bytes of `doc` (one of DOCS) for `case` (a cached case row);
-    `cache_dir`: where python-escpos may keep its profile cache."""
+    `cache_dir`: where python-escpos may keep its profile cache; `job`: the
+    print job's id, printed as the slip's number (凭条号) so that a slip in
+    the hand matches one `print` event at the hall."""
     s = _Slip(cache_dir)
     done = case["state"] in _DONE
     if doc == "case_status":
@@ -109,5 +111,7 @@ def render(doc, case, hall, as_of_ms, now_ms, cache_dir=None):
     s.field("数据截至", _day(as_of_ms))
     s.field("打印时间", _day(now_ms))
     s.field("大厅", hall)
+    if job is not None:
+        s.field("凭条号", job)
     s.qr(case["rate_url"], "扫码评价本次办件(一事一评)")
     return s.end()

@@ -5,7 +5,8 @@ uplink, clock, config, status, watchdog).
 
     idle --scan/keys--> lookup --reply--> case --print--> printing
       (each transaction: kiosk_session started ... ended, then)
-    prompt --level--> thanks --> idle        (一次一评: one rating, channel kiosk)
+    prompt --level--> thanks --> idle        (一次一评: one rating, channel kiosk;
+                                              a scan or a digit at thanks starts the next one)
     prompt --timeout--> idle                 (kiosk_session unrated)
 
 Asking the agent (SPEC 'Requests'): `case` for a case's state, `print` for
@@ -201,6 +202,8 @@ class Kiosk(App):
     # -- inputs ----------------------------------------------------------------------
     def _key(self, k, now):
         st = self.state
+        if st == THANKS and k in _DIGITS:
+            st = self.state = IDLE    # the next citizen need not wait out the thank-you
         if k in LEVELS:
             self._rate(k, now)
         elif st == MESSAGE:
@@ -234,6 +237,8 @@ class Kiosk(App):
                 self._message(("Cannot read that code", "无法识别，请重扫"),
                               self.after if st == MESSAGE else st, now)
             return
+        if st == THANKS:
+            st = self.state = IDLE    # the next citizen's scan: a new transaction
         if st == IDLE:
             if not self._begin(now):
                 return
@@ -322,14 +327,16 @@ class Kiosk(App):
             return False
         r = await self._ask({"op": "print", "doc": "case_status", "case": case})
         if r is None or "error" in r:
-            return False
+            return False          # no job was made (offline, unknown_case, unknown_doc): nothing to report
         job, size, sha, chunks = r.get("job"), r.get("size"), r.get("sha"), r.get("chunks")
         protocol.check_field("print", "job", job)
-        if type(size) is not int or not 0 < size <= _JOB_MAX or type(sha) is not str or len(sha) != 64 \
-                or type(chunks) is not int or not 0 < chunks <= size:
-            return False
         self.job = job
-        if not await self._fetch(job, size, sha, chunks):
+        # Any answer but the job's bytes (job_done, unknown_job, an error, none in
+        # time, a size or sha that cannot be): nothing goes to the printer, and the
+        # job is reported cancelled so the agent stops serving it.
+        if type(size) is not int or not 0 < size <= _JOB_MAX or type(sha) is not str or len(sha) != 64 \
+                or type(chunks) is not int or not 0 < chunks <= size \
+                or not await self._fetch(job, size, sha, chunks):
             self._finish("cancelled", job, case)     # never started: nothing was printed
             return False
         # Exactly once: on flash before the first byte goes to the printer.
@@ -540,7 +547,7 @@ class Kiosk(App):
             return ("Case number:", self.code or "_", "Enter / Back")
         if st == LOOKUP:
             return ("Looking up " + self.code, "查询中")
-        if st == CASE:
+        if st == CASE and self.case is not None:
             c = self.case
             light = c.get("light")
             return ("Case " + c["case"], c["item_name"] or "", c["state"] + " " + CASE_STATES[c["state"]],

@@ -1,5 +1,8 @@
-"""A stand-in for the county's case API (tools/county/API.md, 'Cases'), for
-the kiosk tests while the reference server's is being built: the hall's
+"""A stand-in for the county's case API (tools/county/API.md, 'Cases'). The
+kiosk's own tests run on the reference server (tests/kiosk_rig.py); this
+remains for tests/test_agent_kiosk*.py: the hostile-county test (garbage
+the real county never sends) and, until they move, the agent-request and
+screen tests there. It serves the hall's
 cases and cards behind the hall's bearer token, a cursor that moves, and
 the batch POST answered `stored` so the uplink stays quiet. `down` makes
 every answer a 503; `cases` is what the next GET lists (whatever a test

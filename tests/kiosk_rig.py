@@ -1,86 +1,114 @@
-"""The kiosk tests' hall: real Mosquitto, the real edge agent with the
-kiosk's requests answered (tests/kiosk_agent.py), a virtual kiosk
-(tools.vkiosk) with its simulated printer and scanner at -X heapsize=128k."""
-import json
-import os
-import sqlite3
-import sys
+"""The kiosk tests' hall, all real parts (tools/hall.py): Mosquitto, the
+reference county server with its case API, the edge agent with its own
+kiosk handlers (edge_agent/kiosk.py) and case cache polling the county,
+and a virtual kiosk (tools/vkiosk.py) at -X heapsize=128k with its
+simulated printer and scanner.
 
-from harness import Mosquitto, Proc, VENV_BIN, free_port, healthy, wait_for
-from test_agent_support import edge_agent, write_config
-from tools.vkiosk import VirtualKiosk
+The county's day is fixed (TODAY), so the cases posted through its case
+API at start (CASE_EVENTS, as the hall's business system would) have known
+states, promised dates and lights (CASES)."""
+import json
+import sqlite3
+import urllib.request
+
+from harness import wait_for
+from tools.hall import Hall as WholeHall
 
 HALL = "ks-hall"
-KEY = bytes(range(40, 72))
-DEV = "ks-01"
-HEAP = "128k"
+TODAY = "2026-09-28"        # a Monday; Friday 09-25 was 中秋 (tools/county/data/calendar/2026.json)
+
+
+def _accepted(case, date, days, item, name):
+    return {"id": case + "-1", "case": case, "type": "accepted", "date": date, "item": item,
+            "item_name": name, "department": "市场监管局", "window": "A01", "promised_days": days}
+
+
+def _step(case, n, kind, date):
+    return {"id": "%s-%d" % (case, n), "case": case, "type": kind, "date": date}
+
+
+CASE_EVENTS = [
+    # 5 working days from 09-21 with 中秋 off: due 09-29, 4 gone today: yellow.
+    _accepted("KC2026000123", "2026-09-21", 5, "431100-001", "食品经营许可"),
+    _step("KC2026000123", 2, "in_review", "2026-09-22"),
+    # 10 working days from today (国庆 off, the 调休 Saturday 10-10 worked): due 10-16, green.
+    _accepted("KC2026000777", "2026-09-28", 10, "431100-014", "个体工商户登记"),
+    # 3 working days from 09-14: due 09-17, red.
+    _accepted("KC2026000042", "2026-09-14", 3, "431100-020", "不动产登记"),
+    # Done and waiting to be collected: no light.
+    _accepted("KC2026000900", "2026-09-21", 5, "431100-031", "道路运输经营许可"),
+    _step("KC2026000900", 2, "completed", "2026-09-24"),
+    _step("KC2026000900", 3, "ready", "2026-09-24"),
+]
+# What each case is at, by the county's rules on TODAY (state, promised, light).
 CASES = {
-    "KC2025000123": {"state": "in_review", "item_name": "食品经营许可", "promised": "2026-01-20",
-                     "light": "yellow", "rate_url": "https://county.example/r/KC2025000123?s=5f3a"},
-    "KC2025000777": {"state": "ready", "item_name": "个体工商户登记", "promised": "2025-12-01",
-                     "light": "green", "rate_url": "https://county.example/r/KC2025000777?s=9b21"},
-    "4401202500042": {"state": "completed", "item_name": "不动产登记", "promised": "2025-11-30",
-                      "light": "red", "rate_url": "https://county.example/r/4401202500042?s=77aa"},
+    "KC2026000123": ("in_review", "2026-09-29", "yellow"),
+    "KC2026000777": ("accepted", "2026-10-16", "green"),
+    "KC2026000042": ("accepted", "2026-09-17", "red"),
+    "KC2026000900": ("ready", "2026-09-29", None),
 }
 
 
-class KioskAgent:
-    """The real agent (kiosk_agent.py: Agent + the stand-in handlers)."""
+class Hall:
+    """One kiosk (`kiosk`, ks-01 at K01) in a whole hall without evaluators."""
 
-    def __init__(self, work, broker_port, prompt_s):
-        self.work = os.path.join(work, "agent")
-        os.makedirs(self.work, exist_ok=True)
-        self.http_port = free_port()
-        self.config = write_config(self.work, broker_port, hall=HALL, http_port=self.http_port,
-                                   extra="[devices]\nprompt_s = %d" % prompt_s)
-        edge_agent(self.config, "devices", "add", DEV, "--window", "K01", "--key", KEY.hex())
-        self.cases = os.path.join(self.work, "cases.json")
-        with open(self.cases, "w") as f:
-            json.dump(CASES, f, ensure_ascii=False)
-        self.db_path = os.path.join(self.work, "agent.db")
-        here = os.path.dirname(os.path.abspath(__file__))
-        self.proc = Proc("kiosk-agent", [os.path.join(VENV_BIN, "python"), os.path.join(here, "kiosk_agent.py"),
-                                         self.config, self.cases], self.work,
-                         env={"PYTHONPATH": os.pathsep.join([os.path.dirname(here)] + sys.path)})
+    def __init__(self, tmp_path, prompt_s=3, heapsize="128k", site=None, **kiosk):
+        site = dict({"status_s": 60, "ack_timeout_s": 5}, **(site or {}))
+        self.whole = WholeHall(str(tmp_path / "hall"), hall=HALL, devices=0, kiosks=1, today=TODAY,
+                               agent_config={"devices": {"prompt_s": prompt_s},
+                                             "kiosk": {"cases_poll_s": 0.5, "cases_fresh_s": 10.0}},
+                               kiosk_opts=dict(kiosk, heapsize=heapsize, site=site))
+        self.agent = self.whole.agent
+        try:
+            self.whole.start()
+            self.kiosk = self.whole.kiosks["ks-01"]
+            self.whole.post_cases(CASE_EVENTS)
+            wait_for(lambda: set(CASES) <= set(self.cached()), 30, 0.2, what="the county's cases in the agent's cache")
+        except BaseException:
+            self.stop()
+            raise
 
-    def start(self):
-        self.proc.start()
-        wait_for(lambda: healthy(self.http_port) or not self.proc.alive(), 30, what="agent healthy")
-        assert self.proc.alive(), self.proc.log()
-        return self
+    @property
+    def db_path(self):
+        return self.whole.work_dir + "/agent.db"
 
-    def alive(self):
-        return self.proc.alive()
-
-    def kill(self):
-        self.proc.kill()
-
-    def stop(self):
-        self.proc.stop()
-
-    def of_kind(self, kind):
+    def _agent_db(self, sql, args=()):
         db = sqlite3.connect(self.db_path, timeout=30)
         try:
-            rows = db.execute("SELECT body FROM events WHERE kind = ? ORDER BY device, seq", (kind,)).fetchall()
+            return db.execute(sql, args).fetchall()
         finally:
             db.close()
+
+    def cached(self):
+        return [c for (c,) in self._agent_db('SELECT "case" FROM cases')]
+
+    def of_kind(self, kind):
+        """The agent's stored events of `kind` (bodies), by device and seq."""
+        rows = self._agent_db("SELECT body FROM events WHERE kind = ? ORDER BY device, seq", (kind,))
         return [json.loads(b) for (b,) in rows]
 
+    def jobs(self):
+        """The agent's print jobs: {job: (case, sha)}."""
+        return {j: (c, sha) for j, c, sha in self._agent_db('SELECT job, "case", sha FROM print_jobs')}
 
-class Hall:
-    def __init__(self, tmp_path, prompt_s=3, heapsize=HEAP, site=None, **kiosk):
-        self.broker = Mosquitto(str(tmp_path / "broker")).start()
-        self.agent = KioskAgent(str(tmp_path), self.broker.port, prompt_s).start()
-        site = dict({"status_s": 60, "ack_timeout_s": 5}, **(site or {}))
-        self.kiosk = VirtualKiosk(str(tmp_path / DEV), HALL, DEV, KEY, self.broker.port,
-                                  heapsize=heapsize, site=site, **kiosk)
+    def at_county(self, kind):
+        return self.whole.county_events(kind)
+
+    def rate_url(self, case):
+        return self.whole.county_cases()[case]["rate_url"]
+
+    def open(self, url):
+        """GET a page (the county's rating page from a QR code): (status, text)."""
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode()
+
+    def wait_county(self, kind, n, timeout=120):
+        """Until the county holds n events of `kind` from the kiosk (the uplink's batches)."""
+        wait_for(lambda: len(self.at_county(kind)) >= n, timeout, 0.5, what="%d %s events at the county" % (n, kind))
+        return self.at_county(kind)
 
     def stop(self):
-        for f in (self.kiosk.close, self.agent.stop, self.broker.stop):
-            try:
-                f()
-            except Exception:
-                pass
+        self.whole.stop()
 
 
 def ready(vk, timeout=30):
@@ -94,3 +122,19 @@ def wait_state(vk, states, timeout=30):
 
 def drained(vk, timeout=120):
     wait_for(lambda: vk.stats()["outbox"] == 0, timeout, 0.2, what="the kiosk's outbox acked")
+
+
+def sessions(events):
+    """kiosk_session events -> {session: [actions]}."""
+    out = {}
+    for ev in events:
+        out.setdefault(ev["session"], []).append(ev["action"])
+    return out
+
+
+def ratings(events):
+    """rating events -> {session: [levels]}."""
+    out = {}
+    for r in events:
+        out.setdefault(r["session"], []).append(r["level"])
+    return out

@@ -1,8 +1,11 @@
-"""Printing exactly once: paper running out mid-job (held, alarm, resumed,
-printed once), power cuts at random points of printing (no job printed
-twice, every thanked rating at the agent), scanner garbage (a message,
-nothing printed, nothing crashes), and the printer sim itself refusing what
-a real printer would choke on."""
+"""Printing exactly once, on the real parts (tests/kiosk_rig.py: the real
+agent renders each job from its templates, the real county's cases and
+rating links): paper running out mid-job (held, the alarm on the lobby
+screen in Chromium, resumed, printed once), power cuts at random points of
+printing (no job printed twice, every thanked rating at the county),
+scanner garbage (a message, nothing printed, nothing crashes), and the
+printer sim itself: taking what the agent's templates emit, refusing what a
+real printer would choke on."""
 import os
 import random
 import threading
@@ -10,18 +13,21 @@ import time
 
 import pytest
 
+from edge_agent import slips
 from harness import wait_for
 from hardware.sim.printer import Printer
-from kiosk_rig import Hall, drained, ready, wait_state
+from kiosk_rig import CASES, Hall, drained, ratings, ready, wait_state
+from test_agent_kiosk_screen import CHROMIUM, dom
 from tools.vdevice import DeviceError
+
+SLOW = {"print_bps": 800, "buffer": 1024, "xoff_free": 512, "xon_free": 768}
 
 
 @pytest.fixture
 def hall(tmp_path):
     # A slow head and a small buffer: the job outruns the paper and flow control matters.
-    h = Hall(tmp_path, printer_opts={"print_bps": 800, "buffer": 1024, "xoff_free": 512, "xon_free": 768})
+    h = Hall(tmp_path, printer_opts=SLOW)
     try:
-        h.kiosk.start()
         ready(h.kiosk)
         yield h
     finally:
@@ -29,60 +35,70 @@ def hall(tmp_path):
 
 
 def _jobs_on_paper(printer):
-    """job id -> number of slips that carry it (the stand-in prints `job <id>`)."""
+    """job id -> number of slips that carry it (the slip's number, 凭条号, is its job)."""
     count = {}
     for s in printer.cut_slips() + [printer.slip]:
         for line in s.lines:
-            if line.startswith("job "):
-                count[line[4:]] = count.get(line[4:], 0) + 1
+            if line.startswith("凭条号:"):
+                job = line[len("凭条号:"):]
+                count[job] = count.get(job, 0) + 1
     return count
 
 
-def test_paper_out_mid_job_is_held_and_printed_once(hall):
+def _alarm_on_screen(hall, tmp_path):
+    page = dom(hall.whole.screen_url, tmp_path)
+    return 'data-window="K01"' in page and 'data-alarm="paper_out"' in page
+
+
+def test_paper_out_mid_job_is_held_alarmed_and_printed_once(hall, tmp_path):
     vk, pr = hall.kiosk, hall.kiosk.printer
     pr.paper_after(150)
-    vk.scan("KC2025000777")
+    vk.scan("KC2026000777")
     wait_state(vk, "case")
     vk.tap("print")
     wait_for(lambda: "缺纸，请稍候" in vk.lines(), 30, what="out of paper on screen")
     wait_for(lambda: vk.stats()["printer"] == "paper_out", 10, what="paper_out reported")
-    time.sleep(2)
+    if CHROMIUM:        # the hall manager sees it on the lobby screen, in a real browser
+        wait_for(lambda: _alarm_on_screen(hall, tmp_path), 60, 1, what="the paper alarm on the lobby screen")
     assert vk.state() == "printing" and pr.error is None and not pr.cut_slips()
     pr.load_paper()
     wait_for(lambda: vk.stats()["printed"] == 1, 60, what="printed after the paper came back")
     assert pr.error is None
-    slips = pr.cut_slips()
-    assert len(slips) == 1 and "2025-12-01" in slips[0].text
+    slips_ = pr.cut_slips()
+    assert len(slips_) == 1 and "承诺办结:2026-10-16" in slips_[0].text
     assert list(_jobs_on_paper(pr).values()) == [1]
     wait_state(vk, "prompt", 20)
     vk.tap("satisfied")
     drained(vk)
-    assert [p["state"] for p in hall.agent.of_kind("printer")] == ["ok", "paper_out", "ok"]
-    assert [p["result"] for p in hall.agent.of_kind("print")] == ["ok"]
+    assert [p["state"] for p in hall.of_kind("printer")] == ["ok", "paper_out", "ok"]
+    assert [p["result"] for p in hall.of_kind("print")] == ["ok"]
     assert pr.stalls == 1
+    if CHROMIUM:
+        wait_for(lambda: not _alarm_on_screen(hall, tmp_path), 60, 1, what="the alarm gone from the screen")
+    assert [p["result"] for p in hall.wait_county("print", 1)] == ["ok"]
 
 
-def test_power_cuts_while_printing_never_print_a_job_twice(hall):
+def power_cuts(hall, n, seed):
     vk, pr = hall.kiosk, hall.kiosk.printer
-    rnd = random.Random(int(os.environ.get("QL_KIOSK_SEED", "3")))
+    rnd = random.Random(seed)
     thanked, cuts = {}, 0
-    for _ in range(int(os.environ.get("QL_KIOSK_CUTS", "12"))):
+    for _ in range(n):
         if not vk.alive():
             vk.start()
             ready(vk, 60)
         try:
-            vk.scan(rnd.choice(["KC2025000123", "KC2025000777", "4401202500042"]))
+            vk.scan(rnd.choice(sorted(CASES)))
             wait_state(vk, "case")
             vk.tap("print")
             cut = threading.Timer(rnd.uniform(0.1, 2.0), vk.kill)
             cut.start()
             wait_state(vk, ("prompt", "message"), 30)
             wait_state(vk, "prompt", 30)
-            session = vk.stats()["session"]
+            st = vk.stats()
             level = rnd.choice(["very_satisfied", "satisfied", "dissatisfied"])
             vk.tap(level)
-            if "谢谢您的评价" in vk.lines():
-                thanked[session] = level
+            if vk.stats()["thanks"] == st["thanks"] + 1:
+                thanked[st["session"]] = level
             cut.join()
         except (DeviceError, TimeoutError):
             pass
@@ -93,21 +109,34 @@ def test_power_cuts_while_printing_never_print_a_job_twice(hall):
     drained(vk)
     assert pr.error is None
     on_paper = _jobs_on_paper(pr)
-    assert all(n == 1 for n in on_paper.values()), on_paper
+    assert all(c == 1 for c in on_paper.values()), on_paper
     prints = {}
-    for p in hall.agent.of_kind("print"):
+    for p in hall.of_kind("print"):
         prints.setdefault(p["job"], []).append(p["result"])
     assert all(len(r) == 1 for r in prints.values()), prints       # one report per job
-    for job, n in on_paper.items():
-        assert job in prints
-    ratings = {}
-    for r in hall.agent.of_kind("rating"):
-        ratings.setdefault(r["session"], []).append(r["level"])
+    for job in on_paper:
+        assert job in prints and job in hall.jobs()
+    got = ratings(hall.of_kind("rating"))
+    assert all(len(v) == 1 for v in got.values())
     for s, level in thanked.items():
-        assert ratings.get(s) == [level]
-    assert all(len(v) == 1 for v in ratings.values())
-    print("power cuts %d, jobs %d, cut short %d"
-          % (cuts, len(prints), sum(r == ["cut_short"] for r in prints.values())))
+        assert got.get(s) == [level]
+    # Every thanked rating at the county, once; every print report too.
+    hall.wait_county("rating", len(got), 120)
+    assert ratings(hall.at_county("rating")) == got
+    hall.wait_county("print", len(prints), 60)
+    assert sorted(p["job"] for p in hall.at_county("print")) == sorted(prints)
+    print("power cuts %d, jobs %d (on paper %d), cut short %d, thanked %d"
+          % (cuts, len(prints), len(on_paper), sum(r == ["cut_short"] for r in prints.values()), len(thanked)))
+    return cuts
+
+
+def test_power_cuts_while_printing_never_print_a_job_twice(hall):
+    power_cuts(hall, int(os.environ.get("QL_KIOSK_CUTS", "12")), int(os.environ.get("QL_KIOSK_SEED", "3")))
+
+
+@pytest.mark.soak
+def test_thirty_power_cuts_while_printing(hall):
+    assert power_cuts(hall, int(os.environ.get("QL_KIOSK_SOAK_CUTS", "30")), 30) > 0
 
 
 def test_scanner_garbage_says_so_and_prints_nothing(hall):
@@ -117,14 +146,76 @@ def test_scanner_garbage_says_so_and_prints_nothing(hall):
     assert "无法识别，请重扫" in vk.lines() or vk.state() == "idle"
     vk.scanner.long_line(700)
     wait_for(lambda: vk.stats()["garbage"] >= 2, 20, what="an over-long line seen")
-    vk.scan("KC 2025")                              # a space: no case number has one
+    vk.scan("KC 2026")                              # a space: no case number has one
     wait_for(lambda: vk.stats()["garbage"] >= 3, 20, what="a bad code seen")
     wait_state(vk, "idle", 20)
     st = vk.stats()
     assert st["session"] is None and st["printed"] == 0 and vk.alive()
-    vk.scan("KC2025000123")                         # and it still works
+    vk.scan("KC2026000123")                         # and it still works
     wait_state(vk, "case")
     assert pr.received == 0 or not pr.cut_slips()
+
+
+def test_a_job_the_agent_no_longer_serves_prints_nothing_and_is_reported_cancelled(hall):
+    """job_done (or any refusal) on a chunk: nothing reaches the printer, the job is `cancelled`."""
+    vk, pr = hall.kiosk, hall.kiosk.printer
+    vk.scan("KC2026000123")
+    wait_state(vk, "case")
+    # The agent ends every job the moment it is made (as if its print event had come).
+    stop = threading.Event()
+
+    def end_jobs():
+        import sqlite3
+        while not stop.is_set():
+            db = sqlite3.connect(hall.db_path, timeout=30)
+            try:
+                db.execute("UPDATE print_jobs SET done_ms = 1 WHERE done_ms IS NULL")
+                db.commit()
+            finally:
+                db.close()
+            time.sleep(0.005)
+    t = threading.Thread(target=end_jobs, daemon=True)
+    t.start()
+    try:
+        vk.tap("print")
+        wait_for(lambda: "暂时无法打印" in vk.lines() or vk.state() == "prompt", 60, 0.05,
+                 what="cannot print now, then the prompt")
+    finally:
+        stop.set()
+        t.join()
+    wait_state(vk, "prompt", 20)
+    vk.tap("satisfied")
+    drained(vk)
+    assert [p["result"] for p in hall.of_kind("print")] == ["cancelled"]
+    # The printer heard only status questions (DLE EOT n), and printed nothing.
+    assert not pr.cut_slips() and not pr.slip.lines and not pr.slip.qr
+    assert not bytes(pr.slip.raw).replace(b"\x10\x04\x01", b"").replace(b"\x10\x04\x04", b"")
+
+
+@pytest.mark.parametrize("doc", slips.DOCS)
+@pytest.mark.parametrize("state, light", [("in_review", "yellow"), ("ready", None), ("accepted", "red")])
+def test_the_printer_sim_takes_what_the_agents_templates_emit(doc, state, light):
+    row = {"case": "KC2026000123", "item": "431100-001", "item_name": "食品经营许可(延续)", "state": state,
+           "accepted": "2026-09-21", "promised": "2026-09-29", "light": light,
+           "rate_url": "http://127.0.0.1:9/r/ks-hall/case/KC2026000123/" + "0a" * 16}
+    data = slips.render(doc, row, "ks-hall", 1790000000000, 1790000000000, job="19a-0123456789ab")
+    assert data.startswith(b"\x1b@\x1c&")                # ESC @, FS &: Chinese mode (GB18030)
+    pr = Printer(_Port(), print_bps=10 ** 9)
+    pr._last = time.monotonic()
+    for b in data:
+        pr._receive(b)
+    pr._head(1.0)
+    assert pr.error is None, pr.error
+    (slip,) = pr.slips
+    assert slip.cut and slip.qr == [row["rate_url"]]
+    assert "KC2026000123" in slip.text and "食品经营许可(延续)" in slip.text and "凭条号:19a-0123456789ab" in slip.text
+    # The same stream with one byte broken is refused, as the real printer would stop.
+    bad = Printer(_Port(), print_bps=10 ** 9)
+    bad._last = time.monotonic()
+    for b in data.replace(b"\x1ba", b"\x1ba\x07", 1):
+        bad._receive(b)
+    bad._head(1.0)
+    assert bad.error and "out of range" in bad.error
 
 
 class _Port:

@@ -117,6 +117,7 @@ class Printer:
         self.received = 0
         self.status_asked = 0
         self.stalls = 0             # times the head stopped for want of paper
+        self.rx_log = None          # a list: (monotonic time, bytes) of each read is kept (bench)
         self._cmd = bytearray()
         self._rt = bytearray()      # a real-time command being received
         self._tokens = float(self.burst)
@@ -178,6 +179,8 @@ class Printer:
             with self._lock:
                 now = time.monotonic()
                 dt, self._last = now - self._last, now
+                if data and self.rx_log is not None:
+                    self.rx_log.append((now, bytes(data)))
                 self._tokens = min(self.burst, self._tokens + dt * self.baud / 10)
                 for b in data:
                     self._receive(b)
