@@ -161,28 +161,25 @@ def test_a_job_the_agent_no_longer_serves_prints_nothing_and_is_reported_cancell
     vk, pr = hall.kiosk, hall.kiosk.printer
     vk.scan("KC2026000123")
     wait_state(vk, "case")
-    # The agent ends every job the moment it is made (as if its print event had come).
-    stop = threading.Event()
+    # The agent ends every job the moment it is made (as if its print event had
+    # come): a trigger in its store, so no chunk is ever served, however fast.
+    import sqlite3
 
-    def end_jobs():
-        import sqlite3
-        while not stop.is_set():
-            db = sqlite3.connect(hall.db_path, timeout=30)
-            try:
-                db.execute("UPDATE print_jobs SET done_ms = 1 WHERE done_ms IS NULL")
-                db.commit()
-            finally:
-                db.close()
-            time.sleep(0.005)
-    t = threading.Thread(target=end_jobs, daemon=True)
-    t.start()
+    def trigger(sql):
+        db = sqlite3.connect(hall.db_path, timeout=30)
+        try:
+            db.execute(sql)
+            db.commit()
+        finally:
+            db.close()
+    trigger("CREATE TRIGGER test_end_jobs AFTER INSERT ON print_jobs BEGIN "
+            "UPDATE print_jobs SET done_ms = 1 WHERE job = NEW.job; END")
     try:
         vk.tap("print")
         wait_for(lambda: "暂时无法打印" in vk.lines() or vk.state() == "prompt", 60, 0.05,
                  what="cannot print now, then the prompt")
     finally:
-        stop.set()
-        t.join()
+        trigger("DROP TRIGGER test_end_jobs")
     wait_state(vk, "prompt", 20)
     vk.tap("satisfied")
     drained(vk)
