@@ -4,7 +4,7 @@ light; the renderings are in text.py, the light's policy in alarms.py."""
 import datetime
 import json
 
-from edge_agent import quarantine
+from edge_agent import quarantine, queues
 from edge_agent.store import now_ms
 
 
@@ -48,6 +48,7 @@ def snapshot(store, cfg, runtime=None, now=None):
         "devices_offline": sum(1 for d in active if d["offline"]),
         "devices_retired": len(devices) - len(active),
         "devices": devices,
+        "queues": queues.summary(store, cfg, now),
     }
     snap.update(runtime or {})
     return snap

@@ -74,6 +74,12 @@ def human(snap):
            "uplink: %d pending, oldest %.0fs" % (snap["pending_uplink"], snap["oldest_unsynced_age_s"]),
            "devices: %d online, %d offline, %d retired" % (
                snap["devices_online"], snap["devices_offline"], snap["devices_retired"])]
+    qs = (snap.get("queues") or {}).get("queues") or []
+    out.append("queues:" if qs else "queues: none")
+    for q in qs:
+        out.append("  %s %s (windows %s): %d waiting, about %ds; today %d called, %d no-show" % (
+            q["queue"], q["name"], ",".join(q["windows"]) or "-", q["waiting"], q["wait_s"], q["called_today"],
+            q["no_show_today"]))
     sick = [d for d in snap["devices"] if d["status"] == "active" and d.get("alarms")]
     out.append("device alarms:" if sick else "device alarms: none")
     for d in sick:

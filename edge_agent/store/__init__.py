@@ -8,6 +8,7 @@
   devices.py     devices and windows: the registry, presence, health, hwm
   quarantine.py  refused messages: repeats, bucket usage, purge, listing
   uplink.py      the uplink's batch in flight and the county's rejects
+  queues.py      queues, the windows serving them, numbers, blocks, tickets, calls, appointments
 
 Tables:
   events          one row per (device, seq), body = canonical wire JSON with mac;
@@ -26,6 +27,9 @@ Tables:
                   agent republishes device configs; link_epoch (edge_agent/sealer.py).
   uplink_batches  the batch in flight: its id and members, so a resend reuses both.
   uplink_rejects  what the county refused (conflict, invalid), kept for a human.
+  queues, queue_windows, queue_numbers, queue_blocks, tickets, queue_calls,
+  appointments    the hall's queues (edge_agent/queue.py): numbers per queue and
+                  hall-local day, taken in the transaction that records them.
 """
 from edge_agent.store.db import Store, connect, now_ms
 from edge_agent.store.migrations import MIGRATIONS

@@ -22,6 +22,7 @@ from edge_agent.store.devices import Devices, Windows
 from edge_agent.store.events import Events
 from edge_agent.store.migrations import MIGRATIONS
 from edge_agent.store.quarantine import Quarantined
+from edge_agent.store.queues import Queues
 from edge_agent.store.uplink import Outbound
 
 
@@ -53,7 +54,8 @@ def connect(path=None, create=True, synchronous="FULL", timeout_s=30.0, cache_ki
 
 class Store:
     """The agent's store. Its parts: `events`, `devices`, `windows`,
-    `quarantine` (refused messages), `uplink` (batches and rejects); and
+    `quarantine` (refused messages), `uplink` (batches and rejects), `queues`
+    (queues, tickets, calls); and
     here the counters and `meta`."""
 
     def __init__(self, path=None, memory=False, timeout_s=30.0, create=True, synchronous="FULL",
@@ -65,6 +67,7 @@ class Store:
         self.windows = Windows(self.conn)
         self.quarantine = Quarantined(self.conn)
         self.uplink = Outbound(self.conn)
+        self.queues = Queues(self.conn)
         self.migrate()
 
     def close(self):
