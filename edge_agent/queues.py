@@ -26,6 +26,7 @@ events and join their queue here (ingest calls join_offline).
 import datetime
 import hashlib
 import hmac
+import secrets
 import zoneinfo
 
 import protocol
@@ -152,7 +153,11 @@ def emit(store, now, fields):
     store.set_meta("queue_seq", seq)
     ev = {"v": 1, "device": QUEUE_DEVICE, "seq": seq, "kind": "ticket", "t": now}
     ev.update(fields)
-    wire = protocol.encode(ev, bytes.fromhex(store.meta("queue_key"))).decode()
+    key = store.meta("queue_key")
+    if key is None:       # made with the first: the county checks structure, the agent signs as devices do
+        key = secrets.token_hex(32)
+        store.set_meta("queue_key", key)
+    wire = protocol.encode(ev, bytes.fromhex(key)).decode()
     store.events.add(QUEUE_DEVICE, seq, "ticket", now, wire, now)
 
 

@@ -199,9 +199,6 @@ def _m007_queues(conn):
         ticket_id INTEGER,
         created_ms INTEGER NOT NULL
     );
-    -- The key the agent signs its own queue events with (device `_queue`).
-    INSERT INTO meta VALUES ('queue_key', lower(hex(randomblob(32))))
-        ON CONFLICT(key) DO NOTHING;
     """)
 
 
