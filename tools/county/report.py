@@ -171,7 +171,14 @@ def build(store, hall, month, tz=DEFAULT_TZ, deadline=DEFAULT_DEADLINE_DAYS):
         "staff": listed(staff, "staff"),
         "bad": [b for _, b in bad],
         "days": list(days.values()),
+        "queues": _queues(store, hall, month, tz),
     }
+
+
+def _queues(store, hall, month, tz):
+    # The queue's figures (排队叫号), apart in waits.py.
+    from tools.county import waits
+    return waits.build(store, hall, month, tz)["queues"]
 
 
 def overview(store, halls, month, tz=DEFAULT_TZ):
