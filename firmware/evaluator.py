@@ -36,7 +36,7 @@ from binascii import unhexlify
 import protocol
 from protocol import LEVELS, messages
 from clock import Clock
-from desk import Desk, NAMES, IDLE, PROMPT
+from desk import Desk, NAMES, IDLE, PROMPT, SERVING, PAUSED
 from outbox import Outbox, OutboxFull
 from ui import Screen
 from uplink import Uplink
@@ -58,6 +58,12 @@ _STAFF_I = const(5)          # index of the staff key in BUTTONS
 # button per protocol level, best first, then the staff key.
 BUTTONS = LEVELS + ("staff",)
 _GC_MS = const(500)
+# Queue requests (SPEC 'Requests') of a window whose config says `calls`:
+# the staff key calls the next ticket; staff held + the first rating key
+# calls it again (重呼), + the last one marks it 过号 and calls the next.
+_NEXT = {"op": "next"}
+_RECALL = {"op": "recall"}
+_NOSHOW = {"op": "noshow", "next": True}
 
 
 def _read_json(path):
@@ -202,6 +208,9 @@ class Evaluator:
             self.clock.beacon(msg.get("t"), True)
         elif cmd == "call":
             self._call(msg.get("ticket"), msg.get("item"))
+        elif cmd == "reply":
+            if msg.get("error"):
+                self.board.beep(300)      # nobody waiting, nothing to recall: the staff hears it
         elif cmd == "status":
             self.status()
         elif cmd == "reset":
@@ -386,13 +395,25 @@ class Evaluator:
 
     def _key(self, i, down, now):
         self.inputs += 1
+        calls = self.config.get("calls")
         if i == _STAFF_I:
+            self._staff_down = down
             if down:
                 self._staff_since = now
                 self._staff_long = False
             elif not self._staff_long:
+                st = self.desk.state
+                # The agent's `call` command starts the session with the ticket;
+                # with no link now, the service starts without one, as before.
+                if calls and st != SERVING and st != PAUSED and self.uplink.ask(_NEXT) is not None:
+                    return
                 self._guarded(lambda: self.desk.staff_short(now, self.prompt_ms), now)
         elif down:
+            if calls and self._staff_down and (i == 0 or i == 4):
+                self._staff_long = True       # a combination, not a staff press
+                if self.uplink.ask(_RECALL if i == 0 else _NOSHOW) is None:
+                    self._refuse(now)
+                return
             self._rating(LEVELS[i], now)
 
     async def _inputs(self):
@@ -401,6 +422,7 @@ class Evaluator:
         same = bytearray(len(BUTTONS))
         self._staff_since = 0
         self._staff_long = True
+        self._staff_down = False
         self._gc_at = self._second_at = time.ticks_ms()
         self.board.wdt_start(self.site.get("wdt_ms", 10000))
         while True:
