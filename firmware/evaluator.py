@@ -58,12 +58,6 @@ _STAFF_I = const(5)          # index of the staff key in BUTTONS
 # button per protocol level, best first, then the staff key.
 BUTTONS = LEVELS + ("staff",)
 _GC_MS = const(500)
-# Queue requests (SPEC 'Requests') of a window whose config says `calls`:
-# the staff key calls the next ticket; staff held + the first rating key
-# calls it again (重呼), + the last one marks it 过号 and calls the next.
-_NEXT = {"op": "next"}
-_RECALL = {"op": "recall"}
-_NOSHOW = {"op": "noshow", "next": True}
 
 
 def _read_json(path):
@@ -395,23 +389,29 @@ class Evaluator:
 
     def _key(self, i, down, now):
         self.inputs += 1
+        # A window whose config says `calls` asks its queue (SPEC 'Requests'):
+        # the staff key calls the next ticket; staff held + the first rating
+        # key calls it again (重呼), + the last one marks it 过号 and calls the
+        # next. Requests are made when pressed: nothing kept in the heap.
         calls = self.config.get("calls")
         if i == _STAFF_I:
-            self._staff_down = down
             if down:
                 self._staff_since = now
                 self._staff_long = False
-            elif not self._staff_long:
+                return
+            short = not self._staff_long  # not a long press, not a combination
+            self._staff_since = None      # released (None: the key is up)
+            if short:
                 st = self.desk.state
                 # The agent's `call` command starts the session with the ticket;
                 # with no link now, the service starts without one, as before.
-                if calls and st != SERVING and st != PAUSED and self.uplink.ask(_NEXT) is not None:
+                if calls and st != SERVING and st != PAUSED and self.uplink.ask({"op": "next"}) is not None:
                     return
                 self._guarded(lambda: self.desk.staff_short(now, self.prompt_ms), now)
         elif down:
-            if calls and self._staff_down and (i == 0 or i == 4):
+            if calls and self._staff_since is not None and (i == 0 or i == 4):
                 self._staff_long = True       # a combination, not a staff press
-                if self.uplink.ask(_RECALL if i == 0 else _NOSHOW) is None:
+                if self.uplink.ask({"op": "recall"} if i == 0 else {"op": "noshow", "next": True}) is None:
                     self._refuse(now)
                 return
             self._rating(LEVELS[i], now)
@@ -420,9 +420,8 @@ class Evaluator:
         pins = [self.board.buttons[n] for n in BUTTONS]
         down = bytearray(len(BUTTONS))
         same = bytearray(len(BUTTONS))
-        self._staff_since = 0
+        self._staff_since = None      # ticks the staff key went down; None while it is up
         self._staff_long = True
-        self._staff_down = False
         self._gc_at = self._second_at = time.ticks_ms()
         self.board.wdt_start(self.site.get("wdt_ms", 10000))
         while True:
