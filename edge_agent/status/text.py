@@ -38,6 +38,14 @@ def metrics(snap):
       [('{device="%s",alarm="%s"}' % (d["device"], _label(a)), 1) for d in active for a in d["alarms"]])
     m("device_outbox", "gauge", "Events waiting in an active device's outbox, as its newest status said.",
       [('{device="%s"}' % d["device"], d["outbox"]) for d in active if d["outbox"] is not None])
+    qs = (snap.get("queues") or {}).get("queues") or []
+    if qs:
+        m("queue_waiting", "gauge", "Tickets waiting in a queue today.", [('{queue="%s"}' % q["queue"], q["waiting"])
+                                                                          for q in qs])
+        m("queue_wait_estimate_seconds", "gauge", "The wait a new ticket of the queue is told.",
+          [('{queue="%s"}' % q["queue"], q["wait_s"]) for q in qs])
+        m("queue_no_shows_today", "gauge", "Tickets marked 过号 today.",
+          [('{queue="%s"}' % q["queue"], q["no_show_today"]) for q in qs])
     up = snap.get("uplink")
     if up:
         failing = up.get("failing_since_ms")
