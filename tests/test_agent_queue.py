@@ -2,6 +2,8 @@
 test) the county: tickets from two kiosks through an agent SIGKILL, five
 windows calling at once, priority first, recall/no-show/transfer, and a
 kiosk's offline-block tickets joining their queue and reaching the county."""
+import hashlib
+import hmac
 import sqlite3
 import threading
 import time
@@ -13,6 +15,7 @@ from test_agent_support import PahoDevice, edge_agent, free_port, http_json, sta
 from tools.county.testing import CountyProc
 
 HALL = "h1"
+LINK_KEY = bytes(range(32))
 KIOSKS = ["ks-01", "ks-02"]
 WINDOWS = ["W%02d" % i for i in range(1, 6)]
 EVALUATORS = ["ev-%02d" % i for i in range(1, 6)]
@@ -47,17 +50,17 @@ class Asker:
 
 
 class HallQueue:
-    def __init__(self, tmp_path, county=None):
+    def __init__(self, tmp_path, county=None, link_key=None):
         self.work = str(tmp_path)
         self.broker = Mosquitto(self.work + "/broker", port=free_port()).start()
         self.http = free_port()
-        extra = ""
         self.config = write_config(self.work, self.broker.port, hall=HALL, http_port=self.http)
-        if county is not None:
-            with open(self.config, "a") as f:
+        with open(self.config, "a") as f:
+            if county is not None:
                 f.write('[uplink]\nurl = "%s"\ntoken = "%s"\nallow_plain_http = true\ninterval_s = 0.2\n'
                         % (county.url, "tok-" + "a" * 20))
-        del extra
+            if link_key is not None:      # the hall's key for rating links, as the county gives it
+                f.write('[queue]\nlink_key = "%s"\nrate_base = "https://county.example"\n' % link_key.hex())
         self.db = self.work + "/agent.db"
         self.keys = {}
         import secrets
@@ -89,8 +92,8 @@ class HallQueue:
 
 
 @pytest.fixture
-def hall(tmp_path):
-    h = HallQueue(tmp_path)
+def hall(tmp_path, request):
+    h = HallQueue(tmp_path, link_key=getattr(request, "param", None))
     yield h
     h.stop()
 
@@ -144,12 +147,17 @@ def test_200_tickets_from_two_kiosks_through_an_agent_kill_no_number_twice_none_
                      "= 'issued'")[0][0] == len(stored)
 
 
+@pytest.mark.parametrize("hall", [LINK_KEY], indirect=True, ids=["link-key"])
 def test_five_windows_calling_at_once_never_share_a_ticket_and_priority_goes_first(hall):
     k = hall.askers["ks-01"]
     issued = []
     for i in range(10):
         r = k.ask_until_answered({"op": "ticket", "queue": "AB"[i % 2], "priority": i in (3, 8)})
         issued.append(r["ticket"])
+        # The citizen's rating link, signed with the hall's key as the county checks it.
+        tid = r["rate_url"].split("/")[-2]
+        assert tid.endswith("-" + r["ticket"]) and r["rate_url"] == "https://county.example/r/%s/ticket/%s/%s" % (
+            HALL, tid, hmac.new(LINK_KEY, b"ticket:" + tid.encode(), hashlib.sha256).digest()[:16].hex())
     priority = {issued[3], issued[8]}
     called = []
     for round_ in range(2):
