@@ -12,6 +12,7 @@ import pytest
 
 from harness import Mosquitto, wait_for
 from test_agent_support import PahoDevice, edge_agent, free_port, http_json, start_agent, write_config
+from edge_agent.county_client import County, UplinkError
 from tools.county.testing import CountyProc
 
 HALL = "h1"
@@ -232,6 +233,13 @@ def test_offline_block_tickets_join_their_queue_and_reach_the_county(tmp_path):
             ("ks-02", None)] * 3
         assert all('"wait_ms":' in b for d, a, b in rows if a == "called")
         assert hall.rows("SELECT value FROM counters WHERE name = 'queue_offline_refused:no_block'") == [(1,)]
+        # The agent asks the county for the hall's link key with the uplink's client; a county
+        # without the route (this one) leaves the tickets without rate_url, and is asked again hourly.
+        client = County(county.url, "tok-" + "a" * 20, HALL, 5, None)
+        assert client.get_json("/v1/halls/%s/stats" % HALL)["hall"] == HALL
+        with pytest.raises(UplinkError):
+            client.get_json("/v1/halls/%s/link-key" % HALL)
+        assert "rate_url" not in hall.askers["ks-01"].ask_until_answered({"op": "ticket", "queue": "A"})
     finally:
         hall.stop()
         county.stop()
