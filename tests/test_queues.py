@@ -92,6 +92,27 @@ def test_calling_order_priority_then_appointments_in_their_slot_then_arrival(hal
     assert e.value.code == "appointment_expired"
 
 
+def test_the_kiosks_menu_and_the_wait_estimate(hall):
+    store, ops, clock = hall
+    clock.ms = at("2026-11-30 09:00:00")
+    for q in "AAAB":
+        op(store, ops.op_ticket, KIOSK, {"queue": q})
+    menu = op(store, ops.op_queues, KIOSK, {})["queues"]
+    # No calls yet: [queue] service_s (300) per ticket, shared by the one window serving each.
+    assert menu == [{"queue": "A", "name": "综合受理", "waiting": 3, "wait_s": 900},
+                    {"queue": "B", "name": "不动产", "waiting": 1, "wait_s": 300}]
+    # Nine calls of A in the half hour: one per 200 s, faster than service_s: the rate stands.
+    for i in range(2):
+        op(store, ops.op_next, W1, {})
+    for i in range(9):
+        op(store, ops.op_ticket, KIOSK, {"queue": "A"})
+    for i in range(8):
+        op(store, ops.op_next, W1, {})
+    assert store.queues.first_calls_since("A", clock.ms - 1800000) == 9      # and B's one
+    menu = op(store, ops.op_queues, KIOSK, {})["queues"]
+    assert menu[0]["waiting"] == 3 and menu[0]["wait_s"] == 3 * 200
+
+
 @pytest.mark.parametrize("msg, code", [({"queue": "a"}, "unknown_queue"), ({"queue": "C"}, "unknown_queue"),
                                        ({"queue": ["A"]}, "unknown_queue"), ({}, "unknown_queue"),
                                        ({"queue": "A", "priority": 1}, "bad_value"),
