@@ -175,7 +175,7 @@ def normalise(stage, epoch):
 def control(ver, stage):
     kib = sum((os.lstat(os.path.join(t, f)).st_size + 1023) // 1024 for t, _, fs in os.walk(stage) for f in fs)
     return ("Package: %s\nVersion: %s\nArchitecture: all\nMaintainer: %s\nInstalled-Size: %d\n"
-            "Depends: python3 (>= 3.11), adduser, mosquitto\nSuggests: python3-lgpio, espeak-ng, alsa-utils\n"
+            "Depends: python3 (>= 3.11), adduser, mosquitto, tzdata\nSuggests: python3-lgpio, espeak-ng, alsa-utils\n"
             "Section: net\nPriority: optional\n%s" % (PACKAGE, ver, MAINTAINER, kib, DESCRIPTION))
 
 
