@@ -203,8 +203,14 @@ class Evaluator:
         elif cmd == "call":
             self._call(msg.get("ticket"), msg.get("item"))
         elif cmd == "reply":
-            if msg.get("error"):
-                self.board.beep(300)      # nobody waiting, nothing to recall: the staff hears it
+            err = msg.get("error")
+            if err == "empty" or err == "no_queue":
+                # `next` with nobody waiting: the staff key starts a service
+                # without a ticket, as it does without a queue.
+                now = time.ticks_ms()
+                self._guarded(lambda: self.desk.staff_short(now, self.prompt_ms), now)
+            elif err:
+                self.board.beep(300)      # nothing to recall, the link refused: the staff hears it
         elif cmd == "status":
             self.status()
         elif cmd == "reset":

@@ -58,7 +58,7 @@ def test_the_staff_key_calls_the_next_ticket_and_a_combination_marks_a_no_show(h
         time.sleep(2)                     # the evaluator's config with `calls` (republished within a second)
         vd.staff("start")
         wait_for(lambda: vd.screen()["lines"][1].startswith("A001"), 20, what="A001 on the evaluator")
-        assert vd.screen()["lines"][2].startswith("Serving")
+        assert vd.screen()["lines"][2].startswith("Serving")          # the number where the staff name goes
         wait_for(lambda: any(s.get("ticket") == "A001" and s["action"] == "started" for s in _sessions(hall)),
                  30, what="the session started with A001 at the agent")
         # 过号: staff held, the last rating key pressed: A001 marked, A002 called.
@@ -72,8 +72,16 @@ def test_the_staff_key_calls_the_next_ticket_and_a_combination_marks_a_no_show(h
         vd.staff("end")
         vd.press("satisfied")
         assert "Thank you" in vd.screen()["lines"]
+        # A003 is next; after it nobody waits: the staff key serves a walk-in, no ticket.
+        vd.staff("start")
+        wait_for(lambda: vd.screen()["lines"][1].startswith("A003"), 20, what="A003 on the evaluator")
+        vd.staff("end")
+        vd.staff("start")
+        # (No staff on duty here: the display's empty staff row is not in `lines`.)
+        wait_for(lambda: vd.screen()["lines"][1].startswith("Serving"), 20, what="a service without a ticket")
+        assert vd.stats()["state"] == "serving" and len(vd.screen()["lines"]) == 3   # window, state, 服务中
         board = json.load(urllib.request.urlopen(hall.screen_url + "api/queue", timeout=5))
         assert [c["ticket"] for c in board["calls"][:2]] == ["A002", "A001"]
-        assert board["queues"][0]["no_show_today"] == 1 and board["queues"][0]["waiting"] == 1
+        assert board["queues"][0]["no_show_today"] == 1 and board["queues"][0]["waiting"] == 0
     finally:
         kiosk.stop()
