@@ -20,7 +20,7 @@ import threading
 import time
 
 from protocol import topics
-from edge_agent import kiosk, quarantine, registry, status, systemd
+from edge_agent import kiosk, queues, quarantine, registry, status, systemd
 from edge_agent.cases import CaseCache
 from edge_agent.committer import Committer
 from edge_agent.errors import AgentError
@@ -76,9 +76,12 @@ class Agent:
         self.requests = Requests(Store(self.path, cache_kib=_CACHE_KIB), self.link, self.hall, self.sealer)
         self.link.on_request = self.requests.put
         kiosk.Kiosk(cfg).register(self.requests)
+        self.link_key = self._configured_link_key()      # (key, county base) for tickets' rate_url, or None
+        queues.QueueOps(cfg, lambda: self.link_key).register(self.requests)
         self.committer = Committer(Store(self.path, cache_kib=_CACHE_KIB), self.link, self.hall,
                                    cfg["mqtt"]["batch_max"], cfg["mqtt"]["batch_ms"], self.guard,
-                                   cfg["quarantine"], self.sealer)
+                                   cfg["quarantine"], self.sealer, queues.tz(cfg))
+        self.voice = None
         self.pin_factory = pin_factory
         self.uplink = self.light = self.http = self.cases = None
         self._republish = threading.Event()
@@ -129,6 +132,7 @@ class Agent:
         uplink_thread = self._start_uplink(uplink_stop)
         cases_thread = self._start_cases(uplink_stop)
         self._start_light()
+        self._start_voice()
         systemd.notify("READY=1")
         log.info("agent for hall %s running, store %s", self.hall, self.path)
         try:
@@ -140,6 +144,8 @@ class Agent:
             self.committer.stop()
             self.committer.join(30)
             self.requests.stop()
+            if self.voice is not None:
+                self.voice.stopping.set()
             self.link.stop()
             uplink_stop.set()
             if uplink_thread:
@@ -178,9 +184,49 @@ class Agent:
         except Exception as e:  # a broken lamp (or no gpiozero pin factory) must not stop ingest
             log.error("tower light disabled: %s", e)
 
+    def _start_voice(self):
+        if not self.cfg["voice"]["enabled"]:
+            return
+        from edge_agent.voice import Announcer, has_audio
+        if not has_audio():
+            log.warning("[voice] enabled but this machine has no audio device: calls are not announced")
+            return
+        self.voice = Announcer(Store(self.path, cache_kib=_CACHE_KIB), self.cfg["voice"])
+        self.voice.start()
+
+    def _configured_link_key(self):
+        q = self.cfg["queue"]
+        if q["link_key"]:
+            base = q["rate_base"] or self.cfg["uplink"]["url"]
+            return (bytes.fromhex(q["link_key"]), base) if base else None
+        key, base = self.store.meta("link_key"), self.store.meta("link_base")
+        return (bytes.fromhex(key), q["rate_base"] or base) if key and base else None
+
+    def _fetch_link_key(self):
+        """The hall's key for ticket rating links, from the county (GET
+        /v1/halls/<hall>/link-key), kept in meta; hourly until it comes."""
+        up = self.cfg["uplink"]
+        if self.link_key is not None or self.cfg["queue"]["link_key"] or not up["url"]:
+            return
+        from edge_agent.county_client import County, UplinkError
+        try:
+            answer = County(up["url"], up["token"], self.hall, up["timeout_s"], up["ca_file"]).get_json(
+                "/v1/halls/%s/link-key" % self.hall)
+            key, base = bytes.fromhex(str(answer.get("key"))), answer.get("base") or up["url"]
+            if len(key) != 32 or type(base) is not str or not base.startswith(("https://", "http://")):
+                raise ValueError("not a 32-byte key and a base URL")
+        except (UplinkError, ValueError) as e:
+            log.info("no link key from the county yet (%s): tickets go without rate_url", e)
+            return
+        with self.store.atomic():
+            self.store.set_meta("link_key", key.hex())
+            self.store.set_meta("link_base", base)
+        self.link_key = (key, self.cfg["queue"]["rate_base"] or base)
+        log.info("link key from the county: tickets carry rate_url under %s", self.link_key[1])
+
     def _housekeep(self, stop):
         every = {"beacon": self.cfg["mqtt"]["beacon_s"], "guard": 5, "light": 5, "purge_quarantine": 3600,
-                 "purge_jobs": 60}
+                 "purge_jobs": 60, "fetch_link_key": 3600}
         last = dict.fromkeys(every, float("-inf"))     # every chore is due at start
         rev = self.store.registry_rev()
         wd = systemd.watchdog_interval_s()

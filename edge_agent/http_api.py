@@ -1,5 +1,7 @@
 """HTTP for the hall: / (the lobby screen), /healthz, /metrics (Prometheus),
-/api/status, /api/hall (what the screen shows) and POST /api/windows/<W>
+/api/status, /api/hall (what the screen shows), /api/queue (the call
+board: the newest calls, waiting and waits per queue; the screen asks for
+it every 400 ms, so a call shows within a second) and POST /api/windows/<W>
 (staff on duty).
 Stdlib server in a thread; one store connection behind a lock.
 
@@ -163,6 +165,12 @@ class HallHTTP:
                 rt = self.runtime()
                 screen.update(light=rt.get("light"), light_reasons=rt.get("light_reasons"))
                 return self.send_json(h, 200, screen)
+            if method == "GET" and path == "/api/queue":
+                from edge_agent import queues
+                from edge_agent.store import now_ms
+                with self.lock:
+                    board = queues.board(self.store, self.cfg, now_ms())
+                return self.send_json(h, 200, board)
             if method == "POST" and path.startswith("/api/windows/"):
                 refused = self.refuse_write(h)
                 if refused:

@@ -46,13 +46,22 @@ class Requests(threading.Thread):
         super().__init__(name="requests", daemon=True)
         self.store, self.link, self.hall, self.sealer = store, link, hall, sealer
         self.handlers = {"ping": _ping}
+        self.afters = {}
         self.waiting = queue.Queue(_QUEUE_MAX)
         self.stopping = threading.Event()
 
-    def handle(self, op, handler):
+    def handle(self, op, handler, after=None):
         """handler(store, device_row, msg) -> reply fields (a dict), inside
-        the transaction that takes the request; RequestRefused to refuse."""
+        the transaction that takes the request; RequestRefused to refuse.
+        after(requests, device, key_hex, reply): once the reply is sent, for
+        a request that was done (a command that must follow it)."""
         self.handlers[op] = handler
+        if after is not None:
+            self.afters[op] = after
+
+    def command(self, device, key_hex, msg):
+        """Send a sealed command to a device (after a request's commit)."""
+        return self._send(device, key_hex, msg)
 
     def put(self, topic, payload):
         """From the MQTT thread: never blocks it."""
@@ -120,7 +129,11 @@ class Requests(threading.Thread):
                 except ProtocolError as e:
                     reply["error"] = e.code
         # Committed: now the device may hear about it.
-        return self._send(device, key_hex, reply)
+        self._send(device, key_hex, reply)
+        after = self.afters.get(op) if handler is not None and "error" not in reply else None
+        if after is not None:
+            after(self, device, key_hex, reply)
+        return reply
 
     def _send(self, device, key_hex, reply):
         self.sealer.publish(self.link, self.hall, device, key_hex, topics.CMD, reply)

@@ -33,7 +33,7 @@ import time
 import protocol
 from protocol import LEVELS
 from app import App
-from desk import Desk, NAMES, IDLE, PROMPT
+from desk import Desk, NAMES, IDLE, PROMPT, SERVING, PAUSED
 from outbox import OutboxFull
 from ui import Screen
 import tasks
@@ -85,8 +85,18 @@ class Evaluator(App):
 
     # -- events --------------------------------------------------------------
     def on_cmd(self, msg):
-        if msg.get("cmd") == "call":
+        cmd = msg.get("cmd")
+        if cmd == "call":
             self._call(msg.get("ticket"), msg.get("item"))
+        elif cmd == "reply":
+            err = msg.get("error")
+            if err == "empty" or err == "no_queue":
+                # `next` with nobody waiting: the staff key starts a service
+                # without a ticket, as it does without a queue.
+                now = time.ticks_ms()
+                self._guarded(lambda: self.desk.staff_short(now, self.prompt_ms), now)
+            elif err:
+                self.board.beep(300)      # nothing to recall, the link refused: the staff hears it
         else:
             App.on_cmd(self, msg)
 
@@ -188,20 +198,38 @@ class Evaluator(App):
 
     def _key(self, i, down, now):
         self.inputs += 1
+        # A window whose config says `calls` asks its queue (SPEC 'Requests'):
+        # the staff key calls the next ticket; staff held + the first rating
+        # key calls it again (重呼), + the last one marks it 过号 and calls the
+        # next. Requests are made when pressed: nothing kept in the heap.
+        calls = self.config.get("calls")
         if i == _STAFF_I:
             if down:
                 self._staff_since = now
                 self._staff_long = False
-            elif not self._staff_long:
+                return
+            short = not self._staff_long  # not a long press, not a combination
+            self._staff_since = None      # released (None: the key is up)
+            if short:
+                st = self.desk.state
+                # The agent's `call` command starts the session with the ticket;
+                # with no link now, the service starts without one, as before.
+                if calls and st != SERVING and st != PAUSED and self.uplink.ask({"op": "next"}) is not None:
+                    return
                 self._guarded(lambda: self.desk.staff_short(now, self.prompt_ms), now)
         elif down:
+            if calls and self._staff_since is not None and (i == 0 or i == 4):
+                self._staff_long = True       # a combination, not a staff press
+                if self.uplink.ask({"op": "recall"} if i == 0 else {"op": "noshow", "next": True}) is None:
+                    self._refuse(now)
+                return
             self._rating(LEVELS[i], now)
 
     async def _inputs(self):
         pins = [self.board.buttons[n] for n in BUTTONS]
         down = bytearray(len(BUTTONS))
         same = bytearray(len(BUTTONS))
-        self._staff_since = 0
+        self._staff_since = None      # ticks the staff key went down; None while it is up
         self._staff_long = True
         self._gc_at = self._second_at = time.ticks_ms()
         self.board.wdt_start(self.site.get("wdt_ms", 10000))

@@ -89,6 +89,7 @@ class PahoDevice:
         self.acked = set()
         self.configs = []
         self.replies = []          # the agent's replies to requests, unsealed
+        self.cmds = []             # the agent's other commands (a queue's `call`), unsealed
         self.lock = threading.Lock()
         self.connected = threading.Event()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "dev-" + device,
@@ -138,6 +139,8 @@ class PahoDevice:
             cmd = messages.unseal(self.key, topics.CMD, msg.payload, 0)
             if cmd.get("cmd") == "reply":
                 self.replies.append(cmd)
+            else:
+                self.cmds.append(cmd)
 
     def ask(self, msg, n, key=None):
         """Publish a request sealed with counter n (SPEC 'Requests'); the wire bytes."""

@@ -179,7 +179,8 @@ def normalise(stage, epoch):
 def control(ver, stage):
     kib = sum((os.lstat(os.path.join(t, f)).st_size + 1023) // 1024 for t, _, fs in os.walk(stage) for f in fs)
     return ("Package: %s\nVersion: %s\nArchitecture: all\nMaintainer: %s\nInstalled-Size: %d\n"
-            "Depends: python3 (>= 3.11), adduser, mosquitto, %s\nSuggests: python3-lgpio\n"
+            "Depends: python3 (>= 3.11), adduser, mosquitto, tzdata, %s\n"
+            "Suggests: python3-lgpio, espeak-ng, alsa-utils\n"
             "Section: net\nPriority: optional\n%s" % (PACKAGE, ver, MAINTAINER, kib,
                                                    ", ".join(sorted(FROM_DEBIAN.values())), DESCRIPTION))
 

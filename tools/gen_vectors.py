@@ -95,6 +95,22 @@ INVALID += [
     ("mac_upper", _GOOD[:-67] + _GOOD[-67:].upper(), "bad_mac"),
 ]
 
+# The queue's ticket events (the agent's own, device `_queue`): the fields
+# after `item` are optional, so the kiosk's ticket above reads as before.
+VALID += [
+    ("ticket_called", KEY_A, ev(device="_queue", seq=5, kind="ticket", ticket="A012", queue="A", action="called",
+                                id="20261130-A012", window="W03", wait_ms=754000)),
+    ("ticket_priority_transferred", KEY_A, ev(device="_queue", seq=6, kind="ticket", ticket="A013", queue="A",
+                                              action="transferred", id="20261130-A013", window="W03", to="B",
+                                              priority=True)),
+]
+_TICKET = protocol.encode(VALID[-2][2], KEY_A).decode()
+INVALID += [
+    ("ticket_unknown_action", _swap('"action":"called"', '"action":"served"', _TICKET), "bad_value"),
+    ("ticket_wait_negative", _swap('"wait_ms":754000', '"wait_ms":-1', _TICKET), "bad_value"),
+    ("ticket_priority_int", _swap('"wait_ms":754000', '"wait_ms":754000,"priority":1', _TICKET), "bad_type"),
+]
+
 # One value against its field's rule (protocol.check_field): what the agent
 # checks before a value can reach a device config or an event.
 FIELDS = [

@@ -4,7 +4,7 @@ light; the renderings are in text.py, the light's policy in alarms.py."""
 import datetime
 import json
 
-from edge_agent import cases, quarantine
+from edge_agent import cases, quarantine, queues
 from edge_agent.store import now_ms
 
 
@@ -60,6 +60,7 @@ def snapshot(store, cfg, runtime=None, now=None):
         "cases": {"polled": bool(cfg["uplink"]["url"]), "cached": store.cases.count(), "as_of_ms": as_of,
                   "fresh": as_of is not None and now - as_of <= cfg["kiosk"]["cases_fresh_s"] * 1000,
                   "cards": _fresh_cards(store, cfg, now)},
+        "queues": queues.summary(store, cfg, now),
     }
     snap.update(runtime or {})
     return snap

@@ -48,6 +48,14 @@ def metrics(snap):
     if c["cards"]:
         m("case_cards", "gauge", "Today's open cases by timeliness light (红黄牌), as the county counts them.",
           [('{light="%s"}' % light, c["cards"][light]) for light in ("green", "yellow", "red")])
+    qs = (snap.get("queues") or {}).get("queues") or []
+    if qs:
+        m("queue_waiting", "gauge", "Tickets waiting in a queue today.", [('{queue="%s"}' % q["queue"], q["waiting"])
+                                                                          for q in qs])
+        m("queue_wait_estimate_seconds", "gauge", "The wait a new ticket of the queue is told.",
+          [('{queue="%s"}' % q["queue"], q["wait_s"]) for q in qs])
+        m("queue_no_shows_today", "gauge", "Tickets marked 过号 today.",
+          [('{queue="%s"}' % q["queue"], q["no_show_today"]) for q in qs])
     up = snap.get("uplink")
     if up:
         failing = up.get("failing_since_ms")
@@ -93,6 +101,12 @@ def human(snap):
     if c["cards"]:
         out.append("cards today: green %d, yellow %d, red %d" % (c["cards"]["green"], c["cards"]["yellow"],
                                                                 c["cards"]["red"]))
+    qs = (snap.get("queues") or {}).get("queues") or []
+    out.append("queues:" if qs else "queues: none")
+    for q in qs:
+        out.append("  %s %s (windows %s): %d waiting, about %ds; today %d called, %d no-show" % (
+            q["queue"], q["name"], ",".join(q["windows"]) or "-", q["waiting"], q["wait_s"], q["called_today"],
+            q["no_show_today"]))
     sick = [d for d in snap["devices"] if d["status"] == "active" and d.get("alarms")]
     out.append("device alarms:" if sick else "device alarms: none")
     for d in sick:

@@ -9,6 +9,7 @@
   quarantine.py  refused messages: repeats, bucket usage, purge, listing
   uplink.py      the uplink's batch in flight and the county's rejects
   kiosk.py       the county's cases (cached) and the kiosks' print jobs
+  queues.py      queues, the windows serving them, numbers, blocks, tickets, calls, appointments
 
 Tables:
   events          one row per (device, seq), body = canonical wire JSON with mac;
@@ -36,6 +37,9 @@ Tables:
                   day's 红黄牌 counts (edge_agent/cases.py).
   print_jobs      ESC/POS bytes rendered for one kiosk, with their sha256; done_ms
                   once the kiosk's `print` event says how the job ended.
+  queues, queue_windows, queue_numbers, queue_blocks, tickets, queue_calls,
+  appointments    the hall's queues (edge_agent/queue.py): numbers per queue and
+                  hall-local day, taken in the transaction that records them.
 """
 from edge_agent.store.db import Store, connect, now_ms
 from edge_agent.store.migrations import MIGRATIONS

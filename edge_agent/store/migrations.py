@@ -129,6 +129,79 @@ def _m006_device_requests(conn):
     """)
 
 
+def _m007_queues(conn):
+    _script(conn, """
+    -- The hall's queues (edge_agent/queue.py): a letter each, the ticket's first character.
+    CREATE TABLE queues (
+        queue TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    -- Which windows call from which queues.
+    CREATE TABLE queue_windows (
+        window TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        PRIMARY KEY (window, queue)
+    );
+    -- The last number given out per queue and hall-local day, online or in a
+    -- kiosk's block: taken in the transaction that records what it went to.
+    CREATE TABLE queue_numbers (
+        queue TEXT NOT NULL,
+        day TEXT NOT NULL,
+        last INTEGER NOT NULL,
+        PRIMARY KEY (queue, day)
+    );
+    -- Numbers a kiosk reserved for tickets it hands out while it cannot ask.
+    CREATE TABLE queue_blocks (
+        device TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        day TEXT NOT NULL,
+        lo INTEGER NOT NULL,
+        hi INTEGER NOT NULL,
+        taken_ms INTEGER NOT NULL,
+        PRIMARY KEY (queue, day, lo)
+    );
+    -- Every ticket, online or from a block; `queue` is where it waits now.
+    CREATE TABLE tickets (
+        id INTEGER PRIMARY KEY,
+        day TEXT NOT NULL,
+        ticket TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        appointment TEXT,
+        slot_ms INTEGER,
+        device TEXT,
+        source TEXT NOT NULL CHECK (source IN ('agent', 'block')),
+        issued_ms INTEGER NOT NULL,
+        order_ms INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'waiting' CHECK (state IN ('waiting', 'called', 'no_show')),
+        window TEXT,
+        first_called_ms INTEGER,
+        calls INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (day, ticket)
+    );
+    CREATE INDEX tickets_waiting ON tickets(queue, priority, order_ms) WHERE state = 'waiting';
+    CREATE INDEX tickets_window ON tickets(window, state);
+    -- Each call and recall, in order: the lobby's board and the voice read it.
+    CREATE TABLE queue_calls (
+        id INTEGER PRIMARY KEY,
+        ticket_id INTEGER NOT NULL,
+        window TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        recall INTEGER NOT NULL DEFAULT 0
+    );
+    -- Appointments (预约) for a time slot, exchanged for a ticket once.
+    CREATE TABLE appointments (
+        code TEXT PRIMARY KEY,
+        queue TEXT NOT NULL,
+        slot_ms INTEGER NOT NULL,
+        until_ms INTEGER NOT NULL,
+        ticket_id INTEGER,
+        created_ms INTEGER NOT NULL
+    );
+    """)
+
+
 def _m008_kiosk(conn):
     # The self-service kiosk (issue 8). 007 is the queues' (tickets).
     _script(conn, """
@@ -179,6 +252,7 @@ MIGRATIONS = [
     ("004_quarantine_bounds", _m004_quarantine_bounds),
     ("005_uplink_tables", _m005_uplink_tables),
     ("006_device_requests", _m006_device_requests),
+    ("007_queues", _m007_queues),
     ("008_kiosk", _m008_kiosk),
     ("009_device_health_detail", _m009_device_health_detail),
 ]

@@ -176,6 +176,7 @@ def build(store, hall, month, tz=DEFAULT_TZ, deadline=DEFAULT_DEADLINE_DAYS, rul
         "staff": listed(staff, "staff"),
         "bad": [b for _, b in bad],
         "days": list(days.values()),
+        "queues": _queues(store, hall, month, tz),
     }
     if rules is not None:
         from tools.county import cases, followup
@@ -190,6 +191,12 @@ def build(store, hall, month, tz=DEFAULT_TZ, deadline=DEFAULT_DEADLINE_DAYS, rul
         out["overdue_cases"] = dict(cases.overdue(store, rules, hall, start.date(), end.date(), as_of),
                                     as_of=as_of.isoformat())
     return out
+
+
+def _queues(store, hall, month, tz):
+    # The queue's figures (排队叫号), apart in waits.py.
+    from tools.county import waits
+    return waits.build(store, hall, month, tz)["queues"]
 
 
 def overview(store, halls, month, tz=DEFAULT_TZ):
