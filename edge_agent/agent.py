@@ -210,8 +210,7 @@ class Agent:
             return
         from edge_agent.county_client import County, UplinkError
         try:
-            answer = County(up["url"], up["token"], self.hall, up["timeout_s"], up["ca_file"]).get_json(
-                "/v1/halls/%s/link-key" % self.hall)
+            answer = County(up["url"], up["token"], self.hall, up["timeout_s"], up["ca_file"]).get("link-key")
             key, base = bytes.fromhex(str(answer.get("key"))), answer.get("base") or up["url"]
             if len(key) != 32 or type(base) is not str or not base.startswith(("https://", "http://")):
                 raise ValueError("not a 32-byte key and a base URL")

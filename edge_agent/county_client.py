@@ -103,27 +103,6 @@ class County:
             raise UplinkError("county answer unreadable: %s" % e)
         return answer
 
-    def get_json(self, path):
-        """GET one of the hall's small documents (path under the county's base,
-        e.g. /v1/halls/<hall>/link-key) on a connection of its own."""
-        base = self.path[:-len("/batches")].rsplit("/v1/halls/", 1)[0]
-        conn = self._connect()
-        try:
-            conn.request("GET", base + path, headers={"Authorization": "Bearer " + self.token,
-                                                      "Accept-Encoding": "gzip"})
-            resp = conn.getresponse()
-            data = read_bounded(resp, 65536, self._deadline_s())
-            if resp.status != 200 or data is None:
-                raise UplinkError("county answered %d on GET %s" % (resp.status, path))
-            answer = json.loads(inflate(data, resp.getheader("Content-Encoding")))
-        except (OSError, http.client.HTTPException, ValueError, RecursionError) as e:
-            raise UplinkError("GET %s: %s" % (path, str(e) or type(e).__name__))
-        finally:
-            conn.close()
-        if type(answer) is not dict:
-            raise UplinkError("GET %s: not a JSON object" % path)
-        return answer
-
     def _deadline_s(self):
         return self.timeout * 3
 
