@@ -66,6 +66,7 @@ class Batch:
         self.out = Outcome()
         self._devices = {}
         self._hwm = {}
+        self._verified, self._rows = [], []      # events to store, in arrival order
         self.received = 0
 
     def _device(self, device):
@@ -110,18 +111,32 @@ class Batch:
             raise ProtocolError("unknown_device", "%s is retired" % device)
         wire = verified_wire(ev, m.payload, bytes.fromhex(row[0]))
         seq = ev["seq"]
-        if self.store.events.add(device, seq, ev["kind"], ev["t"], wire, m.received_ms):
-            self.out.stored += 1
-            top, _ = self._hwm.get(device, (0, 0))
-            self._hwm[device] = (max(seq, top), m.received_ms)
-            if ev["kind"] == "status":
-                self.store.devices.set_health(device, seq, ev.get("alarm"), ev["outbox"])
-        elif self.store.events.body(device, seq) == wire:
-            self.out.duplicates += 1
-        else:
-            self.quarantine(m, "conflict", "differs from the stored event", device, seq)
+        # Stored with the batch's other events in finish(): acked either way
+        # (stored, the same again, or a conflict kept in quarantine).
+        self._verified.append((m, ev))
+        self._rows.append((device, seq, ev["kind"], ev["t"], wire, m.received_ms))
         self.out.acks[device].add(seq)
         self.out.keys[device] = row[0]
+
+    def _store_events(self):
+        for (m, ev), row, new in zip(self._verified, self._rows, self.store.events.add_new(self._rows)):
+            device, seq = row[0], row[1]
+            try:
+                if new:
+                    self.out.stored += 1
+                    top, _ = self._hwm.get(device, (0, 0))
+                    self._hwm[device] = (max(seq, top), m.received_ms)
+                    if ev["kind"] == "status":
+                        self.store.devices.set_health(device, seq, ev.get("alarm"), ev["outbox"])
+                elif self.store.events.body(device, seq) == row[4]:
+                    self.out.duplicates += 1
+                else:
+                    self.quarantine(m, "conflict", "differs from the stored event", device, seq)
+            except sqlite3.Error:
+                raise
+            except Exception as e:  # as in add(): a bug must not stop ingest
+                log.exception("unexpected error on %s", m.topic)
+                self.quarantine(m, "agent_error", repr(e))
 
     def _presence(self, m, device):
         if not m.payload:
@@ -146,6 +161,7 @@ class Batch:
             self.out.came_online.discard(device)
 
     def finish(self):
+        self._store_events()
         for device, (seq, last_ms) in self._hwm.items():
             self.store.devices.raise_hwm(device, seq, last_ms)
         self.store.bump_all({"received": self.received, "commits": 1, "committed": self.out.stored,

@@ -14,6 +14,7 @@ import paho.mqtt.client as mqtt
 from protocol import topics
 from edge_agent.inbox import Inbox
 from edge_agent.ingest import Inbound
+from edge_agent.mqtt_client import Client
 from edge_agent.store import now_ms
 
 log = logging.getLogger("edge_agent.link")
@@ -31,7 +32,7 @@ class BrokerLink:
         self.connected = threading.Event()
         self.stopping = False
         self.intake_closed = False
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=mqtt_cfg["client_id"],
+        c = Client(mqtt.CallbackAPIVersion.VERSION2, client_id=mqtt_cfg["client_id"],
                         clean_session=False, manual_ack=True)
         # Always a user (the config's default is agent-<hall>): the hall's broker takes no anonymous login.
         c.username_pw_set(mqtt_cfg["username"], mqtt_cfg["password"])
@@ -90,9 +91,8 @@ class BrokerLink:
 
     def puback(self, messages):
         """PUBACK a committed batch, in arrival order, on the connection each came on."""
-        for m in messages:
-            if m.qos and m.link_gen == self.gen:
-                self.client.ack(m.mid, m.qos)
+        gen = self.gen
+        self.client.puback_all([m.mid for m in messages if m.qos == 1 and m.link_gen == gen])
 
     def publish(self, topic, payload, retain=False):
         # QoS 1; paho keeps it and sends it after a reconnect if need be.

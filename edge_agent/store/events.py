@@ -1,17 +1,46 @@
 """The events table: what ingest stores, what status reads, the uplink's
 backlog (unsynced rows in arrival order) and its retention."""
 
+# Parameters per statement stay within SQLite's oldest limit (999).
+_PER_STATEMENT = 500
+_ROWS_PER_INSERT = 150
+
 
 class Events:
     def __init__(self, conn):
         self.conn = conn
 
     # -- ingest
-    def add(self, device, seq, kind, t, body, received_ms):
-        """Store a new event; False when (device, seq) is held already."""
-        return self.conn.execute(
-            "INSERT INTO events (device, seq, kind, t, body, received_ms) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (device, seq) DO NOTHING", (device, seq, kind, t, body, received_ms)).rowcount > 0
+    def add_new(self, rows):
+        """Store those of `rows` (device, seq, kind, t, body, received_ms) not
+        held yet, in a few statements; returns, row by row, True for each one
+        this call stored (False: held already, or earlier in `rows`). Run in
+        the writer's transaction (atomic()): nothing else inserts meanwhile.
+        A statement per row let go of the interpreter lock per row, and the
+        committer then waited for paho's thread to give it back."""
+        seqs = {}
+        for r in rows:
+            seqs.setdefault(r[0], []).append(r[1])
+        held = set()
+        for device, wanted in seqs.items():
+            for i in range(0, len(wanted), _PER_STATEMENT):
+                part = wanted[i:i + _PER_STATEMENT]
+                held.update((device, s) for (s,) in self.conn.execute(
+                    "SELECT seq FROM events WHERE device = ? AND seq IN (%s)" % ",".join("?" * len(part)),
+                    [device] + part))
+        new, stored = [], []
+        for r in rows:
+            key = (r[0], r[1])
+            fresh = key not in held
+            stored.append(fresh)
+            if fresh:
+                held.add(key)
+                new.append(r)
+        for i in range(0, len(new), _ROWS_PER_INSERT):
+            part = new[i:i + _ROWS_PER_INSERT]
+            self.conn.execute("INSERT INTO events (device, seq, kind, t, body, received_ms) VALUES "
+                              + ",".join(["(?, ?, ?, ?, ?, ?)"] * len(part)), [v for r in part for v in r])
+        return stored
 
     def body(self, device, seq):
         row = self.conn.execute("SELECT body FROM events WHERE device = ? AND seq = ?", (device, seq)).fetchone()
