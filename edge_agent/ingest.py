@@ -65,6 +65,8 @@ class Batch:
         self.kept = Quarantine(store, limits)
         self.out = Outcome()
         self._devices = {}
+        self._keys = {}                 # device -> its key as bytes
+        self._topics = {}               # topic -> topics.parse(topic), for this batch
         self._hwm = {}
         self._verified, self._rows = [], []      # events to store, in arrival order
         self.received = 0
@@ -83,7 +85,10 @@ class Batch:
     def add(self, m):
         self.received += 1
         try:
-            hall, device, channel = topics.parse(m.topic)
+            parsed = self._topics.get(m.topic)
+            if parsed is None:          # a batch holds a few devices' topics, each many times
+                parsed = self._topics[m.topic] = topics.parse(m.topic)
+            hall, device, channel = parsed
             if hall != self.hall:
                 raise ProtocolError("bad_topic", "hall %s" % hall)
             if channel == topics.EVENTS:
@@ -109,7 +114,10 @@ class Batch:
             raise ProtocolError("unknown_device", device)
         if row[1] != "active":
             raise ProtocolError("unknown_device", "%s is retired" % device)
-        wire = verified_wire(ev, m.payload, bytes.fromhex(row[0]))
+        key = self._keys.get(device)
+        if key is None:
+            key = self._keys[device] = bytes.fromhex(row[0])
+        wire = verified_wire(ev, m.payload, key)
         seq = ev["seq"]
         # Stored with the batch's other events in finish(): acked either way
         # (stored, the same again, or a conflict kept in quarantine).
