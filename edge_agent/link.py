@@ -2,7 +2,7 @@
 
 A persistent session (fixed client id, clean_session=False) with manual
 acks: the broker keeps every QoS 1 message for us until we PUBACK it, and we
-PUBACK only after commit, in arrival order. on_message never blocks paho's
+PUBACK only after commit, in arrival order. on_received never blocks paho's
 network loop: it only puts the message in the inbox for the committer.
 """
 import logging
@@ -41,7 +41,7 @@ class BrokerLink:
         c.reconnect_delay_set(1, 30)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
+        c.on_received = self._on_received
         self.client = c
 
     def start(self):
@@ -80,14 +80,14 @@ class BrokerLink:
         resends them next session), so the committer's drain has an end."""
         self.intake_closed = True
 
-    def _on_message(self, client, userdata, msg):
+    def _on_received(self, mid, qos, topic, payload, retain):
         if self.intake_closed:
             return
         try:
-            topic = msg.topic
+            topic = topic.decode()
         except UnicodeDecodeError:
-            topic = repr(msg._topic)
-        self.inbox.put(Inbound(msg.mid, msg.qos, topic, msg.payload, msg.retain, now_ms(), self.gen))
+            topic = repr(topic)
+        self.inbox.put(Inbound(mid, qos, topic, payload, retain, now_ms(), self.gen))
 
     def puback(self, messages):
         """PUBACK a committed batch, in arrival order, on the connection each came on."""

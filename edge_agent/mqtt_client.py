@@ -13,12 +13,16 @@ hands it to the committer and waits to get it back. Here:
     loop that bytes wait (as it already asks of a TLS socket);
   - one pass of the loop reads every packet the chunk holds (bounded, so
     queued writes still get their turn);
-  - a message goes straight to `on_message`: the agent adds no per-topic
-    callbacks, so paho's topic matching and two locks per message go;
+  - a PUBLISH (QoS 0 or 1) that is whole in the chunk is taken apart here
+    and its fields go straight to `on_received`: no paho packet state, no
+    MQTTMessage (with a lock and a condition of its own), no topic matching;
+    every other packet, and one the chunk cuts, is read by paho as before;
   - `puback_all` queues a batch's PUBACKs as one write.
 
-Only paho's own seams are used: the socket it creates, its `loop_read`, its
-message hand-over and its output queue (paho-mqtt is pinned in constraints.txt).
+What is overridden are paho's seams: the socket it creates, `loop_read`,
+`_packet_read` (for whole PUBLISH packets only), the message hand-over and
+the output queue; paho-mqtt is pinned in constraints.txt, and
+tests/test_agent_mqtt_client.py checks this against paho's own reading.
 """
 import struct
 
@@ -65,6 +69,10 @@ class _Chunked:
 
 
 class Client(mqtt.Client):
+    """`on_received(mid, qos, topic, payload, retain)` (topic as bytes) gets
+    every message; paho's `on_message` is not called."""
+    on_received = None
+
     def _create_socket(self):
         return _Chunked(super()._create_socket())
 
@@ -77,11 +85,47 @@ class Client(mqtt.Client):
             rc = super().loop_read(max_packets)
         return rc
 
+    def _packet_read(self):
+        # A PUBLISH (QoS 0 or 1, MQTT 3.1.1) that is whole in the chunk is
+        # taken apart here (MQTT 3.1.1, 3.3), without paho's reads, its
+        # packet state and an MQTTMessage with its own lock and condition;
+        # everything else, and a packet cut by the chunk's end, is paho's.
+        sock = self._sock
+        if type(sock) is not _Chunked or self._in_packet["command"] or self._protocol == mqtt.MQTTv5:
+            return super()._packet_read()
+        buf, start = sock._buf, sock._pos
+        end = len(buf)
+        if end - start < 2 or buf[start] & 0xF6 not in (0x30, 0x32):      # PUBLISH, QoS 0 or 1
+            return super()._packet_read()
+        head = buf[start]
+        size, shift, i = 0, 0, start + 1
+        while True:
+            if i >= end or shift > 21:
+                return super()._packet_read()
+            c = buf[i]
+            size |= (c & 0x7F) << shift
+            shift += 7
+            i += 1
+            if not c & 0x80:
+                break
+        stop = i + size
+        qos = (head >> 1) & 3
+        if stop > end or size < 2:
+            return super()._packet_read()
+        topic_end = i + 2 + (buf[i] << 8 | buf[i + 1])
+        if topic_end == i + 2 or topic_end + 2 * qos > stop:
+            return super()._packet_read()       # malformed: paho says so
+        mid = buf[topic_end] << 8 | buf[topic_end + 1] if qos else 0
+        sock._pos = stop
+        self._last_bytes_received = mqtt.time_func()      # what paho's keepalive looks at
+        self.on_received(mid, qos, buf[i + 2:topic_end], buf[topic_end + 2 * qos:stop], bool(head & 1))
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
     def message_callback_add(self, sub, callback):
-        raise NotImplementedError("every message goes to on_message")
+        raise NotImplementedError("every message goes to on_received")
 
     def _handle_on_message(self, message):
-        self.on_message(self, self._userdata, message)
+        self.on_received(message.mid, message.qos, message._topic, message.payload, message.retain)
 
     def puback_all(self, mids):
         """PUBACK these QoS 1 messages (manual_ack) with one queued write,
