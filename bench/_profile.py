@@ -33,7 +33,7 @@ def _dump(out, main):
         stats.add(p)
     stats.strip_dirs()
     for order in ("tottime", "cumulative"):
-        stats.sort_stats(order).print_stats(35)
+        stats.sort_stats(order).print_stats(60)
     with open(out, "w") as f:
         f.write(buf.getvalue())
     stats.dump_stats(out + ".pstats")

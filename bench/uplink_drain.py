@@ -13,16 +13,19 @@ The drain is the real thing: the agent's SQLite store -> Uplink (gzip,
 HTTP keep-alive) -> `county-server run` (SQLite) in its own process. At the
 end the county must hold exactly N events, else exit 1.
 
-Drains once per `--in-flight` value (batches at the county at once), each
-from a fresh copy of the backlog.
+Each of `--runs` rounds measures both baselines, then drains once per
+`--in-flight` value (batches at the county at once), each from a fresh copy
+of the backlog; reported: the medians, and the median of the rounds' ratios
+(a busy moment then hits both sides of a ratio).
 
-    python -m bench.uplink_drain [--events N] [--batch 500] [--devices 50] [--in-flight 1,3]
+    python -m bench.uplink_drain [--events N] [--batch 500] [--devices 50] [--in-flight 1,3] [--runs 5]
 """
 import argparse
 import json
 import os
 import shutil
 import sqlite3
+import statistics
 import sys
 import tempfile
 import threading
@@ -138,35 +141,51 @@ def main(argv=None):
     ap.add_argument("--devices", type=int, default=50, help="devices the events come from (default: 50)")
     ap.add_argument("--in-flight", default="1,3", help="[uplink] in_flight values to drain with, the first "
                     "being the baseline (default: 1,3; 1 = one batch at a time)")
+    ap.add_argument("--runs", type=int, default=5, help="rounds of baselines and drains (median reported; "
+                    "default: 5)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args(argv)
 
     work = tempfile.mkdtemp(prefix="uplink-drain-")
     n = args.events
+    flights = [int(x) for x in args.in_flight.split(",")]
+    rounds = []                 # per round: (raw, in-process, {in_flight: drain}) in events/s
     try:
         t0 = time.perf_counter()
         bodies = make_events(n, args.devices)
         print("uplink drain: %d events from %d devices, batches of %d, county store SQLite (synchronous=FULL)"
               % (n, args.devices, args.batch))
         print("  (signed %d events in %.0f s; work dir %s)" % (n, time.perf_counter() - t0, work), flush=True)
-        raw = raw_insert(os.path.join(work, "county-raw.db"), bodies, args.batch)
-        print("  %-44s %9.0f events/s  (%.1f s)" % ("baseline: raw insert into county schema", n / raw, raw),
-              flush=True)
-        ing = county_ingest(os.path.join(work, "county-ingest.db"), bodies, args.batch)
-        print("  %-44s %9.0f events/s  (%.1f s)" % ("baseline: county ingest in-process, no HTTP", n / ing, ing),
-              flush=True)
         ok = True
-        for k in [int(x) for x in args.in_flight.split(",")]:
-            took, held, posts, st = drain(os.path.join(work, "in-flight-%d" % k), bodies, args.batch, k)
-            rate = n / took
-            print("  %-44s %9.0f events/s  (%.1f s) = %.0f%% of county ingest, %.0f%% of raw insert" % (
-                "uplink drain, in_flight %d: agent -> HTTP -> county" % k, rate, took, 100 * rate / (n / ing),
-                100 * rate / (n / raw)))
-            print("    county holds %d events (%d distinct); %d batches, %d posts; agent pending %d, conflicts %d"
-                  % (held[0], held[1], posts[0], posts[1] or 0, st["pending"], st["conflicts"]), flush=True)
-            ok = ok and held[0] == held[1] == n and st["pending"] == 0
+        for r in range(args.runs):
+            here = os.path.join(work, "round-%d" % r)
+            os.makedirs(here)
+            raw = n / raw_insert(os.path.join(here, "county-raw.db"), bodies, args.batch)
+            ing = n / county_ingest(os.path.join(here, "county-ingest.db"), bodies, args.batch)
+            drains = {}
+            line = "round %d: raw insert %.0f/s, county ingest in-process %.0f/s" % (r + 1, raw, ing)
+            for k in flights:
+                took, held, posts, st = drain(os.path.join(here, "in-flight-%d" % k), bodies, args.batch, k)
+                drains[k] = n / took
+                line += "; in_flight %d %.0f/s (%.0f%%, %d posts)" % (k, drains[k], 100 * drains[k] / ing,
+                                                                        posts[1] or 0)
+                if not (held[0] == held[1] == n and st["pending"] == 0):
+                    ok = False
+                    line += " MISMATCH: county holds %d (%d distinct), agent pending %d" % (
+                        held[0], held[1], st["pending"])
+            print(line, flush=True)
+            rounds.append((raw, ing, drains))
             if not args.keep:
-                shutil.rmtree(os.path.join(work, "in-flight-%d" % k), ignore_errors=True)
+                shutil.rmtree(here, ignore_errors=True)
+        med = statistics.median
+        print("median of %d round(s), each baseline measured in the same round as the drains:" % args.runs)
+        print("  %-44s %9.0f events/s" % ("baseline: raw insert into county schema", med(x[0] for x in rounds)))
+        print("  %-44s %9.0f events/s" % ("baseline: county ingest in-process, no HTTP", med(x[1] for x in rounds)))
+        for k in flights:
+            print("  %-44s %9.0f events/s = %.0f%% of county ingest, %.0f%% of raw insert (medians of the "
+                  "rounds' ratios)" % ("uplink drain, in_flight %d: agent -> HTTP -> county" % k,
+                                       med(x[2][k] for x in rounds), 100 * med(x[2][k] / x[1] for x in rounds),
+                                       100 * med(x[2][k] / x[0] for x in rounds)))
         print("  %s" % ("OK: every event at the county exactly once" if ok else "MISMATCH"))
         return 0 if ok else 1
     finally:

@@ -19,9 +19,12 @@ class Inbox:
         self._want = 1                  # wake the committer when this many wait
 
     def put(self, item):
-        with self._ready:
-            self._items.append(item)
-            if len(self._items) >= self._want:
+        # The deque is thread-safe; the lock only for a wake-up. A wake-up
+        # missed on a stale _want costs the committer at most its window.
+        items = self._items
+        items.append(item)
+        if len(items) >= self._want:
+            with self._ready:
                 self._ready.notify()
 
     def qsize(self):

@@ -70,7 +70,10 @@ class Batch:
         self.kept = Quarantine(store, limits)
         self.out = Outcome()
         self._devices = {}
+        self._keys = {}                 # device -> its key as bytes
+        self._topics = {}               # topic -> topics.parse(topic), for this batch
         self._hwm = {}
+        self._verified, self._rows = [], []      # events to store, in arrival order
         self.received = 0
 
     def _device(self, device):
@@ -87,7 +90,10 @@ class Batch:
     def add(self, m):
         self.received += 1
         try:
-            hall, device, channel = topics.parse(m.topic)
+            parsed = self._topics.get(m.topic)
+            if parsed is None:          # a batch holds a few devices' topics, each many times
+                parsed = self._topics[m.topic] = topics.parse(m.topic)
+            hall, device, channel = parsed
             if hall != self.hall:
                 raise ProtocolError("bad_topic", "hall %s" % hall)
             if channel == topics.EVENTS:
@@ -113,26 +119,44 @@ class Batch:
             raise ProtocolError("unknown_device", device)
         if row[1] != "active":
             raise ProtocolError("unknown_device", "%s is retired" % device)
-        wire = verified_wire(ev, m.payload, bytes.fromhex(row[0]))
+        key = self._keys.get(device)
+        if key is None:
+            key = self._keys[device] = bytes.fromhex(row[0])
+        wire = verified_wire(ev, m.payload, key)
         seq = ev["seq"]
-        if self.store.events.add(device, seq, ev["kind"], ev["t"], wire, m.received_ms):
-            self.out.stored += 1
-            top, _ = self._hwm.get(device, (0, 0))
-            self._hwm[device] = (max(seq, top), m.received_ms)
-            if ev["kind"] == "status":
-                self.store.devices.set_health(device, ev)
-            elif ev["kind"] == "printer":
-                self.store.devices.set_printer(device, seq, ev["state"])
-            elif ev["kind"] == "print":          # the job has ended: its chunks are no longer served
-                self.store.print_jobs.finish(ev["job"], device, ev["result"], m.received_ms)
-            elif ev["kind"] == "ticket":
-                self._ticket(device, ev, m.received_ms)
-        elif self.store.events.body(device, seq) == wire:
-            self.out.duplicates += 1
-        else:
-            self.quarantine(m, "conflict", "differs from the stored event", device, seq)
+        # Stored with the batch's other events in finish(): acked either way
+        # (stored, the same again, or a conflict kept in quarantine).
+        self._verified.append((m, ev))
+        self._rows.append((device, seq, ev["kind"], ev["t"], wire, m.received_ms))
         self.out.acks[device].add(seq)
         self.out.keys[device] = row[0]
+
+    def _store_events(self):
+        for (m, ev), row, new in zip(self._verified, self._rows, self.store.events.add_new(self._rows)):
+            device, seq = row[0], row[1]
+            try:
+                if new:
+                    self.out.stored += 1
+                    top, _ = self._hwm.get(device, (0, 0))
+                    self._hwm[device] = (max(seq, top), m.received_ms)
+                    kind = ev["kind"]
+                    if kind == "status":
+                        self.store.devices.set_health(device, ev)
+                    elif kind == "printer":
+                        self.store.devices.set_printer(device, seq, ev["state"])
+                    elif kind == "print":        # the job has ended: its chunks are no longer served
+                        self.store.print_jobs.finish(ev["job"], device, ev["result"], m.received_ms)
+                    elif kind == "ticket":
+                        self._ticket(device, ev, m.received_ms)
+                elif self.store.events.body(device, seq) == row[4]:
+                    self.out.duplicates += 1
+                else:
+                    self.quarantine(m, "conflict", "differs from the stored event", device, seq)
+            except sqlite3.Error:
+                raise
+            except Exception as e:  # as in add(): a bug must not stop ingest
+                log.exception("unexpected error on %s", m.topic)
+                self.quarantine(m, "agent_error", repr(e))
 
     def _ticket(self, device, ev, received_ms):
         from edge_agent import queues
@@ -164,6 +188,7 @@ class Batch:
             self.out.came_online.discard(device)
 
     def finish(self):
+        self._store_events()
         for device, (seq, last_ms) in self._hwm.items():
             self.store.devices.raise_hwm(device, seq, last_ms)
         self.store.bump_all({"received": self.received, "commits": 1, "committed": self.out.stored,

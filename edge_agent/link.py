@@ -2,7 +2,7 @@
 
 A persistent session (fixed client id, clean_session=False) with manual
 acks: the broker keeps every QoS 1 message for us until we PUBACK it, and we
-PUBACK only after commit, in arrival order. on_message never blocks paho's
+PUBACK only after commit, in arrival order. on_received never blocks paho's
 network loop: it only puts the message in the inbox for the committer.
 """
 import logging
@@ -14,6 +14,7 @@ import paho.mqtt.client as mqtt
 from protocol import topics
 from edge_agent.inbox import Inbox
 from edge_agent.ingest import Inbound
+from edge_agent.mqtt_client import Client
 from edge_agent.store import now_ms
 
 log = logging.getLogger("edge_agent.link")
@@ -32,7 +33,7 @@ class BrokerLink:
         self.connected = threading.Event()
         self.stopping = False
         self.intake_closed = False
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=mqtt_cfg["client_id"],
+        c = Client(mqtt.CallbackAPIVersion.VERSION2, client_id=mqtt_cfg["client_id"],
                         clean_session=False, manual_ack=True)
         # Always a user (the config's default is agent-<hall>): the hall's broker takes no anonymous login.
         c.username_pw_set(mqtt_cfg["username"], mqtt_cfg["password"])
@@ -41,8 +42,7 @@ class BrokerLink:
         c.reconnect_delay_set(1, 30)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
-        c.message_callback_add(topics.for_all_devices(hall, topics.REQ), self._on_request)
+        c.on_received = self._on_received
         self.client = c
 
     def start(self):
@@ -84,31 +84,33 @@ class BrokerLink:
         resends them next session), so the committer's drain has an end."""
         self.intake_closed = True
 
-    def _on_message(self, client, userdata, msg):
+    def _on_received(self, mid, qos, topic, payload, retain):
         if self.intake_closed:
             return
+        if topic.endswith(b"/" + topics.REQ.encode()):
+            return self._on_request(mid, qos, topic, payload)
         try:
-            topic = msg.topic
+            topic = topic.decode()
         except UnicodeDecodeError:
-            topic = repr(msg._topic)
-        self.inbox.put(Inbound(msg.mid, msg.qos, topic, msg.payload, msg.retain, now_ms(), self.gen))
+            topic = repr(topic)
+        self.inbox.put(Inbound(mid, qos, topic, payload, retain, now_ms(), self.gen))
 
-    def _on_request(self, client, userdata, msg):
-        if self.intake_closed or self.on_request is None:
+    def _on_request(self, mid, qos, topic, payload):
+        # A device's request (edge_agent/requests.py): served apart from events.
+        if qos:            # subscribed at QoS 0; a QoS 1 copy needs its PUBACK all the same
+            self.client.puback_all([mid])
+        if self.on_request is None:
             return
-        if msg.qos:        # subscribed at QoS 0; a QoS 1 copy needs its PUBACK all the same
-            client.ack(msg.mid, msg.qos)
         try:
-            topic = msg.topic
+            topic = topic.decode()
         except UnicodeDecodeError:
-            topic = repr(msg._topic)      # refused as bad_topic, counted
-        self.on_request(topic, msg.payload)
+            topic = repr(topic)           # refused as bad_topic, counted
+        self.on_request(topic, payload)
 
     def puback(self, messages):
         """PUBACK a committed batch, in arrival order, on the connection each came on."""
-        for m in messages:
-            if m.qos and m.link_gen == self.gen:
-                self.client.ack(m.mid, m.qos)
+        gen = self.gen
+        self.client.puback_all([m.mid for m in messages if m.qos == 1 and m.link_gen == gen])
 
     def publish(self, topic, payload, retain=False):
         # QoS 1; paho keeps it and sends it after a reconnect if need be.

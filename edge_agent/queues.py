@@ -158,7 +158,7 @@ def emit(store, now, fields):
         key = secrets.token_hex(32)
         store.set_meta("queue_key", key)
     wire = protocol.encode(ev, bytes.fromhex(key)).decode()
-    store.events.add(QUEUE_DEVICE, seq, "ticket", now, wire, now)
+    store.events.add_new([(QUEUE_DEVICE, seq, "ticket", now, wire, now)])
 
 
 def _ticket_fields(t, action, **more):

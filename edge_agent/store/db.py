@@ -3,7 +3,7 @@
 
     store = Store("/var/lib/qinglian/agent.db")   # or Store(memory=True)
     with store.atomic():
-        if store.events.add(...): ...
+        stored = store.events.add_new(rows)
 
 WAL so the uplink and the HTTP API read while ingest writes;
 synchronous=FULL because an event is acked to its device only after COMMIT

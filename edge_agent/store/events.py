@@ -1,17 +1,59 @@
 """The events table: what ingest stores, what status reads, the uplink's
 backlog (unsynced rows in arrival order) and its retention."""
 
+# Parameters per statement stay within SQLite's oldest limit (999), and the
+# statements have a few shapes only (lists padded, rows in powers of two):
+# each shape is a prepared statement kept in the connection's cache, and one
+# per batch size held ~0.5 MiB more at a hall's rate.
+_PER_LOOKUP = 256
+_ROWS_PER_INSERT = 128
+
+
+def _shapes(n, most):
+    """n as a sum of powers of two up to `most`, largest first."""
+    while n:
+        k = min(most, 1 << (n.bit_length() - 1))
+        yield k
+        n -= k
+
 
 class Events:
     def __init__(self, conn):
         self.conn = conn
 
     # -- ingest
-    def add(self, device, seq, kind, t, body, received_ms):
-        """Store a new event; False when (device, seq) is held already."""
-        return self.conn.execute(
-            "INSERT INTO events (device, seq, kind, t, body, received_ms) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (device, seq) DO NOTHING", (device, seq, kind, t, body, received_ms)).rowcount > 0
+    def add_new(self, rows):
+        """Store those of `rows` (device, seq, kind, t, body, received_ms) not
+        held yet, in a few statements; returns, row by row, True for each one
+        this call stored (False: held already, or earlier in `rows`). Run in
+        the writer's transaction (atomic()): nothing else inserts meanwhile.
+        A statement per row let go of the interpreter lock per row, and the
+        committer then waited for paho's thread to give it back."""
+        seqs = {}
+        for r in rows:
+            seqs.setdefault(r[0], []).append(r[1])
+        held = set()
+        for device, wanted in seqs.items():
+            for i in range(0, len(wanted), _PER_LOOKUP):
+                part = wanted[i:i + _PER_LOOKUP]
+                part += part[-1:] * ((1 << (len(part) - 1).bit_length()) - len(part))     # padded: a repeat
+                held.update((device, s) for (s,) in self.conn.execute(
+                    "SELECT seq FROM events WHERE device = ? AND seq IN (%s)" % ",".join("?" * len(part)),
+                    [device] + part))
+        new, stored = [], []
+        for r in rows:
+            key = (r[0], r[1])
+            fresh = key not in held
+            stored.append(fresh)
+            if fresh:
+                held.add(key)
+                new.append(r)
+        i = 0
+        for k in _shapes(len(new), _ROWS_PER_INSERT):
+            self.conn.execute("INSERT INTO events (device, seq, kind, t, body, received_ms) VALUES "
+                              + ",".join(["(?, ?, ?, ?, ?, ?)"] * k), [v for r in new[i:i + k] for v in r])
+            i += k
+        return stored
 
     def body(self, device, seq):
         row = self.conn.execute("SELECT body FROM events WHERE device = ? AND seq = ?", (device, seq)).fetchone()
