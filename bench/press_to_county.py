@@ -20,15 +20,14 @@ costs in bytes at the agent and at the county:
              per event stored, from idle to after the run (checkpointed;
              PostgreSQL: pg_total_relation_size of its tables).
 
-Baselines in the same run: the broker's PUBACK above (what any device link
-costs), and a one-event batch POSTed straight to the county (the county's
-own commit latency without the agent). Each configuration (`--interval`:
-the uplink's [uplink] interval_s, the wait when it found nothing to send;
-default 2.0 and 0.2) is run `--runs` times in turn; medians reported.
+Baselines in the same run: another revision's agent (`git archive`, main
+by default; rounds alternate), the broker's PUBACK above (what any device
+link costs), and a one-event batch POSTed straight to the county (the
+county's own commit latency without the agent). Medians of `--runs`.
 Exit 1 if any run does not deliver every event to the county exactly once.
 
     python -m bench.press_to_county [--devices 20] [--rate 50] [--seconds 20]
-        [--runs 5] [--interval 2.0 --interval 0.2] [--county-db URL] [--json OUT]
+        [--runs 5] [--baseline main] [--interval S] [--county-db URL] [--json OUT]
 """
 import argparse
 import json
@@ -43,9 +42,10 @@ import tempfile
 import threading
 import time
 
+from bench._trees import edge_agent, tree_of
 from bench.agent_hall_rate import HALL, PASSWORD, REGISTER, Device
 from tools.county.testing import CountyProc
-from tools.procs import Mosquitto, Proc, ROOT, VENV_BIN, broker_dir, free_port, healthy, wait_for
+from tools.procs import Mosquitto, Proc, ROOT, broker_dir, free_port, healthy, wait_for
 
 TOKEN = "tok-bench-" + "b" * 16
 
@@ -144,7 +144,7 @@ def _county_post_ms(county, n=20):
     return statistics.median(out)
 
 
-def one_run(names, keys, args, interval, county_db=None):
+def one_run(tree, names, keys, args, interval, county_db=None):
     work = tempfile.mkdtemp(prefix="bench-p2c-")
     bdir = broker_dir()
     port, http = free_port(), free_port()
@@ -155,20 +155,21 @@ def one_run(names, keys, args, interval, county_db=None):
         county.start()
         with open(cfg, "w") as f:
             f.write('hall = "%s"\n[mqtt]\nport = %d\npassword = "%s"\n[store]\npath = "%s"\n[http]\nport = %d\n'
-                    '[uplink]\nurl = "%s"\ntoken = "%s"\nallow_plain_http = true\ninterval_s = %s\n'
-                    % (HALL, port, PASSWORD, db, http, county.url, TOKEN, interval))
+                    '[uplink]\nurl = "%s"\ntoken = "%s"\nallow_plain_http = true\n%s'
+                    % (HALL, port, PASSWORD, db, http, county.url, TOKEN,
+                       "" if interval is None else "interval_s = %s\n" % interval))
+        py, env = edge_agent(tree)
         subprocess.run([sys.executable, "-c", REGISTER, db, json.dumps({d: keys[d].hex() for d in names})],
-                       check=True, cwd=ROOT)
-        ea = os.path.join(VENV_BIN, "edge-agent")
-        subprocess.run([ea, "--config", cfg, "broker-config", "--out", bdir, "--data-dir", bdir + "/data",
-                        "--listen", "127.0.0.1"], check=True, cwd=ROOT, capture_output=True)
+                       check=True, env=env, cwd=tree)
+        subprocess.run(py + ["--config", cfg, "broker-config", "--out", bdir, "--data-dir", bdir + "/data",
+                             "--listen", "127.0.0.1"], check=True, env=env, cwd=tree, capture_output=True)
         broker = Mosquitto(bdir, port=port, conf=open(bdir + "/mosquitto.conf").read()).start()
-        agent = Proc("edge-agent", [ea, "run", "--config", cfg], work, env=dict(os.environ, MALLOC_ARENA_MAX="2"))
+        agent = Proc("edge-agent", py + ["run", "--config", cfg], work, env=dict(env, MALLOC_ARENA_MAX="2"), cwd=tree)
         agent.start()
         wait_for(lambda: healthy(http), 30, what="agent")
         devices = [TimedDevice(d, keys[d], port) for d in names]
         wait_for(lambda: all(d.ready.is_set() for d in devices), 120, 0.2, "every device's config")
-        time.sleep(2 + interval)
+        time.sleep(3)
         post_ms = _county_post_ms(county)
         agent_b0, county_b0 = _sqlite_bytes(db), _county_bytes(county)
         total = int(args.rate * args.seconds)
@@ -222,37 +223,48 @@ def main(argv=None):
     ap.add_argument("--rate", type=float, default=50.0, help="ratings per second, all devices together")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--interval", type=float, action="append", default=None,
-                    help="[uplink] interval_s to measure (repeatable; default 2.0 and 0.2)")
+    ap.add_argument("--interval", type=float, default=None,
+                    help="[uplink] interval_s for both agents (default: the agent's default, 2.0)")
+    ap.add_argument("--baseline", default="main", help="git revision to compare with (default: main)")
+    ap.add_argument("--no-baseline", action="store_true", help="measure this tree only")
     ap.add_argument("--county-db", default=None, help="a PostgreSQL URL for the county (default SQLite)")
-    ap.add_argument("--json", default=None, help="write the medians here as JSON")
+    ap.add_argument("--json", default=None, help="write the medians here as JSON (default $QL_BENCH_JSON)")
     args = ap.parse_args(argv)
-    intervals = args.interval or [2.0, 0.2]
     names = ["ev-%03d" % i for i in range(args.devices)]
     keys = {d: secrets.token_bytes(32) for d in names}
-    results = {iv: [] for iv in intervals}
-    for r in range(args.runs):
-        for iv in intervals:
-            res = one_run(names, keys, args, iv, args.county_db)
-            results[iv].append(res)
-            print("round %d interval_s %.1f: press->county p50 %4.0f p99 %5.0f max %5.0f ms; device->agent commit "
-                  "p50 %3.0f p99 %4.0f; ->county p50 %4.0f p99 %5.0f; broker PUBACK p50 %.1f; county POST %.1f ms"
-                  % (r + 1, iv, res["p2c_p50"], res["p2c_p99"], res["p2c_max"], res["agent_p50"], res["agent_p99"],
-                     res["uplink_p50"], res["uplink_p99"], res["puback_p50"], res["county_post_ms"]), flush=True)
-    print("%d devices, %.0f ratings/s for %.0f s, county on %s, median of %d runs each (ms; bytes per event)"
-          % (args.devices, args.rate, args.seconds, "PostgreSQL" if args.county_db else "SQLite", args.runs))
+    trees = tempfile.mkdtemp(prefix="bench-p2c-trees-")
+    try:
+        sides = (() if args.no_baseline else (("baseline " + args.baseline, tree_of(args.baseline, trees)),)) \
+            + (("this tree", ROOT),)
+        results = {label: [] for label, _ in sides}
+        for r in range(args.runs):
+            for label, tree in sides:
+                res = one_run(tree, names, keys, args, args.interval, args.county_db)
+                results[label].append(res)
+                print("round %d %-14s press->county p50 %4.0f p99 %5.0f max %5.0f ms; device->agent commit p50 %3.0f "
+                      "p99 %4.0f; ->county p50 %4.0f p99 %5.0f; broker PUBACK p50 %.1f; county POST %.1f ms"
+                      % (r + 1, label, res["p2c_p50"], res["p2c_p99"], res["p2c_max"], res["agent_p50"],
+                         res["agent_p99"], res["uplink_p50"], res["uplink_p99"], res["puback_p50"],
+                         res["county_post_ms"]), flush=True)
+    finally:
+        shutil.rmtree(trees, ignore_errors=True)
+    print("%d devices, %.0f ratings/s for %.0f s, county on %s, uplink interval_s %s, median of %d runs each "
+          "(ms; bytes per event)" % (args.devices, args.rate, args.seconds,
+                                     "PostgreSQL" if args.county_db else "SQLite",
+                                     "default" if args.interval is None else args.interval, args.runs))
     cols = ("p2c_p50", "p2c_p99", "p2c_max", "agent_p50", "agent_p99", "uplink_p50", "uplink_p99",
             "puback_p50", "puback_p99", "county_post_ms", "agent_bytes_per_event", "county_bytes_per_event")
-    print("%-14s" % "interval_s" + "".join("%12s" % c.replace("_per_event", "/ev") for c in cols))
+    print("%-16s" % "agent" + "".join("%13s" % c.replace("_bytes_per_event", " B/ev") for c in cols))
     medians = {}
-    for iv, rows in results.items():
-        medians["interval_s=%g" % iv] = m = {c: statistics.median(x[c] for x in rows) for c in cols}
-        print("%-14g" % iv + "".join("%12.1f" % m[c] for c in cols))
+    for label, rows in results.items():
+        medians[label] = m = {c: round(statistics.median(x[c] for x in rows), 1) for c in cols}
+        print("%-16s" % label + "".join("%13.1f" % m[c] for c in cols))
     out = args.json or os.environ.get("QL_BENCH_JSON")
     if out:
         with open(out, "w") as f:
             json.dump({"devices": args.devices, "rate": args.rate, "seconds": args.seconds, "runs": args.runs,
-                       "county": "postgresql" if args.county_db else "sqlite", "medians": medians}, f, indent=1)
+                       "county": "postgresql" if args.county_db else "sqlite", "interval_s": args.interval,
+                       "unit": "ms, bytes", "medians": medians, "rounds": results}, f, indent=1)
     return 0
 
 
