@@ -206,7 +206,9 @@ class ChaosHall:
         self.desk = None           # the TicketDesk
         self.bad_sent = 0          # inputs sent to be quarantined
         self.thanked = {}          # session -> level the citizen was thanked for (windows and kiosks)
+        self.pressed = {}          # session -> level pressed, thanked or not (the power may have gone)
         self.no_shows = 0
+        self.kiosk_misses = {}     # why a kiosk citizen gave up ("timed out waiting for ...", a power cut)
         self.served = 0
         self.paused = set()        # devices whose citizens wait (a board being swapped)
         self.lock = threading.Lock()
@@ -342,6 +344,8 @@ class ChaosHall:
                 time.sleep(rng.uniform(0.1, 0.6))          # the service, compressed
                 vd.staff("end")
                 level = rng.choice(LEVELS)
+                with self.lock:
+                    self.pressed[session] = level
                 vd.press(level, ms=30)
                 if vd.screen()["lines"][2] == "Thank you":
                     with self.lock:
@@ -387,12 +391,17 @@ class ChaosHall:
                 wait_for(lambda: vk.state() == "prompt", 30, 0.05, "%s asks for a rating" % name)
                 st = vk.stats()
                 level = rng.choice(LEVELS)
+                with self.lock:
+                    self.pressed[st["session"]] = level
                 vk.tap(level)
                 if vk.stats()["thanks"] == st["thanks"] + 1:
                     with self.lock:
                         self.thanked[st["session"]] = level
                         self.served += 1
-            except (DeviceError, TimeoutError):
+            except (DeviceError, TimeoutError) as e:
+                why = str(e).split(":")[0][:60]
+                with self.lock:
+                    self.kiosk_misses[why] = self.kiosk_misses.get(why, 0) + 1
                 time.sleep(0.3)
             time.sleep(rng.uniform(0.5, 2.0))
 
@@ -564,6 +573,10 @@ class ChaosHall:
                 problems.append("thanked %s %s, county has %s" % (session, level, by_session.get(session)))
         problems += ["session %s rated %d times at the county" % (s, len(v)) for s, v in by_session.items()
                      if len(v) > 1]
+        # The rest are presses whose thank-you nobody saw (the power went, the
+        # board was swapped): each must be a press made, with its level.
+        problems += ["the county has %s %s, nobody pressed it" % (s, v) for s, v in by_session.items()
+                     if s not in self.thanked and [self.pressed.get(s)] != v]
         # Tickets: issued = called + no-show + waiting, none twice.
         actions = {}
         for device, kind, body in county:
@@ -603,11 +616,11 @@ class ChaosHall:
         if unexplained or len(quarantined) != self.bad_sent:
             problems.append("quarantine: %d of the %d bad inputs sent, and unexplained: %s" % (
                 len(quarantined) - len(unexplained), self.bad_sent, quarantined))
-        self.log("thanked %d (channels at the county %s), county ratings %d (sessions %d); tickets %d (%s), "
-                 "no-show presses %d; print jobs %d reported, %d on paper; quarantined %s; faults %d" % (
+        self.log("pressed %d, " % len(self.pressed) + "thanked %d (channels at the county %s), county ratings %d (sessions %d); tickets %d (%s), "
+                 "no-show presses %d; print jobs %d reported, %d on paper; quarantined %s; kiosk misses %s; faults %d" % (
                      len(self.thanked), channels, sum(channels.values()), len(by_session), len(tickets),
                      dict(states), self.no_shows, len(reports), len(on_paper),
-                     sorted(r for _, r in quarantined), len(self.faults_done)))
+                     sorted(r for _, r in quarantined), self.kiosk_misses, len(self.faults_done)))
         if problems:
             raise ChaosFailure("seed %d: %d problem(s):\n  %s" % (self.seed, len(problems), "\n  ".join(problems[:30])))
         return {"seed": self.seed, "thanked": len(self.thanked), "county": sum(channels.values()),
