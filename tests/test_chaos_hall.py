@@ -10,7 +10,8 @@ import random
 
 import pytest
 
-from tools.chaos import ChaosHall
+from tools.chaos import FAULTS, ChaosHall
+from tools.faults import SmallDisk
 
 
 def _county_db():
@@ -35,6 +36,8 @@ def _run(tmp_path, seed, devices, seconds):
         assert report["prints"] and report["tickets"].get("called"), report
         kinds = {k for _, k, _, w in report["faults"] if not w.startswith(("skipped", "failed"))}
         assert len(kinds) >= 4 and "device_replace" in kinds, report["faults"]
+        if seconds >= 70:           # room for every kind: the schedule deals each once before any twice
+            assert kinds >= set(FAULTS) - (set() if SmallDisk.available() else {"disk_full"}), report["faults"]
     finally:
         hall.close()
         if pg:

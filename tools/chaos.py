@@ -146,19 +146,24 @@ class TicketDesk:
 
 def schedule(seed, seconds, devices, kinds=FAULTS, every_s=6.0, kiosks=()):
     """[(at_s, kind, target, hold_s)] from the seed: one fault every ~every_s
-    seconds over the run (they overlap); one device replaced (at a seeded
-    time in the first two thirds, when there are two evaluators); a power
-    cut may hit a kiosk too."""
+    seconds over the run (they overlap), every kind before any twice; one
+    device replaced (at a seeded time in the first two thirds, when there
+    are two evaluators); every other power cut is a kiosk's."""
     rng = random.Random(seed)
-    out = []
+    out, deck, cuts = [], [], 0
     replace_at = rng.uniform(5, max(6, seconds * 2 / 3)) if "device_replace" in kinds and len(devices) >= 2 else None
     t = rng.uniform(2, every_s)
     while t < seconds - 5:
-        kind = rng.choice([k for k in kinds if k != "device_replace"] or ["power_cut"])
+        if not deck:      # every kind once before any twice (power cuts twice: a window's and a kiosk's)
+            deck = [k for k in kinds if k != "device_replace"] + (["power_cut"] if "power_cut" in kinds else [])
+            rng.shuffle(deck)
+        kind = deck.pop() if deck else "power_cut"
         if replace_at is not None and t >= replace_at:
+            deck.append(kind)
             kind, replace_at = "device_replace", None
         if kind == "power_cut":
-            target = rng.choice(list(devices) + list(kiosks))
+            cuts += 1
+            target = rng.choice(kiosks) if kiosks and cuts % 2 == 0 else rng.choice(devices)
         elif kind in ("device_replace", "clock_jump"):
             target = rng.choice(devices)
         else:
