@@ -526,17 +526,18 @@ class ChaosHall:
         return self.check()
 
     def _county_events(self):
-        """What the county stored for the hall: [(device, kind, body dict)]."""
+        """What the county stored for the hall: [(device, kind, body dict)]
+        (the body with the county's received_ms added as `_received_ms`)."""
         import json
         from tools.county.store import open_store
         store = open_store(self.county.db, create=False)
         try:
             with store._reading() as db:
-                rows = db.execute("SELECT device, kind, body FROM events WHERE hall = %s" % store.placeholder,
-                                  (HALL,)).fetchall()
+                rows = db.execute("SELECT device, kind, body, received_ms FROM events WHERE hall = %s"
+                                  % store.placeholder, (HALL,)).fetchall()
         finally:
             store.close()
-        return [(d, k, json.loads(b)) for d, k, b in rows]
+        return [(d, k, dict(json.loads(b), _received_ms=r)) for d, k, b, r in rows]
 
     def check(self, timeout=240):
         import sqlite3
@@ -566,9 +567,10 @@ class ChaosHall:
         county = self._county_events()
         problems = []
         # Ratings: every thanked press once, with its level; nothing else.
-        by_session, channels = {}, {}
+        by_session, channels, skewed = {}, {}, 0
         for device, kind, body in county:
             if kind == "rating":
+                skewed += body["t"] > 0 and abs(body["t"] - body["_received_ms"]) > 300000
                 by_session.setdefault(body["session"], []).append(body["level"])
                 channels[body["channel"]] = channels.get(body["channel"], 0) + 1
                 if device.startswith("ks-") != (body["channel"] == "kiosk"):
@@ -621,6 +623,7 @@ class ChaosHall:
         if unexplained or len(quarantined) != self.bad_sent:
             problems.append("quarantine: %d of the %d bad inputs sent, and unexplained: %s" % (
                 len(quarantined) - len(unexplained), self.bad_sent, quarantined))
+        self.log("ratings stamped by a jumped clock (t 5 min or more off the county's time): %d" % skewed)
         self.log("pressed %d, " % len(self.pressed) + "thanked %d (channels at the county %s), county ratings %d (sessions %d); tickets %d (%s), "
                  "no-show presses %d; print jobs %d reported, %d on paper; quarantined %s; kiosk misses %s; faults %d" % (
                      len(self.thanked), channels, sum(channels.values()), len(by_session), len(tickets),
@@ -629,7 +632,7 @@ class ChaosHall:
         if problems:
             raise ChaosFailure("seed %d: %d problem(s):\n  %s" % (self.seed, len(problems), "\n  ".join(problems[:30])))
         return {"seed": self.seed, "thanked": len(self.thanked), "county": sum(channels.values()),
-                "channels": channels, "tickets": dict(states), "prints": len(reports), "on_paper": len(on_paper),
+                "channels": channels, "skewed": skewed, "tickets": dict(states), "prints": len(reports), "on_paper": len(on_paper),
                 "faults": self.faults_done}
 
 
