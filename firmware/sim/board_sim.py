@@ -395,17 +395,8 @@ class SimBoard(Board):
                 self.faults.append("display")   # what board_mcu records on a missing ACK
             return {"ok": True}
         if op == "clock":
-            # The wall clock jumps by jump_ms (a glitch, a bad time source) until
-            # the agent's next live beacon sets it right: the Clock class is
-            # wrapped here, so a board never asked keeps the firmware's own.
             _only(req, ("op", "jump_ms"))
-            import clock
-            C = clock.Clock
-            if "jump" not in C.__dict__:
-                now, beacon, C.jump = C.now, C.beacon, 0
-                C.now = lambda s: now(s) + C.jump if s.base else 0
-                C.beacon = lambda s, t, a=True: (a and setattr(C, "jump", 0)) or beacon(s, t, a)
-            C.jump = int(req.get("jump_ms"))
+            __import__("clock_jump").jump(int(req.get("jump_ms")))
             return {"ok": True}
         if op == "wifi":
             _only(req, ("op", "up"))
