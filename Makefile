@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SECONDS ?= 0
+# make soak HOURS=N: how long the chaos run (tests/test_chaos_hall.py) lasts
+HOURS ?= 1
 DEBS := mosquitto mosquitto-clients socat chromium openssl lintian python3-pil python3-yaml espeak-ng sox alsa-utils
 
 .PHONY: all setup demo test bench soak clean system-deps deb
@@ -37,7 +39,7 @@ test: setup
 	$(PY) -m pytest -q -m "not soak" tests
 
 soak: setup
-	$(PY) -m pytest -q -m soak tests
+	QL_SOAK_HOURS=$(HOURS) $(PY) -m pytest -q -s -m soak tests
 
 bench: setup
 	$(PY) -m bench

@@ -148,6 +148,8 @@ class Agent:
                 self.voice.stopping.set()
             self.link.stop()
             uplink_stop.set()
+            if self.uplink is not None:
+                self.uplink.poke()
             if uplink_thread:
                 uplink_thread.join(15)
             if cases_thread:
@@ -163,6 +165,7 @@ class Agent:
             log.info("uplink disabled: [uplink] url not set")
             return None
         self.uplink = Uplink(self.path, self.cfg["uplink"], self.hall, self.cfg["store"]["retention_days"])
+        self.committer.on_stored = self.uplink.poke
         t = threading.Thread(target=self.uplink.run, args=(stop,), name="uplink", daemon=True)
         t.start()
         return t

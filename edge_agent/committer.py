@@ -29,6 +29,7 @@ class Committer(threading.Thread):
         self.config_due = set()          # devices that came online: resend their config
         self.config_lock = threading.Lock()
         self.held = 0                    # messages waiting behind the disk guard
+        self.on_stored = None            # called after a commit that stored new events (the uplink's poke)
 
     def stop(self):
         """Finish what is in the inbox, ack it, and end."""
@@ -50,6 +51,8 @@ class Committer(threading.Thread):
             for device, seqs in out.acks.items():
                 # Only events verified with a registered key are acked, with that key.
                 self.sealer.publish(self.link, self.hall, device, out.keys[device], topics.ACK, messages.ack(seqs))
+            if self.on_stored is not None and out.acks:
+                self.on_stored()
             if out.came_online:
                 with self.config_lock:
                     self.config_due |= out.came_online

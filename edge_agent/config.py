@@ -43,7 +43,8 @@ KEYS = [
     ("uplink", "batch_max_bytes", int, 262144, "bytes per batch (before gzip)"),
     ("uplink", "in_flight", int, 2, "batches at the county at once, each on its own connection; "
      "1 = send one and wait for its answer"),
-    ("uplink", "interval_s", float, 2.0, "wait between batches when there is nothing to send"),
+    ("uplink", "interval_s", float, 2.0, "longest wait between looks when there is nothing to send "
+     "(a commit of new events wakes it at once)"),
     ("uplink", "timeout_s", float, 10.0, "HTTP timeout"),
     ("uplink", "backoff_max_s", float, 60.0, "longest wait between retries"),
     ("uplink", "ca_file", str, None, "pin the county's CA"),

@@ -76,6 +76,7 @@ class Uplink:
         self._flying = collections.deque()   # (future, county, batch, rows) in send order
         self._mine = set()                   # batches this run opened (their rows are behind the cursor)
         self._error = None                   # the first failure while others were still out
+        self._wake = threading.Event()       # set by poke(): events were committed
 
     # -- the thread -------------------------------------------------------
 
@@ -115,7 +116,11 @@ class Uplink:
                     stop.wait(self._failed(UplinkError("unexpected: %r" % e)))
                     continue
                 if not sent:                      # after a batch, look again at once
-                    stop.wait(self.cfg["interval_s"])
+                    # Idle: until the committer stores new events (poke), or
+                    # interval_s. Without the poke a press waited up to
+                    # interval_s for its batch (BENCHMARKS.md, press to county).
+                    self._wake.wait(self.cfg["interval_s"])
+                    self._wake.clear()
         finally:
             if pool is not None:
                 # Batches still out stay open and go again, same ids, at the next start.
@@ -320,6 +325,11 @@ class Uplink:
         return delay
 
     # -- observability ------------------------------------------------------
+
+    def poke(self):
+        """New events are committed: send them now, not after interval_s.
+        Also wakes the thread to see its stop."""
+        self._wake.set()
 
     def state(self):
         """pending, oldest_unsynced_age_s, last_ok_ms, failing_since_ms,

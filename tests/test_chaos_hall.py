@@ -1,5 +1,7 @@
 """The whole hall under a seeded fault schedule (tools/chaos.py): every
-press a citizen was thanked for is at the county exactly once. The seed and
+press a citizen was thanked for (window and kiosk) is at the county exactly
+once, every ticket accounted for, every print job on paper at most once,
+the quarantine exactly the bad inputs sent. The seed and
 the schedule are printed; `python -m tools.chaos --seed N` replays a run.
 
 `make test` runs a short hall; `make soak HOURS=N` runs it for hours."""
@@ -8,7 +10,8 @@ import random
 
 import pytest
 
-from tools.chaos import ChaosHall
+from tools.chaos import FAULTS, ChaosHall
+from tools.faults import SmallDisk
 
 
 def _county_db():
@@ -29,8 +32,12 @@ def _run(tmp_path, seed, devices, seconds):
         hall.start()
         report = hall.run()
         assert report["thanked"] > devices, "too few presses got through to mean anything"
+        assert report["channels"].get("kiosk"), "no kiosk rating in the run"
+        assert report["prints"] and report["tickets"].get("called"), report
         kinds = {k for _, k, _, w in report["faults"] if not w.startswith(("skipped", "failed"))}
-        assert len(kinds) >= 4, report["faults"]
+        assert len(kinds) >= 4 and "device_replace" in kinds, report["faults"]
+        if seconds >= 70:           # room for every kind: the schedule deals each once before any twice
+            assert kinds >= set(FAULTS) - (set() if SmallDisk.available() else {"disk_full"}), report["faults"]
     finally:
         hall.close()
         if pg:

@@ -17,12 +17,26 @@ fills things (tools/faults.py does the county link and the disk):
   uplink_drop     every connection to the county cut, open ones too
   power_cut       one device's power cut (SIGKILL) mid-whatever, back after the hold
   disk_full       the agent's disk filled to its last 256 KiB
-  device_replace  a board swapped: drained, retired, a new one at its window (`devices replace`)
+  device_replace  a board swapped: drained, retired, a new one at its window (`devices replace`);
+                  always once in a schedule (at a seeded time) when the hall has two boards
+  clock_jump      one device's wall clock jumps by up to a day either way (board_sim's
+                  `clock` op) until the agent's next live beacon; its events carry the
+                  wrong time and must still be counted once
+
+Beside the evaluators, kiosks (tools/vkiosk.py, as tools/hall.py runs them)
+serve citizens who scan a case posted to the county, print its slip and
+rate (channel `kiosk`); half the windows serve a queue, their staff key
+calling the next ticket (the agent's `next`), now and then marking a
+no-show; tickets are taken by a ticket desk (a small paho client with its
+own login, the agent's `ticket` request), which also sends a few bad
+inputs on purpose: what its ACL allows, on its own topic.
 
 At the end every fault is healed, the citizens stop, the backlog drains,
-and the county's ratings are compared with what the citizens were thanked
-for: each thanked session once with its level, no session twice, no
-conflict, nothing quarantined. The seed and the schedule are printed first:
+and: the county's ratings are what the citizens were thanked for (window
+and kiosk), each session once with its level; every ticket issued is
+called, a no-show or waiting, none called at two windows nor started twice;
+every print job is on paper at most once, reported once, at the county;
+the quarantine holds exactly the bad inputs sent, nothing else. The seed and the schedule are printed first:
 `python -m tools.chaos --seed N --seconds S --devices D` runs it again.
 """
 import argparse
@@ -37,38 +51,135 @@ from tools.faults import CountyLink, SmallDisk
 from tools.procs import Mosquitto, Proc, VENV_BIN, free_port, healthy, wait_for
 
 FAULTS = ("agent_kill", "broker_kill", "county_5xx", "county_hang", "county_slow", "uplink_drop",
-          "power_cut", "disk_full", "device_replace")
+          "power_cut", "disk_full", "device_replace", "clock_jump")
 EDGE_AGENT = os.path.join(VENV_BIN, "edge-agent")
 HALL = "chaos-hall"
 TOKEN = "tok-chaos-" + "c" * 16
+
+
+QUEUE = "A"
+CASES = ["KC2026%06d" % n for n in (123, 777, 42, 900)]
+DESK = "tk-01"               # the ticket desk's login (a kiosk's stand-in for tickets)
 
 
 class ChaosFailure(AssertionError):
     pass
 
 
-def schedule(seed, seconds, devices, kinds=FAULTS, every_s=6.0):
+class TicketDesk:
+    """What hands out tickets until the kiosk firmware does (issue 9): a
+    device with its own login that asks the agent for a ticket (SPEC
+    'Requests': sealed with its counter, the reply on its `cmd` topic) and
+    keeps the numbers it was given. A request with no reply in time is asked
+    again above; a ticket the agent gave whose reply was lost is still the
+    agent's, waiting: the end check counts it from the agent's table."""
+
+    def __init__(self, hall, device, key, port, password):
+        import paho.mqtt.client as mqtt
+        from protocol import topics
+        self.hall, self.device, self.key = hall, device, key
+        self.n = int(time.time())           # counters only grow, across runs of the desk too
+        self.replies, self.given = {}, []
+        self.lock = threading.Lock()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device)
+        c.username_pw_set(device, password)
+        c.on_connect = lambda cl, u, f, rc, p: rc.is_failure or cl.subscribe(
+            topics.topic(hall, device, topics.CMD), 1)
+        c.on_message = self._on_message
+        c.reconnect_delay_set(0.2, 2)
+        self.client, self.port = c, port
+
+    def start(self):
+        self.client.connect_async("127.0.0.1", self.port, keepalive=10)
+        self.client.loop_start()
+        return self
+
+    def stop(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_message(self, client, userdata, msg):
+        from protocol import messages, topics
+        try:
+            cmd = messages.unseal(self.key, topics.CMD, msg.payload, 0)
+        except Exception:
+            return
+        if cmd.get("cmd") == "reply":
+            with self.lock:
+                self.replies[cmd["re"]] = cmd
+
+    def take(self, queue, timeout=3.0):
+        """A ticket's number, or None when the agent did not answer in time."""
+        from protocol import messages, topics
+        self.n += 1
+        n = self.n
+        self.client.publish(topics.topic(self.hall, self.device, topics.REQ),
+                            messages.seal(self.key, topics.REQ, {"op": "ticket", "queue": queue}, n), qos=1)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                r = self.replies.pop(n, None)
+            if r is not None:
+                if r.get("ticket"):
+                    self.given.append(r["ticket"])
+                return r.get("ticket")
+            time.sleep(0.02)
+        return None
+
+    def send_bad(self, wrong_key, other, other_key):
+        """Inputs the ACL lets this login send, each one the agent must
+        quarantine: an event signed with a wrong key, bytes that are no
+        event, another device's real event on this desk's topic."""
+        import protocol
+        from protocol import topics
+        t = int(time.time() * 1000)
+        bad = [protocol.encode({"v": 1, "device": self.device, "seq": 1, "kind": "status", "t": t,
+                                "fw": "desk", "uptime_s": 1, "reset": "power", "outbox": 0, "heap": 0}, wrong_key),
+               b"\x00not an event",
+               protocol.encode({"v": 1, "device": other, "seq": 999999, "kind": "rating", "t": t,
+                                "level": "satisfied", "channel": "window", "session": other + "-forged"},
+                               other_key)]
+        for wire in bad:
+            self.client.publish(topics.topic(self.hall, self.device, topics.EVENTS), wire, qos=1)
+        return len(bad)
+
+
+def schedule(seed, seconds, devices, kinds=FAULTS, every_s=6.0, kiosks=()):
     """[(at_s, kind, target, hold_s)] from the seed: one fault every ~every_s
-    seconds over the run (they overlap), at most one device replaced."""
+    seconds over the run (they overlap), every kind before any twice; one
+    device replaced (at a seeded time in the first two thirds, when there
+    are two evaluators); every other power cut is a kiosk's."""
     rng = random.Random(seed)
-    out, replaced = [], False
+    out, deck, cuts = [], [], 0
+    replace_at = rng.uniform(5, max(6, seconds * 2 / 3)) if "device_replace" in kinds and len(devices) >= 2 else None
     t = rng.uniform(2, every_s)
     while t < seconds - 5:
-        kind = rng.choice(kinds)
-        if kind == "device_replace":
-            if replaced or len(devices) < 2:
-                kind = "power_cut"
-            replaced = True
-        target = rng.choice(devices) if kind in ("power_cut", "device_replace") else None
-        hold = rng.uniform(0.3, 3.0) if kind == "power_cut" else rng.uniform(2.0, 10.0)
-        out.append((round(t, 2), kind, target, round(hold, 2)))
+        if not deck:      # every kind once before any twice (power cuts twice: a window's and a kiosk's)
+            deck = [k for k in kinds if k != "device_replace"] + (["power_cut"] if "power_cut" in kinds else [])
+            rng.shuffle(deck)
+        kind = deck.pop() if deck else "power_cut"
+        if replace_at is not None and t >= replace_at:
+            deck.append(kind)
+            kind, replace_at = "device_replace", None
+        if kind == "power_cut":
+            cuts += 1
+            target = rng.choice(kiosks) if kiosks and cuts % 2 == 0 else rng.choice(devices)
+        elif kind in ("device_replace", "clock_jump"):
+            target = rng.choice(devices)
+        else:
+            target = None
+        if kind == "clock_jump":
+            hold = rng.choice((-1, 1)) * rng.randint(60, 86400) * 1000     # ms, not a hold
+        else:
+            hold = round(rng.uniform(0.3, 3.0) if kind == "power_cut" else rng.uniform(2.0, 10.0), 2)
+        out.append((round(t, 2), kind, target, hold))
         t += rng.uniform(every_s / 2, every_s * 1.5)
     return out
 
 
 class ChaosHall:
     def __init__(self, work_dir, seed, devices=20, seconds=90, county_db=None, heapsize="64k", kinds=FAULTS,
-                 log=print):
+                 log=print, kiosks=2):
         from tools.county.testing import CountyProc
         self.work = os.path.abspath(work_dir)
         os.makedirs(self.work, exist_ok=True)
@@ -76,9 +187,16 @@ class ChaosHall:
         self.rng = random.Random(seed)
         self.names = ["ev-%02d" % (i + 1) for i in range(devices)]
         self.windows = {d: "A%02d" % (i + 1) for i, d in enumerate(self.names)}
-        self.keys = {d: self.rng.randbytes(32) for d in self.names}
-        self.plan = schedule(seed, seconds, self.names, kinds)
-        self.county = CountyProc(self.work, county_db or os.path.join(self.work, "county.db"), {HALL: TOKEN})
+        self.kiosk_names = ["ks-%02d" % (i + 1) for i in range(kiosks)]
+        self.queued = set(self.names[:len(self.names) // 2])      # windows that call tickets of QUEUE
+        self.keys = {d: self.rng.randbytes(32) for d in self.names + self.kiosk_names + [DESK]}
+        self.plan = schedule(seed, seconds, self.names, kinds, kiosks=self.kiosk_names)
+        self.system_token = "sys-chaos-" + "s" * 16
+        with open(os.path.join(self.work, "link-secret"), "w") as f:
+            f.write(self.rng.randbytes(32).hex())
+        self.county = CountyProc(self.work, county_db or os.path.join(self.work, "county.db"), {HALL: TOKEN},
+                                 extra=["--system-token", self.system_token,
+                                        "--link-secret-file", os.path.join(self.work, "link-secret")])
         self.link = None
         self.disk = SmallDisk(os.path.join(self.work, "agent-disk"), mib=48) if SmallDisk.available() else None
         store_dir = self.disk.path if self.disk else os.path.join(self.work, "agent-store")
@@ -89,7 +207,13 @@ class ChaosHall:
         self.http_port = free_port()
         self.agent = Proc("edge-agent", [EDGE_AGENT, "run", "--config", self.config], self.work)
         self.devices = {}          # name at the window -> VirtualDevice (a replaced board's successor too)
-        self.thanked = {}          # session -> level the citizen was thanked for
+        self.kiosks = {}           # name -> VirtualKiosk
+        self.desk = None           # the TicketDesk
+        self.bad_sent = 0          # inputs sent to be quarantined
+        self.thanked = {}          # session -> level the citizen was thanked for (windows and kiosks)
+        self.pressed = {}          # session -> level pressed, thanked or not (the power may have gone)
+        self.no_shows = 0
+        self.kiosk_misses = {}     # why a kiosk citizen gave up ("timed out waiting for ...", a power cut)
         self.served = 0
         self.paused = set()        # devices whose citizens wait (a board being swapped)
         self.lock = threading.Lock()
@@ -112,7 +236,8 @@ class ChaosHall:
                 "[store]", 'path = "%s"' % self.db_path, "disk_max_pct = 90",
                 "[uplink]", 'url = "http://127.0.0.1:%d"' % self.link.port, 'token = "%s"' % TOKEN,
                 "allow_plain_http = true", "interval_s = 1", "timeout_s = 5",
-                "[http]", 'host = "127.0.0.1"', "port = %d" % self.http_port, ""]))
+                "[http]", 'host = "127.0.0.1"', "port = %d" % self.http_port,
+                "[kiosk]", "cases_poll_s = 1.0", ""]))
         os.chmod(self.config, 0o600)
 
     def _broker_config(self):
@@ -138,6 +263,13 @@ class ChaosHall:
             self.edge_agent("devices", "add", d, "--window", self.windows[d], "--key", self.keys[d].hex())
             self.edge_agent("window", "set", self.windows[d], "--staff", "办事员%s" % d[-2:], "--staff-no",
                             "10%s" % d[-2:])
+        for i, k in enumerate(self.kiosk_names):
+            self.edge_agent("devices", "add", k, "--window", "K%02d" % (i + 1), "--key", self.keys[k].hex())
+        self.edge_agent("devices", "add", DESK, "--window", "K99", "--key", self.keys[DESK].hex())
+        self.edge_agent("queue", "add", QUEUE, "综合受理")
+        for d in sorted(self.queued):
+            self.edge_agent("queue", "serve", self.windows[d], QUEUE)
+        self._post_cases()
         self.broker = Mosquitto(self.broker_dir, port=self.broker_port, conf=self._broker_config()).start()
         self._start_agent()
         for d in self.names:
@@ -146,7 +278,31 @@ class ChaosHall:
                                password=registry.mqtt_password(self.keys[d]),
                                site={"long_ms": 150, "ack_timeout_s": 5})
             self.devices[d] = vd.start()
+        from tools.hall import KIOSK_HEAP
+        from tools.vkiosk import VirtualKiosk
+        for i, k in enumerate(self.kiosk_names):
+            vk = VirtualKiosk(os.path.join(self.work, k), HALL, k, self.keys[k], self.broker_port,
+                              window="K%02d" % (i + 1), heapsize=KIOSK_HEAP, username=k,
+                              password=registry.mqtt_password(self.keys[k]),
+                              site={"status_s": 60, "ack_timeout_s": 5})
+            self.kiosks[k] = vk
+            vk.start()
+        self.desk = TicketDesk(HALL, DESK, self.keys[DESK], self.broker_port,
+                               registry.mqtt_password(self.keys[DESK])).start()
+        wait_for(lambda: self.desk.client.is_connected(), 30, 0.1, "the ticket desk connected")
+        self.bad_sent = self.desk.send_bad(self.rng.randbytes(32), self.names[0], self.keys[self.names[0]])
         return self
+
+    def _post_cases(self):
+        """The cases the kiosks' citizens ask after, as the hall's business
+        system posts them to the county (API.md 'Cases')."""
+        day = time.strftime("%Y-%m-%d")
+        events = [{"id": c + "-1", "case": c, "type": "accepted", "date": day, "item": "431100-%03d" % i,
+                   "item_name": "事项%d" % i, "department": "政务服务局", "window": "A01", "promised_days": 5}
+                  for i, c in enumerate(CASES)]
+        status, got = self.county.call("POST", "/v1/halls/%s/cases" % HALL, self.system_token, {"events": events})
+        if status != 200 or any(r["status"] not in ("stored", "duplicate") for r in got["results"]):
+            raise ChaosFailure("the county refused the cases: %s %s" % (status, got))
 
     def _start_agent(self):
         self.agent.start()
@@ -156,6 +312,10 @@ class ChaosHall:
         self.stop.set()
         for vd in self.devices.values():
             vd.stop()
+        for vk in self.kiosks.values():
+            vk.close()
+        if self.desk:
+            self.desk.stop()
         for p in (self.agent, self.broker, self.county):
             if p:
                 p.stop()
@@ -166,6 +326,9 @@ class ChaosHall:
 
     # -- citizens and staff ----------------------------------------------------
     def _citizen(self, name, rng):
+        """Citizens at one window: called (a queue's next ticket by the staff
+        key, or a walk-in's number by the wired queue system), served, rated;
+        at a queue's window now and then one who is not there (过号)."""
         from tools.vdevice import LEVELS, DeviceError
         n = 0
         while not self.stop.is_set():
@@ -175,19 +338,83 @@ class ChaosHall:
                 continue
             n += 1
             try:
-                vd.call("C%04d" % n)
+                if name in self.queued:
+                    vd.staff("start")                      # `next`: the agent calls a ticket, or a walk-in
+                    wait_for(lambda: vd.stats()["state"] == "serving", 10, 0.1, "%s serving" % name)
+                    if rng.random() < 0.1:
+                        self._no_show(vd)
+                else:
+                    vd.call("C%04d" % n)
                 session = vd.stats()["session"]
                 time.sleep(rng.uniform(0.1, 0.6))          # the service, compressed
                 vd.staff("end")
                 level = rng.choice(LEVELS)
+                with self.lock:
+                    self.pressed[session] = level
                 vd.press(level, ms=30)
                 if vd.screen()["lines"][2] == "Thank you":
                     with self.lock:
                         self.thanked[session] = level
                         self.served += 1
-            except DeviceError:
-                time.sleep(0.3)                            # the power went, or the board is being swapped
+            except (DeviceError, TimeoutError):
+                time.sleep(0.3)                            # the power went, the board is being swapped, no link
             time.sleep(rng.uniform(0.3, 1.5))
+
+    def _no_show(self, vd):
+        """Staff held + the last rating key: 过号, and the next one called."""
+        import json
+        import socket
+
+        def hold():
+            try:
+                with socket.create_connection(("127.0.0.1", vd.control_port), 10) as c:
+                    c.sendall(json.dumps({"op": "press", "button": "staff", "ms": 900}).encode() + b"\n")
+                    c.recv(100)
+            except OSError:
+                pass
+        holder = threading.Thread(target=hold, daemon=True)
+        holder.start()
+        time.sleep(0.3)
+        vd.press("very_dissatisfied")
+        holder.join(30)
+        with self.lock:
+            self.no_shows += 1
+
+    def _kiosk_citizen(self, name, rng):
+        """Citizens at a kiosk: scan their case, print its slip, rate."""
+        from tools.vdevice import LEVELS, DeviceError
+        while not self.stop.is_set():
+            vk = self.kiosks[name]
+            if not vk.alive():
+                time.sleep(0.2)
+                continue
+            try:
+                wait_for(lambda: vk.stats().get("ready") and vk.state() == "idle", 30, 0.1, "%s idle" % name)
+                vk.scan(rng.choice(CASES))
+                wait_for(lambda: vk.state() == "case", 15, 0.05, "%s shows the case" % name)
+                vk.tap("print")
+                wait_for(lambda: vk.state() == "prompt", 30, 0.05, "%s asks for a rating" % name)
+                st = vk.stats()
+                level = rng.choice(LEVELS)
+                with self.lock:
+                    self.pressed[st["session"]] = level
+                vk.tap(level)
+                if vk.stats()["thanks"] == st["thanks"] + 1:
+                    with self.lock:
+                        self.thanked[st["session"]] = level
+                        self.served += 1
+            except (DeviceError, TimeoutError) as e:
+                why = str(e).split(":")[0][:60]
+                with self.lock:
+                    self.kiosk_misses[why] = self.kiosk_misses.get(why, 0) + 1
+                time.sleep(0.3)
+            time.sleep(rng.uniform(0.5, 2.0))
+
+    def _tickets(self, rng):
+        """Citizens taking tickets at the desk, about one a second."""
+        while not self.stop.is_set():
+            self.desk.take(QUEUE)
+            self.stop.wait(rng.uniform(0.5, 1.5))
 
     # -- faults ------------------------------------------------------------------
     def _apply(self, kind, target, hold):
@@ -205,7 +432,7 @@ class ChaosHall:
             time.sleep(hold)
             self.link.set("ok")
         elif kind == "power_cut":
-            vd = self.devices[target]
+            vd = self.kiosks.get(target) or self.devices[target]
             vd.kill()
             time.sleep(hold)
             vd.start()
@@ -217,6 +444,11 @@ class ChaosHall:
             self.disk.unfill()
         elif kind == "device_replace":
             return self._replace(target)
+        elif kind == "clock_jump":
+            vd = self.devices[target]
+            before = vd.stats()["clock"]
+            vd._rpc({"op": "clock", "jump_ms": hold})
+            return "clock %d -> %d" % (before, vd.stats()["clock"])
         return "done"
 
     def _replace(self, name):
@@ -271,9 +503,14 @@ class ChaosHall:
         self.log("chaos run: seed %d, %d s, %d devices, county %s; schedule:" % (
             self.seed, self.seconds, len(self.names), self.county.db.split("?")[0]))
         for at, kind, target, hold in self.plan:
-            self.log("  %6.1fs %-14s %-6s hold %.1fs" % (at, kind, target or "", hold))
+            self.log("  %6.1fs %-14s %-6s %s" % (at, kind, target or "", "jump %+d s" % (hold // 1000)
+                                                     if kind == "clock_jump" else "hold %.1fs" % hold))
         citizens = [threading.Thread(target=self._citizen, args=(d, random.Random(self.rng.random())), daemon=True)
                     for d in self.names]
+        citizens += [threading.Thread(target=self._kiosk_citizen, args=(k, random.Random(self.rng.random())),
+                                      daemon=True) for k in self.kiosk_names]
+        citizens.append(threading.Thread(target=self._tickets, args=(random.Random(self.rng.random()),),
+                                         daemon=True))
         began = time.monotonic()
         for t in citizens:
             t.start()
@@ -288,51 +525,125 @@ class ChaosHall:
         self.log("citizens stopped: %d thanked; draining" % len(self.thanked))
         return self.check()
 
-    def _county_ratings(self):
+    def _county_events(self):
+        """What the county stored for the hall: [(device, kind, body dict)]
+        (the body with the county's received_ms added as `_received_ms`)."""
+        import json
         from tools.county.store import open_store
         store = open_store(self.county.db, create=False)
         try:
-            return [r for r in store.report_events(HALL, 1, 2 ** 53) if r["kind"] == "rating"]
+            with store._reading() as db:
+                rows = db.execute("SELECT device, kind, body, received_ms FROM events WHERE hall = %s"
+                                  % store.placeholder, (HALL,)).fetchall()
         finally:
             store.close()
+        return [(d, k, dict(json.loads(b), _received_ms=r)) for d, k, b, r in rows]
 
     def check(self, timeout=240):
         import sqlite3
-        for vd in self.devices.values():
+        for vd in list(self.devices.values()) + list(self.kiosks.values()):
             if not vd.alive():
                 vd.start()
-        wait_for(lambda: all(vd.stats()["outbox"] == 0 for vd in self.devices.values()), timeout, 1,
+        boards = list(self.devices.values()) + list(self.kiosks.values())
+        wait_for(lambda: all(vd.stats()["outbox"] == 0 for vd in boards), timeout, 1,
                  "every device's outbox drained")
         agent_db = sqlite3.connect(self.db_path, timeout=30)
         try:
             def at_agent():
-                return agent_db.execute("SELECT count(*) FROM events WHERE kind = 'rating'").fetchone()[0]
-            wait_for(lambda: len(self._county_ratings()) >= at_agent(), timeout, 1, "the county caught up")
+                return agent_db.execute("SELECT count(*) FROM events WHERE kind IN ('rating', 'print', 'ticket')"
+                                        ).fetchone()[0]
+            wait_for(lambda: sum(k in ("rating", "print", "ticket") for _, k, _ in self._county_events())
+                     >= at_agent(), timeout, 1, "the county caught up")
             conflicts = agent_db.execute("SELECT count(*) FROM quarantine WHERE reason = 'conflict'").fetchone()[0]
-            quarantined = agent_db.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason").fetchall()
+            quarantined = agent_db.execute("SELECT topic, reason FROM quarantine").fetchall()
+            tickets = {t: (state, w) for t, state, w in agent_db.execute("SELECT ticket, state, window FROM tickets")}
+            started = agent_db.execute("SELECT json_extract(body, '$.ticket') FROM events WHERE kind = 'session' "
+                                       "AND json_extract(body, '$.action') = 'started' "
+                                       "AND json_extract(body, '$.ticket') IS NOT NULL").fetchall()
+            call_windows = agent_db.execute("SELECT t.ticket, count(DISTINCT c.window) FROM queue_calls c "
+                                            "JOIN tickets t ON t.id = c.ticket_id GROUP BY t.ticket").fetchall()
         finally:
             agent_db.close()
-        ratings = self._county_ratings()
-        by_session = {}
-        for r in ratings:
-            import json
-            by_session.setdefault(json.loads(r["body"])["session"], []).append(r["level"])
+        county = self._county_events()
         problems = []
+        # Ratings: every thanked press once, with its level; nothing else.
+        by_session, channels, skewed = {}, {}, 0
+        for device, kind, body in county:
+            if kind == "rating":
+                skewed += body["t"] > 0 and abs(body["t"] - body["_received_ms"]) > 300000
+                by_session.setdefault(body["session"], []).append(body["level"])
+                channels[body["channel"]] = channels.get(body["channel"], 0) + 1
+                if device.startswith("ks-") != (body["channel"] == "kiosk"):
+                    problems.append("rating from %s on channel %s" % (device, body["channel"]))
         for session, level in sorted(self.thanked.items()):
             if by_session.get(session) != [level]:
                 problems.append("thanked %s %s, county has %s" % (session, level, by_session.get(session)))
         problems += ["session %s rated %d times at the county" % (s, len(v)) for s, v in by_session.items()
                      if len(v) > 1]
+        # The rest are presses whose thank-you nobody saw (the power went, the
+        # board was swapped): each must be a press made, with its level.
+        problems += ["the county has %s %s, nobody pressed it" % (s, v) for s, v in by_session.items()
+                     if s not in self.thanked and [self.pressed.get(s)] != v]
+        # Tickets: issued = called + no-show + waiting, none twice.
+        actions = {}
+        for device, kind, body in county:
+            if kind == "ticket" and device == "_queue":
+                actions.setdefault(body["ticket"], []).append(body["action"])
+        lost = [t for t in self.desk.given if t not in tickets]
+        if lost:
+            problems.append("tickets given at the desk the agent does not have: %s" % lost[:10])
+        for t, (state, window) in tickets.items():
+            a = actions.get(t, [])
+            if a.count("issued") != 1 or a.count("called") != (state != "waiting") or \
+                    a.count("no_show") != (state == "no_show"):
+                problems.append("ticket %s is %s at the agent, the county has %s" % (t, state, a))
+        problems += ["ticket %s started %d services" % (t, n) for t, n in
+                     __import__("collections").Counter(t for (t,) in started if t in tickets).items() if n > 1]
+        problems += ["ticket %s called at %d windows" % (t, n) for t, n in call_windows if n > 1]
+        states = __import__("collections").Counter(s for s, _ in tickets.values())
+        # Print jobs: on paper at most once, reported once, at the county.
+        reports, on_paper = {}, {}
+        for device, kind, body in county:
+            if kind == "print":
+                reports.setdefault(body["job"], []).append(body["result"])
+        for name, vk in self.kiosks.items():
+            for job, n in _jobs_on_paper(vk.printer).items():
+                on_paper[job] = on_paper.get(job, 0) + n
+            if vk.printer.error:
+                problems.append("%s's printer refused what it was sent: %s" % (name, vk.printer.error))
+        problems += ["job %s on paper %d times" % (j, n) for j, n in on_paper.items() if n > 1]
+        problems += ["job %s reported %d times: %s" % (j, len(r), r) for j, r in reports.items() if len(r) > 1]
+        problems += ["job %s on paper, not reported at the county" % j for j in on_paper if j not in reports]
+        # The quarantine: exactly what the desk sent to be refused.
+        from protocol import topics
+        desk_topic = topics.topic(HALL, DESK, topics.EVENTS)
         if conflicts:
             problems.append("%d conflicts at the agent (a seq reused)" % conflicts)
-        if quarantined:
-            problems.append("quarantined without a fault that explains it: %s" % quarantined)
-        self.log("thanked %d, county ratings %d (sessions %d); faults %d" % (
-            len(self.thanked), len(ratings), len(by_session), len(self.faults_done)))
+        unexplained = [r for t, r in quarantined if t != desk_topic]
+        if unexplained or len(quarantined) != self.bad_sent:
+            problems.append("quarantine: %d of the %d bad inputs sent, and unexplained: %s" % (
+                len(quarantined) - len(unexplained), self.bad_sent, quarantined))
+        self.log("ratings stamped by a jumped clock (t 5 min or more off the county's time): %d" % skewed)
+        self.log("pressed %d, " % len(self.pressed) + "thanked %d (channels at the county %s), county ratings %d (sessions %d); tickets %d (%s), "
+                 "no-show presses %d; print jobs %d reported, %d on paper; quarantined %s; kiosk misses %s; faults %d" % (
+                     len(self.thanked), channels, sum(channels.values()), len(by_session), len(tickets),
+                     dict(states), self.no_shows, len(reports), len(on_paper),
+                     sorted(r for _, r in quarantined), self.kiosk_misses, len(self.faults_done)))
         if problems:
             raise ChaosFailure("seed %d: %d problem(s):\n  %s" % (self.seed, len(problems), "\n  ".join(problems[:30])))
-        return {"seed": self.seed, "thanked": len(self.thanked), "county": len(ratings),
+        return {"seed": self.seed, "thanked": len(self.thanked), "county": sum(channels.values()),
+                "channels": channels, "skewed": skewed, "tickets": dict(states), "prints": len(reports), "on_paper": len(on_paper),
                 "faults": self.faults_done}
+
+
+def _jobs_on_paper(printer):
+    """job id -> slips cut (or on the cutter) that carry it (the slip's 凭条号 is its job)."""
+    count = {}
+    for slip in printer.cut_slips() + ([printer.slip] if printer.slip else []):
+        for line in slip.lines:
+            if line.startswith("凭条号:"):
+                count[line[len("凭条号:"):]] = count.get(line[len("凭条号:"):], 0) + 1
+    return count
 
 
 def main(argv=None):

@@ -30,7 +30,7 @@ FIRMWARE = os.path.join(ROOT, "firmware")
 SIM = os.path.join(FIRMWARE, "sim")
 # The simulated board and its flash, in place of a port's board modules; the
 # ROMFS boot (romboot.py) is the entry point outside the image.
-SIM_BOARD = ("board_sim.py", "lfsblock.py", "board_kiosk_sim.py")
+SIM_BOARD = ("board_sim.py", "lfsblock.py", "board_kiosk_sim.py", "clock_jump.py")
 ROM_DIR = os.path.join(ROOT, "build", "romfs")
 
 

@@ -12,6 +12,7 @@ one JSON object per line each way:
     {"op":"call","ticket":"A012"}                 -> the wired queue system calls
     {"op":"wifi","up":false}                      -> the access point goes away
     {"op":"flash","ok":false}                     -> flash writes fail (EIO) until reboot
+    {"op":"clock","jump_ms":-3600000}            -> the wall clock jumps until the next beacon
     {"op":"display","ok":false}                   -> the panel is unplugged: no frame reaches
                                                      it, "display" is in the board's faults
     {"op":"display","ok":true}                    -> plugged back: the next frame sets it up
@@ -392,6 +393,10 @@ class SimBoard(Board):
             self.display.plugged = ok
             if not ok and "display" not in self.faults:
                 self.faults.append("display")   # what board_mcu records on a missing ACK
+            return {"ok": True}
+        if op == "clock":
+            _only(req, ("op", "jump_ms"))
+            __import__("clock_jump").jump(int(req.get("jump_ms")))
             return {"ok": True}
         if op == "wifi":
             _only(req, ("op", "up"))
