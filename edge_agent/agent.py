@@ -75,9 +75,9 @@ class Agent:
         self.sealer = Sealer(self.store)         # one counter for acks, configs, commands and replies
         self.requests = Requests(Store(self.path, cache_kib=_CACHE_KIB), self.link, self.hall, self.sealer)
         self.link.on_request = self.requests.put
-        kiosk.Kiosk(cfg).register(self.requests)
+        kiosk_ops = kiosk.Kiosk(cfg).register(self.requests)
         self.link_key = self._configured_link_key()      # (key, county base) for tickets' rate_url, or None
-        queues.QueueOps(cfg, lambda: self.link_key).register(self.requests)
+        queues.QueueOps(cfg, lambda: self.link_key, kiosk=kiosk_ops).register(self.requests)
         self.committer = Committer(Store(self.path, cache_kib=_CACHE_KIB), self.link, self.hall,
                                    cfg["mqtt"]["batch_max"], cfg["mqtt"]["batch_ms"], self.guard,
                                    cfg["quarantine"], self.sealer, queues.tz(cfg))

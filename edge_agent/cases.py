@@ -98,8 +98,9 @@ def check_case(c):
     """One item of the county's `cases` list -> the row to cache; CaseRefused."""
     if type(c) is not dict:
         raise CaseRefused("not_an_object")
+    name = c.get("item_name")       # absent or null: a county that does not know it
     out = {"case": _text("case", c.get("case")), "item": _text("item", c.get("item")),
-           "item_name": _text("item_name", c.get("item_name"))}
+           "item_name": None if name is None else _text("item_name", name)}
     if c.get("state") not in STATES or type(c.get("state")) is not str:
         raise CaseRefused("state")
     out["state"] = c["state"]
@@ -109,7 +110,8 @@ def check_case(c):
     if light is not None and (type(light) is not str or light not in LIGHTS):
         raise CaseRefused("light")
     out["light"] = light
-    out["rate_url"] = check_url(c.get("rate_url"))
+    url = c.get("rate_url")         # null: the county has no link secret; the slip has no QR code
+    out["rate_url"] = None if url is None else check_url(url)
     return out
 
 

@@ -54,9 +54,7 @@ class Kiosk:
 
     def case(self, store, device, msg):
         """{"op":"case","case":C} -> the case as the county last listed it."""
-        if not self._warmed:        # a kiosk is here: a print request may follow
-            self._warmed = True
-            threading.Thread(target=slips.warm, args=(self.cache_dir,), name="escpos-warm", daemon=True).start()
+        self.warm()
         row, as_of = self._fresh_case(store, msg)
         return {"case": row["case"], "state": row["state"], "item_name": row["item_name"],
                 "promised": row["promised"], "light": row["light"], "rate_url": row["rate_url"], "as_of": as_of}
@@ -73,6 +71,22 @@ class Kiosk:
         sha = hashlib.sha256(data).hexdigest()
         store.print_jobs.add(job, device["device"], doc, row["case"], data, sha, now)
         return {"job": job, "size": len(data), "sha": sha, "chunks": math.ceil(len(data) / CHUNK)}
+
+    def ticket_job(self, store, device, t):
+        """The ticket's slip as a print job, in the `ticket` request's own
+        transaction (edge_agent/queues.py): its fields join the reply."""
+        now = now_ms()
+        job = "%x-%s" % (now, secrets.token_hex(6))
+        data = slips.render_ticket(t, self.hall, now, self.cache_dir, job=job)
+        sha = hashlib.sha256(data).hexdigest()
+        store.print_jobs.add(job, device["device"], "ticket", None, data, sha, now)
+        return {"job": job, "size": len(data), "sha": sha, "chunks": math.ceil(len(data) / CHUNK)}
+
+    def warm(self):
+        """A kiosk is here: a print request may follow (python-escpos takes seconds to import on a Pi)."""
+        if not self._warmed:
+            self._warmed = True
+            threading.Thread(target=slips.warm, args=(self.cache_dir,), name="escpos-warm", daemon=True).start()
 
     def chunk(self, store, device, msg):
         """{"op":"chunk","job":J,"i":i} -> {job, i, data}: bytes [i*CHUNK, (i+1)*CHUNK) in base64."""

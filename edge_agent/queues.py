@@ -194,10 +194,13 @@ def join_offline(store, device, ev, received_ms, zone):
 class QueueOps:
     """The queue's request operations (protocol SPEC 'Requests')."""
 
-    def __init__(self, cfg, link_key=None, clock=None):
-        """link_key() -> (key bytes, county base url) or None: signs rate_url."""
+    def __init__(self, cfg, link_key=None, clock=None, kiosk=None):
+        """link_key() -> (key bytes, county base url) or None: signs rate_url.
+        kiosk: edge_agent.kiosk.Kiosk, which renders a ticket's slip as a
+        print job when the kiosk asks with "print": true."""
         self.cfg, self.hall, self.zone = cfg, cfg["hall"], tz(cfg)
         self.link_key = link_key or (lambda: None)
+        self.kiosk = kiosk
         from edge_agent.store import now_ms
         self.clock = clock or now_ms
 
@@ -223,9 +226,14 @@ class QueueOps:
         out = []
         for q in store.queues.all():
             n = waiting.get(q["queue"], 0)
+            # name_gb: the name as the printer's GB18030 bytes (hex), which a
+            # kiosk has no codec for; it prints them on an offline ticket.
             out.append({"queue": q["queue"], "name": q["name"], "waiting": n,
-                        "wait_s": estimate_s(store, self.cfg, q["queue"], n, now)})
-        return {"queues": out}
+                        "wait_s": estimate_s(store, self.cfg, q["queue"], n, now),
+                        "name_gb": q["name"].encode("gb18030").hex()})
+        if self.kiosk is not None:
+            self.kiosk.warm()        # a ticket with its slip may follow
+        return {"queues": out, "hall": self.hall}
 
     def op_ticket(self, store, device, msg):
         now = self.clock()
@@ -258,7 +266,13 @@ class QueueOps:
             store.queues.use_appointment(code, tid)
         t = store.queues.ticket(tid)
         emit(store, now, _ticket_fields(t, "issued", priority=True if priority else None))
-        return self._issued(store, t, now)
+        reply = self._issued(store, t, now)
+        if msg.get("print") is True and self.kiosk is not None:
+            # The ticket's slip as a print job in this same transaction: the
+            # kiosk fetches it by its chunks and prints it at most once.
+            names = {q["queue"]: q["name"] for q in store.queues.all()}
+            reply.update(self.kiosk.ticket_job(store, device, dict(reply, name=names[t["queue"]])))
+        return reply
 
     def _issued(self, store, t, now):
         ahead = store.queues.ahead(t["id"], t["day"], now) if t["state"] == "waiting" else 0
@@ -275,7 +289,11 @@ class QueueOps:
         today = day(now, self.zone)
         lo, hi = store.queues.take(queue, today, self.cfg["queue"]["block_size"])
         store.queues.add_block(device["device"], queue, today, lo, hi, now)
-        return {"queue": queue, "from": lo, "to": hi, "day": today}
+        # until: the hall's next midnight (ms), when the block's day is over: the
+        # kiosk knows no time zone, and a block of yesterday must not serve.
+        until = day_start_ms((datetime.datetime.strptime(today, "%Y-%m-%d")
+                              + datetime.timedelta(days=1)).strftime("%Y-%m-%d"), self.zone)
+        return {"queue": queue, "from": lo, "to": hi, "day": today, "until": until}
 
     def op_next(self, store, device, msg):
         now = self.clock()

@@ -17,7 +17,7 @@ nothing here can put a control byte into the printer's stream.
 import datetime
 import os
 
-DOCS = ("case_status", "form", "receipt")
+DOCS = ("case_status", "form", "receipt")     # for a case (`print`); a ticket's slip comes with its `ticket` reply
 STATE_WORDS = {"accepted": "已受理", "in_review": "审查中", "suspended": "暂停计时",
                "completed": "已办结", "ready": "待领取"}
 LIGHT_WORDS = {"green": "绿灯 · 正常", "yellow": "黄灯 · 临近时限", "red": "红灯 · 已超期", None: "—"}
@@ -113,5 +113,28 @@ def render(doc, case, hall, as_of_ms, now_ms, cache_dir=None, job=None):
     s.field("大厅", hall)
     if job is not None:
         s.field("凭条号", job)
-    s.qr(case["rate_url"], "扫码评价本次办件(一事一评)")
+    if case["rate_url"]:          # a county without a link secret lists cases without one: no QR
+        s.qr(case["rate_url"], "扫码评价本次办件(一事一评)")
+    return s.end()
+
+
+def render_ticket(t, hall, now_ms, cache_dir=None, job=None):
+    """The queue ticket's slip (排队凭条): `t` is the `ticket` reply with the
+    queue's name (`name`): number, queue, people ahead, estimated wait,
+    time, and the ticket's rating QR when the agent holds the link key."""
+    s = _Slip(cache_dir)
+    s.title("排队凭条")
+    s.p.set(align="center", bold=True, double_height=True, double_width=True)
+    s.line(t["ticket"])
+    s.p.set(align="left", bold=False, normal_textsize=True)
+    s.field("业务", t["name"])
+    s.field("前面等候", "%d 人" % t["ahead"])
+    s.field("预计等候", "约 %d 分钟" % -(-t["wait_s"] // 60))
+    s.field("取号时间", _day(t["issued"]))
+    s.field("大厅", hall)
+    if job is not None:
+        s.field("凭条号", job)
+    s.line("请留意叫号,过号请重新取号。")
+    if t.get("rate_url"):
+        s.qr(t["rate_url"], "扫码评价本次服务(一次一评)")
     return s.end()

@@ -270,11 +270,19 @@ class App:
         self.status()
         self._status_at = time.ticks_ms()
 
+    # -- what each app defines ----------------------------------------------------
+    def stats(self):
+        """The app's counters as (name, value) pairs, for the simulator's
+        `stats` op and the console; every app overrides it."""
+        raise NotImplementedError
+
+    async def _inputs(self):
+        """The app's input loop, never returning; every app overrides it."""
+        raise NotImplementedError
+
     def start(self, console=None):
-        """Start the background tasks; the input loop is the main one (main()).
-        The app defines _inputs() (its loop, never returning) and stats()
-        (its counters as (name, value) pairs, for the simulator's `stats` op);
-        no defaults here: each would be a function object kept for good."""
+        """Start the background tasks; the input loop is the main one (main()):
+        the app's _inputs(), with its stats() for the board's background."""
         gc.collect()
         gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
         for coro in self.board.background(self.stats):

@@ -9,8 +9,13 @@ uplink, clock, config, status, watchdog).
                                               a scan or a digit at thanks starts the next one)
     prompt --timeout--> idle                 (kiosk_session unrated)
 
+    idle --ticket (#, 取号)--> menu --1..n or an appointment scanned-->
+      taking --> printing --> prompt         (a ticket: kiosk_tickets.py)
+
 Asking the agent (SPEC 'Requests'): `case` for a case's state, `print` for
-a job, `chunk` for each piece of it. No link, or no reply within a few
+a job, `chunk` for each piece of it; `queues` for the ticket menu, `ticket`
+(with "print": true: its slip comes as a job) and, while idle, `block` for
+the numbers it hands out on its own when it cannot ask (kiosk_ticket.py). No link, or no reply within a few
 seconds: "cannot look this up now", never an old answer.
 
 Printing, at most once per job: the job is fetched whole onto flash and its
@@ -40,6 +45,7 @@ import protocol.kiosk  # noqa: F401 (the kiosk's event kinds)
 from protocol import LEVELS
 from app import App, read_json, write
 from kiosk_print import PrinterPort
+from kiosk_ticket import Tickets, offline_slip, hhmm
 from outbox import OutboxFull
 import tasks
 
@@ -60,6 +66,8 @@ _SECOND_MS = const(1000)
 _CODE_MAX = const(32)      # case numbers are shorter; a longer line is garbage
 _CHUNK_MAX = const(1536)
 _JOB_MAX = const(65536)
+_REFRESH_MS = const(60000)  # the menu and the blocks, asked again while idle
+_RETRY_MS = const(5000)     # ... sooner when the last try got no answer
 
 IDLE = const(0)
 ENTRY = const(1)
@@ -69,7 +77,9 @@ PRINTING = const(4)
 MESSAGE = const(5)
 PROMPT = const(6)
 THANKS = const(7)
-NAMES = ("idle", "entry", "lookup", "case", "printing", "message", "prompt", "thanks")
+MENU = const(8)
+TAKING = const(9)
+NAMES = ("idle", "entry", "lookup", "case", "printing", "message", "prompt", "thanks", "menu", "taking")
 
 CASE_STATES = {"accepted": "受理", "in_review": "审查中", "suspended": "暂停",
                "completed": "办结", "ready": "待领取"}
@@ -104,6 +114,12 @@ class Kiosk(App):
         self._skip = False        # inside an over-long line: dropped up to its CR
         self._lines = None
         self.thanks = self.printed = self.cut_short = self.garbage = self.refused = 0
+        self.doc = "case_status"  # the document of the job being printed
+        self.tickets = Tickets(self.root)
+        self.menu = None          # the menu this transaction shows (None: being asked)
+        self.ticket = None        # the ticket this transaction handed out
+        self.refresh_at = None    # ticks of the next menu and block refresh (None: once ready)
+        self.issued = self.issued_offline = 0
 
     # -- the agent -----------------------------------------------------------------
     def on_cmd(self, msg):
@@ -121,13 +137,14 @@ class Kiosk(App):
             return None
         self.asked = n
         t = time.ticks_ms()
-        while time.ticks_diff(time.ticks_ms(), t) < _ASK_MS:
+        while time.ticks_diff(time.ticks_ms(), t) < _ASK_MS and self.asked == n:
             await tasks.sleep_ms(_POLL_MS)
             r = self.reply
-            if r is not None:
+            if r is not None and r.get("re") == n:
                 self.reply = self.asked = None
                 return r
-        self.asked = None
+        if self.asked == n:       # else a newer request took over (the citizen's, over a refresh)
+            self.asked = None
         return None
 
     # -- transactions --------------------------------------------------------------
@@ -144,7 +161,7 @@ class Kiosk(App):
             return False
         self.n += 1
         self.session = "%s-%d-%d" % (self.site["device"], self.boot, self.n)
-        self.code, self.case = "", None
+        self.code, self.case, self.ticket = "", None, None
         try:
             self._event("kiosk_session", self._step("started"))
         except _FAIL as e:
@@ -202,7 +219,7 @@ class Kiosk(App):
     # -- inputs ----------------------------------------------------------------------
     def _key(self, k, now):
         st = self.state
-        if st == THANKS and k in _DIGITS:
+        if st == THANKS and (k in _DIGITS or k == "ticket"):
             st = self.state = IDLE    # the next citizen need not wait out the thank-you
         if k in LEVELS:
             self._rate(k, now)
@@ -216,6 +233,13 @@ class Kiosk(App):
             if len(self.code) < _CODE_MAX:
                 self.code += k
             self.until = time.ticks_add(now, _ENTRY_MS)
+        elif k == "ticket" and st == IDLE:
+            if self._begin(now):
+                self._menu(now)
+        elif st == MENU and self.menu and k in _DIGITS and 0 < int(k) <= len(self.menu):
+            self._take(self.menu[int(k) - 1][0], None)
+        elif st == MENU and k == "back":
+            self._end(now)
         elif st == ENTRY and k == "clear":
             self.code = ""
         elif st == ENTRY and k == "enter" and self.code:
@@ -233,12 +257,15 @@ class Kiosk(App):
         if code is None or not _is_code(code):
             self.garbage += 1
             self.board.beep(300)
-            if st in (IDLE, ENTRY, CASE, MESSAGE):
+            if st in (IDLE, ENTRY, CASE, MESSAGE, MENU):
                 self._message(("Cannot read that code", "无法识别，请重扫"),
                               self.after if st == MESSAGE else st, now)
             return
         if st == THANKS:
             st = self.state = IDLE    # the next citizen's scan: a new transaction
+        if st == MENU:
+            self._take(None, code)    # an appointment's code (预约码)
+            return
         if st == IDLE:
             if not self._begin(now):
                 return
@@ -291,6 +318,117 @@ class Kiosk(App):
             self.state = CASE
             self.until = time.ticks_add(now, _ENTRY_MS)
 
+    # -- tickets ------------------------------------------------------------------------
+    def _menu(self, now):
+        self.menu = None
+        self.state, self.until = MENU, time.ticks_add(now, _ENTRY_MS)
+        tasks.create_task(self._menu_task())
+
+    async def _menu_task(self):
+        r = await self._ask({"op": "queues"})
+        if r is not None and "error" not in r:
+            self.tickets.set_menu(r)    # the agent's, kept on flash for offline menus
+        now = time.ticks_ms()
+        if self.state != MENU:
+            return
+        if not self.tickets.menu:
+            self._message(("No queues now", "暂无可取号业务"), PROMPT, now)
+        else:
+            self.menu = self.tickets.menu
+
+    def _take(self, letter, appointment):
+        self.state = TAKING
+        tasks.create_task(self._take_task(letter, appointment))
+
+    async def _take_task(self, letter, appointment):
+        """A ticket: the agent's (with its slip as a job), or, when it cannot
+        be asked, one of this kiosk's block, on flash before it is printed."""
+        pp = self.pp
+        ok = False
+        if pp is not None:
+            st = await pp.state()       # a ticket no one can hold is not handed out
+            self._printer_state(st)
+            ok = st == "ok" or st == "paper_low"
+        if not ok:
+            self._message(("Cannot print now", "暂时无法打印"), PROMPT, time.ticks_ms())
+            return
+        req = {"op": "ticket", "print": True}
+        if appointment is not None:
+            req["appointment"] = appointment
+        else:
+            req["queue"] = letter
+        r = await self._ask(req)
+        now = time.ticks_ms()
+        if r is None and appointment is None:
+            await self._own_ticket(pp, letter)
+            return
+        if r is None or not _ticket_reply(r):
+            err = r and r.get("error")
+            self._message(("No such appointment", "预约码无效或已过期")
+                          if err in ("unknown_appointment", "appointment_expired", "bad_value") else
+                          ("Cannot take a ticket now", "暂时无法取号"), PROMPT, now)
+            return
+        self.ticket = (r["ticket"], r["ahead"])
+        self.issued += 1
+        self.state = PRINTING
+        try:
+            ok = "job" in r and await self._print_fetched(pp, r, "ticket", None)
+        except _FAIL as e:
+            self.log("ticket print", e)
+            ok = False
+            if self.job is not None:
+                try:
+                    self._finish("printer_error", self.job, None)
+                except _FAIL:
+                    pass              # the journal stays: the next boot reports it
+        self._ticket_done(ok, r["ticket"])
+
+    async def _own_ticket(self, pp, letter):
+        now = self.clock.now()
+        got = self.tickets.take(letter, now)      # its number on flash first
+        if got is None:
+            self._message(("Cannot take a ticket now", "暂时无法取号"), PROMPT, time.ticks_ms())
+            return
+        ticket, day = got
+        try:   # the ticket on record (the outbox) before it is printed
+            self._event("ticket", {"ticket": ticket, "queue": letter, "id": day.replace("-", "") + "-" + ticket})
+        except _FAIL as e:
+            self.log("ticket", e)
+            self._busy(time.ticks_ms())           # its number stays unused, on record as the block's
+            self.after = PROMPT
+            return
+        self.ticket = (ticket, "?")
+        self.issued_offline += 1
+        self.state = PRINTING
+        q = self.tickets.name(letter)
+        b = self.tickets.blocks[letter]
+        try:
+            ok = await self._print_own(pp, offline_slip(ticket, day, hhmm(now, b[3]), q and q[2], self.tickets.hall),
+                                       "%s-t" % self.session)
+        except _FAIL as e:
+            self.log("ticket print", e)
+            ok = False
+        self._ticket_done(ok, ticket)
+
+    def _ticket_done(self, ok, t):
+        self._message(("Your number " + t, "请取票,您的号码 " + t) if ok else
+                      ("Your number " + t + " (not printed)", "您的号码 " + t + ",打印失败"), PROMPT, time.ticks_ms())
+
+    async def _refresh(self):
+        """While idle: the menu, and a block for each queue that needs one
+        (SPEC 'Requests', `block`), so that tickets go on without the agent."""
+        r = await self._ask({"op": "queues"})
+        if r is None or "error" in r or not self.tickets.set_menu(r):
+            self.refresh_at = time.ticks_add(time.ticks_ms(), _RETRY_MS)
+            return
+        for letter in self.tickets.wants(self.clock.now()):
+            if self.state != IDLE:
+                return
+            r = await self._ask({"op": "block", "queue": letter})
+            if r is None or "error" in r or not self.tickets.add_block(r, letter):
+                self.refresh_at = time.ticks_add(time.ticks_ms(), _RETRY_MS)
+                return
+
     # -- printing -----------------------------------------------------------------------
     def _printer_state(self, st):
         if st != self.pstate:
@@ -328,6 +466,11 @@ class Kiosk(App):
         r = await self._ask({"op": "print", "doc": "case_status", "case": case})
         if r is None or "error" in r:
             return False          # no job was made (offline, unknown_case, unknown_doc): nothing to report
+        return await self._print_fetched(pp, r, "case_status", case)
+
+    async def _print_fetched(self, pp, r, doc, case):
+        """The agent's job r ({job, size, sha, chunks}) fetched, checked and printed once."""
+        self.doc = doc
         job, size, sha, chunks = r.get("job"), r.get("size"), r.get("sha"), r.get("chunks")
         protocol.check_field("print", "job", job)
         self.job = job
@@ -340,9 +483,19 @@ class Kiosk(App):
             self._finish("cancelled", job, case)     # never started: nothing was printed
             return False
         # Exactly once: on flash before the first byte goes to the printer.
-        write(self.journal, json.dumps({"job": job, "doc": "case_status", "case": case}).encode())
+        write(self.journal, json.dumps({"job": job, "doc": doc, "case": case}).encode())
         result = await self._stream(pp)
         self._finish(result, job, case)
+        return result == "ok"
+
+    async def _print_own(self, pp, data, job):
+        """A slip the kiosk made itself (an offline ticket), printed once as a job is."""
+        self.doc, self.job = "ticket", job
+        with open(self.spool, "wb") as f:
+            f.write(data)
+        write(self.journal, json.dumps({"job": job, "doc": "ticket"}).encode())
+        result = await self._stream(pp)
+        self._finish(result, job, None)
         return result == "ok"
 
     async def _fetch(self, job, size, sha, chunks):
@@ -428,9 +581,10 @@ class Kiosk(App):
         """The `print` event, once: its seq goes into the journal first, so a
         reboot in between sees it was written and does not write it again."""
         seq = self.outbox._next       # the seq the next append takes
-        write(self.journal, json.dumps({"job": job, "doc": "case_status", "case": case,
+        doc = self.doc
+        write(self.journal, json.dumps({"job": job, "doc": doc, "case": case,
                                         "result": result, "seq": seq}).encode())
-        fields = {"job": job, "doc": "case_status", "result": result}
+        fields = {"job": job, "doc": doc, "result": result}
         if case:
             fields["case"] = case
         self._event("print", fields)
@@ -462,6 +616,7 @@ class Kiosk(App):
             self._forget_job()            # its event is on flash already
             return
         try:
+            self.doc = j.get("doc") or "case_status"
             self._finish(j.get("result") or "cut_short", j.get("job"), j.get("case"))
         except _FAIL as e:
             self.recover = True           # tried again next poll
@@ -506,8 +661,11 @@ class Kiosk(App):
                 self.log("unrated", e)    # kept open; tried again next poll
         elif st == THANKS and due:
             self.state = IDLE
-        elif (st == ENTRY or st == CASE) and due:
+        elif (st == ENTRY or st == CASE or st == MENU) and due:
             self._end(now)
+        elif st == IDLE and self.ready and (self.refresh_at is None or time.ticks_diff(now, self.refresh_at) >= 0):
+            self.refresh_at = time.ticks_add(now, _REFRESH_MS)
+            tasks.create_task(self._refresh())
         self._draw()
         if time.ticks_diff(now, self._gc_at) >= _GC_MS:
             gc.collect()
@@ -553,6 +711,16 @@ class Kiosk(App):
             return ("Case " + c["case"], c["item_name"] or "", c["state"] + " " + CASE_STATES[c["state"]],
                     "Due " + c["promised"], ("Light " + light + " " + LIGHTS[light]) if light else "",
                     "Print / Back")
+        if st == MENU:
+            if self.menu is None:
+                return ("Please wait", "请稍候")
+            return ("Choose a queue", "请选择业务") + tuple(
+                "%d %s %s" % (i + 1, q[0], q[1]) for i, q in enumerate(self.menu)) + ("Back 返回",)
+        if st == TAKING:
+            return ("Taking a number", "正在取号")
+        if st == PRINTING and self.ticket is not None:
+            t = self.ticket
+            return ("Your number", t[0], "%s ahead 前面 %s 人" % (t[1], t[1]), "Printing 正在打印")
         if st == PRINTING:
             return ("Printing", "正在打印")
         if st == PROMPT:
@@ -566,6 +734,10 @@ class Kiosk(App):
         yield "ready", self.ready
         yield "thanks", self.thanks
         yield "printed", self.printed
+        yield "issued", self.issued
+        yield "issued_offline", self.issued_offline
+        yield "ticket", self.ticket and self.ticket[0]
+        yield "blocks", self.tickets.blocks
         yield "cut_short", self.cut_short
         yield "garbage", self.garbage
         yield "ignored", self.ignored
@@ -601,6 +773,12 @@ def _case_reply(r, code):
     name = r.get("item_name")
     return (r.get("case") == code and r.get("state") in CASE_STATES and light in (None, "green", "yellow", "red")
             and type(promised) is str and len(promised) == 10 and (name is None or type(name) is str and len(name) <= 64))
+
+
+def _ticket_reply(r):
+    # The agent's `ticket` answer, checked where it enters (SPEC 'Requests', ticket).
+    t, ahead = r.get("ticket"), r.get("ahead")
+    return type(t) is str and 1 < len(t) <= 8 and _is_code(t) and type(ahead) is int and ahead >= 0
 
 
 def main(board, console=None):

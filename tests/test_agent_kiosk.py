@@ -45,7 +45,10 @@ def hall(tmp_path):
     work = str(tmp_path)
     broker = Mosquitto(work + "/broker", port=free_port()).start()
     county = StandInCounty(HALL, TOKEN).start()
-    county.cases = [case("2026-0001", url=RATE), case("2026-0002", state="completed", light=None)]
+    # 2026-0003 as a county with no link secret and no item name lists it.
+    bare = dict(case("2026-0003"), rate_url=None)
+    del bare["item_name"]
+    county.cases = [case("2026-0001", url=RATE), case("2026-0002", state="completed", light=None), bare]
     http = free_port()
     config = write_config(work, broker.port, hall=HALL, http_port=http, extra="\n".join([
         "[uplink]", 'url = "%s"' % county.url, 'token = "%s"' % TOKEN, "allow_plain_http = true",
@@ -115,6 +118,19 @@ def parse_qr(stream):
 
 def fetch(kiosk, job, chunks):
     return b"".join(base64.b64decode(kiosk.ask(op="chunk", job=job, i=i)["data"]) for i in range(chunks))
+
+
+def test_a_case_without_item_name_or_rating_link_is_answered_and_printed_without_a_qr(hall):
+    k = hall["kiosks"][0]
+    r = fresh_answer(k, "2026-0003")
+    assert r["item_name"] is None and r["rate_url"] is None and r["state"] == "in_review"
+    job = k.ask(op="print", doc="case_status", case="2026-0003")
+    data = fetch(k, job["job"], job["chunks"])
+    assert hashlib.sha256(data).hexdigest() == job["sha"] and data.endswith(b"\x1dV\x00")
+    text = data.decode("gb18030")
+    assert "2026-0003" in text and "事项:—" in text
+    assert b"\x1d(k" not in data                     # no link: no QR code
+    assert counter(hall["db"], "cases_refused:rate_url") == 0
 
 
 def test_a_print_job_in_chunks_is_the_kiosks_alone_and_done_once_reported(hall):

@@ -71,4 +71,6 @@ def test_the_kiosk_app_is_checked_for_its_esp32_s3_board():
     # The kiosk runs only on the ESP32-S3 kiosk board: its modules are in the esp32 check.
     with open(os.path.join(ROOT, "pyrightconfig.esp32.json")) as f:
         conf = json.loads("".join(l for l in f if not l.lstrip().startswith("//")))
-    assert {"firmware/kiosk.py", "firmware/kiosk_print.py"} <= set(conf["include"])
+    assert {"firmware/kiosk.py", "firmware/kiosk_print.py", "firmware/kiosk_ticket.py"} <= set(conf["include"])
+    # And the core both apps stand on (its subclass hooks declared on App).
+    assert "firmware/app.py" in conf["include"]

@@ -99,8 +99,10 @@ def test_the_kiosks_menu_and_the_wait_estimate(hall):
         op(store, ops.op_ticket, KIOSK, {"queue": q})
     menu = op(store, ops.op_queues, KIOSK, {})["queues"]
     # No calls yet: [queue] service_s (300) per ticket, shared by the one window serving each.
-    assert menu == [{"queue": "A", "name": "综合受理", "waiting": 3, "wait_s": 900},
-                    {"queue": "B", "name": "不动产", "waiting": 1, "wait_s": 300}]
+    assert menu == [{"queue": "A", "name": "综合受理", "waiting": 3, "wait_s": 900,
+                     "name_gb": "综合受理".encode("gb18030").hex()},
+                    {"queue": "B", "name": "不动产", "waiting": 1, "wait_s": 300,
+                     "name_gb": "不动产".encode("gb18030").hex()}]
     # Nine calls of A in the half hour: one per 200 s, faster than service_s: the rate stands.
     for i in range(2):
         op(store, ops.op_next, W1, {})

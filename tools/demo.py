@@ -5,7 +5,8 @@ virtual evaluators and two self-service kiosks running the real firmware
 under MicroPython, posts a few cases to the county (as the hall's business
 system would: some green, yellow and red), then lets simulated citizens be
 served and press buttons at the windows, and look up, print and rate cases
-at the kiosks. Prints a live summary until Ctrl-C, or for --seconds and then
+at the kiosks. Citizens also take queue tickets at the kiosks (综合受理 at
+every window, 不动产登记 at the last) and the windows' staff keys call them. Prints a live summary until Ctrl-C, or for --seconds and then
 checks that every rating a citizen was thanked for, at a window or a kiosk,
 reached the county database exactly once (exit 0) or not (exit 1).
 """
@@ -30,12 +31,13 @@ ROSTER = [("王芳", "1024"), ("李强", "1025"), ("张丽", "1031"), ("刘洋",
 
 
 def citizen_loop(vd, stop, pressed, lock, rng):
-    ticket = 0
+    """A window: the staff key calls the next ticket of its queues (a walk-in
+    when nobody waits), serves, and the citizen rates."""
     levels = [lv for lv, w in LEVEL_WEIGHTS for _ in range(w)]
     while not stop.is_set():
-        ticket += 1
         try:
-            vd.call("A%03d" % ticket)
+            vd.staff("start")
+            wait_for(lambda: vd.stats()["state"] == "serving", 20, 0.1, "%s serving" % vd.device)
             time.sleep(rng.uniform(0.2, 1.0))          # the service, compressed
             if rng.random() < 0.1:
                 vd.staff("pause")
@@ -46,9 +48,9 @@ def citizen_loop(vd, stop, pressed, lock, rng):
             vd.press(rng.choice(levels))
             with lock:
                 pressed[0] += 1
-        except OSError as e:                           # device restarting: try again
+        except (OSError, TimeoutError) as e:           # device restarting: try again
             print("  %s: %s" % (vd.device, e), file=sys.stderr)
-        time.sleep(rng.uniform(0.2, 0.8))
+        time.sleep(rng.uniform(0.5, 2.0))
 
 
 def demo_cases(today):
@@ -80,12 +82,22 @@ def kiosk_loop(vk, cases, stop, counts, lock, rng):
         wait_for(lambda: vk.state() in states, timeout, 0.1, "kiosk %s in %s" % (vk.device, states))
     while not stop.is_set():
         try:
-            vk.scan(rng.choice(cases) if cases and rng.random() < 0.9 else "DM%06d" % rng.randrange(10 ** 6))
-            reach("case", "message", "prompt")
-            if vk.state() == "case":
-                time.sleep(rng.uniform(0.3, 1.0))     # the citizen reads the screen
-                vk.tap("print" if rng.random() < 0.3 else "back")
-            reach("prompt", timeout=60)
+            if rng.random() < 0.5:                    # a queue ticket (取号), printed, then the prompt
+                vk.tap("ticket")
+                wait_for(lambda: any(ln.startswith("2 ") for ln in vk.lines()) or vk.state() != "menu",
+                         30, 0.1, "kiosk %s menu" % vk.device)
+                if vk.state() == "menu":
+                    vk.tap("1" if rng.random() < 0.7 else "2")
+                    with lock:
+                        counts["tickets"] += 1
+                reach("prompt", timeout=60)
+            else:
+                vk.scan(rng.choice(cases) if cases and rng.random() < 0.9 else "DM%06d" % rng.randrange(10 ** 6))
+                reach("case", "message", "prompt")
+                if vk.state() == "case":
+                    time.sleep(rng.uniform(0.3, 1.0))     # the citizen reads the screen
+                    vk.tap("print" if rng.random() < 0.3 else "back")
+                reach("prompt", timeout=60)
             if rng.random() < 0.9:
                 vk.tap(rng.choice(levels))
                 with lock:
@@ -125,7 +137,7 @@ def main(argv=None):
           % (work, args.devices, args.kiosks))
     stop = threading.Event()
     pressed, lock = [0], threading.Lock()
-    kiosk_counts = {"pressed": 0}
+    kiosk_counts = {"pressed": 0, "tickets": 0}
     try:
         hall.start()
         try:
@@ -140,6 +152,10 @@ def main(argv=None):
         for i in range(args.devices):
             name, number = ROSTER[i % len(ROSTER)]
             hall.edge_agent("window", "set", "A%02d" % (i + 1), "--staff", name, "--staff-no", number)
+        hall.edge_agent("queue", "add", "A", "综合受理")
+        hall.edge_agent("queue", "add", "B", "不动产登记")
+        for i in range(args.devices):
+            hall.edge_agent("queue", "serve", "A%02d" % (i + 1), *(("A", "B") if i == args.devices - 1 else ("A",)))
         print("hall screen:   %s  (JSON: /api/hall, Prometheus: /metrics)" % hall.screen_url)
         print("county server: %s" % hall.county_url)
         print("monthly report: .venv/bin/county-server report --db %s --hall %s --month %s"
@@ -172,6 +188,9 @@ def main(argv=None):
         got, kgot = at_county(hall)
         print("windows: pressed %d, thanked %d, stored at county %s" % (pressed[0], want, got))
         print("kiosks:  rated %d, thanked %d, stored at county %s" % (kiosk_counts["pressed"], kwant, kgot))
+        called = [e for e in hall.county_events("ticket") if e.get("action") == "called"]
+        print("tickets: asked for %d at the kiosks, %d called at the windows (at the county)"
+              % (kiosk_counts["tickets"], len(called)))
         if got == want == pressed[0] and kgot == kwant:
             print("OK: every rating reached the county exactly once")
             return 0

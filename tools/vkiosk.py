@@ -16,7 +16,7 @@ from hardware.sim.printer import Printer
 from hardware.sim.scanner import Scanner
 from tools.vdevice import VirtualDevice
 
-KIOSK_MODULES = "kiosk, kiosk_print, board_kiosk_sim, uplink, mqtt"
+KIOSK_MODULES = "kiosk, kiosk_print, kiosk_ticket, board_kiosk_sim, uplink, mqtt"
 
 
 class VirtualKiosk(VirtualDevice):

@@ -206,11 +206,13 @@ def _m008_kiosk(conn):
     # The self-service kiosk (issue 8). 007 is the queues' (tickets).
     _script(conn, """
     -- The county's cases of this hall, as its case API last listed them
-    -- (edge_agent/cases.py checks every value before it gets here).
+    -- (edge_agent/cases.py checks every value before it gets here). A county
+    -- may list a case without its item's name, and without a rating link
+    -- (it has no link secret): NULL, a slip without a QR code.
     CREATE TABLE cases (
-        "case" TEXT PRIMARY KEY, item TEXT NOT NULL, item_name TEXT NOT NULL,
+        "case" TEXT PRIMARY KEY, item TEXT NOT NULL, item_name TEXT,
         state TEXT NOT NULL, accepted TEXT NOT NULL, promised TEXT, light TEXT,
-        rate_url TEXT NOT NULL, fetched_ms INTEGER NOT NULL);
+        rate_url TEXT, fetched_ms INTEGER NOT NULL);
     CREATE INDEX cases_fetched ON cases(fetched_ms);
     -- Print jobs rendered for a kiosk: the bytes it fetches in chunks. A job id
     -- is never given out twice; done_ms is set when the kiosk's `print` event

@@ -3,7 +3,7 @@ esp32s3_kiosk.json) for the MicroPython unix port: the evaluator's simulated
 board (flash, Wi-Fi, watchdog, resets, the harness link) plus what a kiosk
 has instead of rating buttons and a light:
 
-- keys: the keypad (0-9, enter, clear, back, print) and the five rating
+- keys: the keypad (0-9, enter, clear, back, print, ticket: 取号 on #) and the five rating
   buttons under the screen, as named key events (`poll_key()`); the real
   board scans and debounces them, so the app sees each press once.
 - display: a 320x240 colour panel, here the text drawn into the last frame.
@@ -36,7 +36,7 @@ except ImportError:  # CPython (type checkers, host tests): a const is its int
     const = int
 
 # The keys a kiosk board has (board.json "keypad" and "rating"): what poll_key() returns.
-KEYS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "enter", "clear", "back", "print") + LEVELS
+KEYS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "enter", "clear", "back", "print", "ticket") + LEVELS
 _WIDTH = const(320)
 _HEIGHT = const(240)
 _BURST_MS = const(20)      # a late pump sends at most this much wire time: never faster than the baud

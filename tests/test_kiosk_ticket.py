@@ -1,0 +1,150 @@
+"""Queue tickets at the kiosk (issue 9), all real parts: kiosks and an
+evaluator running the real firmware under MicroPython (the kiosk at
+-X heapsize=128k with its simulated printer), real Mosquitto, the real
+agent and county. A ticket taken online is numbered by the agent and
+printed from its job; the evaluator's staff key calls it and its session
+carries it. A kiosk that cannot ask hands out numbers from the block it
+reserved, on flash across its reboots, and they join their queue and
+reach the county when it is back."""
+import json
+import os
+import sqlite3
+
+import pytest
+
+from harness import wait_for
+from kiosk_rig import drained, ready, sessions, wait_state
+from tools.hall import Hall
+
+HALL = "tk-hall"
+
+
+@pytest.fixture
+def hall(tmp_path, request):
+    kiosks, devices = getattr(request, "param", (1, 1))
+    h = Hall(str(tmp_path / "hall"), hall=HALL, devices=devices, kiosks=kiosks, heapsize="64k",
+             agent_config={"devices": {"prompt_s": 3}, "queue": {"block_size": 20}},
+             kiosk_opts={"site": {"status_s": 60, "ack_timeout_s": 5}})
+    try:
+        h.start()
+        h.edge_agent("queue", "add", "A", "综合受理")
+        h.edge_agent("queue", "add", "B", "不动产登记")
+        if devices:
+            h.edge_agent("queue", "serve", "A01", "A", "B")
+        for vk in h.kiosks.values():
+            ready(vk)
+        yield h
+    finally:
+        h.stop()
+
+
+def _db(hall, sql, args=()):
+    db = sqlite3.connect(os.path.join(hall.work_dir, "agent.db"), timeout=30)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def _events(hall, kind):
+    return [json.loads(b) for (b,) in _db(hall, "SELECT body FROM events WHERE kind = ? ORDER BY device, seq",
+                                          (kind,))]
+
+
+def _take(vk, choice):
+    """A citizen takes a ticket from the menu (1..n); the printer's slip count after it."""
+    n = len(vk.printer.cut_slips())
+    wait_state(vk, ("idle", "thanks"))
+    vk.tap("ticket")
+    wait_for(lambda: any(l.startswith("%d " % choice) for l in vk.lines()), 20, 0.05, what="the queue menu")
+    vk.tap(str(choice))
+    wait_for(lambda: len(vk.printer.cut_slips()) > n, 60, 0.1, what="the ticket printed")
+    wait_state(vk, "prompt", 30)
+    return vk.printer.cut_slips()[-1]
+
+
+def _blocked(vk, letter):
+    return wait_for(lambda: letter in (vk.stats().get("blocks") or {}) and vk.stats()["blocks"][letter],
+                    60, 0.2, what="the kiosk's block for %s" % letter)
+
+
+def test_a_ticket_taken_online_is_printed_and_called_by_the_window(hall):
+    vk, vd = hall.kiosks["ks-01"], hall.devices["ev-01"]
+    wait_for(lambda: "Welcome" in vd.screen()["lines"], 30, what="the evaluator has its config")
+    slip = _take(vk, 1)
+    assert vk.printer.error is None and slip.cut
+    text = slip.text
+    for part in ("排队凭条", "A001", "业务:综合受理", "前面等候:0 人", "大厅:%s" % HALL):
+        assert part in text, (part, text)
+    prints = _events(hall, "print")
+    assert [(p["doc"], p["result"]) for p in prints] == [("ticket", "ok")]
+    assert "凭条号:%s" % prints[0]["job"] in text
+    # The agent holds the county's link key: the slip's QR is the ticket's signed link.
+    assert len(slip.qr) == 1 and "/r/%s/ticket/" % HALL in slip.qr[0] and "-A001/" in slip.qr[0], slip.qr
+    vk.tap("very_satisfied")                     # 一次一评: the ticket transaction is rated too
+    drained(vk)
+    rating = [r for r in _events(hall, "rating") if r["channel"] == "kiosk"]
+    assert len(rating) == 1
+    assert sessions(_events(hall, "kiosk_session")) == {rating[0]["session"]: ["started", "ended"]}
+    # A second ticket, of queue B: the kiosk's menu has both.
+    slip = _take(vk, 2)
+    assert "B001" in slip.text and "不动产登记" in slip.text
+    # The window calls: A001 first (issued first), its session carries the ticket.
+    for want in ("A001", "B001"):
+        vd.staff("start")
+        wait_for(lambda: vd.screen()["lines"][1].startswith(want), 30, what="%s called at A01" % want)
+        vd.staff("end")
+        vd.press("satisfied")
+    wait_for(lambda: [s.get("ticket") for s in _events(hall, "session") if s["action"] == "started"]
+             == ["A001", "B001"], 30, what="the window's sessions carry the tickets")
+    called = [e for e in _events(hall, "ticket") if e.get("action") == "called"]
+    assert [(e["ticket"], e["window"]) for e in called] == [("A001", "A01"), ("B001", "A01")]
+
+
+@pytest.mark.parametrize("hall", [(2, 0)], indirect=True)
+def test_kiosks_cut_off_issue_unique_tickets_from_their_blocks(hall):
+    k1, k2 = hall.kiosks["ks-01"], hall.kiosks["ks-02"]
+    online = _take(k1, 1)                        # the agent's A001
+    assert "A001" in online.text
+    k1.tap("satisfied")
+    blocks = {vk.device: _blocked(vk, "A") for vk in (k1, k2)}
+    assert blocks["ks-01"][0] == blocks["ks-02"][0]           # the same day
+    r1, r2 = (range(b[1], b[2] + 1) for b in blocks.values())
+    assert not set(r1) & set(r2) and 1 not in r1 and 1 not in r2
+    # Cut both off the hall's Wi-Fi: tickets from the blocks, printed by the kiosks.
+    for vk in (k1, k2):
+        vk.wifi(False)
+    wait_for(lambda: not k1.stats()["connected"] and not k2.stats()["connected"], 30, what="kiosks offline")
+    got = []
+    for vk in (k1, k2, k1, k2):
+        slip = _take(vk, 1)
+        assert "(offline)" in slip.text and "综合受理" in slip.text and vk.printer.error is None, slip.text
+        got.append(slip.lines[0])
+        vk.tap("satisfied")
+    # The kiosk reboots (a power cut) and is back on the Wi-Fi, the agent gone: the
+    # block on flash goes on where it was, never the same number again.
+    hall.agent.stop()
+    k1.kill()
+    k1.start()
+    k1.wifi(True)
+    ready(k1, 60)
+    slip = _take(k1, 1)
+    assert "(offline)" in slip.text
+    got.append(slip.lines[0])
+    k1.tap("satisfied")
+    assert len(set(got)) == 5, got
+    assert all(t[0] == "A" for t in got)
+    # The agent is back, ks-02 on the Wi-Fi again: every offline ticket is in queue A
+    # (from a block), and at the county.
+    hall.agent.start()
+    k2.wifi(True)
+    for vk in (k1, k2):
+        drained(vk)
+    wait_for(lambda: sorted(t for (t,) in _db(hall, "SELECT ticket FROM tickets WHERE source = 'block'"))
+             == sorted(got), 60, 0.5, what="the offline tickets in their queue")
+    rows = _db(hall, "SELECT ticket, queue, state FROM tickets ORDER BY ticket")
+    assert len(rows) == 6 and all(q == "A" and s == "waiting" for _, q, s in rows)
+    at = wait_for(lambda: len(hall.county_events("ticket", "ks-")) >= 5 and hall.county_events("ticket", "ks-"),
+                  120, 0.5, what="the offline tickets at the county")
+    assert sorted(e["ticket"] for e in at) == sorted(got)
+    assert not [r for r in _db(hall, "SELECT name FROM counters WHERE name LIKE 'queue_offline_refused%'")]
