@@ -23,6 +23,7 @@ small heap on every connect); the device does without asyncio (tasks.py). Here:
 Nothing here is durable: the outbox keeps events until the agent's protocol
 ack, and the uplink resends them after a reconnect.
 """
+import select
 import socket
 import struct
 import time
@@ -46,6 +47,7 @@ _TCP_NODELAY = const(1)
 _EINPROGRESS = const(115)
 _EAGAIN = const(11)
 _MAX_IN = const(4096)       # incoming messages here are acks and config: small
+_HEAD_MAX = const(128)      # a PUBLISH's fixed header, topic and packet id (topics: ~90 bytes)
 _WAIT_MS = const(1)         # poll step while the socket cannot take or give more
 
 
@@ -88,6 +90,10 @@ class MQTT:
         self._connacked = False
         # The packet being read: its first byte (-1: none yet), length so far, body.
         self._one = bytearray(1)
+        # A PUBLISH's header is put together here, made once while the heap is
+        # whole: a publish then allocates nothing of its own but a memoryview.
+        # (One writer: the uplink's task is the only caller of publish.)
+        self._head = bytearray(_HEAD_MAX)
         self._kind = -1
         self._len = self._shift = self._got = 0
         self._body = None
@@ -97,12 +103,16 @@ class MQTT:
     # -- connection ------------------------------------------------------
     async def connect(self, clean=True):
         """A new session; after close(), the same client connects again."""
+        # Few locals: this coroutine's frame is allocated on every connect, from
+        # a heap that has been in use for hours (TLS and the packet are made in
+        # helpers whose frames are gone when they return).
         began = time.ticks_ms()
         self._kind = -1
         self._body = None
         self._subacked = False
-        client_id, host, port, user, password, ca_file, server_hostname = self._conn
-        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+        self._connacked = False
+        c = self._conn
+        ai = socket.getaddrinfo(c[1], c[2], 0, socket.SOCK_STREAM)[0]
         s = self._s = socket.socket(ai[0], socket.SOCK_STREAM)
         s.setblocking(False)
         try:
@@ -114,8 +124,8 @@ class MQTT:
         except OSError as e:
             if e.args[0] != _EINPROGRESS:
                 raise
+        ai = None
         # Connected once writable (or refused: an error event).
-        import select
         p = select.poll()
         p.register(s, select.POLLOUT)
         while True:
@@ -127,22 +137,32 @@ class MQTT:
             if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
                 raise OSError("connect timeout")
             await sleep_ms(_WAIT_MS)
-        p = None
-        if ca_file:
-            # Wrapped here, on the plain socket with TCP_NODELAY set; the
-            # handshake happens in the first writes, polled like any other.
-            import ssl
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.verify_mode = ssl.CERT_REQUIRED
-            with open(ca_file, "rb") as f:
-                ca = f.read()      # read per connect, not kept: the heap is small
-            try:
-                ctx.load_verify_locations(cadata=ca)
-            except ValueError:
-                raise OSError("bad CA")   # a link failure like any other: retried, never a crash
-            ca = None
-            self._s = ctx.wrap_socket(s, server_hostname=server_hostname,
-                                      do_handshake_on_connect=False)
+        p = ev = None
+        if c[5]:
+            self._tls(s)
+        await self._send(self._hello(clean))
+        await self._until(_CONNACK, "no CONNACK", began)
+        self.alive = True
+        self.last_in = time.ticks_ms()
+
+    def _tls(self, s):
+        # Wrapped here, on the plain socket with TCP_NODELAY set; the
+        # handshake happens in the first writes, polled like any other.
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        with open(self._conn[5], "rb") as f:
+            ca = f.read()      # read per connect, not kept: the heap is small
+        try:
+            ctx.load_verify_locations(cadata=ca)
+        except ValueError:
+            raise OSError("bad CA")   # a link failure like any other: retried, never a crash
+        ca = None
+        self._s = ctx.wrap_socket(s, server_hostname=self._conn[6], do_handshake_on_connect=False)
+
+    def _hello(self, clean):
+        """The CONNECT packet."""
+        client_id, user, password = self._conn[0], self._conn[3], self._conn[4]
         flags = 0x02 if clean else 0
         body = bytearray(b"\x00\x04MQTT\x04\x00")
         body += struct.pack("!H", self.keepalive)
@@ -158,12 +178,7 @@ class MQTT:
                 flags |= 0x40
                 body += _str(password)
         body[7] = flags
-        self._connacked = False
-        await self._send(bytes([_CONNECT]) + _varlen(len(body)), body)
-        body = None
-        await self._until(_CONNACK, "no CONNACK", began)
-        self.alive = True
-        self.last_in = time.ticks_ms()
+        return bytes([_CONNECT]) + _varlen(len(body)) + body
 
     def close(self):
         self.alive = False
@@ -204,27 +219,40 @@ class MQTT:
                     off += k
         self.last_out = time.ticks_ms()
 
-    def _next_pid(self):
-        self._pid = self._pid % 65535 + 1
-        return self._pid
-
     async def publish(self, topic, payload, qos=1, retain=False):
         """Send; for QoS 1 wait only for room in the window, not the PUBACK."""
         if qos and len(self.inflight) >= self.window:
             await self._until(_PUBACK, "no PUBACK")     # a broker that stopped answering
-        t = _str(topic)
-        first = _PUBLISH | (qos << 1) | (1 if retain else 0)
-        n = len(t) + len(payload) + (2 if qos else 0)
-        head = bytes([first]) + _varlen(n) + t
+        t = memoryview(topic)       # a str's UTF-8 bytes, no copy
+        tl = len(t)
+        if tl > _HEAD_MAX - 9:
+            raise ValueError("topic too long")
+        h = self._head
+        h[0] = _PUBLISH | (qos << 1) | (1 if retain else 0)
+        n = 2 + tl + len(payload) + (2 if qos else 0)
+        i = 1
+        while True:                 # the remaining length, 7 bits a byte
+            b = n & 0x7F
+            n >>= 7
+            h[i] = b | 0x80 if n else b
+            i += 1
+            if not n:
+                break
+        struct.pack_into("!H", h, i, tl)
+        h[i + 2:i + 2 + tl] = t
+        i += 2 + tl
+        t = None
         if qos:
-            pid = self._next_pid()
+            self._pid = pid = self._pid % 65535 + 1
             self.inflight[pid] = time.ticks_ms()
-            head += struct.pack("!H", pid)
-        await self._send(head, payload)
+            struct.pack_into("!H", h, i, pid)
+            i += 2
+        await self._send(memoryview(h)[:i], payload)
 
     async def subscribe(self, topics):
         """topics: [(name, qos)]; waits for the SUBACK."""
-        body = bytearray(struct.pack("!H", self._next_pid()))
+        self._pid = self._pid % 65535 + 1
+        body = bytearray(struct.pack("!H", self._pid))
         for name, qos in topics:
             body += _str(name) + bytes([qos])
         self._subacked = False
@@ -248,7 +276,7 @@ class MQTT:
             await sleep_ms(_WAIT_MS)
 
     async def ping(self):
-        await self._send(bytes([_PINGREQ, 0]))
+        await self._send(b"\xc0\x00")      # PINGREQ
 
     def stale(self):
         """No packet from the broker for 1.5 keepalives: the link is dead."""
@@ -304,38 +332,35 @@ class MQTT:
             self._kind = -1
             self._body = None
             self.last_in = time.ticks_ms()
-            await self._handle(kind, body)
-
-    async def _handle(self, kind, data):
-        t = kind & 0xF0
-        if t == _PUBACK:
-            pid = struct.unpack("!H", data)[0]
-            if self.inflight.pop(pid, None) is not None:
-                self.puback += 1
-        elif t == _PUBLISH:
-            await self._incoming(kind, data)
-        elif t == _SUBACK:
-            if b"\x80" in data[2:]:
-                raise OSError("subscription refused")
-            self._subacked = True
-        elif t == _CONNACK:
-            if len(data) != 2 or data[1] != 0:
-                raise OSError("connack %r" % (bytes(data),))
-            self._connacked = True
-        # PINGRESP: last_in is all it is for.
-
-    async def _incoming(self, kind, data):
-        tl = struct.unpack("!H", data[:2])[0]
-        topic = bytes(data[2:2 + tl]).decode()
-        pos = 2 + tl
-        qos = (kind >> 1) & 3
-        pid = None
-        if qos:
-            pid = struct.unpack("!H", data[pos:pos + 2])[0]
-            pos += 2
-        if self.on_message is not None:
-            # The retain flag is set only on messages the broker kept from
-            # before we subscribed; live ones arrive without it.
-            self.on_message(topic, bytes(data[pos:]), bool(kind & 1))
-        if qos == 1:
-            await self._send(bytes([_PUBACK, 2]), struct.pack("!H", pid))
+            # Handled here, not in helper coroutines: each would be a frame
+            # allocated per packet.
+            t = kind & 0xF0
+            if t == _PUBACK:
+                if self.inflight.pop((body[0] << 8) | body[1], None) is not None:
+                    self.puback += 1
+            elif t == _PUBLISH:
+                tl = (body[0] << 8) | body[1]
+                topic = str(memoryview(body)[2:2 + tl], "utf-8")
+                pos = 2 + tl
+                qos = (kind >> 1) & 3
+                pid = 0
+                if qos:
+                    pid = (body[pos] << 8) | body[pos + 1]
+                    pos += 2
+                if self.on_message is not None:
+                    # The retain flag is set only on messages the broker kept from
+                    # before we subscribed; live ones arrive without it.
+                    self.on_message(topic, bytes(memoryview(body)[pos:]), bool(kind & 1))
+                topic = body = None
+                if qos == 1:
+                    # Acked once handled: on_message has returned.
+                    await self._send(bytes((_PUBACK, 2, pid >> 8, pid & 0xFF)))
+            elif t == _SUBACK:
+                if b"\x80" in body[2:]:
+                    raise OSError("subscription refused")
+                self._subacked = True
+            elif t == _CONNACK:
+                if len(body) != 2 or body[1] != 0:
+                    raise OSError("connack %r" % (bytes(body),))
+                self._connacked = True
+            # PINGRESP: last_in is all it is for.
