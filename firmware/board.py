@@ -10,7 +10,9 @@ the platform.
 import sys
 
 LIGHTS = ("green", "yellow", "red", None)
-RESET_CAUSES = ("power_on", "watchdog", "soft", "deep_sleep", "brownout", "intentional")
+# Reset causes (reset_cause()): power_on, watchdog, soft, deep_sleep, brownout,
+# intentional. Not a tuple here: each str in a constant tuple is an object
+# the device keeps in its heap, and nothing checks against it.
 
 
 class Board:
@@ -24,7 +26,7 @@ class Board:
         wifi_connect(ssid, password); wifi_connected() -> bool
         rssi() -> dBm or None
         wdt_start(timeout_ms); wdt_feed()
-        reset_cause() -> one of RESET_CAUSES
+        reset_cause() -> one of the reset causes above
         mark_intentional()      remember across the coming reset that we asked for it
         reset()                 never returns
     """
@@ -103,7 +105,7 @@ def load(name=None):
     """Return the Board for `name` ('sim', 'esp32', 'rp2'); default by platform."""
     if name is None:
         name = {"esp32": "esp32", "rp2": "rp2"}.get(sys.platform, "sim")
-    if name not in ("sim", "esp32", "rp2"):
+    if name != "sim" and name != "esp32" and name != "rp2":
         raise ValueError("unknown board " + name)
     mod = __import__("board_" + name)
     # Each board module defines one Board subclass; take it by type, not by name.

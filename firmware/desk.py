@@ -26,12 +26,13 @@ SERVING = const(1)
 PAUSED = const(2)
 PROMPT = const(3)
 THANKS = const(4)
-NAMES = ("idle", "serving", "paused", "prompt", "thanks")
 
 
-# Everything a transition may change (Desk.copy_to).
-_STATE = ("state", "n", "session", "ticket", "item", "started", "paused_at",
-          "paused_ms", "service_ms", "until")
+def name(state):
+    """A state's name (the simulator's stats). Code, not a tuple: every str
+    in a constant tuple is an object in the device's heap."""
+    return ("idle" if state == IDLE else "serving" if state == SERVING else "paused"
+            if state == PAUSED else "prompt" if state == PROMPT else "thanks")
 
 
 class Desk:
@@ -50,26 +51,27 @@ class Desk:
         self.until = 0            # prompt deadline or end of the thank-you
 
     def copy_to(self, other):
-        """Copy the session state into another Desk: the evaluator keeps one
-        spare to put the desk back when a transition's events cannot be
-        written (attributes only, so it allocates nothing on a full heap)."""
-        for name in _STATE:
-            setattr(other, name, getattr(self, name))
-
-    def _since(self, now, t):
-        return time.ticks_diff(now, t)
+        """Copy the session state (everything a transition may change) into
+        another Desk: the evaluator keeps one spare to put the desk back when
+        a transition's events cannot be written (attributes only, so it
+        allocates nothing on a full heap; one by one, not from a tuple of
+        their names, which the device would keep in its heap)."""
+        other.state, other.n, other.session = self.state, self.n, self.session
+        other.ticket, other.item, other.started = self.ticket, self.item, self.started
+        other.paused_at, other.paused_ms = self.paused_at, self.paused_ms
+        other.service_ms, other.until = self.service_ms, self.until
 
     def service(self, now):
         """Service time so far, paused time excluded."""
         if self.state == SERVING:
-            return self._since(now, self.started) - self.paused_ms
+            return time.ticks_diff(now, self.started) - self.paused_ms
         if self.state == PAUSED:
-            return self._since(self.paused_at, self.started) - self.paused_ms
+            return time.ticks_diff(self.paused_at, self.started) - self.paused_ms
         return self.service_ms
 
     def _close(self, now):
         """Steps that close whatever is open, before a new service starts."""
-        if self.state in (SERVING, PAUSED):
+        if self.state == SERVING or self.state == PAUSED:
             return self.end(now, 0) + self._unrated()
         if self.state == PROMPT:
             return self._unrated()
@@ -119,12 +121,12 @@ class Desk:
     def resume(self, now):
         if self.state != PAUSED:
             return []
-        self.paused_ms += self._since(now, self.paused_at)
+        self.paused_ms += time.ticks_diff(now, self.paused_at)
         self.state = SERVING
         return [{"action": "resumed", "session": self.session}]
 
     def staff_short(self, now, prompt_ms):
-        if self.state in (SERVING, PAUSED):
+        if self.state == SERVING or self.state == PAUSED:
             return self.end(now, prompt_ms)
         return self.start(now)
 
@@ -136,7 +138,7 @@ class Desk:
         return []
 
     def can_rate(self, now):
-        return self.state == PROMPT and self._since(now, self.until) < 0
+        return self.state == PROMPT and time.ticks_diff(now, self.until) < 0
 
     def rated(self, now, thanks_ms):
         """The rating is on flash: show thanks, take no second rating."""
@@ -144,8 +146,8 @@ class Desk:
         self.until = time.ticks_add(now, thanks_ms)
 
     def tick(self, now):
-        if self.state == PROMPT and self._since(now, self.until) >= 0:
+        if self.state == PROMPT and time.ticks_diff(now, self.until) >= 0:
             return self._unrated()
-        if self.state == THANKS and self._since(now, self.until) >= 0:
+        if self.state == THANKS and time.ticks_diff(now, self.until) >= 0:
             self.state = IDLE
         return []

@@ -36,7 +36,7 @@ from binascii import unhexlify
 import protocol
 from protocol import LEVELS, messages
 from clock import Clock
-from desk import Desk, NAMES, IDLE, PROMPT
+from desk import Desk, IDLE, PROMPT, name
 from outbox import Outbox, OutboxFull
 from ui import Screen
 from uplink import Uplink
@@ -58,6 +58,7 @@ _STAFF_I = const(5)          # index of the staff key in BUTTONS
 # button per protocol level, best first, then the staff key.
 BUTTONS = LEVELS + ("staff",)
 _GC_MS = const(500)
+_CONFIG = "/config.json"     # the agent's last config, on flash
 
 
 def _read_json(path):
@@ -79,8 +80,9 @@ def _write(path, data):
 def _lasting(cfg):
     # A config without what changes on every publish: the beacon, the hwm, the counter.
     keep = dict(cfg)
-    for k in ("t", "hwm", "n"):
-        keep.pop(k, None)
+    keep.pop("t", None)
+    keep.pop("hwm", None)
+    keep.pop("n", None)
     return keep
 
 
@@ -96,18 +98,30 @@ class Evaluator:
         if not site:
             raise RuntimeError("not provisioned: no site.json")
         self.site = site
-        self.key = unhexlify(site["key"])
-        self.config = _read_json(root + "/config.json") or {}
+        # What only the boot needs (the key as hex, the outbox's geometry, the
+        # CA's name, the hwm, the topics' hall) is taken out of the site as it
+        # is read: out of the small heap, and each name written once (every
+        # long str in the code is an object in that heap).
+        self.key = unhexlify(site.pop("key"))
+        self.config = _read_json(root + _CONFIG) or {}
         self.config_bad = bool(protocol.clean_config(self.config))   # fields left out: `config` alarm
-        self.boot = self._count_boot()
-        self.outbox = Outbox(root + "/outbox", site.get("segment_bytes", 4096),
-                             site.get("max_segments", 32))
+        path = root + "/boots"
+        n = 0
+        try:
+            with open(path) as f:
+                n = int(f.read())
+        except (OSError, ValueError):
+            pass
+        self.boot = n + 1
+        _write(path, str(self.boot).encode())
+        self.outbox = Outbox(root + "/outbox", site.pop("segment_bytes", 4096),
+                             site.pop("max_segments", 32))
         self.clock = Clock()
         self.desk = Desk(site["device"], self.boot)
         self._before = Desk(site["device"], self.boot)   # the desk before a transition
         self._unwritten = None   # steps of a transition still to write (after a partial write)
         self.screen = Screen(board)
-        ca = site.get("tls_ca")
+        ca = site.pop("tls_ca", None)
         self.uplink = Uplink(site, self.key, self.outbox, board, self.presence, self.on_config,
                              self.on_cmd, self.log, self.config.get("n"), ca and root + "/" + ca)
         self.started = time.ticks_ms()
@@ -128,34 +142,16 @@ class Evaluator:
         # Seqs are never reused, even after a reflash: a device whose flash
         # has never seen the agent's config (hwm) takes no press until it
         # has, unless provisioning wrote the hwm into site.json.
-        hwm = site.get("hwm")
+        hwm = site.pop("hwm", None)
         if type(hwm) is int and hwm > 0:
             self.outbox.raise_floor(hwm)
         self.ready = bool(self.config) or type(hwm) is int
-        self._apply(self.config)
-        # What only the boot needed (the key as hex, the outbox's geometry, the
-        # CA's name, the topics' hall), out of the small heap; the rest stays.
-        for k in ("key", "hall", "tls_ca", "hwm", "segment_bytes", "max_segments"):
-            site.pop(k, None)
-
-    # -- persistence and config ----------------------------------------------
-    def _count_boot(self):
-        path = self.root + "/boots"
-        n = 0
-        try:
-            with open(path) as f:
-                n = int(f.read())
-        except (OSError, ValueError):
-            pass
-        n += 1
-        _write(path, str(n).encode())
-        return n
-
-    def _apply(self, cfg):
-        p = cfg.get("prompt_s")
+        p = self.config.get("prompt_s")
         if type(p) is int and p > 0:
             self.prompt_ms = p * 1000
+        site.pop("hall", None)
 
+    # -- persistence and config ----------------------------------------------
     def window(self):
         return self.config.get("window") or self.site.get("window") or "-"
 
@@ -178,7 +174,9 @@ class Evaluator:
         if (self.ready or not retained) and (keep != old or not self.ready):
             self._keep_config(keep, cfg.get("n", 0))
         self.config = cfg
-        self._apply(cfg)
+        p = cfg.get("prompt_s")
+        if type(p) is int and p > 0:
+            self.prompt_ms = p * 1000
         # A retained config may be older than the agent's newest event: a
         # device with no floor yet waits for the live one the agent sends
         # when it sees this device come online.
@@ -194,7 +192,7 @@ class Evaluator:
 
     def _keep_config(self, keep, n):
         keep["n"] = n
-        _write(self.root + "/config.json", json.dumps(keep).encode())
+        _write(self.root + _CONFIG, json.dumps(keep).encode())
 
     def on_cmd(self, msg):
         cmd = msg.get("cmd")
@@ -496,7 +494,7 @@ class Evaluator:
         yield "outbox", ob.depth()
         yield "dropped", ob.dropped
         yield "corrupt", ob.corrupt
-        yield "state", NAMES[desk.state]
+        yield "state", name(desk.state)
         yield "session", desk.session
         yield "boot", self.boot
         yield "inputs", self.inputs

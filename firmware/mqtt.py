@@ -15,7 +15,8 @@ small heap on every connect); the device does without asyncio (tasks.py). Here:
   handled a message before it returns). Its one caller (uplink.py) calls
   it between publishes and while idle; the waits here call it too;
 - every failure of the link is an OSError; reconnecting is the caller's job
-  (one place: uplink.py);
+  (one place: uplink.py). Its texts are short: a str constant over 10 bytes
+  is an object in the device's heap, one a short one is a name in flash;
 - TLS when given a CA file (`ca_file`, one DER certificate): the broker's
   certificate must chain to it and name `server_hostname`; anything else
   fails the handshake (an OSError like any other link failure).
@@ -132,10 +133,10 @@ class MQTT:
             ev = p.poll(0)
             if ev:
                 if ev[0][1] & (select.POLLERR | select.POLLHUP):
-                    raise OSError("connect refused")
+                    raise OSError("refused")
                 break
             if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
-                raise OSError("connect timeout")
+                raise OSError("timeout")
             await sleep_ms(_WAIT_MS)
         p = ev = None
         if c[5]:
@@ -164,8 +165,8 @@ class MQTT:
         """The CONNECT packet."""
         client_id, user, password = self._conn[0], self._conn[3], self._conn[4]
         flags = 0x02 if clean else 0
-        body = bytearray(b"\x00\x04MQTT\x04\x00")
-        body += struct.pack("!H", self.keepalive)
+        body = bytearray(10)     # protocol name "MQTT", level 4, flags, keepalive
+        struct.pack_into("!H4sBBH", body, 0, 4, "MQTT".encode(), 4, 0, self.keepalive)
         body += _str(client_id)
         will = self._will
         if will:
@@ -200,7 +201,7 @@ class MQTT:
             while off < n:
                 s = self._s
                 if s is None:
-                    raise OSError("not connected")
+                    raise OSError("no link")
                 try:
                     k = s.write(mv[off:] if off else mv)
                 except ValueError as e:
@@ -213,7 +214,7 @@ class MQTT:
                     k = None
                 if k is None:        # the socket's buffer is full: wait, bounded
                     if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
-                        raise OSError("send timeout")
+                        raise OSError("send stuck")
                     await sleep_ms(_WAIT_MS)
                 else:
                     off += k
@@ -226,7 +227,7 @@ class MQTT:
         t = memoryview(topic)       # a str's UTF-8 bytes, no copy
         tl = len(t)
         if tl > _HEAD_MAX - 9:
-            raise ValueError("topic too long")
+            raise ValueError("topic len")
         h = self._head
         h[0] = _PUBLISH | (qos << 1) | (1 if retain else 0)
         n = 2 + tl + len(payload) + (2 if qos else 0)
@@ -266,7 +267,7 @@ class MQTT:
             began = time.ticks_ms()
         while True:
             if self._s is None:
-                raise OSError("link closed")
+                raise OSError("no link")
             await self.poll()
             if (self._connacked if wait == _CONNACK else self._subacked if wait == _SUBACK
                     else len(self.inflight) < self.window):
@@ -276,7 +277,9 @@ class MQTT:
             await sleep_ms(_WAIT_MS)
 
     async def ping(self):
-        await self._send(b"\xc0\x00")      # PINGREQ
+        h = self._head          # PINGREQ
+        h[0], h[1] = _PINGREQ, 0
+        await self._send(memoryview(h)[:2])
 
     def stale(self):
         """No packet from the broker for 1.5 keepalives: the link is dead."""
@@ -296,7 +299,7 @@ class MQTT:
         if n is None:
             return 0
         if n == 0:
-            raise OSError("closed by the broker")
+            raise OSError("broker eof")
         return n
 
     async def poll(self):
@@ -318,7 +321,7 @@ class MQTT:
                         raise OSError("bad length")
                     continue
                 if self._len > _MAX_IN:
-                    raise OSError("packet too large")
+                    raise OSError("too large")
                 body = self._body = bytearray(self._len)
                 self._got = 0
             if self._got < len(body):
@@ -356,8 +359,9 @@ class MQTT:
                     # Acked once handled: on_message has returned.
                     await self._send(bytes((_PUBACK, 2, pid >> 8, pid & 0xFF)))
             elif t == _SUBACK:
-                if b"\x80" in body[2:]:
-                    raise OSError("subscription refused")
+                for i in range(2, len(body)):
+                    if body[i] == 0x80:
+                        raise OSError("sub denied")
                 self._subacked = True
             elif t == _CONNACK:
                 if len(body) != 2 or body[1] != 0:

@@ -10,24 +10,32 @@ it. Targets are seconds, from the agent's retained config.
 """
 import time
 
-from desk import IDLE, SERVING, PAUSED, PROMPT, THANKS
+from desk import SERVING, PAUSED, PROMPT, THANKS
 
 _RETRY_MS = 1000    # while the panel is not answering, try a frame this often
 
-# Fixed texts; tools/ builds the Chinese font subset from these and the config.
-TEXTS = {
-    IDLE: ("Welcome", "欢迎"),
-    SERVING: ("Serving", "服务中"),
-    PAUSED: ("Paused", "暂停服务"),
-    PROMPT: ("Please rate", "请您评价"),
-    THANKS: ("Thank you", "谢谢您的评价"),
-}
-BUSY = ("Busy, sorry", "系统繁忙")
-WAIT = ("Connecting", "正在连接")     # a new or reflashed device waits for the agent's config
+# Fixed texts (tools/fontgen.py puts their Chinese into the font subset,
+# with the config's). Code, not a table: a dict of tuples of strs would be
+# objects the device keeps in its heap for good; these are made when drawn.
+def texts(state, busy=False, ready=True):
+    """The two state rows: English, then Chinese."""
+    if busy:
+        return "Busy, sorry", "系统繁忙"
+    if not ready:
+        return "Connecting", "正在连接"     # a new or reflashed device waits for the agent's config
+    if state == SERVING:
+        return "Serving", "服务中"
+    if state == PAUSED:
+        return "Paused", "暂停服务"
+    if state == PROMPT:
+        return "Please rate", "请您评价"
+    if state == THANKS:
+        return "Thank you", "谢谢您的评价"
+    return "Welcome", "欢迎"
 
 
 def light(desk, config, now):
-    if desk.state not in (SERVING, PAUSED, PROMPT):
+    if desk.state != SERVING and desk.state != PAUSED and desk.state != PROMPT:
         return None
     targets = config.get("targets") or {}
     target = targets.get(desk.item or "", targets.get("default", 900))
@@ -47,8 +55,8 @@ def rows(desk, config, window, now, busy=False, ready=True):
     if no:
         head = head + " No." + no
     state = desk.state
-    line2, line3 = BUSY if busy else (TEXTS[state] if ready else WAIT)
-    if state in (SERVING, PAUSED) and not busy:
+    line2, line3 = texts(state, busy, ready)
+    if (state == SERVING or state == PAUSED) and not busy:
         s = desk.service(now) // 1000
         line2 = "%s %02d:%02d" % (line2, s // 60, s % 60)
     return (head, config.get("staff") or "", line2, line3)
