@@ -13,10 +13,12 @@ small heap on every connect); the device does without asyncio (tasks.py). Here:
 - poll() reads what has arrived and handles it: PUBACK, SUBACK, PINGRESP
   and incoming PUBLISH (handed to `on_message`, then acked: the app has
   handled a message before it returns). Its one caller (uplink.py) calls
-  it between publishes and while idle; the waits here call it too;
+  it between publishes and while idle, when ready() says something has
+  arrived (ready() allocates nothing; a call of poll() is a coroutine
+  frame); the waits here call it too;
 - every failure of the link is an OSError; reconnecting is the caller's job
   (one place: uplink.py). Its texts are short: a str constant over 10 bytes
-  is an object in the device's heap, one a short one is a name in flash;
+  is an object in the device's heap, a short one a name in flash;
 - TLS when given a CA file (`ca_file`, one DER certificate): the broker's
   certificate must chain to it and name `server_hostname`; anything else
   fails the handshake (an OSError like any other link failure).
@@ -87,6 +89,7 @@ class MQTT:
         self.alive = False
         self._pid = 0
         self._s = None
+        self._p = None                   # poll object of the connection (ready())
         self._subacked = False
         self._connacked = False
         # The packet being read: its first byte (-1: none yet), length so far, body.
@@ -126,8 +129,9 @@ class MQTT:
             if e.args[0] != _EINPROGRESS:
                 raise
         ai = None
-        # Connected once writable (or refused: an error event).
-        p = select.poll()
+        # Connected once writable (or refused: an error event). The poll
+        # object stays: ready() asks it whether anything has arrived.
+        p = self._p = select.poll()
         p.register(s, select.POLLOUT)
         while True:
             ev = p.poll(0)
@@ -138,9 +142,14 @@ class MQTT:
             if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
                 raise OSError("timeout")
             await sleep_ms(_WAIT_MS)
-        p = ev = None
+        ev = None
         if c[5]:
             self._tls(s)
+            p.unregister(s)
+            p.register(self._s, select.POLLIN)
+        else:
+            p.modify(s, select.POLLIN)
+        p = None
         await self._send(self._hello(clean))
         await self._until(_CONNACK, "no CONNACK", began)
         self.alive = True
@@ -181,8 +190,19 @@ class MQTT:
         body[7] = flags
         return bytes([_CONNECT]) + _varlen(len(body)) + body
 
+    def ready(self):
+        """Something has arrived (or the link broke) for poll() to handle.
+        Asked without allocating anything: an idle link then costs its
+        caller no coroutine frame per look."""
+        p = self._p
+        if p is not None:
+            for _ in p.ipoll(0):
+                return True
+        return False
+
     def close(self):
         self.alive = False
+        self._p = None
         if self._s is not None:
             try:
                 self._s.close()
@@ -193,31 +213,35 @@ class MQTT:
         self._body = None
 
     # -- outgoing --------------------------------------------------------
+    def _out(self, mv):
+        """Write what the socket takes of memoryview mv now; the rest (mv
+        itself when it took nothing: its buffer is full)."""
+        s = self._s
+        if s is None:
+            raise OSError("no link")
+        try:
+            k = s.write(mv)
+        except ValueError as e:
+            # MicroPython's ssl says "not signed by the trusted CA" as a
+            # ValueError: to the uplink it is a failed link like any other.
+            raise OSError(str(e).strip())
+        except OSError as e:
+            if e.args[0] != _EAGAIN:
+                raise
+            k = None
+        return mv[k:] if k else mv
+
     async def _send(self, *parts):
         began = time.ticks_ms()
         for p in parts:
             mv = memoryview(p)
-            off, n = 0, len(p)
-            while off < n:
-                s = self._s
-                if s is None:
-                    raise OSError("no link")
-                try:
-                    k = s.write(mv[off:] if off else mv)
-                except ValueError as e:
-                    # MicroPython's ssl says "not signed by the trusted CA" as a
-                    # ValueError: to the uplink it is a failed link like any other.
-                    raise OSError(str(e).strip())
-                except OSError as e:
-                    if e.args[0] != _EAGAIN:
-                        raise
-                    k = None
-                if k is None:        # the socket's buffer is full: wait, bounded
+            while mv:
+                n = len(mv)
+                mv = self._out(mv)
+                if len(mv) == n:        # the socket's buffer is full: wait, bounded
                     if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
                         raise OSError("send stuck")
                     await sleep_ms(_WAIT_MS)
-                else:
-                    off += k
         self.last_out = time.ticks_ms()
 
     async def publish(self, topic, payload, qos=1, retain=False):
@@ -248,7 +272,22 @@ class MQTT:
             self.inflight[pid] = time.ticks_ms()
             struct.pack_into("!H", h, i, pid)
             i += 2
-        await self._send(memoryview(h)[:i], payload)
+        # Written here rather than by _send(): a coroutine frame less per event.
+        mv = memoryview(h)[:i]
+        began = time.ticks_ms()
+        while True:
+            n = len(mv)
+            if n:
+                mv = self._out(mv)
+            if not mv:
+                if payload is None:
+                    break
+                mv, payload = memoryview(payload), None
+            elif len(mv) == n:          # the socket's buffer is full: wait, bounded
+                if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
+                    raise OSError("send stuck")
+                await sleep_ms(_WAIT_MS)
+        self.last_out = time.ticks_ms()
 
     async def subscribe(self, topics):
         """topics: [(name, qos)]; waits for the SUBACK."""

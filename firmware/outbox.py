@@ -53,7 +53,7 @@ error on screen and raises the `outbox_full` alarm in status.
 Memory: RAM holds three 32-bit numbers per segment (first seq, last seq,
 bytes) in arrays sized once at open for max_segments, and the ack ranges,
 never the payloads; pending() reads records from flash as asked, with one
-header buffer and one scratch buffer allocated once. (A list per segment
+header buffer allocated once (and a scratch buffer while open scans). (A list per segment
 was ~64 bytes each on the heap, allocated and freed as segments come and
 go: a full outbox's bookkeeping now costs 12 bytes a segment, allocated at boot.)
 """
@@ -101,7 +101,7 @@ class Outbox:
         self.dropped = 0
         self.corrupt = 0
         self._hdr = bytearray(_HDR)
-        self._scratch = bytearray(_SCRATCH)
+        self._scratch = None  # for the CRCs of the scan at open only
         # Per segment, oldest first, the first _n entries of each: its first
         # and last seq and its size in bytes (see _scan for the capacity).
         self._first = self._last = self._size = None
@@ -191,6 +191,7 @@ class Outbox:
                 except ValueError:
                     pass
         firsts.sort()
+        self._scratch = bytearray(_SCRATCH)
         # Appends stop at max_segments; a smaller max_segments than the flash
         # holds (a changed site.json) still keeps every segment found.
         cap = max(self.max_segments, len(firsts))
@@ -210,6 +211,7 @@ class Outbox:
         # New records always go to a fresh segment after a boot: never append
         # after a torn tail, and the walk above does not leave a handle open.
         self._rotate = True
+        self._scratch = None  # not kept: pending() checks each payload whole
 
     def _push(self, first, last, size):
         i = self._n

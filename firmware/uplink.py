@@ -151,7 +151,8 @@ class Uplink:
         ob, net = self.outbox, self.net
         while mq.alive and net.wifi_connected():
             self.progress = True
-            await mq.poll()          # PUBACKs, acks, configs, commands
+            if mq.ready():
+                await mq.poll()      # PUBACKs, acks, configs, commands
             batch = ob.pending(_BATCH, self.sent)
             if batch:
                 for seq, payload in batch:
@@ -172,12 +173,14 @@ class Uplink:
                     self.resend_ms = min(self.resend_ms * 2, site.get("ack_backoff_max_s", 480) * 1000)
                 self.last_ack = now
             # Wait up to 500 ms for a new event or something from the broker;
-            # polling a flag and the socket allocates nothing. Every 10 ms: an
-            # ack is acted on as soon as it comes, as a reader task would.
+            # looking at a flag and the socket allocates nothing (poll() is
+            # a coroutine frame: called only when something is there). Every
+            # 10 ms: an ack is acted on as soon as it comes, as a reader task would.
             self.woken = False
             for _ in range(50):
                 await sleep_ms(10)
-                await mq.poll()
+                if mq.ready():
+                    await mq.poll()
                 if self.woken or not mq.alive:
                     break
 
