@@ -222,27 +222,26 @@ class Outbox:
         """Read records while they check out; return (next seq, end offset)."""
         seq, end = first, 0
         hdr = self._hdr
+        mv = memoryview(self._scratch)
         while True:
             if f.readinto(hdr) != _HDR:
                 return seq, end
             magic, _, n, s, crc = struct.unpack(_HDR_FMT, hdr)
-            if magic != _MAGIC or s != seq or _HDR + n > self.segment_bytes \
-                    or self._crc_file(f, n) != crc:
+            if magic != _MAGIC or s != seq or _HDR + n > self.segment_bytes:
+                return seq, end
+            # The CRC of the header and the payload, read in scratch-sized pieces.
+            c = crc32(memoryview(hdr)[:8])
+            left = n
+            while left:
+                k = min(left, _SCRATCH)
+                if f.readinto(mv[:k]) != k:
+                    return seq, end
+                c = crc32(mv[:k], c)
+                left -= k
+            if c != crc:
                 return seq, end
             seq += 1
             end += _HDR + n
-
-    def _crc_file(self, f, n):
-        """CRC of the header in self._hdr and the next n bytes of f, in scratch-sized pieces."""
-        crc = crc32(memoryview(self._hdr)[:8])
-        mv = memoryview(self._scratch)
-        while n:
-            k = min(n, _SCRATCH)
-            if f.readinto(mv[:k]) != k:
-                return None
-            crc = crc32(mv[:k], crc)
-            n -= k
-        return crc
 
     # ---- append ------------------------------------------------------
 
@@ -340,16 +339,6 @@ class Outbox:
 
     # ---- read and ack ----------------------------------------------------
 
-    def _is_acked(self, seq):
-        if seq <= self._acked:
-            return True
-        for lo, hi in self._above:
-            if lo <= seq <= hi:
-                return True
-            if lo > seq:
-                break
-        return False
-
     def depth(self):
         n = 0
         for i in range(self._n):
@@ -386,7 +375,15 @@ class Outbox:
                     if magic != _MAGIC or s != seq or _HDR + n > self.segment_bytes:
                         self._lost(i, seq)
                         break
-                    if seq < start or self._is_acked(seq):
+                    skip = seq < start or seq <= self._acked   # or acked above the pointer:
+                    if not skip:
+                        for lo, hi in self._above:   # sorted, disjoint
+                            if lo > seq:
+                                break
+                            if seq <= hi:
+                                skip = True
+                                break
+                    if skip:
                         f.seek(n, 1)
                     else:
                         payload = f.read(n)
@@ -428,7 +425,18 @@ class Outbox:
             if nu is not None and lo <= nu:
                 self._acked, moved = hi, True
             else:
-                self._add_above(lo, hi)
+                # Kept above the pointer, merged into sorted disjoint ranges.
+                r = self._above
+                r.append([lo, hi])
+                r.sort()
+                merged = [r[0]]
+                for a, b in r[1:]:
+                    if a <= merged[-1][1] + 1:
+                        if b > merged[-1][1]:
+                            merged[-1][1] = b
+                    else:
+                        merged.append([a, b])
+                self._above = merged
         # Absorb acked ranges that now touch the pointer (possibly across seq gaps).
         while True:
             above = [r for r in self._above if r[1] > self._acked]
@@ -445,32 +453,16 @@ class Outbox:
             self._write_ptr()  # before deleting anything it covers
             self._free_acked()
 
-    def _add_above(self, lo, hi):
-        r = self._above
-        r.append([lo, hi])
-        r.sort()
-        merged = [r[0]]
-        for a, b in r[1:]:
-            if a <= merged[-1][1] + 1:
-                if b > merged[-1][1]:
-                    merged[-1][1] = b
-            else:
-                merged.append([a, b])
-        self._above = merged
-
     def _free_acked(self):
         """Delete segments the pointer covers, except the one being appended to."""
         while self._n and self._last[0] <= self._acked and \
                 (self._n > 1 or self._w is None):
             first = self._first[0]
-            self._drop_oldest()
+            n = self._n - 1
+            for a in (self._first, self._last, self._size):
+                for i in range(n):
+                    a[i] = a[i + 1]
+            self._n = n
             if self._cfirst == first:
                 self._cfirst = 0
             os.remove(self._seg_path(first))
-
-    def _drop_oldest(self):
-        n = self._n - 1
-        for a in (self._first, self._last, self._size):
-            for i in range(n):
-                a[i] = a[i + 1]
-        self._n = n

@@ -119,21 +119,16 @@ class Uplink:
             await sleep_ms(step)
             ms -= step
 
-    async def _wifi(self):
-        net, site = self.net, self.site
-        if net.wifi_connected():
-            return
-        net.wifi_connect(site.get("ssid"), site.get("wifi_password"))
-        waited = 0
-        while not net.wifi_connected():
-            if waited >= _WIFI_WAIT_MS:
-                raise OSError("wifi")
-            await self._sleep(250)
-            waited += 250
-
     async def _link(self):
-        site = self.site
-        await self._wifi()
+        site, net = self.site, self.net
+        if not net.wifi_connected():
+            net.wifi_connect(site.get("ssid"), site.get("wifi_password"))
+            waited = 0
+            while not net.wifi_connected():
+                if waited >= _WIFI_WAIT_MS:
+                    raise OSError("wifi")
+                await self._sleep(250)
+                waited += 250
         self.reconnects += 1
         # TLS when provisioning wrote a CA (ca_file): the broker must show a
         # certificate from it.
@@ -148,7 +143,7 @@ class Uplink:
         self.connected = True
         self.sent = 0
         self.last_ack = time.ticks_ms()
-        ob, net = self.outbox, self.net
+        ob = self.outbox
         while mq.alive and net.wifi_connected():
             self.progress = True
             if mq.ready():
