@@ -316,6 +316,7 @@ def test_many_sessions_at_64k(tmp_path, broker):
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1800)      # ~10 min: longer than the suite's 600 s per test
 def test_1000_sessions_at_64k(tmp_path, broker):
     st = _run_sessions(tmp_path, broker, 1000, seed=1000)
     print("heap free at the end:", st["heap"])
@@ -331,6 +332,7 @@ def test_many_sessions_at_48k(tmp_path, broker):
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1800)
 def test_1000_sessions_at_48k(tmp_path, broker):
     st = _run_sessions(tmp_path, broker, 1000, seed=1048, heap="48k")
     print("heap free at the end:", st["heap"])
