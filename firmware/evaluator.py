@@ -263,7 +263,7 @@ class Evaluator:
             self._event("session", step)
             steps.pop(0)
 
-    def _transition(self, steps_fn):
+    def _transition(self, steps_fn, args):
         """A desk transition happens whole or not at all: every step of it on
         flash, in order, or the desk put back as it was (the press refused,
         "busy"). Moving the desk first and losing its `ended` to a full heap
@@ -272,7 +272,7 @@ class Evaluator:
         written before anything else happens (_poll)."""
         desk = self.desk
         desk.copy_to(self._before)
-        steps = steps_fn()
+        steps = steps_fn(*args)
         todo = len(steps)
         try:
             self._steps(steps)
@@ -327,8 +327,11 @@ class Evaluator:
         self.busy_until = time.ticks_add(now, _BUSY_MS)
         self.board.beep(300)
 
-    def _guarded(self, steps_fn, now):
-        """Run a desk transition unless the outbox cannot take its steps."""
+    def _guarded(self, now, steps_fn, *args):
+        """Run a desk transition, steps_fn(*args) (a Desk method), unless the
+        outbox cannot take its steps. A method and its arguments rather than a
+        lambda: a lambda's closure would make its variables cells, allocated
+        on every call of the function that holds it (_poll: every 10 ms)."""
         if not self.ready:
             self._refuse(now)
             return
@@ -340,7 +343,7 @@ class Evaluator:
             self._refuse(now)     # the last transition is not all on flash yet
             return
         try:
-            self._transition(steps_fn)
+            self._transition(steps_fn, args)
         except (OutboxFull, OSError, MemoryError, ValueError):
             self._refuse(now)
 
@@ -359,7 +362,7 @@ class Evaluator:
             self.log("call", e)
             self._refuse(now)
             return
-        self._guarded(lambda: self.desk.start(now, ticket, item), now)
+        self._guarded(now, self.desk.start, now, ticket, item)
 
     def _rating(self, level, now):
         desk = self.desk
@@ -389,7 +392,7 @@ class Evaluator:
                 self._staff_since = now
                 self._staff_long = False
             elif not self._staff_long:
-                self._guarded(lambda: self.desk.staff_short(now, self.prompt_ms), now)
+                self._guarded(now, self.desk.staff_short, now, self.prompt_ms)
         elif down:
             self._rating(LEVELS[i], now)
 
@@ -426,7 +429,7 @@ class Evaluator:
         if down[_STAFF_I] and not self._staff_long and \
                 time.ticks_diff(now, self._staff_since) >= self.long_ms:
             self._staff_long = True
-            self._guarded(lambda: desk.staff_long(now), now)
+            self._guarded(now, desk.staff_long, now)
         ticket = self.board.poll_call()
         if ticket:
             self._call(ticket)

@@ -48,12 +48,9 @@ class FileBlockDev:
         self.prog_bytes = 0  # wear and write amplification, for bench/
         self.erases = 0
 
-    def _check(self, block, offset, n):
-        if block < 0 or block >= self.block_count or offset < 0 or offset + n > self.block_size:
-            raise OSError(22)  # EINVAL: outside the chip
-
     def readblocks(self, block, buf, offset=0):
-        self._check(block, offset, len(buf))
+        if block < 0 or block >= self.block_count or offset < 0 or offset + len(buf) > self.block_size:
+            raise OSError(22)  # EINVAL: outside the chip (checked inline: a function less in the heap)
         self.f.seek(block * self.block_size + offset)
         self.f.readinto(buf)
 
@@ -64,7 +61,8 @@ class FileBlockDev:
             self.erase(block)
             offset = 0
         n = len(buf)
-        self._check(block, offset, n)
+        if block < 0 or block >= self.block_count or offset < 0 or offset + n > self.block_size:
+            raise OSError(22)  # EINVAL
         pos = block * self.block_size + offset
         if self.strict:
             # NOR flash only programs erased bytes; littlefs must erase first.
@@ -89,7 +87,8 @@ class FileBlockDev:
     def erase(self, block):
         if self.broken:
             raise OSError(5)
-        self._check(block, 0, 0)
+        if block < 0 or block >= self.block_count:
+            raise OSError(22)  # EINVAL
         self.f.seek(block * self.block_size)
         # In tear-sized pieces when asked: a cut can leave a block half erased.
         t = self.tear or _CHUNK
