@@ -116,6 +116,7 @@ class Evaluator:
         _write(path, str(self.boot).encode())
         self.outbox = Outbox(root + "/outbox", site.pop("segment_bytes", 4096),
                              site.pop("max_segments", 32))
+        gc.collect()    # what the scan left behind, before the long-lived objects below
         self.clock = Clock()
         self.desk = Desk(site["device"], self.boot)
         self._before = Desk(site["device"], self.boot)   # the desk before a transition
