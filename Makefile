@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SECONDS ?= 0
-DEBS := mosquitto mosquitto-clients socat chromium openssl lintian
+DEBS := mosquitto mosquitto-clients socat chromium openssl lintian python3-pil python3-yaml espeak-ng sox alsa-utils
 
 .PHONY: all setup demo test bench soak clean system-deps deb
 
@@ -15,7 +15,8 @@ setup: $(VENV)/.installed build/mplib/.done system-deps
 
 # Debian packages for the real parts: the broker, its clients, a PTY bridge for
 # mpremote, a browser for the hall screen's tests, openssl for the TLS tests' certificates,
-# lintian for the agent's Debian package (tests/test_deb.py, make deb).
+# lintian for the agent's Debian package (tests/test_deb.py, make deb), espeak-ng (its Mandarin voice
+# `cmn`) and alsa-utils for the hall's call announcements, sox to measure them in tests.
 system-deps:
 	@bash tools/system-deps.sh $(DEBS)
 

@@ -1,10 +1,12 @@
 """The running agent: wires the store, the broker link, the committer, the
-HTTP API, the uplink and the tower light, and does the periodic chores
-(device configs, time beacon, disk guard, light, watchdog). Retention is
-the uplink's: it deletes only rows the county has committed.
+HTTP API, the uplink, the county's case cache, the kiosks' requests and the
+tower light, and does the periodic chores (device configs, time beacon,
+disk guard, light, old print jobs, watchdog). Retention is the uplink's: it
+deletes only rows the county has committed.
 
 Threads: paho's network loop (fills the inbox), the committer (the only
-writer of events), the uplink (its own connection), the HTTP server, and
+writer of events), the requests, the uplink and the case cache (each its
+own connection), the HTTP server, and
 this one, the housekeeper, the only sender of device configs and commands
 (the committer sends the acks). SIGTERM sets `stop`: the committer finishes and
 acks what it holds, then the link disconnects.
@@ -18,11 +20,13 @@ import threading
 import time
 
 from protocol import topics
-from edge_agent import quarantine, registry, status, systemd
+from edge_agent import kiosk, queues, quarantine, registry, status, systemd
+from edge_agent.cases import CaseCache
 from edge_agent.committer import Committer
 from edge_agent.errors import AgentError
 from edge_agent.light import HallLight
 from edge_agent.link import BrokerLink
+from edge_agent.requests import Requests
 from edge_agent.sealer import Sealer
 from edge_agent.store import Store, now_ms
 from edge_agent.uplink import Uplink
@@ -68,12 +72,18 @@ class Agent:
         self.store = Store(self.path, cache_kib=_CACHE_KIB)      # housekeeping connection
         self.guard = DiskGuard(self.path, cfg["store"]["disk_max_pct"], disk_usage)
         self.link = BrokerLink(cfg["mqtt"], self.hall, on_connected=self._on_connected)
-        self.sealer = Sealer(self.store)         # one counter for acks, configs and commands
+        self.sealer = Sealer(self.store)         # one counter for acks, configs, commands and replies
+        self.requests = Requests(Store(self.path, cache_kib=_CACHE_KIB), self.link, self.hall, self.sealer)
+        self.link.on_request = self.requests.put
+        kiosk.Kiosk(cfg).register(self.requests)
+        self.link_key = self._configured_link_key()      # (key, county base) for tickets' rate_url, or None
+        queues.QueueOps(cfg, lambda: self.link_key).register(self.requests)
         self.committer = Committer(Store(self.path, cache_kib=_CACHE_KIB), self.link, self.hall,
                                    cfg["mqtt"]["batch_max"], cfg["mqtt"]["batch_ms"], self.guard,
-                                   cfg["quarantine"], self.sealer)
+                                   cfg["quarantine"], self.sealer, queues.tz(cfg))
+        self.voice = None
         self.pin_factory = pin_factory
-        self.uplink = self.light = self.http = None
+        self.uplink = self.light = self.http = self.cases = None
         self._republish = threading.Event()
         self.light_state, self.light_reasons = "ok", []
 
@@ -83,6 +93,7 @@ class Agent:
         return {"broker_connected": self.link.connected.is_set(), "disk_guard": self.guard.active,
                 "disk_pct": round(self.guard.pct, 1), "held_by_guard": self.committer.held,
                 "inbox": self.link.inbox.qsize(), "uplink": up,
+                "cases_poll": self.cases.state() if self.cases else None,
                 "light": self.light_state, "light_reasons": self.light_reasons}
 
     def health(self):
@@ -111,6 +122,7 @@ class Agent:
         self._lock()
         self.guard.check()
         self.committer.start()
+        self.requests.start()
         self.link.start()
         if cfg["http"]["port"]:
             from edge_agent.http_api import HallHTTP
@@ -118,7 +130,9 @@ class Agent:
             log.info("HTTP on %s:%d", cfg["http"]["host"], self.http.port)
         uplink_stop = threading.Event()
         uplink_thread = self._start_uplink(uplink_stop)
+        cases_thread = self._start_cases(uplink_stop)
         self._start_light()
+        self._start_voice()
         systemd.notify("READY=1")
         log.info("agent for hall %s running, store %s", self.hall, self.path)
         try:
@@ -129,10 +143,15 @@ class Agent:
             self.link.close_intake()
             self.committer.stop()
             self.committer.join(30)
+            self.requests.stop()
+            if self.voice is not None:
+                self.voice.stopping.set()
             self.link.stop()
             uplink_stop.set()
             if uplink_thread:
                 uplink_thread.join(15)
+            if cases_thread:
+                cases_thread.join(15)
             if self.http:
                 self.http.stop()
             if self.light is not None:
@@ -148,6 +167,14 @@ class Agent:
         t.start()
         return t
 
+    def _start_cases(self, stop):
+        if not self.cfg["uplink"]["url"]:
+            return None         # no county: the kiosks hear `offline` for every case
+        self.cases = CaseCache(self.path, self.cfg["uplink"], self.cfg["kiosk"], self.hall)
+        t = threading.Thread(target=self.cases.run, args=(stop,), name="cases", daemon=True)
+        t.start()
+        return t
+
     def _start_light(self):
         if not self.cfg["light"]["enabled"]:
             return
@@ -157,8 +184,48 @@ class Agent:
         except Exception as e:  # a broken lamp (or no gpiozero pin factory) must not stop ingest
             log.error("tower light disabled: %s", e)
 
+    def _start_voice(self):
+        if not self.cfg["voice"]["enabled"]:
+            return
+        from edge_agent.voice import Announcer, has_audio
+        if not has_audio():
+            log.warning("[voice] enabled but this machine has no audio device: calls are not announced")
+            return
+        self.voice = Announcer(Store(self.path, cache_kib=_CACHE_KIB), self.cfg["voice"])
+        self.voice.start()
+
+    def _configured_link_key(self):
+        q = self.cfg["queue"]
+        if q["link_key"]:
+            base = q["rate_base"] or self.cfg["uplink"]["url"]
+            return (bytes.fromhex(q["link_key"]), base) if base else None
+        key, base = self.store.meta("link_key"), self.store.meta("link_base")
+        return (bytes.fromhex(key), q["rate_base"] or base) if key and base else None
+
+    def _fetch_link_key(self):
+        """The hall's key for ticket rating links, from the county (GET
+        /v1/halls/<hall>/link-key), kept in meta; hourly until it comes."""
+        up = self.cfg["uplink"]
+        if self.link_key is not None or self.cfg["queue"]["link_key"] or not up["url"]:
+            return
+        from edge_agent.county_client import County, UplinkError
+        try:
+            answer = County(up["url"], up["token"], self.hall, up["timeout_s"], up["ca_file"]).get("link-key")
+            key, base = bytes.fromhex(str(answer.get("key"))), answer.get("base") or up["url"]
+            if len(key) != 32 or type(base) is not str or not base.startswith(("https://", "http://")):
+                raise ValueError("not a 32-byte key and a base URL")
+        except (UplinkError, ValueError) as e:
+            log.info("no link key from the county yet (%s): tickets go without rate_url", e)
+            return
+        with self.store.atomic():
+            self.store.set_meta("link_key", key.hex())
+            self.store.set_meta("link_base", base)
+        self.link_key = (key, self.cfg["queue"]["rate_base"] or base)
+        log.info("link key from the county: tickets carry rate_url under %s", self.link_key[1])
+
     def _housekeep(self, stop):
-        every = {"beacon": self.cfg["mqtt"]["beacon_s"], "guard": 5, "light": 5, "purge_quarantine": 3600}
+        every = {"beacon": self.cfg["mqtt"]["beacon_s"], "guard": 5, "light": 5, "purge_quarantine": 3600,
+                 "purge_jobs": 60, "fetch_link_key": 3600}
         last = dict.fromkeys(every, float("-inf"))     # every chore is due at start
         rev = self.store.registry_rev()
         wd = systemd.watchdog_interval_s()
@@ -197,7 +264,7 @@ class Agent:
                 self.link.publish(topic, b"", retain=True)
                 continue
             msg = registry.device_config(self.store, d["device"], self.cfg["devices"], t)
-            self.link.publish(topic, self.sealer.seal(d["key_hex"], topics.CONFIG, msg), retain=True)
+            self.sealer.publish(self.link, self.hall, d["device"], d["key_hex"], topics.CONFIG, msg, retain=True)
 
     def _beacon(self):
         if not self.link.connected.is_set():
@@ -205,8 +272,7 @@ class Agent:
         msg = {"cmd": "time", "t": now_ms()}
         for d in self.store.devices.all():
             if d["status"] == "active":
-                self.link.publish(topics.topic(self.hall, d["device"], topics.CMD),
-                                  self.sealer.seal(d["key_hex"], topics.CMD, msg))
+                self.sealer.publish(self.link, self.hall, d["device"], d["key_hex"], topics.CMD, msg)
 
     def _guard(self):
         self.guard.check()
@@ -220,6 +286,15 @@ class Agent:
         if n:
             log.info("quarantine: deleted %d refused messages not seen for %d days", n,
                      self.cfg["quarantine"]["keep_days"])
+
+    def _purge_jobs(self):
+        try:
+            n = kiosk.purge_jobs(self.store, self.cfg["kiosk"]["job_keep_s"])
+        except sqlite3.Error as e:      # the next minute tries again
+            log.error("print job purge failed: %s", e)
+            return
+        if n:
+            log.info("print jobs: deleted %d made over %d s ago", n, self.cfg["kiosk"]["job_keep_s"])
 
     def _light(self):
         snap = status.snapshot(self.store, self.cfg, self.runtime())

@@ -120,6 +120,53 @@ def cmd_window_set(args, cfg):
                                    ", target %ds" % target_s if target_s else ""))
 
 
+def cmd_queue_add(args, cfg):
+    from edge_agent import queues
+    from edge_agent.store import now_ms
+    q, name = queues.add(_store(cfg), args.queue, args.name, now_ms())
+    print("queue %s: %s (tickets %s001, %s002, ...; `queue serve` names the windows calling it)" % (q, name, q, q))
+
+
+def cmd_queue_rename(args, cfg):
+    from edge_agent import queues
+    q, name = queues.rename(_store(cfg), args.queue, args.name)
+    print("queue %s: %s" % (q, name))
+
+
+def cmd_queue_serve(args, cfg):
+    from edge_agent import queues
+    window, served = queues.serve(_store(cfg), args.window, args.queues)
+    print("window %s calls from %s" % (window, ", ".join(served) if served else "no queue"))
+
+
+def cmd_queue_appoint(args, cfg):
+    import datetime
+    from edge_agent import queues
+    from edge_agent.store import now_ms
+    try:
+        at = datetime.datetime.strptime(args.at, "%Y-%m-%d %H:%M").replace(tzinfo=queues.tz(cfg))
+    except ValueError:
+        raise queues.QueueError("--at %r: the slot's start as YYYY-MM-DD HH:MM, hall time" % args.at)
+    code, q = queues.appoint(_store(cfg), args.code, args.queue, int(at.timestamp() * 1000), args.minutes, now_ms())
+    print("appointment %s: queue %s, %s for %d minutes" % (code, q, args.at, args.minutes))
+
+
+def cmd_queue_list(args, cfg):
+    from edge_agent import queues
+    from edge_agent.store import now_ms
+    summary = queues.summary(_store(cfg), cfg, now_ms())
+    if args.json:
+        print(dumps(summary, indent=1))
+        return
+    print("%-5s %-16s %-20s %7s %8s %6s %7s" % ("queue", "name", "windows", "waiting", "wait", "called", "no-show"))
+    for q in summary["queues"]:
+        print(printable("%-5s %-16s %-20s %7d %7ds %6d %7d" % (
+            q["queue"], q["name"], ",".join(q["windows"]) or "-", q["waiting"], q["wait_s"], q["called_today"],
+            q["no_show_today"])))
+    if not summary["queues"]:
+        print("no queues (edge-agent queue add A 综合受理)")
+
+
 def cmd_quarantine_list(args, cfg):
     rows = _store(cfg).quarantine.newest(args.reason, args.limit)
     for qid, first, last, repeats, reason, detail, topic, payload in rows:
@@ -212,6 +259,22 @@ COMMANDS = [Command(*c) for c in [
                                  "and tabs are removed first; \"\" = nobody" % rule("rating", "staff"))),
         (("--staff-no",), dict(help="staff number (经办人编号), the same rules; sent instead of the name when set")),
         (("--target-s",), dict(type=int, help="service-time target in seconds, 1-%d" % MAX_TARGET_S))]),
+    (("queue", "add"), cmd_queue_add, "add a queue: its letter starts its tickets (A012)", [
+        (("queue",), dict(help="one letter A-Z")),
+        (("name",), dict(help="its name on the kiosk and the lobby screen, e.g. 综合受理: %s"
+                              % rule("ticket", "queue")))]),
+    (("queue", "rename"), cmd_queue_rename, "change a queue's name", [
+        (("queue",), dict(help="its letter")), (("name",), dict(help="the new name"))]),
+    (("queue", "serve"), cmd_queue_serve, "set the queues a window calls from (none: it calls no more)", [
+        (("window",), dict(help="window id")),
+        (("queues",), dict(nargs="*", help="queue letters, e.g. A B"))]),
+    (("queue", "appoint"), cmd_queue_appoint, "add an appointment (预约): its code gets a ticket at the kiosk", [
+        (("code",), dict(help="the appointment's code, as the citizen brings it")),
+        (("--queue",), dict(required=True, help="queue letter")),
+        (("--at",), dict(required=True, help="slot start, YYYY-MM-DD HH:MM in the hall's time zone")),
+        (("--minutes",), dict(type=int, default=30, help="slot length (30)"))]),
+    (("queue", "list"), cmd_queue_list, "queues, their windows, and today's waiting, calls and no-shows",
+     [(("--json",), dict(action="store_true", help="JSON output"))]),
     (("broker-config",), cmd_broker_config, "write mosquitto.conf, password file and ACL", [
         (("--out",), dict(required=True, help="directory to write into")),
         (("--listen",), dict(default="0.0.0.0", help="address devices reach the broker on (0.0.0.0)")),
@@ -230,6 +293,7 @@ COMMANDS = [Command(*c) for c in [
 GROUPS = {"config": "check the config file, or print an example",
           "devices": "the device registry: keys, windows, replacement",
           "quarantine": "messages the agent refused, with their reason",
+          "queue": "queues (排队叫号): letters, names, the windows calling them, appointments",
           "window": "staff on duty and service targets per window"}
 
 

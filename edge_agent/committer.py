@@ -16,8 +16,9 @@ log = logging.getLogger("edge_agent.committer")
 
 class Committer(threading.Thread):
     def __init__(self, store, link, hall, batch_max=500, batch_ms=20, guard=None, quarantine=None,
-                 sealer=None):
+                 sealer=None, zone=None):
         super().__init__(name="committer", daemon=True)
+        self.zone = zone                 # the hall's time zone: a kiosk's offline ticket joins its day
         self.store, self.link, self.hall = store, link, hall
         self.sealer = sealer or Sealer(store)
         self.batch_max, self.batch_s = batch_max, batch_ms / 1000.0
@@ -48,8 +49,7 @@ class Committer(threading.Thread):
             self.link.puback(batch)
             for device, seqs in out.acks.items():
                 # Only events verified with a registered key are acked, with that key.
-                self.link.publish(topics.topic(self.hall, device, topics.ACK),
-                                  self.sealer.seal(out.keys[device], topics.ACK, messages.ack(seqs)))
+                self.sealer.publish(self.link, self.hall, device, out.keys[device], topics.ACK, messages.ack(seqs))
             if out.came_online:
                 with self.config_lock:
                     self.config_due |= out.came_online
@@ -77,7 +77,7 @@ class Committer(threading.Thread):
         delay = 0.1
         while True:
             try:
-                return ingest.commit(self.store, self.hall, batch, self.quarantine)
+                return ingest.commit(self.store, self.hall, batch, self.quarantine, self.zone)
             except sqlite3.Error as e:
                 # Nothing was acked; retry the same batch (one place for retries).
                 log.error("commit of %d messages failed (%s); retrying in %.1fs", len(batch), e, delay)

@@ -63,6 +63,31 @@ KEYS = [
     ("light", "enabled", bool, False, "drive the tower light on the Pi's GPIO"),
     ("light", "pins", dict, {"green": 17, "yellow": 27, "red": 22, "buzzer": 23}, "BCM pin numbers"),
     ("light", "active_high", bool, True, "false for relay boards that switch on a low input (most Pi relay boards)"),
+    ("kiosk", "cases_poll_s", float, 60.0, "ask the county for the hall's cases and 红黄牌 counts this often, "
+     "with [uplink] url, token, ca_file and timeout_s (no [uplink] url: no cases, kiosks are told `offline`)"),
+    ("kiosk", "cases_fresh_s", float, 300.0, "a case is answered while the county answered within this many "
+     "seconds; after it a kiosk is told `offline` (never an old state as current); above cases_poll_s"),
+    ("kiosk", "cases_keep_days", int, 30, "cases the county has not listed for this many days are dropped"),
+    ("kiosk", "job_keep_s", int, 3600, "a print job's bytes are deleted this long after it was made "
+     "(its id is never given out again)"),
+    ("screen", "ratings_delay_min", int, 30, "the lobby screen's rating figures count only ratings at least this "
+     "old, moving in steps of this many minutes, so that no one watching can tell how the citizen just served "
+     "rated (rater confidentiality, GB/T 39734); 0 shows them live; at most 720"),
+    ("queue", "timezone", str, "Asia/Shanghai", "the hall's time zone: ticket numbers start again at 1 each local day"),
+    ("queue", "block_size", int, 50, "numbers a kiosk reserves per queue at a time, for tickets it hands out "
+     "while it cannot ask the agent"),
+    ("queue", "service_s", int, 300, "service time per ticket for the wait estimate, until the half hour's "
+     "calls give a rate"),
+    ("queue", "link_key", str, None, "the hall's key for signing ticket rating links (hex, the county's "
+     "GET /v1/halls/<hall>/link-key); unset = fetched from the county when [uplink] url is set"),
+    ("queue", "rate_base", str, None, "county base URL of the rating links; unset = the one the county names, "
+     "or [uplink] url"),
+    ("voice", "enabled", bool, False, "announce each call in the hall (needs audio: off on machines without)"),
+    ("voice", "command", str, "espeak-ng -v cmn -s 150 --stdout", "text-to-speech command: the text as its "
+     "last argument, a WAV on stdout"),
+    ("voice", "player", str, "aplay -q", "plays a WAV file named after it"),
+    ("voice", "chime", bool, True, "a two-note chime before each announcement"),
+    ("voice", "repeat", int, 1, "times each call is said (1-3)"),
     ("devices", "offline_after_s", int, 120, "a device without presence this long counts as offline"),
     ("devices", "prompt_s", int, 30, "rating prompt timeout in seconds, sent in the device config: "
      + rule("config", "prompt_s")),
@@ -139,6 +164,7 @@ def validate(raw):
     if not cfg["mqtt"]["username"]:
         cfg["mqtt"]["username"] = agent_user(cfg["hall"])
     _check_devices(cfg["devices"])
+    _check_queue(cfg["queue"], cfg["voice"])
     check_pins(cfg["light"]["pins"])
     if cfg["uplink"]["url"]:
         _check_uplink(cfg["uplink"])
@@ -146,7 +172,21 @@ def validate(raw):
         raise ConfigError("[http] max_connections and timeout_s must be above 0")
     if cfg["mqtt"]["batch_max"] < 1:
         raise ConfigError("[mqtt] batch_max must be at least 1")
+    check_kiosk(cfg["kiosk"])
+    if cfg["screen"]["ratings_delay_min"] > 720:
+        raise ConfigError("[screen] ratings_delay_min must be 0-720 minutes, not %d" % cfg["screen"]["ratings_delay_min"])
     return cfg
+
+
+def check_kiosk(k):
+    if not k["cases_poll_s"] > 0:
+        raise ConfigError("[kiosk] cases_poll_s must be above 0")
+    if not k["cases_fresh_s"] > k["cases_poll_s"]:
+        raise ConfigError("[kiosk] cases_fresh_s (%s) must be above cases_poll_s (%s): otherwise every case "
+                          "goes stale between two polls" % (k["cases_fresh_s"], k["cases_poll_s"]))
+    if k["cases_keep_days"] < 1 or k["job_keep_s"] < 60:
+        raise ConfigError("[kiosk] cases_keep_days must be at least 1 and job_keep_s at least 60")
+    return k
 
 
 def section(name, given=None):
@@ -219,6 +259,34 @@ def check_pins(pins):
     return pins
 
 
+def _check_queue(q, voice):
+    import zoneinfo
+    try:
+        zoneinfo.ZoneInfo(q["timezone"])
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("[queue] timezone %r: not a time zone this machine knows (e.g. Asia/Shanghai)"
+                          % q["timezone"])
+    if not 1 <= q["block_size"] <= 999:
+        raise ConfigError("[queue] block_size must be 1-999 numbers, not %r" % q["block_size"])
+    if not 1 <= q["service_s"] <= 86400:
+        raise ConfigError("[queue] service_s must be 1-86400 seconds, not %r" % q["service_s"])
+    if q["link_key"] is not None:
+        try:
+            if len(bytes.fromhex(q["link_key"])) != 32:
+                raise ValueError
+        except ValueError:
+            raise ConfigError("[queue] link_key must be 32 bytes as 64 hex digits")
+    if q["rate_base"] is not None:
+        parts = urllib.parse.urlsplit(q["rate_base"])
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("[queue] rate_base must be https://host[:port][/path], not %r" % q["rate_base"])
+    if not 1 <= voice["repeat"] <= 3:
+        raise ConfigError("[voice] repeat must be 1-3, not %r" % voice["repeat"])
+    for k in ("command", "player"):
+        if not voice[k].split():
+            raise ConfigError("[voice] %s must name a program" % k)
+
+
 def agent_user(hall):
     """The agent's broker user: what `broker-config` writes and the agent logs in as."""
     return "agent-" + hall
@@ -257,7 +325,7 @@ def load(path):
 
 
 # Keys whose values let someone pose as the agent, the hall or the manager.
-SECRETS = (("mqtt", "password"), ("uplink", "token"), ("http", "token"))
+SECRETS = (("mqtt", "password"), ("uplink", "token"), ("http", "token"), ("queue", "link_key"))
 
 
 def exposed_secrets(path, cfg):

@@ -1,6 +1,8 @@
-"""The county's batch endpoint, as the hall's uplink talks to it: one
-kept-alive HTTP(S) connection, gzip both ways, a bearer token, optionally a
-pinned CA; every failure is an UplinkError (edge_agent/uplink.py retries).
+"""The county's HTTP API as the hall talks to it: the batch POST (the
+uplink's) and the GETs of the hall's cases and cards (edge_agent/cases.py),
+over one kept-alive HTTP(S) connection, gzip both ways, a bearer token,
+optionally a pinned CA; every failure is an UplinkError (each caller
+retries in one place).
 
 The county is not trusted to be small: an answer is read up to
 MAX_ANSWER_BYTES within a deadline and inflated (gzip or deflate) only up
@@ -34,7 +36,8 @@ class County:
         parts = urllib.parse.urlsplit(url)
         self.https = parts.scheme == "https"
         self.host, self.port = parts.hostname, parts.port
-        self.path = parts.path.rstrip("/") + "/v1/halls/%s/batches" % urllib.parse.quote(hall)
+        self.base = parts.path.rstrip("/") + "/v1/halls/%s/" % urllib.parse.quote(hall)
+        self.path = self.base + "batches"
         self.timeout = timeout_s
         self.token = token
         self.tls = None
@@ -54,18 +57,32 @@ class County:
     def post(self, payload):
         """POST a batch (JSON bytes) and return the county's answer dict."""
         body = gzip.compress(payload, 1)
-        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip",
-                   "Accept-Encoding": "gzip", "Authorization": "Bearer " + self.token}
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        answer = self._ask("POST", self.path, body, headers)
+        if type(answer.get("results")) is not list:
+            raise UplinkError("county answer unreadable: no results list")
+        return answer
+
+    def get(self, what, query=None):
+        """GET <hall's path>/<what>[?query] and return the answer, a dict
+        (its values are the caller's to check)."""
+        path = self.base + what
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        return self._ask("GET", path, None, {})
+
+    def _ask(self, method, path, body, headers):
+        headers = dict(headers, **{"Accept-Encoding": "gzip", "Authorization": "Bearer " + self.token})
         reused = self._conn is not None
         try:
-            resp, data = self._exchange(body, headers)
+            resp, data = self._exchange(method, path, body, headers)
         except (OSError, http.client.HTTPException) as e:
             self.close()
             if not reused:
                 raise UplinkError("county unreachable: %s" % (str(e) or type(e).__name__))
             # The county may have closed the idle connection: one fresh try at once.
             try:
-                resp, data = self._exchange(body, headers)
+                resp, data = self._exchange(method, path, body, headers)
             except (OSError, http.client.HTTPException) as e:
                 self.close()
                 raise UplinkError("county unreachable: %s" % (str(e) or type(e).__name__))
@@ -80,8 +97,8 @@ class County:
             raise UplinkError("county answered %d: %r" % (resp.status, data[:200].decode("utf-8", "replace")))
         try:
             answer = json.loads(inflate(data, resp.getheader("Content-Encoding")))
-            if type(answer) is not dict or type(answer.get("results")) is not list:
-                raise ValueError("no results list")
+            if type(answer) is not dict:
+                raise ValueError("not a JSON object")
         except (ValueError, RecursionError) as e:
             raise UplinkError("county answer unreadable: %s" % e)
         return answer
@@ -89,10 +106,10 @@ class County:
     def _deadline_s(self):
         return self.timeout * 3
 
-    def _exchange(self, body, headers):
+    def _exchange(self, method, path, body, headers):
         if self._conn is None:
             self._conn = self._connect()
-        self._conn.request("POST", self.path, body, headers)
+        self._conn.request(method, path, body, headers)
         resp = self._conn.getresponse()
         return resp, read_bounded(resp, MAX_ANSWER_BYTES, self._deadline_s())
 

@@ -1,5 +1,7 @@
 """HTTP for the hall: / (the lobby screen), /healthz, /metrics (Prometheus),
-/api/status, /api/hall (what the screen shows) and POST /api/windows/<W>
+/api/status, /api/hall (what the screen shows), /api/queue (the call
+board: the newest calls, waiting and waits per queue; the screen asks for
+it every 400 ms, so a call shows within a second) and POST /api/windows/<W>
 (staff on duty).
 Stdlib server in a thread; one store connection behind a lock.
 
@@ -26,6 +28,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from edge_agent import registry, status
+from edge_agent.status.fleet import fleet
 from edge_agent.errors import AgentError
 
 log = logging.getLogger("edge_agent.http")
@@ -152,6 +155,8 @@ class HallHTTP:
                 return self.send(h, 200, "text/plain; version=0.0.4", status.metrics(self.snapshot()))
             if method == "GET" and path == "/api/status":
                 return self.send_json(h, 200, self.snapshot())
+            if method == "GET" and path == "/api/fleet":
+                return self.send_json(h, 200, fleet(self.snapshot()))
             if method == "GET" and path in ("/", "/screen"):
                 return self.send(h, 200, "text/html; charset=utf-8", SCREEN_HTML)
             if method == "GET" and path == "/api/hall":
@@ -160,6 +165,12 @@ class HallHTTP:
                 rt = self.runtime()
                 screen.update(light=rt.get("light"), light_reasons=rt.get("light_reasons"))
                 return self.send_json(h, 200, screen)
+            if method == "GET" and path == "/api/queue":
+                from edge_agent import queues
+                from edge_agent.store import now_ms
+                with self.lock:
+                    board = queues.board(self.store, self.cfg, now_ms())
+                return self.send_json(h, 200, board)
             if method == "POST" and path.startswith("/api/windows/"):
                 refused = self.refuse_write(h)
                 if refused:

@@ -9,7 +9,11 @@ The rules (protocol/SPEC.md, delivery semantics):
     from a real outbox); the quarantine is bounded per device and counts
     what it could not keep (edge_agent/quarantine.py);
   - a new `status` event also sets the device's health (alarm, outbox
-    depth) in the same transaction, unless a newer status already has;
+    depth) in the same transaction, unless a newer status already has; a
+    kiosk's `printer` event sets its printer state the same way, and its
+    `print` event marks that print job done;
+  - a new `ticket` event from a kiosk (one it handed out from its reserved
+    block while it could not ask) joins its queue (edge_agent/queues.py);
   - nothing here raises on input: only a store failure escapes, and then
     the whole batch is rolled back and nothing is acked.
 The caller PUBACKs every message of the batch in arrival order and sends
@@ -56,12 +60,13 @@ def verified_wire(ev, payload, key):
 class Batch:
     """Classifies and stores one batch; use inside store.atomic()."""
 
-    def __init__(self, store, hall, limits=None):
-        """`limits`: the config's [quarantine] table (its defaults when None)."""
+    def __init__(self, store, hall, limits=None, zone=None):
+        """`limits`: the config's [quarantine] table (its defaults when None);
+        `zone`: the hall's time zone ([queue] timezone's default when None)."""
         if limits is None:
             from edge_agent import config
             limits = config.validate({"hall": hall})["quarantine"]
-        self.store, self.hall = store, hall
+        self.store, self.hall, self.zone = store, hall, zone
         self.kept = Quarantine(store, limits)
         self.out = Outcome()
         self._devices = {}
@@ -115,13 +120,26 @@ class Batch:
             top, _ = self._hwm.get(device, (0, 0))
             self._hwm[device] = (max(seq, top), m.received_ms)
             if ev["kind"] == "status":
-                self.store.devices.set_health(device, seq, ev.get("alarm"), ev["outbox"])
+                self.store.devices.set_health(device, ev)
+            elif ev["kind"] == "printer":
+                self.store.devices.set_printer(device, seq, ev["state"])
+            elif ev["kind"] == "print":          # the job has ended: its chunks are no longer served
+                self.store.print_jobs.finish(ev["job"], device, ev["result"], m.received_ms)
+            elif ev["kind"] == "ticket":
+                self._ticket(device, ev, m.received_ms)
         elif self.store.events.body(device, seq) == wire:
             self.out.duplicates += 1
         else:
             self.quarantine(m, "conflict", "differs from the stored event", device, seq)
         self.out.acks[device].add(seq)
         self.out.keys[device] = row[0]
+
+    def _ticket(self, device, ev, received_ms):
+        from edge_agent import queues
+        if self.zone is None:
+            from edge_agent import config
+            self.zone = queues.tz(config.validate({"hall": self.hall}))
+        queues.join_offline(self.store, device, ev, received_ms, self.zone)
 
     def _presence(self, m, device):
         if not m.payload:
@@ -153,10 +171,10 @@ class Batch:
         return self.out
 
 
-def commit(store, hall, messages, limits=None):
+def commit(store, hall, messages, limits=None, zone=None):
     """Store a batch in one transaction and return what to ack."""
     with store.atomic():
-        b = Batch(store, hall, limits)
+        b = Batch(store, hall, limits, zone)
         for m in messages:
             b.add(m)
         return b.finish()

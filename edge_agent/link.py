@@ -20,8 +20,9 @@ log = logging.getLogger("edge_agent.link")
 
 
 class BrokerLink:
-    def __init__(self, mqtt_cfg, hall, inbox=None, on_connected=None):
+    def __init__(self, mqtt_cfg, hall, inbox=None, on_connected=None, on_request=None):
         self.cfg, self.hall = mqtt_cfg, hall
+        self.on_request = on_request     # (topic, payload): devices' requests, served apart from events
         self.inbox = inbox if inbox is not None else Inbox()
         self.on_connected = on_connected
         # Bumped on every (re)connect: a message's PUBACK is only sent on the
@@ -41,6 +42,7 @@ class BrokerLink:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.message_callback_add(topics.for_all_devices(hall, topics.REQ), self._on_request)
         self.client = c
 
     def start(self):
@@ -63,8 +65,11 @@ class BrokerLink:
         log.info("connected to %s:%d%s (session present: %s)", self.cfg["host"], self.cfg["port"],
                  " over TLS" if self.cfg["tls_ca"] else "",
                  flags.session_present)
+        # Requests at QoS 0: live only, none kept for an agent that is away
+        # (edge_agent/requests.py), and no PUBACK of ours to wait for a commit.
         client.subscribe([(topics.for_all_devices(self.hall, topics.EVENTS), 1),
-                          (topics.for_all_devices(self.hall, topics.STATUS), 1)])
+                          (topics.for_all_devices(self.hall, topics.STATUS), 1),
+                          (topics.for_all_devices(self.hall, topics.REQ), 0)])
         self.connected.set()
         if self.on_connected:
             self.on_connected()
@@ -87,6 +92,17 @@ class BrokerLink:
         except UnicodeDecodeError:
             topic = repr(msg._topic)
         self.inbox.put(Inbound(msg.mid, msg.qos, topic, msg.payload, msg.retain, now_ms(), self.gen))
+
+    def _on_request(self, client, userdata, msg):
+        if self.intake_closed or self.on_request is None:
+            return
+        if msg.qos:        # subscribed at QoS 0; a QoS 1 copy needs its PUBACK all the same
+            client.ack(msg.mid, msg.qos)
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = repr(msg._topic)      # refused as bad_topic, counted
+        self.on_request(topic, msg.payload)
 
     def puback(self, messages):
         """PUBACK a committed batch, in arrival order, on the connection each came on."""

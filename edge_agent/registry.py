@@ -99,6 +99,9 @@ def add(store, hall, device, window, key_hex=None, hwm=0):
     device = _id("device", device)
     window = _id("window", window)
     key_hex = _key(key_hex)
+    from edge_agent.queues import QUEUE_DEVICE
+    if device == QUEUE_DEVICE:
+        raise RegistryError("device id %s is the agent's own (its queue events)" % device)
     with store.atomic():
         if store.devices.get(device):
             raise RegistryError("device %r exists already (retire or replace it)" % device)
@@ -148,7 +151,8 @@ def set_window(store, window, staff=None, staff_no=None, target_s=None):
 def device_config(store, device, dev_cfg, t_ms):
     """The retained config message body for a device (protocol SPEC 'Config')."""
     d = must_get(store, device)
-    msg = config_message(d["window"], store.windows.all().get(d["window"]) or {}, dev_cfg, t_ms, hwm(store, device))
+    msg = config_message(d["window"], store.windows.all().get(d["window"]) or {}, dev_cfg, t_ms, hwm(store, device),
+                         d["last_request"], bool(store.queues.served_by(d["window"])))
     # What an older agent let into the store is left out, not sent to fail on the device.
     for name in clean_config(msg):
         log.warning("window %s: its %s breaks the protocol's rules and is left out of %s's config; "
@@ -156,8 +160,9 @@ def device_config(store, device, dev_cfg, t_ms):
     return msg
 
 
-def config_message(window, w, dev_cfg, t_ms, hwm_seq):
-    """A device config from its window's row `w` and the [devices] settings."""
+def config_message(window, w, dev_cfg, t_ms, hwm_seq, rq=0, calls=False):
+    """A device config from its window's row `w` and the [devices] settings;
+    `calls`: the window calls tickets from a queue (its staff key asks `next`)."""
     targets = dict(dev_cfg["targets"])
     if w.get("target_s"):
         targets["default"] = w["target_s"]
@@ -166,7 +171,9 @@ def config_message(window, w, dev_cfg, t_ms, hwm_seq):
         if w.get(k):
             msg[k] = w[k]
     msg.update(targets=targets, warn_pct=dev_cfg["warn_pct"], prompt_s=dev_cfg["prompt_s"],
-               t=t_ms, hwm=hwm_seq)
+               t=t_ms, hwm=hwm_seq, rq=rq)
+    if calls:
+        msg["calls"] = 1
     return msg
 
 
@@ -178,5 +185,5 @@ def largest_config(dev_cfg):
     the broker refuses."""
     name = "\U00020000" * 64     # a CJK Extension B character: 4 bytes in UTF-8
     w = {"staff": name, "staff_no": name, "target_s": MAX_TARGET_S}
-    msg = config_message("W" * 32, w, dev_cfg, MAX_INT, MAX_INT)
+    msg = config_message("W" * 32, w, dev_cfg, MAX_INT, MAX_INT, MAX_INT, True)
     return len(messages.seal(bytes(32), "config", msg, MAX_INT))

@@ -9,7 +9,7 @@ run and 2^21 starts stay below 2^53, an integer every JSON reader keeps.
 """
 import threading
 
-from protocol import messages
+from protocol import messages, topics
 
 _COUNT_BITS = 32
 
@@ -22,10 +22,14 @@ class Sealer:
         self._n = self.epoch << _COUNT_BITS
         self._lock = threading.Lock()
 
-    def seal(self, key_hex, channel, msg):
-        """Wire bytes for one device. Seal and publish from one thread per
-        channel, in order: the device refuses a counter older than the last."""
+    def publish(self, link, hall, device, key_hex, channel, msg, retain=False):
+        """Seal `msg` for one device and publish it, under one lock: the
+        device refuses a counter older than the last on the topic (and a
+        config makes older commands old), so counters must reach the broker
+        in the order they were taken, whichever thread sends (acks from the
+        committer, replies from the requests, configs and beacons from
+        housekeeping)."""
         with self._lock:
             self._n += 1
-            n = self._n
-        return messages.seal(bytes.fromhex(key_hex), channel, msg, n)
+            link.publish(topics.topic(hall, device, channel),
+                         messages.seal(bytes.fromhex(key_hex), channel, msg, self._n), retain=retain)

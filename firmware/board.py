@@ -31,6 +31,7 @@ class Board:
         reset()                 never returns
     """
     name = "none"
+    app = "evaluator"   # the app module main.py runs on this board (a kiosk board: "kiosk")
     buttons = None      # name -> callable() returning 0 while pressed (active low)
     display = None      # TextDisplay over a 128x64 framebuf
 
@@ -102,10 +103,10 @@ def _ascii(s):
 
 
 def load(name=None):
-    """Return the Board for `name` ('sim', 'esp32', 'rp2'); default by platform."""
+    """Return the Board for `name` ('sim', 'esp32', 'rp2', 'kiosk_sim'); default by platform."""
     if name is None:
         name = {"esp32": "esp32", "rp2": "rp2"}.get(sys.platform, "sim")
-    if name != "sim" and name != "esp32" and name != "rp2":
+    if name != "sim" and name != "esp32" and name != "rp2" and name != "kiosk_sim":
         raise ValueError("unknown board " + name)
     mod = __import__("board_" + name)
     # Each board module defines one Board subclass; take it by type, not by name.

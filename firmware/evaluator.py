@@ -28,18 +28,14 @@ last retained config), boots (boot counter), outbox/; beside them what
 installed.json (its list of files and their sha256, for `hallctl update`).
 """
 import gc
-import json
 import time
 
-from binascii import unhexlify
-
 import protocol
-from protocol import LEVELS, messages
-from clock import Clock
-from desk import Desk, IDLE, PROMPT, name
-from outbox import Outbox, OutboxFull
+from protocol import LEVELS
+from app import App
+from desk import Desk, IDLE, PROMPT, SERVING, PAUSED, name
+from outbox import OutboxFull
 from ui import Screen
-from uplink import Uplink
 import tasks
 
 try:
@@ -47,7 +43,7 @@ try:
 except ImportError:  # CPython (type checkers, host tests): a const is its int; no
     const = int         # fallback function, which a device would keep in its heap
 
-FW = "ql-eval/0.1"
+FW = "ql-eval/0.1"          # what hallctl reads as the firmware version (bundle.py)
 _POLL_MS = const(10)
 _DEBOUNCE = const(3)         # equal samples in a row before a key changes state
 _THANKS_MS = const(3000)
@@ -58,101 +54,28 @@ _STAFF_I = const(5)          # index of the staff key in BUTTONS
 # button per protocol level, best first, then the staff key.
 BUTTONS = LEVELS + ("staff",)
 _GC_MS = const(500)
-_CONFIG = "/config.json"     # the agent's last config, on flash
 
 
-def _read_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+class Evaluator(App):
+    FW = FW
 
-
-def _write(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    import os
-    os.rename(tmp, path)     # littlefs: atomic replace
-
-
-def _lasting(cfg):
-    # A config without what changes on every publish: the beacon, the hwm, the counter.
-    keep = dict(cfg)
-    keep.pop("t", None)
-    keep.pop("hwm", None)
-    keep.pop("n", None)
-    return keep
-
-
-class Evaluator:
     def __init__(self, board):
-        # Collect early, before the heap fills: fewer, cheaper collections and
-        # less fragmentation (scanning a big outbox fails without it).
-        gc.collect()
-        gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
-        self.board = board
-        self.root = root = board.mount_flash()
-        site = _read_json(root + "/site.json")
-        if not site:
-            raise RuntimeError("not provisioned: no site.json")
-        self.site = site
-        # What only the boot needs (the key as hex, the outbox's geometry, the
-        # CA's name, the hwm, the topics' hall) is taken out of the site as it
-        # is read: out of the small heap, and each name written once (every
-        # long str in the code is an object in that heap).
-        self.key = unhexlify(site.pop("key"))
-        self.config = _read_json(root + _CONFIG) or {}
-        self.config_bad = bool(protocol.clean_config(self.config))   # fields left out: `config` alarm
-        path = root + "/boots"
-        n = 0
-        try:
-            with open(path) as f:
-                n = int(f.read())
-        except (OSError, ValueError):
-            pass
-        self.boot = n + 1
-        _write(path, str(self.boot).encode())
-        self.outbox = Outbox(root + "/outbox", site.pop("segment_bytes", 4096),
-                             site.pop("max_segments", 32))
-        gc.collect()    # what the scan left behind, before the long-lived objects below
-        self.clock = Clock()
+        App.__init__(self, board)
+        site = self.site
         self.desk = Desk(site["device"], self.boot)
         self._before = Desk(site["device"], self.boot)   # the desk before a transition
         self._unwritten = None   # steps of a transition still to write (after a partial write)
         self.screen = Screen(board)
-        ca = site.pop("tls_ca", None)
-        self.uplink = Uplink(site, self.key, self.outbox, board, self.presence, self.on_config,
-                             self.on_cmd, self.log, self.config.get("n"), ca and root + "/" + ca)
-        self.started = time.ticks_ms()
-        self.prompt_ms = 30000
         self.long_ms = site.get("long_ms", 1000)
         self.thanks = 0          # ratings confirmed to the citizen
-        self.ignored = 0         # presses outside a prompt or repeated
         self.refused = 0         # presses refused because the outbox was full
-        self.unbuilt = 0         # events the protocol refused to build (bad config or input)
-        self.build_alarm = False  # one of those since the last status sent
         self.inputs = 0
-        self.errors = 0
         self.busy_until = 0
-        self.full_alarm = False  # the outbox refused something since the last status sent
-        self.sent_alarm = None   # the alarm names of the last status stored
-        self._status_at = None   # ticks of the last status stored
-        self._flash_ok = True
-        # Seqs are never reused, even after a reflash: a device whose flash
-        # has never seen the agent's config (hwm) takes no press until it
-        # has, unless provisioning wrote the hwm into site.json.
-        hwm = site.pop("hwm", None)
-        if type(hwm) is int and hwm > 0:
-            self.outbox.raise_floor(hwm)
-        self.ready = bool(self.config) or type(hwm) is int
-        p = self.config.get("prompt_s")
-        if type(p) is int and p > 0:
-            self.prompt_ms = p * 1000
-        site.pop("hall", None)
 
-    # -- persistence and config ----------------------------------------------
+    def _rebooted_above(self, hwm):
+        App._rebooted_above(self, hwm)
+        self.desk.boot = self.boot
+
     def window(self):
         return self.config.get("window") or self.site.get("window") or "-"
 
@@ -160,97 +83,22 @@ class Evaluator:
         s = self.config.get("staff_no") or self.config.get("staff")
         return s or None
 
-    def on_config(self, cfg, retained=False):
-        if type(cfg) is not dict:
-            raise ValueError("config")
-        self.config_bad = bool(protocol.clean_config(cfg))
-        hwm = cfg.get("hwm")
-        if type(hwm) is int and hwm > 0:
-            self.outbox.raise_floor(hwm)
-        self.clock.beacon(cfg.get("t"), False)
-        # Keep what the display needs on flash for the next boot, with the
-        # seal's counter: after a reboot no older config (nor command) is
-        # taken again. The hwm's floor lives in the outbox.
-        keep, old = _lasting(cfg), _lasting(self.config)
-        if (self.ready or not retained) and (keep != old or not self.ready):
-            self._keep_config(keep, cfg.get("n", 0))
-        self.config = cfg
-        p = cfg.get("prompt_s")
-        if type(p) is int and p > 0:
-            self.prompt_ms = p * 1000
-        # A retained config may be older than the agent's newest event: a
-        # device with no floor yet waits for the live one the agent sends
-        # when it sees this device come online.
-        if not self.ready and not retained:
-            self.ready = True
-            if type(hwm) is int and hwm >= self.boot:
-                # A reflash also lost the boot counter: restart it above the
-                # hwm (every boot sends an event, so boots <= hwm before), so
-                # session ids <device>-<boot>-<n> stay unique too.
-                self.boot = self.desk.boot = hwm + 1
-                _write(self.root + "/boots", str(self.boot).encode())
-            self.status()    # the boot status waited for the floor
-
-    def _keep_config(self, keep, n):
-        keep["n"] = n
-        _write(self.root + _CONFIG, json.dumps(keep).encode())
-
+    # -- events --------------------------------------------------------------
     def on_cmd(self, msg):
         cmd = msg.get("cmd")
-        if cmd == "time":
-            self.clock.beacon(msg.get("t"), True)
-        elif cmd == "call":
+        if cmd == "call":
             self._call(msg.get("ticket"), msg.get("item"))
-        elif cmd == "status":
-            self.status()
-        elif cmd == "reset":
-            # Its counter on flash first: replayed after the boot, it is refused.
-            if self.config:
-                self._keep_config(_lasting(self.config), msg["n"])
-            self.board.mark_intentional()
-            self.board.reset()
-
-    def presence(self):
-        return messages.encode({"online": True, "fw": FW, "boot": self.boot})
-
-    def log(self, what, err):
-        self.errors += 1
-        if self.site.get("debug"):
-            print(what, repr(err))
-
-    # -- events --------------------------------------------------------------
-    def _event(self, kind, fields, droppable=False):
-        ev = {"v": 1, "device": self.site["device"], "seq": 0, "kind": kind, "t": self.clock.now()}
-        ev.update(fields)
-        key = self.key
-
-        def build(seq):
-            ev["seq"] = seq
-            return protocol.encode(ev, key)
-
-        try:
-            try:
-                seq = self.outbox.append(build, droppable)
-            except MemoryError:
-                # build() failed before anything was written: collect, once more.
-                gc.collect()
-                seq = self.outbox.append(build, droppable)
-        except OutboxFull:
-            self.full_alarm = True
-            raise
-        except ValueError as e:
-            # protocol.ProtocolError: a value from outside breaks its rule.
-            # Nothing was written; the caller refuses the press.
-            self.unbuilt += 1
-            self.build_alarm = True
-            self.log("event", e)
-            raise
-        except OSError as e:
-            self._flash_ok = False   # flash trouble: stop feeding the watchdog
-            self.log("outbox", e)
-            raise
-        self.uplink.kick()
-        return seq
+        elif cmd == "reply":
+            err = msg.get("error")
+            if err == "empty" or err == "no_queue":
+                # `next` with nobody waiting: the staff key starts a service
+                # without a ticket, as it does without a queue.
+                now = time.ticks_ms()
+                self._guarded(now, self.desk.staff_short, now, self.prompt_ms)
+            elif err:
+                self.board.beep(300)      # nothing to recall, the link refused: the staff hears it
+        else:
+            App.on_cmd(self, msg)
 
     def _steps(self, steps):
         """Write a transition's steps in order, each removed once on flash:
@@ -286,41 +134,6 @@ class Evaluator:
                     steps.pop(0)     # can never be built (counted, alarmed): skipped
                 self._unwritten = steps
             raise
-
-    def status(self):
-        if not self.ready:
-            return
-        fields = {"fw": FW, "uptime_s": time.ticks_diff(time.ticks_ms(), self.started) // 1000,
-                  "reset": self.board.reset_cause(), "outbox": self.outbox.depth(), "heap": gc.mem_free(),
-                  "ignored": self.ignored}
-        r = self.board.rssi()
-        if r is not None:
-            fields["rssi"] = abs(r)
-        alarm = self.alarm()
-        if alarm:
-            fields["alarm"] = alarm
-        try:
-            seq = self._event("status", fields, True)
-        except (OutboxFull, OSError, MemoryError, ValueError):
-            seq = None
-        if seq is not None:
-            self.sent_alarm = alarm
-            self.build_alarm = False
-            if not self.outbox.full:
-                self.full_alarm = False     # reported; a dropped status leaves it for the next
-
-    def alarm(self):
-        """Alarm names, sorted and comma-joined (SPEC: status): the board's
-        broken parts, a full outbox, a config it cannot use; None when all is well."""
-        alarms = list(self.board.faults)
-        if self.full_alarm or self.outbox.full:
-            alarms.append("outbox_full")
-        if self.config_bad or self.build_alarm:
-            alarms.append("config")
-        if not alarms:
-            return None
-        alarms.sort()
-        return ",".join(alarms)
 
     # -- inputs ----------------------------------------------------------------
     def _refuse(self, now):
@@ -388,20 +201,38 @@ class Evaluator:
 
     def _key(self, i, down, now):
         self.inputs += 1
+        # A window whose config says `calls` asks its queue (SPEC 'Requests'):
+        # the staff key calls the next ticket; staff held + the first rating
+        # key calls it again (重呼), + the last one marks it 过号 and calls the
+        # next. Requests are made when pressed: nothing kept in the heap.
+        calls = self.config.get("calls")
         if i == _STAFF_I:
             if down:
                 self._staff_since = now
                 self._staff_long = False
-            elif not self._staff_long:
+                return
+            short = not self._staff_long  # not a long press, not a combination
+            self._staff_since = None      # released (None: the key is up)
+            if short:
+                st = self.desk.state
+                # The agent's `call` command starts the session with the ticket;
+                # with no link now, the service starts without one, as before.
+                if calls and st != SERVING and st != PAUSED and self.uplink.ask({"op": "next"}) is not None:
+                    return
                 self._guarded(now, self.desk.staff_short, now, self.prompt_ms)
         elif down:
+            if calls and self._staff_since is not None and (i == 0 or i == 4):
+                self._staff_long = True       # a combination, not a staff press
+                if self.uplink.ask({"op": "recall"} if i == 0 else {"op": "noshow", "next": True}) is None:
+                    self._refuse(now)
+                return
             self._rating(LEVELS[i], now)
 
     async def _inputs(self):
         pins = [self.board.buttons[n] for n in BUTTONS]
         down = bytearray(len(BUTTONS))
         same = bytearray(len(BUTTONS))
-        self._staff_since = 0
+        self._staff_since = None      # ticks the staff key went down; None while it is up
         self._staff_long = True
         self._gc_at = self._second_at = time.ticks_ms()
         self.board.wdt_start(self.site.get("wdt_ms", 10000))
@@ -461,29 +292,6 @@ class Evaluator:
             self._second_at = now
             self._second(now)
 
-    # -- once a second, from the input loop ---------------------------------------
-    def _second(self, now):
-        """The watchdog and the status, on the input loop's own time: a task
-        each kept a coroutine's frame in the heap for good. The watchdog is
-        fed only while the input loop (this), the uplink and the flash all
-        make progress. A status goes out every status_s; sooner when the
-        alarms change (a display dies, the outbox fills or empties), but at
-        most once per alarm_s; the first as soon as the device is ready."""
-        up, site = self.uplink, self.site
-        if up.progress and self._flash_ok:
-            self.board.wdt_feed()
-        up.progress = False
-        if not self.ready:
-            return
-        last = self._status_at
-        if last is not None:
-            since = time.ticks_diff(now, last)
-            if since < site.get("status_s", 300) * 1000 and (
-                    since < site.get("alarm_s", 30) * 1000 or self.alarm() == self.sent_alarm):
-                return
-        self.status()
-        self._status_at = time.ticks_ms()
-
     def stats(self):
         """The counters as (name, value) pairs, made while they are read (the
         simulator's `stats` op sends each as it comes): a dict of 22 keys kept
@@ -513,17 +321,6 @@ class Evaluator:
         gc.collect()
         yield "heap", gc.mem_free()
         yield "heap_used", gc.mem_alloc()
-
-    def start(self, console=None):
-        """Start the background tasks; the input loop is the main one (main())."""
-        gc.collect()
-        gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
-        for coro in self.board.background(self.stats):
-            tasks.create_task(coro)
-        if console is not None:    # a production board answers its serial console (console.py)
-            tasks.create_task(console)
-        tasks.create_task(self.uplink.run())
-        return self._inputs()
 
 
 def main(board, console=None):

@@ -1,4 +1,4 @@
-"""Boot entry: pick the board, run the evaluator.
+"""Boot entry: pick the board, run its app (the evaluator, or the kiosk on a kiosk board).
 
 On a board this file is main.py on flash (or frozen); on a PC,
 `micropython -X heapsize=64k firmware/main.py` with QL_BOARD=sim and the
@@ -6,7 +6,7 @@ simulator's QL_FLASH / QL_CONTROL set (tools/vdevice.py does this).
 
 A production board (console.py) must never let a serial Ctrl-C in, so
 keyboard interrupts are off from the first statement until the flash says
-this is not one; and it never falls through to the REPL: if the evaluator
+this is not one; and it never falls through to the REPL: if the app
 ever stops, the board resets.
 """
 import micropython
@@ -35,13 +35,9 @@ __import__("uplink")
 gc.collect()
 __import__("outbox")
 gc.collect()
-__import__("desk")
-gc.collect()
-__import__("ui")
+__import__("app")
 gc.collect()
 import board  # noqa: E402
-gc.collect()
-import evaluator  # noqa: E402
 gc.collect()
 
 _board = board.load(os.getenv("QL_BOARD") if hasattr(os, "getenv") else None)
@@ -63,7 +59,16 @@ if _console:
 else:
     micropython.kbd_intr(3)
 try:
-    evaluator.main(_board, _console.answer() if _console else None)
+    # The board names its app (board.app): an evaluator board never loads the
+    # kiosk. Its own modules the same way, one by one, collected after each.
+    if _board.app == "evaluator":
+        __import__("desk")
+        gc.collect()
+        __import__("ui")
+        gc.collect()
+    _app = __import__(_board.app)
+    gc.collect()
+    _app.main(_board, _console.answer() if _console else None)
 finally:
     if _console:
         _board.reset()

@@ -56,10 +56,13 @@ def rows(desk, config, window, now, busy=False, ready=True):
         head = head + " No." + no
     state = desk.state
     line2, line3 = texts(state, busy, ready)
+    staff = config.get("staff") or ""
     if (state == SERVING or state == PAUSED) and not busy:
         s = desk.service(now) // 1000
         line2 = "%s %02d:%02d" % (line2, s // 60, s % 60)
-    return (head, config.get("staff") or "", line2, line3)
+        if desk.ticket:           # the number called to this window, for the citizen to check
+            staff = desk.ticket + " " + staff
+    return (head, staff, line2, line3)
 
 
 class Screen:

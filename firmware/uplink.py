@@ -15,6 +15,8 @@ nothing of the app behind them.
         # log(what, err); n: the counter of the newest config kept on flash;
         # ca_file: the CA on flash for TLS to the broker (None: plain MQTT).
     tasks.create_task(up.run()); up.kick()   # kick: a new event is on flash
+    n = up.ask({"op": "case", "case": "..."})  # a request; None: no link now
+        # its answer comes to on_cmd as {"cmd": "reply", "re": n, ...}
 
 One task, one retry loop (the only place that reconnects):
   Wi-Fi up -> MQTT connect with a Last Will (`{"online":false}`, retained)
@@ -34,6 +36,12 @@ the duplicates.
 Acks, configs and commands are acted on only when sealed with this
 device's key and newer than the last one accepted on their topic
 (protocol/messages.py); anything else is counted in `bad` and ignored.
+
+Requests (SPEC 'Requests') are sealed the same way, with the device's own
+counter: it starts above the `rq` in the agent's config, the last request
+counter the agent took, so a request recorded on the hall's Wi-Fi cannot be
+played again. A reply that says `replayed` (a stale config after a boot)
+carries the agent's `rq`: the request goes again once, above it.
 """
 import random
 import time
@@ -63,6 +71,7 @@ class Uplink:
         hall, dev = site["hall"], site["device"]
         self.t_events = topics.topic(hall, dev, topics.EVENTS)
         self.t_status = topics.topic(hall, dev, topics.STATUS)
+        self.t_req = topics.topic(hall, dev, topics.REQ)
         self.t_agent = topics.topic(hall, dev, "")    # + ack, config, cmd: the agent's channels
         self.keepalive = site.get("keepalive_s", 30)
         self.ack_timeout = site.get("ack_timeout_s", 30) * 1000
@@ -87,6 +96,20 @@ class Uplink:
         self.last_n = [n, n, n] if type(n) is int else [0, 0, 0]    # ack, config, cmd
         self.reconnects = 0
         self.resends = 0
+        self.req_n = 0               # counter of the last request sent or the agent's rq
+        self.asking = None           # [msg, n, sent, first n] of the request awaiting its reply
+
+    def ask(self, msg):
+        """Send `msg` ({"op": ...}) to the agent; return its counter, which
+        the reply names in `re`, or None when there is no link (the app
+        says it cannot ask now). One request at a time: a new one replaces
+        one that has not been answered."""
+        if not self.connected:
+            return None
+        self.req_n += 1
+        self.asking = [msg, self.req_n, False, self.req_n]
+        self.woken = True
+        return self.req_n
 
     def kick(self):
         """A new event is on flash."""
@@ -148,6 +171,11 @@ class Uplink:
             self.progress = True
             if mq.ready():
                 await mq.poll()      # PUBACKs, acks, configs, commands
+            a = self.asking
+            if a and not a[2]:
+                a[2] = True
+                await mq.publish(self.t_req, messages.seal(self.key, topics.REQ, a[0], a[1]))
+            a = None
             batch = ob.pending(_BATCH, self.sent)
             if batch:
                 for seq, payload in batch:
@@ -204,9 +232,32 @@ class Uplink:
             elif i == 1:
                 # Commands sent before this config are old news too.
                 self.last_n[2] = max(self.last_n[2], msg["n"])
+                self._took(msg.get("rq"))
                 self.on_config(msg, retained)
-            else:
+            elif msg.get("cmd") != "reply" or self._reply(msg):
                 self.on_cmd(msg)
         except ValueError as e:        # ProtocolError is a ValueError
             self.bad += 1
             self.log("agent message", e)
+
+    def _took(self, rq):
+        # The agent's last request counter: ours continue above it.
+        if type(rq) is int and rq > self.req_n:
+            self.req_n = rq
+
+    def _reply(self, msg):
+        """True when the app should see this reply."""
+        self._took(msg.get("rq"))
+        a = self.asking
+        if a is None or msg.get("re") != a[1]:
+            return False            # not the request waiting (one replaced, or old)
+        if msg.get("error") == "replayed" and a[1] == a[3]:
+            # Our counter was behind the agent's (a stale config after a boot):
+            # once more, above the agent's rq.
+            self.req_n += 1
+            a[1], a[2] = self.req_n, False
+            self.woken = True
+            return False
+        self.asking = None
+        msg["re"] = a[3]            # the counter the app was given
+        return True

@@ -77,11 +77,28 @@ CHIPS = {
         i2c_pins={0: ({0, 4, 8, 12, 16, 20}, {1, 5, 9, 13, 17, 21}),
                   1: ({2, 6, 10, 14, 18, 26}, {3, 7, 11, 15, 19, 27})},
     ),
+    # ESP32-S3-WROOM-1-N8 (no PSRAM): GPIO26-32 go to the flash, 19/20 are the
+    # USB serial console, 43/44 UART0; 22-25 do not exist. Any pin routes I2C/UART/SPI.
+    "esp32s3": Chip(
+        "ESP32-S3-WROOM-1-N8",
+        gpios=list(range(0, 22)) + list(range(26, 49)),
+        reserved=dict([(p, _ESP32_FLASH) for p in range(26, 33)]
+                      + [(19, "USB D- (the USB serial console)"), (20, "USB D+ (the USB serial console)"),
+                         (43, _ESP32_CONSOLE), (44, _ESP32_CONSOLE)]),
+        strapping=(0, 3, 45, 46),
+    ),
 }
+
+# A kiosk board (app "kiosk"): the keypad's rows and columns, a rating button
+# per level under the screen, the colour panel on SPI, two UARTs, a buzzer.
+KIOSK_KEYPAD = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "enter", "clear", "back", "print")
+KIOSK_BAUDS = (9600, 19200, 38400, 57600, 115200)
 
 
 def validate(board):
     """Return (errors, warnings) for a parsed board dict; both lists of 'key: reason'."""
+    if board.get("app") == "kiosk":
+        return validate_kiosk(board)
     errors, warnings = [], []
     chip = CHIPS.get(board.get("chip"))
     if chip is None:
@@ -174,6 +191,72 @@ def validate(board):
     if i2c.get("addr") not in SSD1306_ADDRS:
         errors.append("display.i2c.addr: %r is not an SSD1306 address (60 = 0x3C, 61 = 0x3D)"
                       % (i2c.get("addr"),))
+    return errors, warnings
+
+
+def validate_kiosk(board):
+    """A kiosk board: every pin real, free and used once; UARTs at a baud the parts take."""
+    errors, warnings = [], []
+    chip = CHIPS.get(board.get("chip"))
+    if chip is None:
+        return ["chip: %r is not one of %s" % (board.get("chip"), ", ".join(sorted(CHIPS)))], []
+    used = {}
+
+    def claim(key, pin, pull_up=False):
+        why = chip.problem(pin)
+        if why:
+            errors.append("%s: %s" % (key, why))
+        elif pin in used:
+            errors.append("%s: GPIO%d is already used by %s" % (key, pin, used[pin]))
+        else:
+            used[pin] = key
+            if pull_up and pin in chip.strapping:
+                errors.append("%s: GPIO%d is a strapping pin; a press during power-up changes the boot mode"
+                              % (key, pin))
+
+    rating = board.get("rating") or {}
+    for name in LEVELS:
+        if name not in rating:
+            errors.append("rating.%s: missing (a button per level)" % name)
+        else:
+            claim("rating." + name, rating[name], pull_up=True)
+    keypad = board.get("keypad") or {}
+    for role in ("rows", "cols"):
+        pins = keypad.get(role) or []
+        if len(pins) != 4:
+            errors.append("keypad.%s: a 4x4 keypad has 4, not %d" % (role, len(pins)))
+        for i, pin in enumerate(pins):
+            claim("keypad.%s[%d]" % (role, i), pin, pull_up=role == "cols")
+    keys = [k for row in keypad.get("keys") or [] for k in row]
+    missing = [k for k in KIOSK_KEYPAD if k not in keys]
+    if missing:
+        errors.append("keypad.keys: missing %s" % ", ".join(missing))
+    for part in ("printer", "scanner"):
+        u = board.get(part) or {}
+        if u.get("uart") not in (1, 2):
+            errors.append("%s.uart: %r; UART1 or UART2 (UART0 is the console)" % (part, u.get("uart")))
+        if u.get("baud") not in KIOSK_BAUDS:
+            errors.append("%s.baud: %r is not one of %s" % (part, u.get("baud"), KIOSK_BAUDS))
+        for role in ("tx", "rx"):
+            if role not in u:
+                errors.append("%s.%s: missing" % (part, role))
+            else:
+                claim("%s.%s" % (part, role), u[role])
+    if (board.get("printer") or {}).get("uart") == (board.get("scanner") or {}).get("uart"):
+        errors.append("scanner.uart: the printer has that UART")
+    disp = board.get("display") or {}
+    if disp.get("driver") != "st7789" or (disp.get("width"), disp.get("height")) != (320, 240):
+        errors.append("display: the kiosk screens are laid out for a 320x240 st7789")
+    for role in ("sck", "mosi", "cs", "dc", "rst", "backlight"):
+        if role not in (disp.get("spi") or {}):
+            errors.append("display.spi.%s: missing" % role)
+        else:
+            claim("display.spi." + role, disp["spi"][role])
+    buzzer = board.get("buzzer") or {}
+    if "pin" not in buzzer:
+        errors.append("buzzer.pin: missing")
+    else:
+        claim("buzzer.pin", buzzer["pin"])
     return errors, warnings
 
 

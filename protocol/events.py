@@ -167,8 +167,10 @@ def _config_field(name):
         return _INT, (1, 3600)
     if name == "hwm":               # a device's outbox keeps seqs in 32 bits
         return _INT, (0, MAX_SEQ_DEVICE)
-    if name == "t":
+    if name == "t" or name == "rq":  # rq: the last request counter the agent took
         return _INT, None
+    if name == "calls":             # the window calls from a queue: its staff key asks `next`
+        return _INT, (1, 1)
     return None                     # not a config field: devices ignore it
 
 

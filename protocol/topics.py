@@ -7,7 +7,8 @@ ACK = "ack"          # agent -> device, which seqs are committed
 CONFIG = "config"    # agent -> device, retained
 CMD = "cmd"          # agent -> device, time beacon and commands
 STATUS = "status"    # device -> agent, retained presence; also the Last Will
-CHANNELS = (EVENTS, ACK, CONFIG, CMD, STATUS)
+REQ = "req"          # device -> agent, sealed requests, answered on cmd (SPEC 'Requests')
+CHANNELS = (EVENTS, ACK, CONFIG, CMD, STATUS, REQ)
 
 
 def valid_id(s):

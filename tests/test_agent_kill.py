@@ -14,14 +14,11 @@ import urllib.request
 
 import pytest
 
-from harness import ROOT, Mosquitto, Proc, VENV_BIN, free_port, wait_for, wait_port
+from harness import Mosquitto, Proc, VENV_BIN, free_port, wait_for, wait_port
 from test_agent_support import (PahoDevice, add_devices, broker_dir, persistent_broker_conf, rating,
                                 start_agent, store_count, write_config)
 
 HALL = "h1"
-# The county and the uplink are written in parallel: count there too once they exist.
-HAVE_COUNTY = (os.path.exists(os.path.join(ROOT, "tools", "county", "server.py"))
-               and os.path.exists(os.path.join(ROOT, "edge_agent", "uplink.py")))
 
 
 def county_total(url, token):
@@ -38,16 +35,14 @@ def run_kill_test(work, total, publishers, kills, seed=1):
     bdir = broker_dir()
     port, http = free_port(), free_port()
     broker = Mosquitto(bdir, port=port, conf=persistent_broker_conf(bdir, port)).start()
-    county = None
-    extra_uplink = ""
-    token = secrets.token_hex(8)
-    if HAVE_COUNTY:
-        cport = free_port()
-        county = Proc("county", [os.path.join(VENV_BIN, "county-server"), "run", "--db", work + "/county.db",
-                                 "--port", str(cport), "--token", "%s=%s" % (HALL, token)], work).start()
-        wait_port(cport, 20)
-        county_url = "http://127.0.0.1:%d" % cport
-        extra_uplink = '[uplink]\nurl = "%s"\ntoken = "%s"\nallow_plain_http = true\ninterval_s = 0.5\nbackoff_max_s = 2\n' % (county_url, token)
+    token, manager = secrets.token_hex(8), secrets.token_hex(8)
+    cport = free_port()
+    county = Proc("county", [os.path.join(VENV_BIN, "county-server"), "run", "--db", work + "/county.db",
+                             "--port", str(cport), "--token", "%s=%s" % (HALL, token),
+                             "--manager-token", "%s=%s" % (HALL, manager)], work).start()
+    wait_port(cport, 20)
+    county_url = "http://127.0.0.1:%d" % cport
+    extra_uplink = '[uplink]\nurl = "%s"\ntoken = "%s"\nallow_plain_http = true\ninterval_s = 0.5\nbackoff_max_s = 2\n' % (county_url, token)
     config = write_config(work, port, hall=HALL, http_port=http)
     with open(config, "a") as f:
         f.write(extra_uplink)
@@ -103,7 +98,7 @@ def run_kill_test(work, total, publishers, kills, seed=1):
         dups = c.execute("SELECT value FROM counters WHERE name='duplicates'").fetchone()
         c.close()
         if county:
-            wait_for(lambda: county_total(county_url, token) == total, 180, 1, "%d events at the county" % total)
+            wait_for(lambda: county_total(county_url, manager) == total, 180, 1, "%d events at the county" % total)
             cc = sqlite3.connect(work + "/county.db")
             assert cc.execute("SELECT count(*) FROM events").fetchone()[0] == total
             cc.close()

@@ -48,7 +48,8 @@ def inproc(tmp_path):
     broker = Mosquitto(str(tmp_path / "broker")).start()
     http = free_port()
     path = write_config(str(tmp_path), broker.port, hall=HALL, http_port=http,
-                        extra="beacon_s = 1\n[light]\nenabled = true\n[devices]\noffline_after_s = 1")
+                        extra="beacon_s = 1\n[light]\nenabled = true\n[devices]\noffline_after_s = 1\n"
+                              "[screen]\nratings_delay_min = 0")
     keys = add_devices(path, ["ev-01", "ev-02"])
     usage, factory = Usage(), MockFactory()
     agent = Agent(config_mod.load(path), disk_usage=usage, pin_factory=factory)

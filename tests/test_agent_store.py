@@ -195,6 +195,33 @@ def test_light_follows_the_worst_window(store, keys):
     assert light(2_000_000_000_000) == ("warn", ["1 device(s) offline"])
 
 
+def test_the_lobby_screen_never_shows_a_rating_as_it_happens(store, keys):
+    """Rater confidentiality: figures count ratings at least [screen]
+    ratings_delay_min old, in steps, so the staff (or the next citizen) cannot
+    tell how the citizen just served rated."""
+    import datetime
+    from edge_agent import config, status
+    cfg = config.validate({"hall": HALL})
+    assert cfg["screen"]["ratings_delay_min"] == 30                  # the default a hall gets
+    noon = int(datetime.datetime(2026, 11, 30, 12, 0).timestamp() * 1000)
+    minute = 60_000
+    ingest.commit(store, HALL, [msg(1, "ev-01", protocol.encode(
+        rating("ev-01", 1, level="very_dissatisfied", t=noon + 5 * minute), keys["ev-01"]))])
+
+    def shown(now, delay=30):
+        cfg["screen"]["ratings_delay_min"] = delay
+        screen = status.hall_screen(store, cfg, now)
+        return {w["device"]: w["ratings_today"] for w in screen["windows"]}.get("ev-01", {}), screen
+
+    for now in (noon + 6 * minute, noon + 34 * minute, noon + 59 * minute):
+        assert shown(now)[0] == {}, now                               # not yet: 1 to 54 minutes later
+    got, screen = shown(noon + 60 * minute)
+    assert got == {"very_dissatisfied": 1} and screen["ratings_until_ms"] == noon + 30 * minute
+    assert shown(noon + 6 * minute, delay=0)[0] == {"very_dissatisfied": 1}      # a hall that chose live
+    with pytest.raises(config.ConfigError, match="ratings_delay_min"):
+        config.validate({"hall": HALL, "screen": {"ratings_delay_min": 721}})
+
+
 def test_service_time_leaves_out_pauses_and_stands_still_while_paused(store, keys):
     from edge_agent import status
     t0 = 1_800_000_000_000
@@ -309,14 +336,21 @@ def test_device_alarms_reach_status_metrics_screen_and_light(store, keys):
 
 def test_sealed_counters_rise_across_agent_restarts_with_one_write_per_start(tmp_path, keys):
     path = str(tmp_path / "agent.db")
+    link = FakeLink(path)
+
+    def sealed(sealer, channel, msg, last):
+        sealer.publish(link, HALL, "ev-01", keys["ev-01"].hex(), channel, msg)
+        topic, payload = link.published[-1]
+        assert topic == "qinglian/v1/%s/ev-01/%s" % (HALL, channel)
+        return protocol.messages.unseal(keys["ev-01"], channel, payload, last)
+
     first = Sealer(Store(path))
-    a = [protocol.messages.unseal(keys["ev-01"], "ack", first.seal(keys["ev-01"].hex(), "ack", {"acks": [[1, 1]]}), 0)["n"]
-         for _ in range(3)]
+    a = [sealed(first, "ack", {"acks": [[1, 1]]}, 0)["n"] for _ in range(3)]
     store = Store(path)
     writes = store.conn.total_changes
     second = Sealer(store)                                         # the agent started again
     assert store.conn.total_changes - writes == 1
-    b = protocol.messages.unseal(keys["ev-01"], "cmd", second.seal(keys["ev-01"].hex(), "cmd", {"cmd": "status"}), a[-1])
+    b = sealed(second, "cmd", {"cmd": "status"}, a[-1])
     assert a == sorted(set(a)) and b["n"] > a[-1]
     assert (first.epoch, second.epoch) == (1, 2) and store.meta("link_epoch") == "2"
     assert b["n"] < 2 ** 53

@@ -88,6 +88,8 @@ class PahoDevice:
         self.sent_at = {}          # seq -> monotonic time of the last (re)send
         self.acked = set()
         self.configs = []
+        self.replies = []          # the agent's replies to requests, unsealed
+        self.cmds = []             # the agent's other commands (a queue's `call`), unsealed
         self.lock = threading.Lock()
         self.connected = threading.Event()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "dev-" + device,
@@ -133,6 +135,22 @@ class PahoDevice:
                         self.acked.add(seq)
         elif ch == topics.CONFIG and msg.payload:
             self.configs.append(messages.unseal(self.key, topics.CONFIG, msg.payload, 0))
+        elif ch == topics.CMD:
+            cmd = messages.unseal(self.key, topics.CMD, msg.payload, 0)
+            if cmd.get("cmd") == "reply":
+                self.replies.append(cmd)
+            else:
+                self.cmds.append(cmd)
+
+    def ask(self, msg, n, key=None):
+        """Publish a request sealed with counter n (SPEC 'Requests'); the wire bytes."""
+        wire = messages.seal(key or self.key, topics.REQ, msg, n)
+        self.client.publish(topics.topic(self.hall, self.device, topics.REQ), wire, qos=1)
+        return wire
+
+    def reply_to(self, n, timeout=10):
+        wait_for(lambda: any(r["re"] == n for r in self.replies), timeout, what="reply to request %d" % n)
+        return [r for r in self.replies if r["re"] == n][-1]
 
     def send(self, ev):
         wire = protocol.encode(ev, self.key)

@@ -16,7 +16,7 @@ import urllib.request
 import openpyxl
 import pytest
 
-from test_county_report import TOKENS, counties, county, hall_a_events, report  # noqa: F401 (fixtures)
+from test_county_report import MANAGERS, TOKENS, counties, county, hall_a_events, report  # noqa: F401 (fixtures)
 from tools.county.report_text import LEVEL_ZH, width
 from tools.county.testing import COUNTY_TOKEN
 from tools.procs import ROOT, VENV_BIN
@@ -77,7 +77,7 @@ def cell_value(v):
 
 def test_the_xlsx_holds_the_json_figures_formatted_for_the_office(county):  # noqa: F811
     r = report(county)
-    status, headers, data = fetch(county.url + "/v1/halls/hall-a/report.xlsx?month=2026-10", TOKENS["hall-a"])
+    status, headers, data = fetch(county.url + "/v1/halls/hall-a/report.xlsx?month=2026-10", MANAGERS["hall-a"])
     assert status == 200 and headers["Content-Type"].startswith("application/vnd.openxmlformats")
     assert 'filename="hall-a-2026-10.xlsx"' in headers["Content-Disposition"]
     assert_workbook_is_the_report(data, r)
@@ -127,7 +127,7 @@ def test_the_cli_writes_the_workbook_and_page_the_api_serves(counties, tmp_path)
     assert_workbook_is_the_report(book.read_bytes(), r)
     page = tmp_path / "hall-a.html"
     cli("--format", "html", "--out", str(page))
-    served = fetch(counties["procs"]["sqlite"].url + "/halls/hall-a/report?month=2026-10", TOKENS["hall-a"])[2]
+    served = fetch(counties["procs"]["sqlite"].url + "/halls/hall-a/report?month=2026-10", MANAGERS["hall-a"])[2]
     assert page.read_bytes() == served == cli("--format", "html").stdout
     for argv, words in ((["--format", "xlsx"], "needs --out"),
                         (["--format", "xlsx", "--list", "bad", "--out", str(book)], "--list is for")):
@@ -138,7 +138,7 @@ def test_the_cli_writes_the_workbook_and_page_the_api_serves(counties, tmp_path)
 def test_the_xlsx_needs_a_token(counties):  # noqa: F811
     c = counties["procs"]["sqlite"]
     with pytest.raises(urllib.error.HTTPError) as e:
-        fetch(c.url + "/v1/halls/hall-a/report.xlsx?month=2026-10", TOKENS["hall-b"])
+        fetch(c.url + "/v1/halls/hall-a/report.xlsx?month=2026-10", MANAGERS["hall-b"])
     assert e.value.code == 401
     assert fetch(c.url + "/v1/halls/hall-a/report.xlsx?month=2026-10", COUNTY_TOKEN)[0] == 200
 
@@ -153,7 +153,7 @@ def test_the_report_page_in_a_browser_shows_the_json_figures(counties, tmp_path)
     c = counties["procs"]["sqlite"]
     r = report(c)
     url = c.url + "/halls/hall-a/report?month=2026-10"
-    dom = browse(with_password(url, "hall-a", TOKENS["hall-a"]), tmp_path, "--dump-dom")
+    dom = browse(with_password(url, "hall-a", MANAGERS["hall-a"]), tmp_path, "--dump-dom")
     assert "hall-a 2026年10月 好差评月报" in dom, dom[:500]
     t = r["totals"]
     assert (figure(dom, "services"), figure(dom, "rated"), figure(dom, "participation_pct"),
@@ -171,7 +171,7 @@ def test_the_report_page_in_a_browser_shows_the_json_figures(counties, tmp_path)
     assert {lv: int(n) for row, lv, n in parts if row == "A01"} == {k: v for k, v in a01["levels"].items() if v}
     assert [(d, s) for d, s in re.findall(r'data-device="([\w-]+)" data-seq="(\d+)"', dom)] == [
         (b["device"], str(b["seq"])) for b in r["bad"]]
-    keep(tmp_path, with_password(url, "hall-a", TOKENS["hall-a"]), "county-report-hall-a-2026-10")
+    keep(tmp_path, with_password(url, "hall-a", MANAGERS["hall-a"]), "county-report-hall-a-2026-10")
 
 
 @needs_chromium
@@ -188,7 +188,7 @@ def test_the_county_overview_across_halls(counties, tmp_path):  # noqa: F811
     assert o["totals"]["rated"] == sum(h["rated"] for h in o["halls"])
     # Hall tokens do not open it; the county token opens every hall's page too.
     with pytest.raises(urllib.error.HTTPError) as e:
-        fetch(c.url + "/v1/county/report?month=2026-10", TOKENS["hall-a"])
+        fetch(c.url + "/v1/county/report?month=2026-10", MANAGERS["hall-a"])
     assert e.value.code == 401 and "county token" in e.value.read().decode()
     assert fetch(c.url + "/halls/hall-b/report?month=2026-10", COUNTY_TOKEN)[0] == 200
     url = with_password(c.url + "/county?month=2026-10", "county", COUNTY_TOKEN)
@@ -205,7 +205,7 @@ def test_a_browser_without_the_password_is_refused(counties, tmp_path):  # noqa:
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(c.url + "/halls/hall-a/report?month=2026-10", timeout=10)
     assert e.value.code == 401 and "Basic" in str(e.value.headers.get_all("WWW-Authenticate"))
-    wrong = browse(with_password(c.url + "/halls/hall-a/report?month=2026-10", "hall-b", TOKENS["hall-b"]),
+    wrong = browse(with_password(c.url + "/halls/hall-a/report?month=2026-10", "hall-b", MANAGERS["hall-b"]),
                    tmp_path, "--dump-dom")
     assert "好差评月报" not in wrong
 

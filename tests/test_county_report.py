@@ -21,6 +21,7 @@ from tools.county.testing import CountyProc, rating, session
 
 COUNTY = os.path.join(VENV_BIN, "county-server")
 TOKENS = {"hall-a": "tok-" + "a" * 20, "hall-b": "tok-" + "b" * 20, "hall-c": "tok-" + "c" * 20}
+MANAGERS = {hall: "mgr-" + token for hall, token in TOKENS.items()}     # who reads the reports
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 LEVELS = ("very_satisfied", "satisfied", "basically_satisfied", "dissatisfied", "very_dissatisfied")
 
@@ -117,7 +118,7 @@ def counties(tmp_path_factory):
     procs, answers = {}, {}
     try:
         for name, db in dbs.items():
-            c = procs[name] = CountyProc(str(work / name), db, TOKENS).start()
+            c = procs[name] = CountyProc(str(work / name), db, TOKENS, managers=MANAGERS).start()
             a, b = hall_a_events(), hall_b_events()
             posts = [("hall-a", batch(a, "m1", "hall-a")),
                      ("hall-a", batch(a, "m1", "hall-a")),                    # the answer was lost
@@ -145,7 +146,7 @@ def county(request, counties):
 
 
 def report(county, hall="hall-a", **query):
-    status, ans = county.report(hall, TOKENS[hall], **dict({"month": "2026-10"}, **query))
+    status, ans = county.report(hall, MANAGERS[hall], **dict({"month": "2026-10"}, **query))
     assert status == 200, ans
     return ans
 
@@ -188,7 +189,8 @@ def test_a_month_is_counted_exactly(county):
         dict(staff=None, **figures(0, 0, (0, 1, 0, 0, 0), None, 100.0, None, None, {"qr": 1})),
     ]
     assert r["totals"] == figures(8, 2, (2, 3, 1, 1, 1), 100.0, 75.0, 312500, 600000, {"window": 6, "qr": 2})
-    assert r["bad"] == [
+    assert [f["followup"]["id"] for f in r["bad"]] == ["r:ev-a1:14", "r:ev-a1:20"]
+    assert [{k: v for k, v in b.items() if k != "followup"} for b in r["bad"]] == [
         {"time": "2026-10-15 14:03:25", "no_clock": False, "window": "A01", "staff": "1024",
          "item": "431100-001", "case": "C-2026-0001", "level": "dissatisfied",
          "reasons": ["attitude", "slow"],
@@ -250,8 +252,9 @@ def test_sqlite_and_postgresql_give_the_same_report(counties):
 def test_the_report_needs_the_halls_own_token(county):
     assert county.report("hall-a", None, month="2026-10")[0] == 401
     assert county.report("hall-a", "tok-" + "x" * 20, month="2026-10")[0] == 401
-    assert county.report("hall-a", TOKENS["hall-b"], month="2026-10")[0] == 401
-    assert county.report("hall-z", TOKENS["hall-a"], month="2026-10")[0] == 401     # no such hall
+    assert county.report("hall-a", MANAGERS["hall-b"], month="2026-10")[0] == 401
+    assert county.report("hall-a", TOKENS["hall-a"], month="2026-10")[0] == 401     # the uplink token posts only
+    assert county.report("hall-z", MANAGERS["hall-a"], month="2026-10")[0] == 401   # no such hall
     empty = report(county, "hall-c")                     # a hall that has sent nothing yet
     assert (empty["events"], empty["totals"]["rated"], empty["windows"], empty["bad"]) == (0, 0, [], [])
     assert empty["totals"]["satisfaction_pct"] is None
@@ -267,7 +270,7 @@ def test_the_report_needs_the_halls_own_token(county):
     ({"month": "2026-10", "deadline_days": "five"}, "deadline"),
 ])
 def test_a_bad_report_request_is_400(counties, query, words):
-    status, ans = counties["procs"]["sqlite"].report("hall-a", TOKENS["hall-a"], **query)
+    status, ans = counties["procs"]["sqlite"].report("hall-a", MANAGERS["hall-a"], **query)
     assert status == 400 and words in ans["error"], ans
 
 
@@ -294,7 +297,7 @@ def field_ends(line):
 def test_cli_text_is_aligned_with_chinese_labels(counties):
     text = cli("report", "--db", counties["dbs"]["sqlite"], "--hall", "hall-a", "--month", "2026-10")
     text = text.stdout.decode()
-    for label in ("2026年10月", "满意率", "参评率", "差评", "非常不满意", "差评整改清单", "5 个工作日", "法定节假日"):
+    for label in ("2026年10月", "满意率", "参评率", "差评", "非常不满意", "差评整改清单", "5 个工作日", "节假日与调休"):
         assert label in text, label
     assert "全厅: 办件 8, 评价 8, 参评率 100.00%, 满意率 75.00%, 差评 2" in text
     blocks = text.split("\n\n")

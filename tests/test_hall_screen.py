@@ -31,7 +31,7 @@ def hall_api(hall):
 
 
 def test_screen_shows_windows_staff_and_todays_ratings(tmp_path):
-    hall = Hall(str(tmp_path / "hall"), hall="screen-hall", devices=2).start()
+    hall = Hall(str(tmp_path / "hall"), hall="screen-hall", devices=2, ratings_delay_min=0).start()
     try:
         hall.edge_agent("window", "set", "A01", "--staff", "王芳", "--staff-no", "1024")
         a, b = hall.devices["ev-01"], hall.devices["ev-02"]

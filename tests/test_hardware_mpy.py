@@ -83,7 +83,7 @@ def test_one_list_says_what_ships():
         assert not [r for r in copied if "sim" in r or r in ("lfsblock.py", "romboot.py")]
     rom = {name for _, name in vdevice.rom_sources()}
     sim = _Manifest("sim")
-    assert rom == set(sim.modules) | {"main.py", "board_sim.py", "lfsblock.py"} | {
+    assert rom == set(sim.modules) | {"main.py", "board_sim.py", "lfsblock.py", "board_kiosk_sim.py"} | {
         "protocol/" + os.path.basename(f) for f in sources() if "/protocol/" in f}
     assert not [n for n in sim.modules if n.startswith("board_")]
     # Host-only files live apart from what ships.

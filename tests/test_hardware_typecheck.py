@@ -65,3 +65,10 @@ def test_a_call_the_board_lacks_fails_the_check(port, tmp_path):
     assert rc != 0
     assert [e["rule"] for e in errors] == ["reportAttributeAccessIssue"], _show(errors)
     assert "bogus" in errors[0]["message"] and "Pin" in errors[0]["message"]
+
+
+def test_the_kiosk_app_is_checked_for_its_esp32_s3_board():
+    # The kiosk runs only on the ESP32-S3 kiosk board: its modules are in the esp32 check.
+    with open(os.path.join(ROOT, "pyrightconfig.esp32.json")) as f:
+        conf = json.loads("".join(l for l in f if not l.lstrip().startswith("//")))
+    assert {"firmware/kiosk.py", "firmware/kiosk_print.py"} <= set(conf["include"])

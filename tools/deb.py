@@ -1,7 +1,8 @@
 """`make deb`: the edge agent as a Debian package, qinglian-agent_<version>_all.deb.
 
 The agent and the pinned versions of what `qinglian[agent]` needs go into
-/usr/lib/qinglian (pure Python: one package for every Pi); /usr/bin/edge-agent
+/usr/lib/qinglian (pure Python: one package for every Pi; the two compiled
+ones python-escpos needs, Pillow and PyYAML, are Debian's: FROM_DEBIAN); /usr/bin/edge-agent
 puts that directory ahead of Debian's python3-* modules (bookworm's
 python3-paho-mqtt is 1.6, the agent is written for paho 2). The unit is
 deploy/edge-agent.service with the package's paths; the Mosquitto drop-in is
@@ -36,6 +37,9 @@ DEBIAN_DIR = os.path.join(ROOT, "deploy", "debian")
 # setuptools is declared by gpiozero's colorzero and never imported when the agent runs;
 # pip comes with any venv. Debian's python3 has its own of both.
 NOT_BUNDLED = {"pip", "setuptools"}
+# Compiled libraries python-escpos needs (kiosk print jobs): Debian builds them for every
+# Pi, so the package depends on Debian's and stays Architecture: all.
+FROM_DEBIAN = {"pillow": "python3-pil", "pyyaml": "python3-yaml"}
 MAINTAINER = "Qinglian maintainers <qinglian@example.org>"
 DESCRIPTION = """\
 Description: Qinglian edge agent for government service hall rating terminals
@@ -76,7 +80,7 @@ def pinned_closure(work):
 
 def install_libraries(stage, work):
     """The agent's libraries into /usr/lib/qinglian, no bytecode (postinst compiles), no scripts."""
-    wanted = [(n, v) for n, v in pinned_closure(work) if n.lower() not in NOT_BUNDLED]
+    wanted = [(n, v) for n, v in pinned_closure(work) if n.lower() not in NOT_BUNDLED | set(FROM_DEBIAN)]
     lib = os.path.join(stage, LIB)
     venvs.pip("install", "--quiet", "--no-deps", "--no-compile", "--only-binary", ":all:", "--target", lib,
               *["%s==%s" % nv for nv in wanted])
@@ -175,8 +179,10 @@ def normalise(stage, epoch):
 def control(ver, stage):
     kib = sum((os.lstat(os.path.join(t, f)).st_size + 1023) // 1024 for t, _, fs in os.walk(stage) for f in fs)
     return ("Package: %s\nVersion: %s\nArchitecture: all\nMaintainer: %s\nInstalled-Size: %d\n"
-            "Depends: python3 (>= 3.11), adduser, mosquitto\nSuggests: python3-lgpio\n"
-            "Section: net\nPriority: optional\n%s" % (PACKAGE, ver, MAINTAINER, kib, DESCRIPTION))
+            "Depends: python3 (>= 3.11), adduser, mosquitto, tzdata, %s\n"
+            "Suggests: python3-lgpio, espeak-ng, alsa-utils\n"
+            "Section: net\nPriority: optional\n%s" % (PACKAGE, ver, MAINTAINER, kib,
+                                                   ", ".join(sorted(FROM_DEBIAN.values())), DESCRIPTION))
 
 
 def md5sums(stage, skip):

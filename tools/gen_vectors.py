@@ -41,6 +41,8 @@ VALID = [
     ("ticket", KEY_A, ev(device="ks-01", kind="ticket", ticket="B105", queue="B", item="市场主体登记")),
     ("print", KEY_A, ev(device="ks-01", seq=2, kind="print", job="j-2", doc="case_status", result="paper_out",
                         pages=1, case="HN20261125000123")),
+    ("print_cut_short", KEY_A, ev(device="ks-01", seq=5, kind="print", job="j-3", doc="case_status",
+                                  result="cut_short", case="HN20261125000123")),
     ("printer", KEY_A, ev(device="ks-01", seq=3, kind="printer", state="paper_low")),
     ("kiosk_session", KEY_A, ev(device="ks-01", seq=4, kind="kiosk_session", action="ended", session="ks-01-9")),
     ("escapes", KEY_A, ev(seq=10, kind="rating", level="satisfied", channel="qr", session='q"uote\\slash/')),
@@ -91,6 +93,22 @@ INVALID += [
     ("mac_non_ascii", _GOOD[:-67] + '"' + "é" * 64 + '"}', "bad_mac"),
     ("mac_non_hex", _GOOD[:-67] + '"' + "g" * 64 + '"}', "bad_mac"),
     ("mac_upper", _GOOD[:-67] + _GOOD[-67:].upper(), "bad_mac"),
+]
+
+# The queue's ticket events (the agent's own, device `_queue`): the fields
+# after `item` are optional, so the kiosk's ticket above reads as before.
+VALID += [
+    ("ticket_called", KEY_A, ev(device="_queue", seq=5, kind="ticket", ticket="A012", queue="A", action="called",
+                                id="20261130-A012", window="W03", wait_ms=754000)),
+    ("ticket_priority_transferred", KEY_A, ev(device="_queue", seq=6, kind="ticket", ticket="A013", queue="A",
+                                              action="transferred", id="20261130-A013", window="W03", to="B",
+                                              priority=True)),
+]
+_TICKET = protocol.encode(VALID[-2][2], KEY_A).decode()
+INVALID += [
+    ("ticket_unknown_action", _swap('"action":"called"', '"action":"served"', _TICKET), "bad_value"),
+    ("ticket_wait_negative", _swap('"wait_ms":754000', '"wait_ms":-1', _TICKET), "bad_value"),
+    ("ticket_priority_int", _swap('"wait_ms":754000', '"wait_ms":754000,"priority":1', _TICKET), "bad_type"),
 ]
 
 # One value against its field's rule (protocol.check_field): what the agent

@@ -145,6 +145,7 @@ class Mosquitto(Proc):
             # Debian's default of 1000 silently drops QoS 1 messages for a lagging subscriber.
             "max_queued_messages 0",
             "max_inflight_messages 0",
+            "set_tcp_nodelay true",       # as broker-config writes it: requests without Nagle's wait
             "log_dest stdout",
             "log_type error",
             "log_type warning",

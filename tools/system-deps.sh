@@ -2,7 +2,8 @@
 # Install the Debian packages named on the command line whose programs are missing.
 set -euo pipefail
 declare -A probe=([mosquitto]=/usr/sbin/mosquitto [mosquitto-clients]=mosquitto_pub [socat]=socat
-                  [nodejs]=node [npm]=npm [chromium]=chromium [fonts-wqy-microhei]=/usr/share/fonts/truetype/wqy/wqy-microhei.ttc)
+                  [nodejs]=node [npm]=npm [chromium]=chromium [alsa-utils]=aplay [fonts-wqy-microhei]=/usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+                  [python3-pil]=/usr/lib/python3/dist-packages/PIL [python3-yaml]=/usr/lib/python3/dist-packages/yaml)
 missing=()
 for pkg in "$@"; do
   p=${probe[$pkg]:-$pkg}

@@ -30,7 +30,7 @@ FIRMWARE = os.path.join(ROOT, "firmware")
 SIM = os.path.join(FIRMWARE, "sim")
 # The simulated board and its flash, in place of a port's board modules; the
 # ROMFS boot (romboot.py) is the entry point outside the image.
-SIM_BOARD = ("board_sim.py", "lfsblock.py")
+SIM_BOARD = ("board_sim.py", "lfsblock.py", "board_kiosk_sim.py")
 ROM_DIR = os.path.join(ROOT, "build", "romfs")
 
 
@@ -74,17 +74,21 @@ def firmware_romfs(srcs=None):
     return out
 
 
-def rom_qstr_bytes(rom):
+EVALUATOR_MODULES = "evaluator, board_sim, uplink, mqtt"
+
+
+def rom_qstr_bytes(rom, modules=EVALUATOR_MODULES):
     """Heap the unix port spends interning the ROM modules' names, which a
-    frozen build keeps in flash; measured once per image."""
-    side = rom + ".qstr"
+    frozen build keeps in flash; measured once per image (and app: `modules`,
+    what its boot imports)."""
+    side = rom + (".qstr" if modules == EVALUATOR_MODULES else ".%s.qstr" % modules.split(",")[0])
     if os.path.exists(side):
         with open(side) as f:
             return int(f.read())
     import re
     env = dict(os.environ, MICROPYPATH=micropython_path(".frozen"), QL_ROMFS=rom, QL_ROM_ONLY="1")
     code = ("import micropython;micropython.qstr_info();import romboot;"
-            "import evaluator, board_sim, uplink, mqtt;micropython.qstr_info()")
+            "import " + modules + ";micropython.qstr_info()")
     out = subprocess.run([MICROPYTHON, "-X", "heapsize=1m", "-c", code], env=env,
                          capture_output=True, text=True, timeout=60)
     sizes = [int(x) for x in re.findall(r"n_total_bytes=(\d+)", out.stdout)]
@@ -109,6 +113,8 @@ class DeviceError(OSError):
 
 
 class VirtualDevice:
+    APP_MODULES = EVALUATOR_MODULES      # what the app's boot imports (its names live in the ROM)
+
     def __init__(self, work_dir, hall, device, key, broker_port, broker_host="127.0.0.1",
                  window="A01", heapsize=None, username=None, password=None, board="sim",
                  site=None, flash_blocks=256, files=None, rom=None, romboot=None):
@@ -177,7 +183,7 @@ class VirtualDevice:
             # Two things sit in this heap only because the unix port has no
             # memory-mapped flash: the ROM image and the names its modules
             # intern. A board keeps both in flash; the firmware gets `heapsize`.
-            heap = _bytes(self.heapsize) + os.path.getsize(self.rom) + rom_qstr_bytes(self.rom)
+            heap = _bytes(self.heapsize) + os.path.getsize(self.rom) + rom_qstr_bytes(self.rom, self.APP_MODULES)
             argv += ["-X", "heapsize=%d" % heap]
         return argv + list(args)
 

@@ -7,8 +7,12 @@ LIGHT_ORDER = ("ok", "warn", "alarm")
 # for each. A full outbox means ratings are being refused; a config the device cannot
 # use means ratings go without the staff (or are refused) until someone fixes it; a
 # name this agent does not know yet is a fault to look at.
+# A kiosk's printer (its `printer` events): out of paper or offline, citizens
+# cannot print at all; low paper or an open cover wants a hand soon.
 DEVICE_ALARMS = {"outbox_full": ("alarm", "outbox full"), "display": ("warn", "display fault"),
-                 "config": ("alarm", "config error")}
+                 "config": ("alarm", "config error"),
+                 "paper_low": ("warn", "printer paper low"), "paper_out": ("alarm", "printer out of paper"),
+                 "cover_open": ("warn", "printer cover open"), "printer_offline": ("alarm", "printer offline")}
 
 
 def device_alarm(name):
@@ -18,8 +22,9 @@ def device_alarm(name):
 def hall_state(snap, screen, cfg):
     """The tower light: the worst of every window and of the agent itself.
     alarm: disk guard up, uplink failing too long, a device's outbox full
-    (it refuses ratings), a service over its target; warn: a device offline,
-    another device alarm (a dead display), a service past warn_pct of its target."""
+    (it refuses ratings), a kiosk's printer out of paper or offline, a
+    service over its target; warn: a device offline, another device alarm
+    (a dead display, low paper), a service past warn_pct of its target."""
     reasons = []
     if snap.get("disk_guard"):
         reasons.append(("alarm", "disk guard"))

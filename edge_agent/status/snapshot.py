@@ -4,7 +4,7 @@ light; the renderings are in text.py, the light's policy in alarms.py."""
 import datetime
 import json
 
-from edge_agent import quarantine
+from edge_agent import cases, quarantine, queues
 from edge_agent.store import now_ms
 
 
@@ -26,12 +26,19 @@ def snapshot(store, cfg, runtime=None, now=None):
         r["online"] = bool(r["online"])
         # Health as the device's newest status reported it (None: no status yet).
         r["alarms"] = [a for a in (r.pop("health_alarm") or "").split(",") if a]
+        # A kiosk's printer, as its newest `printer` event said: an alarm until it reports ok.
+        r["printer"] = r.pop("printer_state")
+        if r["printer"] in PRINTER_ALARMS:
+            r["alarms"].append(PRINTER_ALARMS[r["printer"]])
         r["outbox"] = r.pop("health_outbox")
+        # The rest of that status, for the fleet view (None until one came).
+        r["health"] = {k: r.pop("health_" + k) for k in ("fw", "reset", "heap", "rssi", "uptime_s", "t")}
         # A reboot is not an outage: offline only after offline_after_s without presence.
         r["offline"] = r["status"] == "active" and not r["online"] and (
             r["presence_ms"] is None or now - r["presence_ms"] > offline_ms)
         devices.append(r)
     active = [d for d in devices if d["status"] == "active"]
+    as_of = cases.cached_as_of(store)
     snap = {
         "hall": cfg["hall"],
         "now_ms": now,
@@ -48,19 +55,47 @@ def snapshot(store, cfg, runtime=None, now=None):
         "devices_offline": sum(1 for d in active if d["offline"]),
         "devices_retired": len(devices) - len(active),
         "devices": devices,
+        # The kiosks' case cache: how many, when the county last answered, whether
+        # kiosks get answers (fresh) or `offline`; the day's 红黄牌 while fresh.
+        "cases": {"polled": bool(cfg["uplink"]["url"]), "cached": store.cases.count(), "as_of_ms": as_of,
+                  "fresh": as_of is not None and now - as_of <= cfg["kiosk"]["cases_fresh_s"] * 1000,
+                  "cards": _fresh_cards(store, cfg, now)},
+        "queues": queues.summary(store, cfg, now),
     }
     snap.update(runtime or {})
     return snap
 
 
+# `printer` event states -> the device alarm each raises (names as DEVICE_ALARMS has them).
+PRINTER_ALARMS = {"paper_low": "paper_low", "paper_out": "paper_out", "cover_open": "cover_open",
+                  "offline": "printer_offline"}
+
+
+def _fresh_cards(store, cfg, now):
+    c = cases.cards(store)
+    if c is None or now - c["as_of_ms"] > cfg["kiosk"]["cases_fresh_s"] * 1000:
+        return None         # an old count is not shown as today's
+    return c
+
+
+def ratings_cutoff(now, delay_min):
+    """The lobby screen counts ratings before this time: at least delay_min
+    old, moving in steps of delay_min, so a 差评 never shows as it happens
+    (0: live, every rating up to now)."""
+    step = delay_min * 60000
+    return now + 1 if not step else (now - step) // step * step
+
+
 def hall_screen(store, cfg, now=None, snap=None):
     """/api/hall: each window, who is on duty, online, today's ratings by level
-    (by the rating's own time; arrival time when the device had no clock)."""
+    (by the rating's own time; arrival time when the device had no clock),
+    counted up to ratings_cutoff() (the `ratings_until_ms` it gives)."""
     now = now or now_ms()
     since = _midnight_ms(now)
+    until = max(since, ratings_cutoff(now, cfg["screen"]["ratings_delay_min"]))
     windows = store.windows.all()
     ratings = {}
-    for device, level, n in store.events.ratings_since(since):
+    for device, level, n in store.events.ratings_between(since, until):
         ratings.setdefault(device, {})[level] = n
     snap = snap or snapshot(store, cfg, now=now)
     out = []
@@ -72,8 +107,10 @@ def hall_screen(store, cfg, now=None, snap=None):
                     "staff_no": w.get("staff_no"), "online": d["online"],
                     "target_s": w.get("target_s") or cfg["devices"]["targets"].get("default"),
                     "service": open_service(store, d["device"], now),
-                    "ratings_today": ratings.get(d["device"], {}), "alarms": d["alarms"]})
-    return {"hall": cfg["hall"], "now_ms": now, "windows": out}
+                    "ratings_today": ratings.get(d["device"], {}), "alarms": d["alarms"],
+                    "printer": d["printer"]})
+    return {"hall": cfg["hall"], "now_ms": now, "windows": out, "cards": snap["cases"]["cards"],
+            "ratings_until_ms": min(until, now)}
 
 
 def open_service(store, device, now):

@@ -38,6 +38,24 @@ def metrics(snap):
       [('{device="%s",alarm="%s"}' % (d["device"], _label(a)), 1) for d in active for a in d["alarms"]])
     m("device_outbox", "gauge", "Events waiting in an active device's outbox, as its newest status said.",
       [('{device="%s"}' % d["device"], d["outbox"]) for d in active if d["outbox"] is not None])
+    c = snap["cases"]
+    m("cases_cached", "gauge", "The county's cases of this hall cached for the kiosks.", [("", c["cached"])])
+    m("cases_fresh", "gauge", "1 while kiosks get case answers; 0: the county has not answered within "
+      "[kiosk] cases_fresh_s and kiosks are told offline.", [("", int(c["fresh"]))])
+    if c["as_of_ms"]:
+        m("cases_age_seconds", "gauge", "Since the county last answered for the case cache.",
+          [("", round((snap["now_ms"] - c["as_of_ms"]) / 1000.0, 1))])
+    if c["cards"]:
+        m("case_cards", "gauge", "Today's open cases by timeliness light (红黄牌), as the county counts them.",
+          [('{light="%s"}' % light, c["cards"][light]) for light in ("green", "yellow", "red")])
+    qs = (snap.get("queues") or {}).get("queues") or []
+    if qs:
+        m("queue_waiting", "gauge", "Tickets waiting in a queue today.", [('{queue="%s"}' % q["queue"], q["waiting"])
+                                                                          for q in qs])
+        m("queue_wait_estimate_seconds", "gauge", "The wait a new ticket of the queue is told.",
+          [('{queue="%s"}' % q["queue"], q["wait_s"]) for q in qs])
+        m("queue_no_shows_today", "gauge", "Tickets marked 过号 today.",
+          [('{queue="%s"}' % q["queue"], q["no_show_today"]) for q in qs])
     up = snap.get("uplink")
     if up:
         failing = up.get("failing_since_ms")
@@ -74,6 +92,21 @@ def human(snap):
            "uplink: %d pending, oldest %.0fs" % (snap["pending_uplink"], snap["oldest_unsynced_age_s"]),
            "devices: %d online, %d offline, %d retired" % (
                snap["devices_online"], snap["devices_offline"], snap["devices_retired"])]
+    c = snap["cases"]
+    if c["as_of_ms"]:
+        out.append("cases: %d cached, county answered %.0fs ago%s" % (
+            c["cached"], (snap["now_ms"] - c["as_of_ms"]) / 1000.0, "" if c["fresh"] else " (STALE: kiosks told offline)"))
+    elif c["polled"]:
+        out.append("cases: the county has not answered yet (kiosks told offline)")
+    if c["cards"]:
+        out.append("cards today: green %d, yellow %d, red %d" % (c["cards"]["green"], c["cards"]["yellow"],
+                                                                c["cards"]["red"]))
+    qs = (snap.get("queues") or {}).get("queues") or []
+    out.append("queues:" if qs else "queues: none")
+    for q in qs:
+        out.append("  %s %s (windows %s): %d waiting, about %ds; today %d called, %d no-show" % (
+            q["queue"], q["name"], ",".join(q["windows"]) or "-", q["waiting"], q["wait_s"], q["called_today"],
+            q["no_show_today"]))
     sick = [d for d in snap["devices"] if d["status"] == "active" and d.get("alarms")]
     out.append("device alarms:" if sick else "device alarms: none")
     for d in sick:

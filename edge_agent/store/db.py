@@ -20,8 +20,10 @@ import urllib.parse
 
 from edge_agent.store.devices import Devices, Windows
 from edge_agent.store.events import Events
+from edge_agent.store.kiosk import Cases, PrintJobs
 from edge_agent.store.migrations import MIGRATIONS
 from edge_agent.store.quarantine import Quarantined
+from edge_agent.store.queues import Queues
 from edge_agent.store.uplink import Outbound
 
 
@@ -53,8 +55,9 @@ def connect(path=None, create=True, synchronous="FULL", timeout_s=30.0, cache_ki
 
 class Store:
     """The agent's store. Its parts: `events`, `devices`, `windows`,
-    `quarantine` (refused messages), `uplink` (batches and rejects); and
-    here the counters and `meta`."""
+    `quarantine` (refused messages), `uplink` (batches and rejects), `cases`
+    (the county's, cached), `print_jobs` (the kiosks'), `queues` (queues,
+    tickets, calls); and here the counters and `meta`."""
 
     def __init__(self, path=None, memory=False, timeout_s=30.0, create=True, synchronous="FULL",
                  cache_kib=None):
@@ -65,6 +68,9 @@ class Store:
         self.windows = Windows(self.conn)
         self.quarantine = Quarantined(self.conn)
         self.uplink = Outbound(self.conn)
+        self.cases = Cases(self.conn)
+        self.print_jobs = PrintJobs(self.conn)
+        self.queues = Queues(self.conn)
         self.migrate()
 
     def close(self):

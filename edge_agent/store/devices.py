@@ -41,11 +41,27 @@ class Devices:
         self.conn.execute("UPDATE devices SET online = ?, presence_ms = ?, fw = coalesce(?, fw) WHERE device = ?",
                           (int(online), at_ms, fw, device))
 
-    def set_health(self, device, seq, alarm, outbox):
-        """The device's health is its newest status: one that arrives late
-        (a lower seq, resent after a reboot) must not roll it back."""
-        self.conn.execute("UPDATE devices SET health_seq = ?, health_alarm = ?, health_outbox = ? "
-                          "WHERE device = ? AND coalesce(health_seq, 0) < ?", (seq, alarm, outbox, device, seq))
+    def set_health(self, device, ev):
+        """The device's health is its newest status event `ev`: one that
+        arrives late (a lower seq, resent after a reboot) must not roll it back."""
+        self.conn.execute(
+            "UPDATE devices SET health_seq = ?, health_alarm = ?, health_outbox = ?, health_fw = ?, "
+            "health_reset = ?, health_heap = ?, health_rssi = ?, health_uptime_s = ?, health_t = ? "
+            "WHERE device = ? AND coalesce(health_seq, 0) < ?",
+            (ev["seq"], ev.get("alarm"), ev["outbox"], ev["fw"], ev["reset"], ev["heap"], ev.get("rssi"),
+             ev["uptime_s"], ev["t"], device, ev["seq"]))
+
+    def set_printer(self, device, seq, state):
+        """A kiosk's printer state is its newest `printer` event's, as health is."""
+        self.conn.execute("UPDATE devices SET printer_seq = ?, printer_state = ? "
+                          "WHERE device = ? AND coalesce(printer_seq, 0) < ?", (seq, state, device, seq))
+
+    def last_request(self, device):
+        row = self.conn.execute("SELECT last_request FROM devices WHERE device = ?", (device,)).fetchone()
+        return row[0] if row else 0
+
+    def took_request(self, device, n):
+        self.conn.execute("UPDATE devices SET last_request = max(last_request, ?) WHERE device = ?", (n, device))
 
     def raise_hwm(self, device, seq, last_event_ms):
         self.conn.execute("UPDATE devices SET hwm = max(hwm, ?), last_event_ms = ? WHERE device = ?",
@@ -55,7 +71,8 @@ class Devices:
         """What `status` shows of each device, in device order."""
         return _dicts(self.conn.execute(
             "SELECT device, window, status, online, presence_ms, fw, hwm, last_event_ms, "
-            "health_alarm, health_outbox FROM devices ORDER BY device"))
+            "health_alarm, health_outbox, health_fw, health_reset, health_heap, health_rssi, "
+            "health_uptime_s, health_t, printer_state FROM devices ORDER BY device"))
 
 
 class Windows:

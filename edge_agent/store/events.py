@@ -30,13 +30,13 @@ class Events:
         return tuple(self.conn.execute("SELECT count(*), min(received_ms) FROM events WHERE synced_ms IS NULL"
                                        ).fetchone())
 
-    def ratings_since(self, since_ms):
-        """(device, level, count) of ratings by the rating's own time, or the
-        arrival time when the device had no clock."""
+    def ratings_between(self, since_ms, until_ms):
+        """(device, level, count) of ratings in [since_ms, until_ms) by the
+        rating's own time, or the arrival time when the device had no clock."""
         return self.conn.execute(
             "SELECT device, json_extract(body, '$.level'), count(*) FROM events "
-            "WHERE kind = 'rating' AND (CASE WHEN t > 0 THEN t ELSE received_ms END) >= ? "
-            "GROUP BY 1, 2", (since_ms,)).fetchall()
+            "WHERE kind = 'rating' AND (CASE WHEN t > 0 THEN t ELSE received_ms END) BETWEEN ? AND ? - 1 "
+            "GROUP BY 1, 2", (since_ms, until_ms)).fetchall()
 
     def last_session(self, device):
         """The body of a device's newest session event, or None."""

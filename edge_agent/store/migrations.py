@@ -121,6 +121,129 @@ def _m005_uplink_tables(conn):
     """)
 
 
+def _m006_device_requests(conn):
+    _script(conn, """
+    -- The counter of the last request each device sent that the agent took
+    -- (protocol SPEC 'Requests'): a request at or below it is a replay.
+    ALTER TABLE devices ADD COLUMN last_request INTEGER NOT NULL DEFAULT 0;
+    """)
+
+
+def _m007_queues(conn):
+    _script(conn, """
+    -- The hall's queues (edge_agent/queue.py): a letter each, the ticket's first character.
+    CREATE TABLE queues (
+        queue TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    -- Which windows call from which queues.
+    CREATE TABLE queue_windows (
+        window TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        PRIMARY KEY (window, queue)
+    );
+    -- The last number given out per queue and hall-local day, online or in a
+    -- kiosk's block: taken in the transaction that records what it went to.
+    CREATE TABLE queue_numbers (
+        queue TEXT NOT NULL,
+        day TEXT NOT NULL,
+        last INTEGER NOT NULL,
+        PRIMARY KEY (queue, day)
+    );
+    -- Numbers a kiosk reserved for tickets it hands out while it cannot ask.
+    CREATE TABLE queue_blocks (
+        device TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        day TEXT NOT NULL,
+        lo INTEGER NOT NULL,
+        hi INTEGER NOT NULL,
+        taken_ms INTEGER NOT NULL,
+        PRIMARY KEY (queue, day, lo)
+    );
+    -- Every ticket, online or from a block; `queue` is where it waits now.
+    CREATE TABLE tickets (
+        id INTEGER PRIMARY KEY,
+        day TEXT NOT NULL,
+        ticket TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        appointment TEXT,
+        slot_ms INTEGER,
+        device TEXT,
+        source TEXT NOT NULL CHECK (source IN ('agent', 'block')),
+        issued_ms INTEGER NOT NULL,
+        order_ms INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'waiting' CHECK (state IN ('waiting', 'called', 'no_show')),
+        window TEXT,
+        first_called_ms INTEGER,
+        calls INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (day, ticket)
+    );
+    CREATE INDEX tickets_waiting ON tickets(queue, priority, order_ms) WHERE state = 'waiting';
+    CREATE INDEX tickets_window ON tickets(window, state);
+    -- Each call and recall, in order: the lobby's board and the voice read it.
+    CREATE TABLE queue_calls (
+        id INTEGER PRIMARY KEY,
+        ticket_id INTEGER NOT NULL,
+        window TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        recall INTEGER NOT NULL DEFAULT 0
+    );
+    -- Appointments (预约) for a time slot, exchanged for a ticket once.
+    CREATE TABLE appointments (
+        code TEXT PRIMARY KEY,
+        queue TEXT NOT NULL,
+        slot_ms INTEGER NOT NULL,
+        until_ms INTEGER NOT NULL,
+        ticket_id INTEGER,
+        created_ms INTEGER NOT NULL
+    );
+    """)
+
+
+def _m008_kiosk(conn):
+    # The self-service kiosk (issue 8). 007 is the queues' (tickets).
+    _script(conn, """
+    -- The county's cases of this hall, as its case API last listed them
+    -- (edge_agent/cases.py checks every value before it gets here).
+    CREATE TABLE cases (
+        "case" TEXT PRIMARY KEY, item TEXT NOT NULL, item_name TEXT NOT NULL,
+        state TEXT NOT NULL, accepted TEXT NOT NULL, promised TEXT, light TEXT,
+        rate_url TEXT NOT NULL, fetched_ms INTEGER NOT NULL);
+    CREATE INDEX cases_fetched ON cases(fetched_ms);
+    -- Print jobs rendered for a kiosk: the bytes it fetches in chunks. A job id
+    -- is never given out twice; done_ms is set when the kiosk's `print` event
+    -- for it arrives, and then its chunks are no longer served.
+    CREATE TABLE print_jobs (
+        job TEXT PRIMARY KEY, device TEXT NOT NULL, doc TEXT NOT NULL, "case" TEXT,
+        data BLOB NOT NULL, sha TEXT NOT NULL, created_ms INTEGER NOT NULL,
+        done_ms INTEGER, result TEXT);
+    CREATE INDEX print_jobs_created ON print_jobs(created_ms);
+    -- A kiosk's printer as its newest `printer` event said (by seq, as health).
+    ALTER TABLE devices ADD COLUMN printer_seq INTEGER;
+    ALTER TABLE devices ADD COLUMN printer_state TEXT;
+    """)
+
+
+def _m009_device_health_detail(conn):
+    # The technician's fleet view (`hallctl fleet`): the rest of the newest
+    # status, kept on the device's row so retention deleting synced events
+    # never blanks it; taken at once from the status events already stored.
+    _script(conn, """
+    ALTER TABLE devices ADD COLUMN health_fw TEXT;
+    ALTER TABLE devices ADD COLUMN health_reset TEXT;
+    ALTER TABLE devices ADD COLUMN health_heap INTEGER;
+    ALTER TABLE devices ADD COLUMN health_rssi INTEGER;
+    ALTER TABLE devices ADD COLUMN health_uptime_s INTEGER;
+    ALTER TABLE devices ADD COLUMN health_t INTEGER;
+    UPDATE devices SET (health_fw, health_reset, health_heap, health_rssi, health_uptime_s, health_t) = (
+        SELECT json_extract(body, '$.fw'), json_extract(body, '$.reset'), json_extract(body, '$.heap'),
+               json_extract(body, '$.rssi'), json_extract(body, '$.uptime_s'), t FROM events
+        WHERE events.device = devices.device AND kind = 'status' ORDER BY seq DESC LIMIT 1);
+    """)
+
+
 # Named, applied in order, each in its own transaction, recorded in _migrations.
 MIGRATIONS = [
     ("001_initial", _m001_initial),
@@ -128,4 +251,8 @@ MIGRATIONS = [
     ("003_device_health", _m003_device_health),
     ("004_quarantine_bounds", _m004_quarantine_bounds),
     ("005_uplink_tables", _m005_uplink_tables),
+    ("006_device_requests", _m006_device_requests),
+    ("007_queues", _m007_queues),
+    ("008_kiosk", _m008_kiosk),
+    ("009_device_health_detail", _m009_device_health_detail),
 ]

@@ -54,9 +54,13 @@ class DropAnswer(Exception):
 class County:
     """What the routes share: the store, the tokens, the test hook."""
 
-    def __init__(self, store, tokens, fail_after_commit=0):
+    def __init__(self, store, tokens, fail_after_commit=0, rules=None, link_secret=None, public_url=None):
+        from tools.county.profiles import Rules
         self.store = store
         self.tokens = tokens if isinstance(tokens, Tokens) else Tokens(tokens)
+        self.rules = rules or Rules()
+        self.link_secret = link_secret      # signs rating links (links.py); None: no links
+        self.public_url = public_url        # the county's base URL in links; None: as the request came
         self._lose = fail_after_commit
         self._lose_lock = threading.Lock()
         self._ingesting = None
@@ -111,8 +115,11 @@ def make_app(county):
     _errors(app)
     _docs(app)
     _api(app, county)
-    from tools.county import pages
+    from tools.county import case_routes, followup_routes, pages, qr
     pages.routes(app, county)
+    qr.routes(app, county)
+    case_routes.routes(app, county)
+    followup_routes.routes(app, county)
     return app
 
 
@@ -125,6 +132,12 @@ def need_hall(county, request, hall):
 def need_hall_or_county(county, request, hall):
     if not county.tokens.hall_or_county(hall, request.headers.get("authorization")):
         raise batch.Refused(401, "needs hall %s's token or the county token" % hall)
+    request.state.hall = hall
+
+
+def need_reports(county, request, hall):
+    if not county.tokens.reads_reports(hall, request.headers.get("authorization")):
+        raise batch.Refused(401, "needs hall %s's manager token or the county token" % hall)
     request.state.hall = hall
 
 
@@ -151,7 +164,7 @@ def _api(app, county):
              openapi_extra={"security": HALL_SECURITY + COUNTY_SECURITY},
              summary="a hall's counts (hall or county token)")
     def hall_stats(request: Request, hall: str = HALL):
-        need_hall_or_county(county, request, hall)
+        need_reports(county, request, hall)
         return answer(request, 200, county.store.stats(hall))
 
     @app.get("/v1/stats", response_model=schema.Stats, responses=schema.errors(401, 503),
@@ -165,8 +178,8 @@ def _api(app, county):
              summary="the hall's monthly 好差评 report (hall or county token)")
     def hall_report(request: Request, hall: str = HALL, month: str = MONTH, tz: str = TZ,
                     deadline_days: int = DEADLINE):
-        need_hall_or_county(county, request, hall)
-        return answer(request, 200, report.build(county.store, hall, month, tz, deadline_days))
+        need_reports(county, request, hall)
+        return answer(request, 200, report.build(county.store, hall, month, tz, deadline_days, county.rules))
 
 
 BATCH_PATH = "/v1/halls/{hall}/batches"
@@ -321,6 +334,8 @@ def _docs(app):
                 "countyToken": {"type": "http", "scheme": "bearer", "description": "the county token"},
                 "countyPassword": {"type": "http", "scheme": "basic",
                                    "description": "user: county, password: the county token (browsers)"},
+                "managerToken": {"type": "http", "scheme": "bearer", "description": "the hall manager's token"},
+                "systemToken": {"type": "http", "scheme": "bearer", "description": "a business system's token"},
             }
             app.openapi_schema = doc
         return app.openapi_schema

@@ -1,5 +1,12 @@
-"""Who may ask what: a hall's token for its own batches, report and stats;
-the county token for counts across halls and the county overview.
+"""Who may ask what. Four kinds of secret:
+
+- a hall's uplink token (its edge agent): posts batches, reads the hall's
+  cases, 红黄牌 cards and rating-link key;
+- a hall manager's token: reads that hall's reports and stats and updates
+  its follow-ups (差评, 办不成事). The uplink token never reads them: it lives
+  on the hall's Pi, and a stolen Pi must not read who rated whom;
+- a business system's token: posts case events for any hall;
+- the county token: reads every hall, approves appeals, posts cases.
 
 Programs send `Authorization: Bearer <token>`. People open the report pages
 in a browser, which asks for a user name and password (HTTP Basic): the user
@@ -14,9 +21,11 @@ COUNTY_USER = "county"
 
 
 class Tokens:
-    def __init__(self, halls, county=None):
+    def __init__(self, halls, county=None, managers=None, systems=()):
         self.halls = dict(halls)        # hall -> bearer token
         self.county = county
+        self.managers = dict(managers or {})    # hall -> the hall manager's token
+        self.systems = list(systems)            # business systems' tokens (case events)
 
     def hall(self, hall, header):
         """May this Authorization header act for `hall`?"""
@@ -27,6 +36,22 @@ class Tokens:
 
     def hall_or_county(self, hall, header):
         return self.hall(hall, header) or self.county_wide(header)
+
+    def manager(self, hall, header):
+        return _same(self.managers.get(hall), _secret(header, hall))
+
+    def reads_reports(self, hall, header):
+        """A hall's reports, stats and follow-ups: its manager or the county."""
+        return self.manager(hall, header) or self.county_wide(header)
+
+    def hall_device(self, hall, header):
+        """What the hall's own systems read (cases, cards): uplink, manager or county."""
+        return self.hall(hall, header) or self.reads_reports(hall, header)
+
+    def system(self, header):
+        """May post case events: a business system or the county."""
+        secret = _secret(header, "system")
+        return any(_same(t, secret) for t in self.systems) or self.county_wide(header)
 
 
 def _secret(header, user):

@@ -5,6 +5,8 @@
   county-server migrate --db county.db
   county-server stats --db county.db [--hall HALL] [--json]
   county-server report --db county.db --hall HALL --month 2026-10 [--format text|csv|json|xlsx|html]
+  county-server followup list|show|update --db county.db --hall HALL ...
+  county-server export --db county.db --hall HALL --month 2026-10 --profile zhejiang --region 431100
 """
 import json
 import logging
@@ -61,13 +63,15 @@ def cmd_run(args):
             raise CountyError("cannot load TLS certificate: %s" % e)
     if not 1 <= args.workers <= MAX_WORKERS:
         raise CountyError("--workers must be 1 to %d (processes; a few per core)" % MAX_WORKERS)
-    county = Tokens(tokens, county_token)
+    county = Tokens(tokens, county_token, parse_tokens(args.manager_token, []),
+                    [t for t in args.system_token if _long(t, "--system-token")])
+    extra = county_settings(args)
     store = open_store(args.db)             # migrates, and says in one line if the database is not there
     if args.workers > 1:
         store.close()                       # each worker opens its own, after the fork
-        return serve_workers(args, county)
+        return serve_workers(args, county, extra)
     try:
-        app = make_app(County(store, county, fail_after_commit=args.fail_after_commit))
+        app = make_app(County(store, county, fail_after_commit=args.fail_after_commit, **extra))
         sock = serve.listen(args.host, args.port)
         # uvicorn re-raises the stopping signal once it has shut down; by then there is nothing left to stop.
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -79,6 +83,31 @@ def cmd_run(args):
     return 0
 
 
+def _long(token, flag):
+    if len(token.strip()) < 8:
+        raise CountyError("%s must be 8 or more characters" % flag)
+    return token.strip()
+
+
+def county_settings(args):
+    """The profile, the day (a test hook), the link secret and base URL -> County() keywords."""
+    import datetime
+    from tools.county.profiles import Rules
+    today = None
+    if args.today:
+        try:
+            today = datetime.date.fromisoformat(args.today)
+        except ValueError:
+            raise CountyError("--today must be YYYY-MM-DD")
+    secret = args.link_secret
+    if args.link_secret_file:
+        secret = read_county_token(None, args.link_secret_file)
+    if secret is not None:
+        secret = _long(secret, "the link secret")
+    return {"rules": Rules(args.profile, today=today), "link_secret": secret,
+            "public_url": args.public_url.rstrip("/") if args.public_url else None}
+
+
 def announce(args, sock, tokens, county_token):
     host, port = sock.getsockname()[:2]
     print("%s: listening on %s://%s:%d (store %s; halls %s%s%s)" % (
@@ -87,7 +116,7 @@ def announce(args, sock, tokens, county_token):
         flush=True)
 
 
-def serve_workers(args, county):
+def serve_workers(args, county, extra):
     """--workers N: N processes accept on one socket, each with its own store
     connections (as several servers on one database). SIGTERM to the parent
     is passed on; each worker finishes its batches in hand."""
@@ -106,7 +135,7 @@ def serve_workers(args, county):
                     signal.signal(sig, lambda *_: None)
                 store = open_store(args.db)
                 try:
-                    serve.serve(make_app(County(store, county, fail_after_commit=args.fail_after_commit)), sock,
+                    serve.serve(make_app(County(store, county, fail_after_commit=args.fail_after_commit, **extra)), sock,
                                 args.tls_cert, args.tls_key, args.log_level)
                     code = 0
                 finally:
@@ -202,8 +231,9 @@ def cmd_report(args):
         raise CountyError("--format xlsx needs --out FILE (a workbook is not for a terminal)")
     store = open_store(args.db, create=False)
     try:
-        r = report_text.narrow(report.build(store, args.hall, args.month, args.tz, args.deadline_days),
-                               args.list)
+        from tools.county.profiles import Rules
+        r = report_text.narrow(report.build(store, args.hall, args.month, args.tz, args.deadline_days,
+                                            Rules(args.profile)), args.list)
     finally:
         store.close()
     if args.format == "xlsx":
@@ -220,6 +250,105 @@ def cmd_report(args):
         data = sheet(r).encode("utf-8-sig")
     else:
         data = report_text.text(r).encode()
+    if args.out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return 0
+    try:
+        with open(args.out, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise CountyError("cannot write %s: %s" % (args.out, e.strerror))
+    return 0
+
+
+def _followup_store(args):
+    import datetime
+    from tools.county.profiles import Rules
+    from tools.county.store import open_store
+    today = None
+    if getattr(args, "today", None):
+        try:
+            today = datetime.date.fromisoformat(args.today)
+        except ValueError:
+            raise CountyError("--today must be YYYY-MM-DD")
+    return open_store(args.db, create=False), Rules(args.profile, today=today)
+
+
+def _followup_line(f):
+    return "%-28s %-10s %-6s %-10s 自 %s  期限 %s%s" % (
+        f["id"], f["workflow"], f["state_zh"], f["state"], f["since"], f["deadline"] or "-",
+        "  超期" if f["overdue"] else "")
+
+
+def cmd_followup_list(args):
+    from tools.county import followup
+    store, rules = _followup_store(args)
+    try:
+        got = followup.listing(store, rules, args.hall, rules.today(), args.workflow, args.state,
+                               True if args.overdue else None)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(got, ensure_ascii=False, indent=1))
+    else:
+        for f in got:
+            print(_followup_line(f))
+        print("%d follow-up(s), %d overdue, as of %s" % (len(got), sum(f["overdue"] for f in got), rules.today()))
+    return 0
+
+
+def cmd_followup_show(args):
+    from tools.county import followup
+    store, rules = _followup_store(args)
+    try:
+        f = followup.show(store, rules, args.hall, args.id, rules.today())
+    except followup.Refused as e:
+        raise CountyError(str(e))
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(f, ensure_ascii=False, indent=1))
+        return 0
+    print(_followup_line(f))
+    for s in f["steps"]:
+        print("  %d. %s %-12s %-24s %s%s" % (s["n"], s["date"], s["state"], s["who"], s["note"],
+                                             "  (%s)" % s["level"] if s["level"] else ""))
+    return 0
+
+
+def cmd_followup_update(args):
+    from tools.county import followup
+    store, rules = _followup_store(args)
+    try:
+        followup.sync(store, rules, args.hall)
+        # Whoever holds the database holds the county's authority (approving appeals too).
+        followup.step(store, rules, args.hall, args.id, args.to, "%s (cli)" % args.who, args.note, True,
+                      int(time.time() * 1000), args.level)
+        print(_followup_line(followup.show(store, rules, args.hall, args.id, rules.today())))
+    except followup.Refused as e:
+        raise CountyError(str(e))
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_export(args):
+    import re
+    from tools.county import export, profiles, report
+    from tools.county.store import open_store
+    if not re.fullmatch(r"\d{6}", args.region):
+        raise CountyError("--region must be the 6-digit 行政区划 code, such as 431100")
+    profile = profiles.load(args.profile)
+    zone, start, end = report.period(args.month, profile["tz"])
+    store = open_store(args.db, create=False)
+    try:
+        recs = export.records(store, profile, args.hall, int(start.timestamp()) * 1000, int(end.timestamp()) * 1000,
+                              args.region, zone)
+    finally:
+        store.close()
+    data = (export.jsonl(recs).encode() if args.format == "jsonl"
+            else export.to_csv(recs, profile).encode("utf-8-sig"))
     if args.out is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
@@ -254,8 +383,15 @@ def _report_args():
                            help="only the figures, or only the bad-rating follow-up list (差评整改清单); "
                                 "CSV holds one of them per file, the figures unless --list bad")),
         (("--out",), dict(metavar="FILE", help="write here instead of standard output")),
+        (("--profile",), dict(default="national", metavar="NAME",
+                              help="the province profile for case lights and deadlines (default: %(default)s)")),
     ]
 
+
+HALL_ARG = (("--hall",), dict(required=True, help="the hall's id"))
+PROFILE = (("--profile",), dict(default="national", metavar="NAME", help="the province profile (default: %(default)s)"))
+TODAY = (("--today",), dict(metavar="YYYY-MM-DD", help="the day deadlines are judged on, and steps are dated "
+                                                        "(default: today in the profile's time zone)"))
 
 # The table of commands (edge_agent/cmdline.py).
 COMMANDS = [
@@ -270,6 +406,19 @@ COMMANDS = [
         (("--county-token",), dict(metavar="TOKEN", help="the county's own token: /v1/stats across halls and "
                                                           "the county overview page")),
         (("--county-token-file",), dict(metavar="FILE", help="read the county token from this file instead")),
+        (("--manager-token",), dict(action="append", default=[], metavar="HALL=TOKEN",
+                                    help="a hall manager's token: the hall's reports and follow-ups; repeat for "
+                                         "each hall (the hall's uplink token then no longer reads reports)")),
+        (("--system-token",), dict(action="append", default=[], metavar="TOKEN",
+                                   help="a business system's token: posts case events for any hall; repeatable")),
+        (("--link-secret",), dict(metavar="SECRET", help="the county secret that signs rating links (QR)")),
+        (("--link-secret-file",), dict(metavar="FILE", help="read the link secret from this file instead")),
+        (("--public-url",), dict(metavar="URL", help="the county's base URL as phones reach it, for rating links "
+                                                     "(default: as each request came)")),
+        (("--profile",), dict(default="national", metavar="NAME",
+                              help="the province profile in tools/county/data/profiles (default: %(default)s)")),
+        (("--today",), dict(metavar="YYYY-MM-DD", help="TESTS ONLY: the day the lights and deadlines are "
+                                                       "computed for")),
         (("--tls-cert",), dict(metavar="PEM", help="serve HTTPS with this certificate chain")),
         (("--tls-key",), dict(metavar="PEM", help="the certificate's private key")),
         (("--workers",), dict(type=int, default=1, metavar="N",
@@ -286,13 +435,37 @@ COMMANDS = [
         DB,
         (("--hall",), dict(help="only this hall")),
         (("--json",), dict(action="store_true", help="print JSON"))]),
+    Command(("followup", "list"), cmd_followup_list, "a hall's follow-ups (差评, 办不成事): state, deadline, overdue",
+            [DB, HALL_ARG, PROFILE, TODAY,
+             (("--workflow",), dict(choices=("bad_rating", "cannot_do"), help="only this workflow")),
+             (("--state",), dict(help="only follow-ups in this state (pending, rectifying, ...)")),
+             (("--overdue",), dict(action="store_true", help="only those past their stage's deadline")),
+             (("--json",), dict(action="store_true", help="print JSON, as the HTTP API answers"))]),
+    Command(("followup", "show"), cmd_followup_show, "one follow-up with every step (who, when, note)",
+            [DB, HALL_ARG, PROFILE, TODAY, (("--id",), dict(required=True, help="the follow-up's id")),
+             (("--json",), dict(action="store_true", help="print JSON"))]),
+    Command(("followup", "update"), cmd_followup_update, "append a step to a follow-up (never edits one)",
+            [DB, HALL_ARG, PROFILE, TODAY, (("--id",), dict(required=True, help="the follow-up's id")),
+             (("--to",), dict(required=True, help="the next state (pending -> rectifying or appealed, ...)")),
+             (("--who",), dict(required=True, help="the person taking the step")),
+             (("--note",), dict(required=True, help="what was done")),
+             (("--level",), dict(help="the citizen's rating, for followed_up (追评) and rated (评价)"))]),
+    Command(("export",), cmd_export, "a hall's month of ratings as the province's records (GB/T 39046 names, "
+                                     "the profile's codes), JSON lines or CSV", [
+        DB, HALL_ARG, PROFILE,
+        (("--month",), dict(required=True, metavar="YYYY-MM", help="the calendar month, such as 2026-10")),
+        (("--region",), dict(required=True, metavar="CODE", help="the county's 6-digit 行政区划 code")),
+        (("--format",), dict(default="jsonl", choices=("jsonl", "csv"),
+                             help="jsonl: one JSON record a line; csv: UTF-8 with BOM (default: jsonl)")),
+        (("--out",), dict(metavar="FILE", help="write here instead of standard output"))]),
     Command(("report",), cmd_report,
             "a hall's monthly 好差评 report: figures per window and staff, the 差评 follow-up list", _report_args()),
 ]
 
 
 def parser():
-    return cmdline.parser(PROG, __doc__.split("\n\n")[0], COMMANDS, epilog=__doc__.split("\n\n", 1)[1])
+    return cmdline.parser(PROG, __doc__.split("\n\n")[0], COMMANDS, epilog=__doc__.split("\n\n", 1)[1],
+                          groups={"followup": "差评 and 办不成事 follow-ups: list, show, update"})
 
 
 def _call(args):

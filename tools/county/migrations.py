@@ -55,9 +55,56 @@ COUNTERS = (
     "INSERT INTO counters SELECT hall, 'batch_posts', sum(posts) FROM batches GROUP BY hall",
 )
 
+# Cases (办件) that business systems post, for the 红黄牌 lights: the case as
+# it stands, and every event that made it so. `revisions` numbers changes
+# county-wide, so a hall asks for "what changed since N" (cases.py).
+CASES = (
+    """CREATE TABLE cases (
+        hall TEXT NOT NULL, "case" TEXT NOT NULL, item TEXT NOT NULL, item_name TEXT, department TEXT,
+        "window" TEXT, promised_days BIGINT NOT NULL, state TEXT NOT NULL, accepted TEXT NOT NULL,
+        completed TEXT, suspended_since TEXT, suspended_days BIGINT NOT NULL,
+        rev BIGINT NOT NULL, updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (hall, "case"))""",
+    "CREATE INDEX cases_rev ON cases (hall, rev)",
+    """CREATE TABLE case_events (
+        hall TEXT NOT NULL, "case" TEXT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL, date TEXT NOT NULL,
+        body TEXT NOT NULL, received_ms BIGINT NOT NULL,
+        PRIMARY KEY (hall, "case", id))""",
+    "CREATE TABLE revisions (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+    "INSERT INTO revisions (name, value) VALUES ('cases', 0)",
+)
+
+# Follow-up work (差评 整改, 办不成事): one row per matter, its history as
+# appended steps, never updated (followup.py).
+FOLLOWUPS = (
+    """CREATE TABLE followups (
+        hall TEXT NOT NULL, id TEXT NOT NULL, workflow TEXT NOT NULL, opened TEXT NOT NULL,
+        opened_ms BIGINT NOT NULL, level TEXT, "window" TEXT, staff TEXT, item TEXT, "case" TEXT,
+        reasons TEXT NOT NULL, note TEXT,
+        PRIMARY KEY (hall, id))""",
+    """CREATE TABLE followup_steps (
+        hall TEXT NOT NULL, id TEXT NOT NULL, n BIGINT NOT NULL, state TEXT NOT NULL, who TEXT NOT NULL,
+        at_ms BIGINT NOT NULL, date TEXT NOT NULL, note TEXT NOT NULL, level TEXT,
+        PRIMARY KEY (hall, id, n))""",
+)
+
+# Ratings the county takes itself: by QR link (一事一评, channel qr; n = 2 is
+# the 追评) and the system default for a service left unrated (channel default).
+COUNTY_RATINGS = (
+    """CREATE TABLE county_ratings (
+        hall TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, n BIGINT NOT NULL,
+        level TEXT NOT NULL, channel TEXT NOT NULL, reasons TEXT NOT NULL, t BIGINT NOT NULL,
+        item TEXT, "case" TEXT, "window" TEXT, staff TEXT,
+        PRIMARY KEY (hall, kind, ref, n))""",
+    "CREATE INDEX county_ratings_t ON county_ratings (hall, t)",
+)
+
 MIGRATIONS = [
     ("001_initial", INITIAL),
     ("002_counters", COUNTERS),
+    ("003_cases", CASES),
+    ("004_followups", FOLLOWUPS),
+    ("005_county_ratings", COUNTY_RATINGS),
 ]
 
 _TABLE = "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_ms BIGINT NOT NULL)"

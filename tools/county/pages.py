@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from tools.county import charts, report, schema, xlsx
 from tools.county.app import (COUNTY_SECURITY, DEADLINE, HALL, HALL_SECURITY, MONTH, TZ, answer, need_county,
-                              need_hall_or_county)
+                              need_reports)
 from tools.county.report_text import CHANNEL_ZH, LEVEL_ZH, NONE, duration, percent
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -30,8 +30,8 @@ def routes(app, county):
         summary="the hall's monthly report as XLSX (窗口, 经办人, 差评整改清单)")
     def report_xlsx(request: Request, hall: str = HALL, month: str = MONTH, tz: str = TZ,
                     deadline_days: int = DEADLINE):
-        need_hall_or_county(county, request, hall)
-        r = report.build(county.store, hall, month, tz, deadline_days)
+        need_reports(county, request, hall)
+        r = report.build(county.store, hall, month, tz, deadline_days, county.rules)
         name = "%s-%s.xlsx" % (hall, month)
         return Response(xlsx.workbook(r), media_type=XLSX,
                         headers={"Content-Disposition": 'attachment; filename="%s"' % name})
@@ -42,8 +42,8 @@ def routes(app, county):
              summary="the hall's monthly report as a page with charts, printable to PDF")
     def report_page(request: Request, hall: str = HALL, month: str = PAGE_MONTH, tz: str = TZ,
                     deadline_days: int = DEADLINE):
-        need_hall_or_county(county, request, hall)
-        r = report.build(county.store, hall, month or this_month(tz), tz, deadline_days)
+        need_reports(county, request, hall)
+        r = report.build(county.store, hall, month or this_month(tz), tz, deadline_days, county.rules)
         return HTMLResponse(hall_page(r))
 
     @app.get("/v1/county/report", response_model=schema.Overview, responses=schema.errors(400, 401, 503),
@@ -175,10 +175,35 @@ def hall_page(r):
         "<h2>按窗口</h2>", _figures_table(r["windows"], "window", "窗口", t),
         "<h2>按经办人</h2>", _figures_table(r["staff"], "staff", "经办人编号", t),
         '<h2>差评整改清单 (<span data-figure="bad_list">%d</span> 条)</h2>' % len(r["bad"]),
-        '<p class="note">整改期限 = 评价日起 %d 个工作日, 只计周一至周五, 未计法定节假日与调休</p>' % r["deadline_days"],
+        '<p class="note">整改期限 = 评价日起 %d 个工作日, 按国务院公布的节假日与调休安排计工作日</p>' % r["deadline_days"],
         _bad_table(r),
-    ]
+    ] + _overdue_cases(r)
     return _page(title, body)
+
+
+def _overdue_cases(r):
+    """超时办件 by department and window (present when the report was built with the county's rules)."""
+    o = r.get("overdue_cases")
+    if o is None:
+        return []
+    out = ['<h2>超时办件 (<span data-figure="overdue_cases">%d</span> 件, 截至 %s)</h2>' % (len(o["cases"]),
+                                                                                   escape(o["as_of"]))]
+    if not o["cases"]:
+        return out + ["<p>本月无超时办件</p>"]
+    out.append('<table data-table="overdue_groups"><tr><th>部门</th><th>窗口</th><th>在办超时</th><th>超时办结</th></tr>')
+    for g in o["groups"]:
+        out.append('<tr><td>%s</td><td>%s</td><td class="n">%d</td><td class="n">%d</td></tr>' % (
+            escape(g["department"] or NONE), escape(g["window"] or NONE), g["open"], g["late"]))
+    out.append("</table>")
+    head = ["部门", "窗口", "办件编号", "事项编码", "事项名称", "状态", "受理日期", "承诺日期", "办结日期", "超期工作日"]
+    out.append('<table data-table="overdue_cases"><tr>%s</tr>' % "".join("<th>%s</th>" % h for h in head))
+    for c in o["cases"]:
+        cells = [c["department"] or NONE, c["window"] or NONE, c["case"], c["item"], c["item_name"] or "-",
+                 c["state"], c["accepted"], c["promised"], c["completed"] or "-", c["overdue_days"]]
+        out.append('<tr data-case="%s">%s</tr>' % (escape(c["case"]), "".join(
+            "<td>%s</td>" % escape(str(x)) for x in cells)))
+    out.append("</table>")
+    return out
 
 
 def county_page(o):

@@ -118,11 +118,16 @@ def _body(row):
     return json.loads(row["body"])
 
 
-def build(store, hall, month, tz=DEFAULT_TZ, deadline=DEFAULT_DEADLINE_DAYS):
+def build(store, hall, month, tz=DEFAULT_TZ, deadline=DEFAULT_DEADLINE_DAYS, rules=None):
     """The report of `hall` for `month` ('YYYY-MM') in time zone `tz`, as
-    JSON-ready data. A hall without events gets a report of zeros."""
+    JSON-ready data. A hall without events gets a report of zeros. With
+    `rules` (profiles.Rules) it also lists the month's 超时 cases."""
     zone, start, end = period(month, tz)
     deadline = deadline_days(deadline)
+    if rules is not None:
+        from tools.county import figures
+        day_end = datetime.datetime.combine(rules.today() + datetime.timedelta(days=1), datetime.time(), rules.zone)
+        figures.apply_defaults(store, rules, hall, int(day_end.timestamp()) * 1000)
     rows = store.report_events(hall, int(start.timestamp()) * 1000, int(end.timestamp()) * 1000)
     total, windows, staff, bad = Tally(), {}, {}, []
     days = _month_days(start, end)
@@ -142,7 +147,7 @@ def build(store, hall, month, tz=DEFAULT_TZ, deadline=DEFAULT_DEADLINE_DAYS):
             for tl in tallies:
                 tl.rating(row["level"], row["channel"])
             if row["level"] in BAD:
-                bad.append(_follow_up(row, zone, deadline))
+                bad.append(_follow_up(row, zone, deadline, rules))
         elif row["action"] == "ended":
             service_ms = _body(row).get("service_ms")
             for tl in tallies:
@@ -157,7 +162,7 @@ def build(store, hall, month, tz=DEFAULT_TZ, deadline=DEFAULT_DEADLINE_DAYS):
         return [dict({name: k}, **tallies[k].figures())
                 for k in sorted(tallies, key=lambda k: (k is None, k or ""))]
 
-    return {
+    out = {
         "hall": hall,
         "month": month,
         "tz": tz,
@@ -171,7 +176,27 @@ def build(store, hall, month, tz=DEFAULT_TZ, deadline=DEFAULT_DEADLINE_DAYS):
         "staff": listed(staff, "staff"),
         "bad": [b for _, b in bad],
         "days": list(days.values()),
+        "queues": _queues(store, hall, month, tz),
     }
+    if rules is not None:
+        from tools.county import cases, followup
+        out["figures"] = figures.month(store, rules, hall, int(start.timestamp()) * 1000,
+                                       int(end.timestamp()) * 1000, rows)
+        status = {f["id"]: f for f in followup.listing(store, rules, hall, rules.today(), "bad_rating")}
+        for b in out["bad"]:
+            f = status.get("r:%s:%d" % (b["device"], b["seq"]))
+            b["followup"] = {k: f[k] for k in ("id", "state", "state_zh", "since", "deadline", "overdue")} if f else None
+        # Lights as they stand today, or on the month's last day for a month gone by.
+        as_of = min(rules.today(), end.date() - datetime.timedelta(days=1))
+        out["overdue_cases"] = dict(cases.overdue(store, rules, hall, start.date(), end.date(), as_of),
+                                    as_of=as_of.isoformat())
+    return out
+
+
+def _queues(store, hall, month, tz):
+    # The queue's figures (排队叫号), apart in waits.py.
+    from tools.county import waits
+    return waits.build(store, hall, month, tz)["queues"]
 
 
 def overview(store, halls, month, tz=DEFAULT_TZ):
@@ -211,7 +236,7 @@ def _month_days(start, end):
     return out
 
 
-def _follow_up(row, zone, deadline):
+def _follow_up(row, zone, deadline, rules=None):
     """(ms, entry) for one 差评: the entry names the event forever (device, seq)."""
     ms = row["t"] or row["received_ms"]
     when = datetime.datetime.fromtimestamp(ms // 1000, zone)
@@ -226,5 +251,17 @@ def _follow_up(row, zone, deadline):
         "reasons": _body(row).get("reasons") or [],
         "device": row["device"],
         "seq": row["seq"],
-        "deadline": working_days_after(when.date(), deadline).isoformat(),
+        "deadline": _deadline(when.date(), deadline, rules),
     }
+
+
+def _deadline(day, n, rules):
+    """n working days after `day`: by the holiday calendar when the report has
+    the county's rules (None for a year without a schedule), else Mon-Fri."""
+    if rules is None:
+        return working_days_after(day, n).isoformat()
+    from tools.county.workdays import NoCalendar
+    try:
+        return rules.calendar.add(day, n).isoformat()
+    except NoCalendar:
+        return None

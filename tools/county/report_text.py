@@ -85,7 +85,8 @@ def text(report):
         report["to"][:16].replace("T", " "))]
     if not report["events"]:
         out.append("本月没有评价或办件记录 (no events for this hall and month)")
-        return "\n".join(out) + "\n"
+        if not report.get("queues"):
+            return "\n".join(out) + "\n"
     if report["no_clock"]:
         out.append("其中 %d 条记录产生时设备尚无时钟 (t = 0), 按县级平台收到的时间计入本月" % report["no_clock"])
     if "totals" in report:
@@ -95,8 +96,10 @@ def text(report):
             percent(t["satisfaction_pct"]), t["bad"])]
         out += ["", "按窗口"] + _figures(report, "windows", "window", "窗口")
         out += ["", "按经办人"] + _figures(report, "staff", "staff", "经办人编号")
+    if report.get("queues"):
+        out += ["", "排队叫号  (等候 = 取号到首次叫号; p50/p90 为最近秩百分位)"] + _queue_table(report["queues"])
     if "bad" in report:
-        out += ["", "差评整改清单  (%d 条; 整改期限 = 评价日起 %d 个工作日, 只计周一至周五, 未计法定节假日与调休)"
+        out += ["", "差评整改清单  (%d 条; 整改期限 = 评价日起 %d 个工作日, 按国务院公布的节假日与调休安排计工作日)"
                 % (len(report["bad"]), report["deadline_days"])]
         if report["bad"]:
             out += _bad_list(report)
@@ -104,7 +107,28 @@ def text(report):
                 out.append("* 设备无时钟: 时间为县级平台收到的时间")
         else:
             out.append("本月无差评")
+    o = report.get("overdue_cases")
+    if o is not None and "bad" in report:
+        out += ["", "超时办件  (%d 件, 截至 %s)" % (len(o["cases"]), o["as_of"])]
+        if o["cases"]:
+            out += table(["部门", "窗口", "在办超时", "超时办结"],
+                         [[g["department"] or NONE, g["window"] or NONE, str(g["open"]), str(g["late"])]
+                          for g in o["groups"]], right_from=2)
+            out += [""] + table(["部门", "窗口", "办件编号", "事项编码", "状态", "受理", "承诺", "办结", "超期"],
+                                [[c["department"] or NONE, c["window"] or NONE, c["case"], c["item"], c["state"],
+                                  c["accepted"], c["promised"], c["completed"] or "-", str(c["overdue_days"])]
+                                 for c in o["cases"]], right_from=8)
+        else:
+            out.append("本月无超时办件")
     return "\n".join(out) + "\n"
+
+
+def _queue_table(queues):
+    def wait(s):
+        return duration(None if s is None else s * 1000)
+    rows = [[q["queue"], str(q["issued"]), str(q["called"]), str(q["no_show"]), wait(q["wait_p50_s"]),
+             wait(q["wait_p90_s"])] for q in queues]
+    return table(["队列", "取号", "叫号", "过号", "等候 p50", "等候 p90"], rows)
 
 
 def _csv(header, rows):

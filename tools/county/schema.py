@@ -97,6 +97,7 @@ class Overview(BaseModel):
 def errors(*codes):
     """OpenAPI `responses` for these error statuses: all are Error bodies."""
     text = {400: "bad request: the message says what", 401: "bad or missing token", 404: "no such resource",
+            403: "this token may not take this step (an appeal is the county's to decide)",
             408: "the body did not arrive in time", 411: "no Content-Length", 413: "over a limit",
             415: "unsupported Content-Encoding", 503: "the database failed; nothing was committed; retry"}
     return {c: {"model": Error, "description": text[c]} for c in codes}

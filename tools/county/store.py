@@ -43,6 +43,10 @@ _REPORT = ("SELECT %s FROM events WHERE hall = {p} AND kind IN ('rating', 'sessi
 _COUNTS = ("SELECT kind, action, level, count(*) FROM events WHERE hall = {p} AND kind IN ('rating', 'session') "
            "AND ((t >= {p} AND t < {p}) OR (t = 0 AND received_ms >= {p} AND received_ms < {p})) "
            "AND (kind = 'rating' OR action IN ('ended', 'unrated')) GROUP BY kind, action, level")
+# A month's queue events (tools/county/waits.py), by the same time rule.
+_TICKETS = ("SELECT t, received_ms, body FROM events WHERE hall = {p} AND kind = 'ticket' "
+            "AND ((t >= {p} AND t < {p}) OR (t = 0 AND received_ms >= {p} AND received_ms < {p})) "
+            "ORDER BY t, device, seq")
 _BATCH = ("INSERT INTO batches (hall, batch, first_ms, last_ms, posts, events) "
           "VALUES ({p}, {p}, {p}, {p}, 1, {p}) ON CONFLICT (hall, batch) "
           "DO UPDATE SET last_ms = excluded.last_ms, posts = batches.posts + 1 RETURNING posts")
@@ -71,6 +75,7 @@ class Store:
         p = self.placeholder
         self._sql = {name: sql.replace("{p}", p) for name, sql in (
             ("insert", _INSERT), ("existing", _EXISTING), ("batch", _BATCH), ("report", _REPORT), ("counts", _COUNTS),
+            ("tickets", _TICKETS),
             ("count", _COUNT), ("conflict", _REJECT["conflict"]), ("invalid", _REJECT["invalid"]))}
         self.migrated = migrations.migrate(self)
 
@@ -188,6 +193,12 @@ class Store:
         with self._reading() as db:
             rows = db.execute(self._sql["report"], (hall, start_ms, end_ms, start_ms, end_ms)).fetchall()
         return [dict(zip(_REPORT_COLS, r)) for r in rows]
+
+    def ticket_events(self, hall, start_ms, end_ms):
+        """The month's `ticket` events as dicts of t, received_ms, body."""
+        with self._reading() as db:
+            rows = db.execute(self._sql["tickets"], (hall, start_ms, end_ms, start_ms, end_ms)).fetchall()
+        return [dict(zip(("t", "received_ms", "body"), r)) for r in rows]
 
     def month_counts(self, hall, start_ms, end_ms):
         """[(kind, action, level, n)] over the rows report_events() would return."""

@@ -19,7 +19,8 @@ class CountyProc(Proc):
     """`county-server run` on a free port; kill() is a real SIGKILL and
     start() again keeps the port and the database."""
 
-    def __init__(self, work_dir, db, tokens, port=None, extra=(), county_token=COUNTY_TOKEN):
+    def __init__(self, work_dir, db, tokens, port=None, extra=(), county_token=COUNTY_TOKEN, managers=None):
+        """tokens: {hall: uplink token}; managers: {hall: hall manager's token} (reports, stats)."""
         os.makedirs(work_dir, exist_ok=True)
         self.port = port or free_port()
         self.db = db
@@ -30,6 +31,8 @@ class CountyProc(Proc):
             argv += ["--county-token", county_token]
         for hall, token in tokens.items():
             argv += ["--token", "%s=%s" % (hall, token)]
+        for hall, token in (managers or {}).items():
+            argv += ["--manager-token", "%s=%s" % (hall, token)]
         argv += list(extra)
         self.scheme = "https" if "--tls-cert" in extra else "http"
         super().__init__("county-%d" % self.port, argv, work_dir)
@@ -65,6 +68,25 @@ class CountyProc(Proc):
                 return r.status, json.load(r)
         except urllib.error.HTTPError as e:
             return e.code, json.load(e)
+
+    def call(self, method, path, token=None, doc=None, basic=None):
+        """Any JSON request: (status, answer dict or None). `basic`: (user, password) instead of a token."""
+        import base64
+        h = {"Content-Type": "application/json"} if doc is not None else {}
+        if token:
+            h["Authorization"] = "Bearer " + token
+        if basic:
+            h["Authorization"] = "Basic " + base64.b64encode(("%s:%s" % basic).encode()).decode()
+        data = json.dumps(doc, ensure_ascii=False).encode() if doc is not None else None
+        req = urllib.request.Request(self.url + path, data=data, headers=h, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            try:
+                return e.code, json.load(e)
+            except ValueError:
+                return e.code, None
 
     def stats(self, hall=None):
         """Counts, asked with the county token (a hall's own token also gets its stats)."""

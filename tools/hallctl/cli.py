@@ -7,12 +7,14 @@
     hallctl provision PORT --hall H --device D --key-file F --broker HOST[:PORT] ...
     hallctl flash PORT --firmware micropython.bin   write MicroPython itself (esptool)
     hallctl libs                                    fetch pinned micropython-lib modules
+    hallctl fleet [--agent URL ...] [--json]        every device of the halls, those needing a visit first
 
 Register the device with the agent first (`edge-agent devices add D --window W`
 prints its key), then install and provision the board on the bench.
 """
 import json
 import sys
+import urllib.parse
 
 from edge_agent import cmdline
 from edge_agent.cmdline import Command
@@ -115,6 +117,26 @@ def cmd_info(args):
     return 0
 
 
+def cmd_fleet(args):
+    from tools.hallctl import fleet
+    if not 0 < args.timeout <= 300:
+        raise HallctlError("--timeout must be more than 0 and at most 300 seconds")
+    urls = args.agent or ["http://127.0.0.1:8080"]
+    for url in urls:
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https") or not urllib.parse.urlsplit(url).hostname:
+            raise HallctlError("--agent %s: give the agent's address as http://HOST:PORT" % printable(url))
+    rows, unreachable = fleet.gather(urls, args.timeout)
+    if args.json:
+        print(dumps({"devices": rows, "unreachable": unreachable}, indent=2))
+    else:
+        print(fleet.table(rows))
+        need = sum(1 for r in rows if r["visit"])
+        print("%d device(s), %d need a visit" % (len(rows), need))
+    for url, why in unreachable.items():
+        print("%s: %s: agent not reachable: %s" % (PROG, printable(url), printable(why)), file=sys.stderr)
+    return 1 if unreachable else 0
+
+
 def cmd_provision(args):
     from protocol.topics import valid_id
     from tools.hallctl import site as site_mod
@@ -190,6 +212,18 @@ COMMANDS = [
                     "version, board definition, firmware version (each file checked), site "
                     "config (with a key fingerprint, never the key or passwords), events "
                     "waiting in the outbox, free flash. Writes nothing."),
+    Command(("fleet",), cmd_fleet, "every device of one hall or several, those that need a visit first", [
+        (("--agent",), dict(action="append", metavar="URL",
+                            help="a hall agent's HTTP address (repeat for several halls; "
+                                 "default http://127.0.0.1:8080, the agent on this machine)")),
+        (("--timeout",), dict(type=float, default=10.0, metavar="S", help="seconds per agent (default 10)")),
+        (("--json",), dict(action="store_true", help="print the rows as JSON"))],
+        description="Read each hall agent's fleet view (GET /api/fleet) and list every active "
+                    "device: firmware, online or last seen, events in its outbox, last reset "
+                    "cause, free heap, Wi-Fi signal, alarms. Devices that need a visit come "
+                    "first, each with why (offline, alarm, a reset by watchdog or crash, outbox "
+                    "backing up, low heap, weak signal). An agent not reachable is named and "
+                    "the exit status is 1."),
     Command(("provision",), cmd_provision, "write a device's site config (identity, key, broker)", [
         PORT,
         (("--hall",), dict(required=True, help="hall id, as in the agent config")),
