@@ -60,7 +60,9 @@ def _lasting(cfg):
 
 
 class App:
-    FW = "ql-app/0.1"      # each app names its firmware (status, presence)
+    # Each app names its firmware (status, presence); no default here: it
+    # would be one more name in the device's qstr pool.
+    FW: str
 
     def __init__(self, board):
         # Collect early, before the heap fills: fewer, cheaper collections and
@@ -119,13 +121,6 @@ class App:
         site.pop("hall", None)      # the uplink made its topics
 
     # -- persistence and config ----------------------------------------------
-    def _rebooted_above(self, hwm):
-        """A reflash also lost the boot counter: restart it above the hwm
-        (every boot sends an event, so boots <= hwm before), so session ids
-        <device>-<boot>-<n> stay unique too."""
-        self.boot = hwm + 1
-        write(self.root + "/boots", str(self.boot).encode())
-
     def on_config(self, cfg, retained=False):
         if type(cfg) is not dict:
             raise ValueError("config")
@@ -150,7 +145,12 @@ class App:
         if not self.ready and not retained:
             self.ready = True
             if type(hwm) is int and hwm >= self.boot:
-                self._rebooted_above(hwm)
+                # A reflash also lost the boot counter: restart it above the
+                # hwm (every boot sends an event, so boots <= hwm before), so
+                # ids made of <device>-<boot>-<n> stay unique too (the app
+                # reads self.boot after on_config).
+                self.boot = hwm + 1
+                write(self.root + "/boots", str(self.boot).encode())
             self.status()    # the boot status waited for the floor
 
     def _keep_config(self, keep, n):

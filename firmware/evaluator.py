@@ -72,9 +72,9 @@ class Evaluator(App):
         self.inputs = 0
         self.busy_until = 0
 
-    def _rebooted_above(self, hwm):
-        App._rebooted_above(self, hwm)
-        self.desk.boot = self.boot
+    def on_config(self, cfg, retained=False):
+        App.on_config(self, cfg, retained)
+        self.desk.boot = self.boot      # restarted above the agent's hwm after a reflash
 
     def window(self):
         return self.config.get("window") or self.site.get("window") or "-"

@@ -66,9 +66,10 @@ try:
         gc.collect()
         __import__("ui")
         gc.collect()
-    _app = __import__(_board.app)
+    __import__(_board.app)
     gc.collect()
-    _app.main(_board, _console.answer() if _console else None)
+    # (Taken from sys.modules, not kept in a global: every name is a qstr.)
+    __import__(_board.app).main(_board, _console.answer() if _console else None)
 finally:
     if _console:
         _board.reset()

@@ -223,6 +223,11 @@ class Uplink:
                 return
             msg = messages.unseal(self.key, channel, payload, self.last_n[i])
             self.last_n[i] = msg["n"]
+            # A config or a reply carries the agent's last request counter:
+            # ours continue above it.
+            rq = msg.get("rq")
+            if type(rq) is int and rq > self.req_n:
+                self.req_n = rq
             if i == 0:
                 self.outbox.ack(messages.parse_ack(msg))
                 self.acks += 1
@@ -232,32 +237,25 @@ class Uplink:
             elif i == 1:
                 # Commands sent before this config are old news too.
                 self.last_n[2] = max(self.last_n[2], msg["n"])
-                self._took(msg.get("rq"))
                 self.on_config(msg, retained)
-            elif msg.get("cmd") != "reply" or self._reply(msg):
+            elif msg.get("cmd") != "reply":
+                self.on_cmd(msg)
+            else:
+                # A reply: the app sees it when it answers the request waiting
+                # (inline, as the rq above: every method's name is a qstr).
+                a = self.asking
+                if a is None or msg.get("re") != a[1]:
+                    return              # not the request waiting (one replaced, or old)
+                if msg.get("error") == "replayed" and a[1] == a[3]:
+                    # Our counter was behind the agent's (a stale config after
+                    # a boot): once more, above the agent's rq.
+                    self.req_n += 1
+                    a[1], a[2] = self.req_n, False
+                    self.woken = True
+                    return
+                self.asking = None
+                msg["re"] = a[3]        # the counter the app was given
                 self.on_cmd(msg)
         except ValueError as e:        # ProtocolError is a ValueError
             self.bad += 1
             self.log("agent message", e)
-
-    def _took(self, rq):
-        # The agent's last request counter: ours continue above it.
-        if type(rq) is int and rq > self.req_n:
-            self.req_n = rq
-
-    def _reply(self, msg):
-        """True when the app should see this reply."""
-        self._took(msg.get("rq"))
-        a = self.asking
-        if a is None or msg.get("re") != a[1]:
-            return False            # not the request waiting (one replaced, or old)
-        if msg.get("error") == "replayed" and a[1] == a[3]:
-            # Our counter was behind the agent's (a stale config after a boot):
-            # once more, above the agent's rq.
-            self.req_n += 1
-            a[1], a[2] = self.req_n, False
-            self.woken = True
-            return False
-        self.asking = None
-        msg["re"] = a[3]            # the counter the app was given
-        return True
