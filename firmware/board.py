@@ -31,7 +31,9 @@ class Board:
         reset()                 never returns
     """
     name = "none"
-    app = "evaluator"   # the app module main.py runs on this board (a kiosk board: "kiosk")
+    # app = "kiosk": the app module main.py runs on a kiosk board (without
+    # it: "evaluator"; not an attribute here, one entry less in a class dict
+    # the device keeps)
     buttons = None      # name -> callable() returning 0 while pressed (active low)
     display = None      # TextDisplay over a 128x64 framebuf
 

@@ -33,7 +33,7 @@ import time
 import protocol
 from protocol import LEVELS
 from app import App
-from desk import Desk, IDLE, PROMPT, SERVING, PAUSED, name
+from desk import Desk, name
 from outbox import OutboxFull
 from ui import Screen
 import tasks
@@ -54,6 +54,13 @@ _STAFF_I = const(5)          # index of the staff key in BUTTONS
 # button per protocol level, best first, then the staff key.
 BUTTONS = LEVELS + ("staff",)
 _GC_MS = const(500)
+# desk.py's states this module looks at, as its own consts: a const named
+# with `_` costs nothing at run time, a name imported from desk is a global
+# (tests/test_firmware_heap.py checks they stay equal).
+_IDLE = const(0)
+_SERVING = const(1)
+_PAUSED = const(2)
+_PROMPT = const(3)
 
 
 class Evaluator(App):
@@ -217,7 +224,7 @@ class Evaluator(App):
                 st = self.desk.state
                 # The agent's `call` command starts the session with the ticket;
                 # with no link now, the service starts without one, as before.
-                if calls and st != SERVING and st != PAUSED and self.uplink.ask({"op": "next"}) is not None:
+                if calls and st != _SERVING and st != _PAUSED and self.uplink.ask({"op": "next"}) is not None:
                     return
                 self._guarded(now, self.desk.staff_short, now, self.prompt_ms)
         elif down:
@@ -272,13 +279,13 @@ class Evaluator(App):
                 pass                      # tried again next poll
             except ValueError:
                 self._unwritten.pop(0)    # can never be built: counted, alarmed, skipped
-        elif desk.state != IDLE:
+        elif desk.state != _IDLE:
             steps = desk.tick(now)      # a prompt's timeout: one `unrated` step
             if steps:
                 try:
                     self._steps(steps)
                 except (OutboxFull, OSError, MemoryError):
-                    desk.state = PROMPT   # keep the prompt open; retry the unrated step
+                    desk.state = _PROMPT  # keep the prompt open; retry the unrated step
                 except ValueError:
                     pass                  # can never be built: counted, alarmed, not retried
         busy = time.ticks_diff(self.busy_until, now) > 0

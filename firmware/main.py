@@ -59,17 +59,18 @@ if _console:
 else:
     micropython.kbd_intr(3)
 try:
-    # The board names its app (board.app): an evaluator board never loads the
-    # kiosk. Its own modules the same way, one by one, collected after each.
-    if _board.app == "evaluator":
+    # A kiosk board names its app (`app`, board.py); the others run the
+    # evaluator, which never loads the kiosk. The app's own modules the same
+    # way, one by one, collected after each. (`app`: a name the device has anyway.)
+    app = getattr(_board, "app", "evaluator")
+    if app == "evaluator":
         __import__("desk")
         gc.collect()
         __import__("ui")
         gc.collect()
-    __import__(_board.app)
+    app = __import__(app)
     gc.collect()
-    # (Taken from sys.modules, not kept in a global: every name is a qstr.)
-    __import__(_board.app).main(_board, _console.answer() if _console else None)
+    app.main(_board, _console.answer() if _console else None)
 finally:
     if _console:
         _board.reset()

@@ -71,8 +71,7 @@ class Uplink:
         hall, dev = site["hall"], site["device"]
         self.t_events = topics.topic(hall, dev, topics.EVENTS)
         self.t_status = topics.topic(hall, dev, topics.STATUS)
-        self.t_req = topics.topic(hall, dev, topics.REQ)
-        self.t_agent = topics.topic(hall, dev, "")    # + ack, config, cmd: the agent's channels
+        self.t_agent = topics.topic(hall, dev, "")    # + ack, config, cmd: the agent's channels; + req: ours
         self.keepalive = site.get("keepalive_s", 30)
         self.ack_timeout = site.get("ack_timeout_s", 30) * 1000
         self.resend_ms = self.ack_timeout     # grows while no ack comes
@@ -174,7 +173,9 @@ class Uplink:
             a = self.asking
             if a and not a[2]:
                 a[2] = True
-                await mq.publish(self.t_req, messages.seal(self.key, topics.REQ, a[0], a[1]))
+                # The topic made per request (a few a minute), not kept: a str
+                # and a name less in the heap for the device's life.
+                await mq.publish(self.t_agent + topics.REQ, messages.seal(self.key, topics.REQ, a[0], a[1]))
             a = None
             batch = ob.pending(_BATCH, self.sent)
             if batch:
