@@ -21,8 +21,7 @@ import time
 
 from binascii import unhexlify
 
-import protocol
-from protocol import messages
+import protocol.messages     # binds `protocol`: protocol.messages below, one global less
 from clock import Clock
 from outbox import Outbox, OutboxFull
 from uplink import Uplink
@@ -172,7 +171,7 @@ class App:
             self.board.reset()
 
     def presence(self):
-        return messages.encode({"online": True, "fw": self.FW, "boot": self.boot})
+        return protocol.messages.encode({"online": True, "fw": self.FW, "boot": self.boot})
 
     def log(self, what, err):
         self.errors += 1

@@ -9,7 +9,8 @@ the platform.
 """
 import sys
 
-LIGHTS = ("green", "yellow", "red", None)
+# The lights (set_light()): "green", "yellow", "red" or None (off); not a
+# tuple either, for the same reason as the reset causes below.
 # Reset causes (reset_cause()): power_on, watchdog, soft, deep_sleep, brownout,
 # intentional. Not a tuple here: each str in a constant tuple is an object
 # the device keeps in its heap, and nothing checks against it.
@@ -20,7 +21,7 @@ class Board:
     methods (the real ones in board_mcu.py, the simulated in sim/board_sim.py;
     no defaults here: each is a function object a small heap keeps for good):
 
-        set_light(color)        one of LIGHTS
+        set_light(color)        "green", "yellow", "red" or None
         beep(ms)
         mount_flash() -> root   the flash's mount point, mounted once
         wifi_connect(ssid, password); wifi_connected() -> bool

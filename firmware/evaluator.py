@@ -31,7 +31,6 @@ import gc
 import time
 
 import protocol
-from protocol import LEVELS
 from app import App
 from desk import Desk, name
 from outbox import OutboxFull
@@ -52,7 +51,7 @@ _SECOND_MS = const(1000)
 _STAFF_I = const(5)          # index of the staff key in BUTTONS
 # The keys an evaluator board has (board.json, hardware/boards.py): a rating
 # button per protocol level, best first, then the staff key.
-BUTTONS = LEVELS + ("staff",)
+BUTTONS = protocol.LEVELS + ("staff",)
 _GC_MS = const(500)
 # desk.py's states this module looks at, as its own consts: a const named
 # with `_` costs nothing at run time, a name imported from desk is a global
@@ -233,10 +232,12 @@ class Evaluator(App):
                 if self.uplink.ask({"op": "recall"} if i == 0 else {"op": "noshow", "next": True}) is None:
                     self._refuse(now)
                 return
-            self._rating(LEVELS[i], now)
+            self._rating(BUTTONS[i], now)      # a level: i < _STAFF_I
 
     async def _inputs(self):
-        pins = [self.board.buttons[n] for n in BUTTONS]
+        pins = []                # (a loop, not a comprehension: one code record less)
+        for n in BUTTONS:
+            pins.append(self.board.buttons[n])
         down = bytearray(len(BUTTONS))
         same = bytearray(len(BUTTONS))
         self._staff_since = None      # ticks the staff key went down; None while it is up

@@ -59,8 +59,8 @@ def test_text_validation_and_macs_intern_no_qstrs(tmp_path):
         counts[1] - counts[0])
 
 
-def test_evaluator_state_consts_match_the_desk():
-    # The evaluator names the desk's states as its own `_X = const(n)` (no
+def test_state_consts_match_the_desk():
+    # The evaluator and the screen name the desk's states as its own `_X = const(n)` (no
     # global on the device); they must stay desk.py's numbers.
     import ast
 
@@ -71,8 +71,10 @@ def test_evaluator_state_consts_match_the_desk():
                 if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
                 and getattr(n.value.func, "id", None) == "const"}
 
-    desk, ev = consts("desk.py"), consts("evaluator.py")
-    states = [k for k in ev if k in ("IDLE", "SERVING", "PAUSED", "PROMPT", "THANKS")]
-    assert states
-    for k in states:
-        assert ev[k] == desk[k], k
+    desk = consts("desk.py")
+    for mod in ("evaluator.py", "ui.py"):
+        mine = consts(mod)
+        states = [k for k in mine if k in ("IDLE", "SERVING", "PAUSED", "PROMPT", "THANKS")]
+        assert states, mod
+        for k in states:
+            assert mine[k] == desk[k], (mod, k)
