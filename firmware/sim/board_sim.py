@@ -272,18 +272,19 @@ class SimBoard(Board):
         return (self._serve(),)
 
     async def _serve(self):
-        # One task, one harness connection at a time (the harness sends one
-        # request at a time), non-blocking sockets polled as firmware/mqtt.py
-        # does. A poll object tells when a connection waits, so an idle link
-        # raises no EAGAIN every step (an exception object each: heap churn).
-        # The unix port has no hardware watchdog: this task checks the feeds
-        # too (a loop that stops entirely is not caught: nothing runs to check).
+        # One task for every harness connection (a test may hold the staff key
+        # on one while it presses a rating key on another), non-blocking
+        # sockets polled as firmware/mqtt.py does. A poll object tells when a
+        # connection waits to be accepted, so an idle link raises no EAGAIN
+        # every step (an exception object each: heap churn). The unix port
+        # has no hardware watchdog: this task checks the feeds too (a loop
+        # that stops entirely is not caught: nothing runs to check).
         import gc
         import json
         import select
         import socket
         port = int(os.getenv("QL_CONTROL") or "0")
-        ls = c = None
+        ls = None
         p = select.poll()
         if port:
             ls = socket.socket()
@@ -292,59 +293,84 @@ class SimBoard(Board):
             ls.listen(4)
             ls.setblocking(False)
             p.register(ls, select.POLLIN)
-        line = bytes()
+        conns = []      # [socket, bytes read so far, the key its reply waits for (-1: a call) or None]
         while True:
             if self.wdt_timeout and time.ticks_diff(time.ticks_ms(), self.wdt_last) > self.wdt_timeout:
                 self.reset("watchdog")
-            if c is None:
-                for _ in p.ipoll(0):
-                    try:
-                        c = ls.accept()[0]
-                        c.setblocking(False)
-                    except OSError:
-                        c = None
-                    line = bytes()
-                if c is None:
-                    await sleep_ms(_POLL_MS)
-                    continue
-            try:
-                chunk = c.read(256)
-                if chunk is None:
-                    await sleep_ms(_POLL_MS)
-                    continue
-                if not chunk:
-                    raise OSError("closed")
-                line += chunk
-                chunk = None
-                while _NL in line:
-                    i = line.index(_NL)
-                    req, line = line[:i], line[i + 1:]
-                    for attempt in range(10):
-                        # The harness link is not part of the firmware: when the
-                        # shared heap is tight (a burst of sends), it collects,
-                        # lets the firmware finish and tries again rather than
-                        # fail a test for memory a real board would not spend.
-                        try:
-                            reply = self._op(json.loads(req))
-                            break
-                        except MemoryError:
-                            reply = {"error": "no memory"}
-                            gc.collect()
-                            await sleep_ms(20)
-                        except Exception as e:
-                            reply = {"error": str(e) or type(e).__name__}
-                            break
-                    req = None
-                    # A press, a bounce or a call is answered once the firmware took it.
-                    while self.calls or _phase != _REST:
-                        await sleep_ms(_POLL_MS)
-                    # Out a field at a time: the stats are ~700 bytes of JSON, more
-                    # than a fragmented heap may have in one piece. A reply is a
-                    # dict, or (stats) a generator of (name, value) pairs.
-                    sep = "{"       # str pieces: their constants are short names
-                    for k, v in (reply.items() if type(reply) is dict else reply):
-                        mv = memoryview(sep + json.dumps(k) + ":" + json.dumps(v))
-                        sep = ","
+            for _ in p.ipoll(0):
+                try:
+                    c = ls.accept()[0]
+                    c.setblocking(False)
+                    conns.append([c, bytes(), None])
+                except OSError:
+                    pass
+            # A request of each connection per step, all inline: a coroutine
+            # per connection or per reply would be frames in the heap the
+            # bench measures.
+            i = 0
+            while i < len(conns):
+                cn = conns[i]
+                c, w, reply = cn[0], cn[2], None
+                try:
+                    if w is not None:
+                        # A press, a bounce or a call is answered once the
+                        # firmware took it: that key released, the call taken.
+                        if not (self.calls if w < 0 else _phase[w]):
+                            cn[2], reply = None, _OK
+                    else:
+                        line = cn[1]
+                        if _NL not in line:
+                            chunk = c.read(256)
+                            if chunk is not None:
+                                if not chunk:
+                                    raise OSError("closed")
+                                line += chunk
+                            chunk = None
+                        if _NL in line:
+                            j = line.index(_NL)
+                            req, line = line[:j], line[j + 1:]
+                            for attempt in range(10):
+                                # The harness link is not part of the firmware: when the
+                                # shared heap is tight (a burst of sends), it collects,
+                                # lets the firmware finish and tries again rather than
+                                # fail a test for memory a real board would not spend.
+                                try:
+                                    if type(req) is bytes:
+                                        req = json.loads(req)
+                                    reply = self._op(req)
+                                    break
+                                except MemoryError:
+                                    reply = {"error": "no memory"}
+                                    gc.collect()
+                                    await sleep_ms(20)
+                                except Exception as e:
+                                    reply = {"error": str(e) or type(e).__name__}
+                                    break
+                            op = req.get("op") if reply is _OK else None
+                            if op == "press" or op == "glitch":
+                                cn[2], reply = BUTTONS.index(req.get("button")), None
+                            elif op == "call":
+                                cn[2], reply = -1, None
+                            req = None
+                        cn[1] = line
+                        line = None
+                    if reply is not None:
+                        # Out a field at a time: the stats are ~700 bytes of JSON, more
+                        # than a fragmented heap may have in one piece. A reply is a
+                        # dict, or (stats) a generator of (name, value) pairs.
+                        sep = "{"       # str pieces: their constants are short names
+                        for k, v in (reply.items() if type(reply) is dict else reply):
+                            mv = memoryview(sep + json.dumps(k) + ":" + json.dumps(v))
+                            sep = ","
+                            while mv:
+                                n = c.write(mv)
+                                if n is None:
+                                    await sleep_ms(1)
+                                else:
+                                    mv = mv[n:]
+                            mv = None
+                        k = v = reply = None
+                        mv = memoryview("{}\n" if sep == "{" else "}\n")
                         while mv:
                             n = c.write(mv)
                             if n is None:
@@ -352,19 +378,13 @@ class SimBoard(Board):
                             else:
                                 mv = mv[n:]
                         mv = None
-                    k = v = reply = None
-                    mv = memoryview("{}\n" if sep == "{" else "}\n")
-                    while mv:
-                        n = c.write(mv)
-                        if n is None:
-                            await sleep_ms(1)
-                        else:
-                            mv = mv[n:]
-            except (OSError, MemoryError):
-                # The harness sees the link drop and connects again (one retry).
-                c.close()
-                c = None
-                line = bytes()
+                    i += 1
+                except (OSError, MemoryError):
+                    # The harness sees the link drop and connects again (one retry).
+                    c.close()
+                    conns.pop(i)
+                c = cn = reply = None
+            await sleep_ms(_POLL_MS)
 
     def _op(self, req):
         """Act on one harness request; the reply (a dict, or the stats' pairs)."""
