@@ -51,7 +51,8 @@ _SECOND_MS = const(1000)
 _STAFF_I = const(5)          # index of the staff key in BUTTONS
 # The keys an evaluator board has (board.json, hardware/boards.py): a rating
 # button per protocol level, best first, then the staff key.
-BUTTONS = protocol.LEVELS + ("staff",)
+BUTTONS = list(protocol.LEVELS)      # (a list made here: a constant tuple's str would be a heap object)
+BUTTONS.append("staff")
 _GC_MS = const(500)
 # desk.py's states this module looks at, as its own consts: a const named
 # with `_` costs nothing at run time, a name imported from desk is a global

@@ -293,7 +293,10 @@ class SimBoard(Board):
             ls.listen(4)
             ls.setblocking(False)
             p.register(ls, select.POLLIN)
-        conns = []      # [socket, bytes read so far, the key its reply waits for (-1: a call) or None]
+        # Three items a connection, flat (a list each would be two more heap
+        # blocks): its socket, the bytes read so far, the key its reply waits
+        # for (-1: a call; None: none).
+        conns = []
         while True:
             if self.wdt_timeout and time.ticks_diff(time.ticks_ms(), self.wdt_last) > self.wdt_timeout:
                 self.reset("watchdog")
@@ -301,7 +304,9 @@ class SimBoard(Board):
                 try:
                     c = ls.accept()[0]
                     c.setblocking(False)
-                    conns.append([c, bytes(), None])
+                    conns.append(c)
+                    conns.append(bytes())
+                    conns.append(None)
                 except OSError:
                     pass
             # A request of each connection per step, all inline: a coroutine
@@ -309,16 +314,15 @@ class SimBoard(Board):
             # bench measures.
             i = 0
             while i < len(conns):
-                cn = conns[i]
-                c, w, reply = cn[0], cn[2], None
+                c, w, reply = conns[i], conns[i + 2], None
                 try:
                     if w is not None:
                         # A press, a bounce or a call is answered once the
                         # firmware took it: that key released, the call taken.
                         if not (self.calls if w < 0 else _phase[w]):
-                            cn[2], reply = None, _OK
+                            conns[i + 2], reply = None, _OK
                     else:
-                        line = cn[1]
+                        line = conns[i + 1]
                         if _NL not in line:
                             chunk = c.read(256)
                             if chunk is not None:
@@ -348,11 +352,11 @@ class SimBoard(Board):
                                     break
                             op = req.get("op") if reply is _OK else None
                             if op == "press" or op == "glitch":
-                                cn[2], reply = BUTTONS.index(req.get("button")), None
+                                conns[i + 2], reply = BUTTONS.index(req.get("button")), None
                             elif op == "call":
-                                cn[2], reply = -1, None
+                                conns[i + 2], reply = -1, None
                             req = None
-                        cn[1] = line
+                        conns[i + 1] = line
                         line = None
                     if reply is not None:
                         # Out a field at a time: the stats are ~700 bytes of JSON, more
@@ -378,12 +382,14 @@ class SimBoard(Board):
                             else:
                                 mv = mv[n:]
                         mv = None
-                    i += 1
+                    i += 3
                 except (OSError, MemoryError):
                     # The harness sees the link drop and connects again (one retry).
                     c.close()
                     conns.pop(i)
-                c = cn = reply = None
+                    conns.pop(i)
+                    conns.pop(i)
+                c = reply = None
             await sleep_ms(_POLL_MS)
 
     def _op(self, req):
