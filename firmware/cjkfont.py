@@ -18,7 +18,7 @@ _HEADER = const(8)       # b"QLF1", u8 size, u8 reserved, u16 count
 
 _path = FONT_FILE
 # (size, count, index bytes, cell bytearray, cell FrameBuffer, file) once
-# read; None: not looked for yet; False: looked for and absent (boxes until
+# read; None: not looked for yet; (): looked for and absent (boxes until
 # use() names another). One global, not two: each name is a qstr in the heap.
 _font = None
 _inverse = None          # palette for c=0: glyph ink drawn as 0, background left alone
@@ -35,7 +35,7 @@ def use(path):
 def _load():
     global _font
     if _font is None:
-        _font = False
+        _font = ()
         try:
             f = open(_path, "rb")
         except OSError:

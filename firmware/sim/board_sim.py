@@ -295,7 +295,7 @@ class SimBoard(Board):
             p.register(ls, select.POLLIN)
         # Three items a connection, flat (a list each would be two more heap
         # blocks): its socket, the bytes read so far, the key its reply waits
-        # for (-1: a call; None: none).
+        # for (-1: a call; -2: a kiosk's key, board_kiosk_sim; None: none).
         conns = []
         while True:
             if self.wdt_timeout and time.ticks_diff(time.ticks_ms(), self.wdt_last) > self.wdt_timeout:
@@ -319,7 +319,7 @@ class SimBoard(Board):
                     if w is not None:
                         # A press, a bounce or a call is answered once the
                         # firmware took it: that key released, the call taken.
-                        if not (self.calls if w < 0 else _phase[w]):
+                        if not (self.calls if w == -1 else self.keys if w == -2 else _phase[w]):
                             conns[i + 2], reply = None, _OK
                     else:
                         line = conns[i + 1]
@@ -355,6 +355,8 @@ class SimBoard(Board):
                                 conns[i + 2], reply = BUTTONS.index(req.get("button")), None
                             elif op == "call":
                                 conns[i + 2], reply = -1, None
+                            elif op == "key":
+                                conns[i + 2], reply = -2, None
                             req = None
                         conns[i + 1] = line
                         line = None
