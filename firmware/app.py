@@ -21,13 +21,13 @@ import time
 
 from binascii import unhexlify
 
-import protocol
-from protocol import messages
+import protocol.messages     # binds `protocol`: protocol.messages below, one global less
 from clock import Clock
 from outbox import Outbox, OutboxFull
 from uplink import Uplink
 import tasks
 
+_CONFIG = "/config.json"     # the agent's last config, on flash (one str: a long one is a heap object per use)
 
 
 def read_json(path):
@@ -49,14 +49,19 @@ def write(path, data):
 def _lasting(cfg):
     # A config without what changes on every publish: the beacon, the hwm, the
     # counters (rq: the uplink keeps the request counter in memory).
+    # (One by one: each str in a constant tuple is an object in the heap.)
     keep = dict(cfg)
-    for k in ("t", "hwm", "n", "rq"):
-        keep.pop(k, None)
+    keep.pop("t", None)
+    keep.pop("hwm", None)
+    keep.pop("n", None)
+    keep.pop("rq", None)
     return keep
 
 
 class App:
-    FW = "ql-app/0.1"      # each app names its firmware (status, presence)
+    # Each app names its firmware (status, presence); no default here: it
+    # would be one more name in the device's qstr pool.
+    FW: str
 
     def __init__(self, board):
         # Collect early, before the heap fills: fewer, cheaper collections and
@@ -69,14 +74,27 @@ class App:
         if not site:
             raise RuntimeError("not provisioned: no site.json")
         self.site = site
-        self.key = unhexlify(site["key"])
-        self.config = read_json(root + "/config.json") or {}
+        # What only the boot needs (the key as hex, the outbox's geometry, the
+        # CA's name, the hwm, the topics' hall) is taken out of the site as it
+        # is read: out of the small heap, and each name written once (every
+        # long str in the code is an object in that heap).
+        self.key = unhexlify(site.pop("key"))
+        self.config = read_json(root + _CONFIG) or {}
         self.config_bad = bool(protocol.clean_config(self.config))   # fields left out: `config` alarm
-        self.boot = self._count_boot()
-        self.outbox = Outbox(root + "/outbox", site.get("segment_bytes", 4096),
-                             site.get("max_segments", 32))
+        path = root + "/boots"       # the boot counter (inline: one function record less)
+        n = 0
+        try:
+            with open(path) as f:
+                n = int(f.read())
+        except (OSError, ValueError):
+            pass
+        self.boot = n + 1
+        write(path, str(self.boot).encode())
+        self.outbox = Outbox(root + "/outbox", site.pop("segment_bytes", 4096),
+                             site.pop("max_segments", 32))
+        gc.collect()    # what the scan left behind, before the long-lived objects below
         self.clock = Clock()
-        ca = site.get("tls_ca")
+        ca = site.pop("tls_ca", None)
         self.uplink = Uplink(site, self.key, self.outbox, board, self.presence, self.on_config,
                              self.on_cmd, self.log, self.config.get("n"), ca and root + "/" + ca)
         self.started = time.ticks_ms()
@@ -92,41 +110,16 @@ class App:
         # Seqs are never reused, even after a reflash: a device whose flash
         # has never seen the agent's config (hwm) takes no press until it
         # has, unless provisioning wrote the hwm into site.json.
-        hwm = site.get("hwm")
+        hwm = site.pop("hwm", None)
         if type(hwm) is int and hwm > 0:
             self.outbox.raise_floor(hwm)
         self.ready = bool(self.config) or type(hwm) is int
-        self._apply(self.config)
-        # What only the boot needed (the key as hex, the outbox's geometry, the
-        # CA's name, the topics' hall), out of the small heap; the rest stays.
-        for k in ("key", "hall", "tls_ca", "hwm", "segment_bytes", "max_segments"):
-            site.pop(k, None)
-
-    # -- persistence and config ----------------------------------------------
-    def _count_boot(self):
-        path = self.root + "/boots"
-        n = 0
-        try:
-            with open(path) as f:
-                n = int(f.read())
-        except (OSError, ValueError):
-            pass
-        n += 1
-        write(path, str(n).encode())
-        return n
-
-    def _apply(self, cfg):
-        p = cfg.get("prompt_s")
+        p = self.config.get("prompt_s")
         if type(p) is int and p > 0:
             self.prompt_ms = p * 1000
+        site.pop("hall", None)      # the uplink made its topics
 
-    def _rebooted_above(self, hwm):
-        """A reflash also lost the boot counter: restart it above the hwm
-        (every boot sends an event, so boots <= hwm before), so session ids
-        <device>-<boot>-<n> stay unique too."""
-        self.boot = hwm + 1
-        write(self.root + "/boots", str(self.boot).encode())
-
+    # -- persistence and config ----------------------------------------------
     def on_config(self, cfg, retained=False):
         if type(cfg) is not dict:
             raise ValueError("config")
@@ -142,19 +135,26 @@ class App:
         if (self.ready or not retained) and (keep != old or not self.ready):
             self._keep_config(keep, cfg.get("n", 0))
         self.config = cfg
-        self._apply(cfg)
+        p = cfg.get("prompt_s")
+        if type(p) is int and p > 0:
+            self.prompt_ms = p * 1000
         # A retained config may be older than the agent's newest event: a
         # device with no floor yet waits for the live one the agent sends
         # when it sees this device come online.
         if not self.ready and not retained:
             self.ready = True
             if type(hwm) is int and hwm >= self.boot:
-                self._rebooted_above(hwm)
+                # A reflash also lost the boot counter: restart it above the
+                # hwm (every boot sends an event, so boots <= hwm before), so
+                # ids made of <device>-<boot>-<n> stay unique too (the app
+                # reads self.boot after on_config).
+                self.boot = hwm + 1
+                write(self.root + "/boots", str(self.boot).encode())
             self.status()    # the boot status waited for the floor
 
     def _keep_config(self, keep, n):
         keep["n"] = n
-        write(self.root + "/config.json", json.dumps(keep).encode())
+        write(self.root + _CONFIG, json.dumps(keep).encode())
 
     def on_cmd(self, msg):
         """time, status, reset; an app handles the rest (and replies) first."""
@@ -171,7 +171,7 @@ class App:
             self.board.reset()
 
     def presence(self):
-        return messages.encode({"online": True, "fw": self.FW, "boot": self.boot})
+        return protocol.messages.encode({"online": True, "fw": self.FW, "boot": self.boot})
 
     def log(self, what, err):
         self.errors += 1

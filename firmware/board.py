@@ -9,8 +9,11 @@ the platform.
 """
 import sys
 
-LIGHTS = ("green", "yellow", "red", None)
-RESET_CAUSES = ("power_on", "watchdog", "soft", "deep_sleep", "brownout", "intentional")
+# The lights (set_light()): "green", "yellow", "red" or None (off); not a
+# tuple either, for the same reason as the reset causes below.
+# Reset causes (reset_cause()): power_on, watchdog, soft, deep_sleep, brownout,
+# intentional. Not a tuple here: each str in a constant tuple is an object
+# the device keeps in its heap, and nothing checks against it.
 
 
 class Board:
@@ -18,18 +21,20 @@ class Board:
     methods (the real ones in board_mcu.py, the simulated in sim/board_sim.py;
     no defaults here: each is a function object a small heap keeps for good):
 
-        set_light(color)        one of LIGHTS
+        set_light(color)        "green", "yellow", "red" or None
         beep(ms)
         mount_flash() -> root   the flash's mount point, mounted once
         wifi_connect(ssid, password); wifi_connected() -> bool
         rssi() -> dBm or None
         wdt_start(timeout_ms); wdt_feed()
-        reset_cause() -> one of RESET_CAUSES
+        reset_cause() -> one of the reset causes above
         mark_intentional()      remember across the coming reset that we asked for it
         reset()                 never returns
     """
     name = "none"
-    app = "evaluator"   # the app module main.py runs on this board (a kiosk board: "kiosk")
+    # app = "kiosk": the app module main.py runs on a kiosk board (without
+    # it: "evaluator"; not an attribute here, one entry less in a class dict
+    # the device keeps)
     buttons = None      # name -> callable() returning 0 while pressed (active low)
     display = None      # TextDisplay over a 128x64 framebuf
 
@@ -104,7 +109,7 @@ def load(name=None):
     """Return the Board for `name` ('sim', 'esp32', 'rp2', 'kiosk_sim'); default by platform."""
     if name is None:
         name = {"esp32": "esp32", "rp2": "rp2"}.get(sys.platform, "sim")
-    if name not in ("sim", "esp32", "rp2", "kiosk_sim"):
+    if name != "sim" and name != "esp32" and name != "rp2" and name != "kiosk_sim":
         raise ValueError("unknown board " + name)
     mod = __import__("board_" + name)
     # Each board module defines one Board subclass; take it by type, not by name.

@@ -34,7 +34,7 @@ class McuBoard(board.Board):
     """One evaluator's parts on a real board, as board.json wires them."""
     TIMER_ID = -1          # machine.Timer id for the buzzer's one-shot
     WDT_MAX_MS = 0         # 0: the port has no upper limit worth clamping to
-    CAUSES = {}            # machine.reset_cause() value -> board.RESET_CAUSES name
+    CAUSES = {}            # machine.reset_cause() value -> a reset cause named in board.py
 
     def __init__(self):
         board.Board.__init__(self)

@@ -17,23 +17,25 @@ FONT_FILE = "font.qlf"   # relative to the flash root, the firmware's working di
 _HEADER = const(8)       # b"QLF1", u8 size, u8 reserved, u16 count
 
 _path = FONT_FILE
-_font = None             # (size, count, index bytes, cell bytearray, cell FrameBuffer, file) once read
-_tried = False           # the file was looked for (absent: boxes until use() names another)
+# (size, count, index bytes, cell bytearray, cell FrameBuffer, file) once
+# read; None: not looked for yet; (): looked for and absent (boxes until
+# use() names another). One global, not two: each name is a qstr in the heap.
+_font = None
 _inverse = None          # palette for c=0: glyph ink drawn as 0, background left alone
 
 
 def use(path):
     """Draw from the font at `path` from now on (the simulator's flash lives elsewhere)."""
-    global _path, _font, _tried
-    if _font is not None:
+    global _path, _font
+    if _font:
         _font[5].close()
-    _path, _font, _tried = path, None, False
+    _path, _font = path, None
 
 
 def _load():
-    global _font, _tried
-    if not _tried:
-        _tried = True
+    global _font
+    if _font is None:
+        _font = ()
         try:
             f = open(_path, "rb")
         except OSError:
@@ -47,7 +49,7 @@ def _load():
                      framebuf.FrameBuffer(cell, size, size, framebuf.MONO_HLSB), f)
         else:
             f.close()
-    return _font
+    return _font or None
 
 
 def size():

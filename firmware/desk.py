@@ -21,24 +21,28 @@ try:
 except ImportError:  # CPython (type checkers, host tests): a const is its int; no
     const = int         # fallback function, which a device would keep in its heap
 
-IDLE = const(0)
-SERVING = const(1)
-PAUSED = const(2)
-PROMPT = const(3)
-THANKS = const(4)
-NAMES = ("idle", "serving", "paused", "prompt", "thanks")
+# The states. Private consts (`_X`): no globals and no names in the device's
+# heap; evaluator.py and ui.py name the ones they look at the same way
+# (tests/test_firmware_heap.py keeps the numbers equal).
+_IDLE = const(0)
+_SERVING = const(1)
+_PAUSED = const(2)
+_PROMPT = const(3)
+_THANKS = const(4)
 
 
-# Everything a transition may change (Desk.copy_to).
-_STATE = ("state", "n", "session", "ticket", "item", "started", "paused_at",
-          "paused_ms", "service_ms", "until")
+def name(state):
+    """A state's name (the simulator's stats). Code, not a tuple: every str
+    in a constant tuple is an object in the device's heap."""
+    return ("idle" if state == _IDLE else "serving" if state == _SERVING else "paused"
+            if state == _PAUSED else "prompt" if state == _PROMPT else "thanks")
 
 
 class Desk:
     def __init__(self, device, boot):
         self.device = device
         self.boot = boot          # boot counter: session ids stay unique across reboots
-        self.state = IDLE
+        self.state = _IDLE
         self.n = 0
         self.session = None
         self.ticket = None
@@ -50,33 +54,34 @@ class Desk:
         self.until = 0            # prompt deadline or end of the thank-you
 
     def copy_to(self, other):
-        """Copy the session state into another Desk: the evaluator keeps one
-        spare to put the desk back when a transition's events cannot be
-        written (attributes only, so it allocates nothing on a full heap)."""
-        for name in _STATE:
-            setattr(other, name, getattr(self, name))
-
-    def _since(self, now, t):
-        return time.ticks_diff(now, t)
+        """Copy the session state (everything a transition may change) into
+        another Desk: the evaluator keeps one spare to put the desk back when
+        a transition's events cannot be written (attributes only, so it
+        allocates nothing on a full heap; one by one, not from a tuple of
+        their names, which the device would keep in its heap)."""
+        other.state, other.n, other.session = self.state, self.n, self.session
+        other.ticket, other.item, other.started = self.ticket, self.item, self.started
+        other.paused_at, other.paused_ms = self.paused_at, self.paused_ms
+        other.service_ms, other.until = self.service_ms, self.until
 
     def service(self, now):
         """Service time so far, paused time excluded."""
-        if self.state == SERVING:
-            return self._since(now, self.started) - self.paused_ms
-        if self.state == PAUSED:
-            return self._since(self.paused_at, self.started) - self.paused_ms
+        if self.state == _SERVING:
+            return time.ticks_diff(now, self.started) - self.paused_ms
+        if self.state == _PAUSED:
+            return time.ticks_diff(self.paused_at, self.started) - self.paused_ms
         return self.service_ms
 
     def _close(self, now):
         """Steps that close whatever is open, before a new service starts."""
-        if self.state in (SERVING, PAUSED):
+        if self.state == _SERVING or self.state == _PAUSED:
             return self.end(now, 0) + self._unrated()
-        if self.state == PROMPT:
+        if self.state == _PROMPT:
             return self._unrated()
         return []
 
     def _unrated(self):
-        self.state = IDLE
+        self.state = _IDLE
         return [{"action": "unrated", "session": self.session}]
 
     def start(self, now, ticket=None, item=None):
@@ -88,7 +93,7 @@ class Desk:
         self.started = now
         self.paused_ms = 0
         self.service_ms = 0
-        self.state = SERVING
+        self.state = _SERVING
         step = {"action": "started", "session": self.session}
         if ticket:
             step["ticket"] = ticket
@@ -99,53 +104,53 @@ class Desk:
         return steps
 
     def end(self, now, prompt_ms):
-        if self.state == PAUSED:
+        if self.state == _PAUSED:
             self.resume(now)
-        if self.state != SERVING:
+        if self.state != _SERVING:
             return []
         self.service_ms = max(0, self.service(now))
-        self.state = PROMPT
+        self.state = _PROMPT
         self.until = time.ticks_add(now, prompt_ms)
         return [{"action": "ended", "session": self.session,
                  "service_ms": self.service_ms, "paused_ms": self.paused_ms}]
 
     def pause(self, now):
-        if self.state != SERVING:
+        if self.state != _SERVING:
             return []
-        self.state = PAUSED
+        self.state = _PAUSED
         self.paused_at = now
         return [{"action": "paused", "session": self.session}]
 
     def resume(self, now):
-        if self.state != PAUSED:
+        if self.state != _PAUSED:
             return []
-        self.paused_ms += self._since(now, self.paused_at)
-        self.state = SERVING
+        self.paused_ms += time.ticks_diff(now, self.paused_at)
+        self.state = _SERVING
         return [{"action": "resumed", "session": self.session}]
 
     def staff_short(self, now, prompt_ms):
-        if self.state in (SERVING, PAUSED):
+        if self.state == _SERVING or self.state == _PAUSED:
             return self.end(now, prompt_ms)
         return self.start(now)
 
     def staff_long(self, now):
-        if self.state == SERVING:
+        if self.state == _SERVING:
             return self.pause(now)
-        if self.state == PAUSED:
+        if self.state == _PAUSED:
             return self.resume(now)
         return []
 
     def can_rate(self, now):
-        return self.state == PROMPT and self._since(now, self.until) < 0
+        return self.state == _PROMPT and time.ticks_diff(now, self.until) < 0
 
     def rated(self, now, thanks_ms):
         """The rating is on flash: show thanks, take no second rating."""
-        self.state = THANKS
+        self.state = _THANKS
         self.until = time.ticks_add(now, thanks_ms)
 
     def tick(self, now):
-        if self.state == PROMPT and self._since(now, self.until) >= 0:
+        if self.state == _PROMPT and time.ticks_diff(now, self.until) >= 0:
             return self._unrated()
-        if self.state == THANKS and self._since(now, self.until) >= 0:
-            self.state = IDLE
-        return []
+        if self.state == _THANKS and time.ticks_diff(now, self.until) >= 0:
+            self.state = _IDLE
+        return ()       # the empty tuple is a constant: no list every 10 ms

@@ -31,9 +31,8 @@ import gc
 import time
 
 import protocol
-from protocol import LEVELS
 from app import App
-from desk import Desk, NAMES, IDLE, PROMPT, SERVING, PAUSED
+from desk import Desk, name
 from outbox import OutboxFull
 from ui import Screen
 import tasks
@@ -52,8 +51,16 @@ _SECOND_MS = const(1000)
 _STAFF_I = const(5)          # index of the staff key in BUTTONS
 # The keys an evaluator board has (board.json, hardware/boards.py): a rating
 # button per protocol level, best first, then the staff key.
-BUTTONS = LEVELS + ("staff",)
+BUTTONS = list(protocol.LEVELS)      # (a list made here: a constant tuple's str would be a heap object)
+BUTTONS.append("staff")
 _GC_MS = const(500)
+# desk.py's states this module looks at, as its own consts: a const named
+# with `_` costs nothing at run time, a name imported from desk is a global
+# (tests/test_firmware_heap.py checks they stay equal).
+_IDLE = const(0)
+_SERVING = const(1)
+_PAUSED = const(2)
+_PROMPT = const(3)
 
 
 class Evaluator(App):
@@ -72,9 +79,9 @@ class Evaluator(App):
         self.inputs = 0
         self.busy_until = 0
 
-    def _rebooted_above(self, hwm):
-        App._rebooted_above(self, hwm)
-        self.desk.boot = self.boot
+    def on_config(self, cfg, retained=False):
+        App.on_config(self, cfg, retained)
+        self.desk.boot = self.boot      # restarted above the agent's hwm after a reflash
 
     def window(self):
         return self.config.get("window") or self.site.get("window") or "-"
@@ -94,7 +101,7 @@ class Evaluator(App):
                 # `next` with nobody waiting: the staff key starts a service
                 # without a ticket, as it does without a queue.
                 now = time.ticks_ms()
-                self._guarded(lambda: self.desk.staff_short(now, self.prompt_ms), now)
+                self._guarded(now, self.desk.staff_short, now, self.prompt_ms)
             elif err:
                 self.board.beep(300)      # nothing to recall, the link refused: the staff hears it
         else:
@@ -112,7 +119,7 @@ class Evaluator(App):
             self._event("session", step)
             steps.pop(0)
 
-    def _transition(self, steps_fn):
+    def _transition(self, steps_fn, args):
         """A desk transition happens whole or not at all: every step of it on
         flash, in order, or the desk put back as it was (the press refused,
         "busy"). Moving the desk first and losing its `ended` to a full heap
@@ -121,7 +128,7 @@ class Evaluator(App):
         written before anything else happens (_poll)."""
         desk = self.desk
         desk.copy_to(self._before)
-        steps = steps_fn()
+        steps = steps_fn(*args)
         todo = len(steps)
         try:
             self._steps(steps)
@@ -141,8 +148,11 @@ class Evaluator(App):
         self.busy_until = time.ticks_add(now, _BUSY_MS)
         self.board.beep(300)
 
-    def _guarded(self, steps_fn, now):
-        """Run a desk transition unless the outbox cannot take its steps."""
+    def _guarded(self, now, steps_fn, *args):
+        """Run a desk transition, steps_fn(*args) (a Desk method), unless the
+        outbox cannot take its steps. A method and its arguments rather than a
+        lambda: a lambda's closure would make its variables cells, allocated
+        on every call of the function that holds it (_poll: every 10 ms)."""
         if not self.ready:
             self._refuse(now)
             return
@@ -154,7 +164,7 @@ class Evaluator(App):
             self._refuse(now)     # the last transition is not all on flash yet
             return
         try:
-            self._transition(steps_fn)
+            self._transition(steps_fn, args)
         except (OutboxFull, OSError, MemoryError, ValueError):
             self._refuse(now)
 
@@ -173,7 +183,7 @@ class Evaluator(App):
             self.log("call", e)
             self._refuse(now)
             return
-        self._guarded(lambda: self.desk.start(now, ticket, item), now)
+        self._guarded(now, self.desk.start, now, ticket, item)
 
     def _rating(self, level, now):
         desk = self.desk
@@ -214,19 +224,21 @@ class Evaluator(App):
                 st = self.desk.state
                 # The agent's `call` command starts the session with the ticket;
                 # with no link now, the service starts without one, as before.
-                if calls and st != SERVING and st != PAUSED and self.uplink.ask({"op": "next"}) is not None:
+                if calls and st != _SERVING and st != _PAUSED and self.uplink.ask({"op": "next"}) is not None:
                     return
-                self._guarded(lambda: self.desk.staff_short(now, self.prompt_ms), now)
+                self._guarded(now, self.desk.staff_short, now, self.prompt_ms)
         elif down:
             if calls and self._staff_since is not None and (i == 0 or i == 4):
                 self._staff_long = True       # a combination, not a staff press
                 if self.uplink.ask({"op": "recall"} if i == 0 else {"op": "noshow", "next": True}) is None:
                     self._refuse(now)
                 return
-            self._rating(LEVELS[i], now)
+            self._rating(BUTTONS[i], now)      # a level: i < _STAFF_I
 
     async def _inputs(self):
-        pins = [self.board.buttons[n] for n in BUTTONS]
+        pins = []                # (a loop, not a comprehension: one code record less)
+        for n in BUTTONS:
+            pins.append(self.board.buttons[n])
         down = bytearray(len(BUTTONS))
         same = bytearray(len(BUTTONS))
         self._staff_since = None      # ticks the staff key went down; None while it is up
@@ -258,7 +270,7 @@ class Evaluator(App):
         if down[_STAFF_I] and not self._staff_long and \
                 time.ticks_diff(now, self._staff_since) >= self.long_ms:
             self._staff_long = True
-            self._guarded(lambda: desk.staff_long(now), now)
+            self._guarded(now, desk.staff_long, now)
         ticket = self.board.poll_call()
         if ticket:
             self._call(ticket)
@@ -269,13 +281,13 @@ class Evaluator(App):
                 pass                      # tried again next poll
             except ValueError:
                 self._unwritten.pop(0)    # can never be built: counted, alarmed, skipped
-        elif desk.state != IDLE:
+        elif desk.state != _IDLE:
             steps = desk.tick(now)      # a prompt's timeout: one `unrated` step
             if steps:
                 try:
                     self._steps(steps)
                 except (OutboxFull, OSError, MemoryError):
-                    desk.state = PROMPT   # keep the prompt open; retry the unrated step
+                    desk.state = _PROMPT  # keep the prompt open; retry the unrated step
                 except ValueError:
                     pass                  # can never be built: counted, alarmed, not retried
         busy = time.ticks_diff(self.busy_until, now) > 0
@@ -303,7 +315,7 @@ class Evaluator(App):
         yield "outbox", ob.depth()
         yield "dropped", ob.dropped
         yield "corrupt", ob.corrupt
-        yield "state", NAMES[desk.state]
+        yield "state", name(desk.state)
         yield "session", desk.session
         yield "boot", self.boot
         yield "inputs", self.inputs

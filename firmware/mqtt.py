@@ -13,9 +13,12 @@ small heap on every connect); the device does without asyncio (tasks.py). Here:
 - poll() reads what has arrived and handles it: PUBACK, SUBACK, PINGRESP
   and incoming PUBLISH (handed to `on_message`, then acked: the app has
   handled a message before it returns). Its one caller (uplink.py) calls
-  it between publishes and while idle; the waits here call it too;
+  it between publishes and while idle, when ready() says something has
+  arrived (ready() allocates nothing; a call of poll() is a coroutine
+  frame); the waits here call it too;
 - every failure of the link is an OSError; reconnecting is the caller's job
-  (one place: uplink.py);
+  (one place: uplink.py). Its texts are short: a str constant over 10 bytes
+  is an object in the device's heap, a short one a name in flash;
 - TLS when given a CA file (`ca_file`, one DER certificate): the broker's
   certificate must chain to it and name `server_hostname`; anything else
   fails the handshake (an OSError like any other link failure).
@@ -23,6 +26,7 @@ small heap on every connect); the device does without asyncio (tasks.py). Here:
 Nothing here is durable: the outbox keeps events until the agent's protocol
 ack, and the uplink resends them after a reconnect.
 """
+import select
 import socket
 import struct
 import time
@@ -46,6 +50,7 @@ _TCP_NODELAY = const(1)
 _EINPROGRESS = const(115)
 _EAGAIN = const(11)
 _MAX_IN = const(4096)       # incoming messages here are acks and config: small
+_HEAD_MAX = const(128)      # a PUBLISH's fixed header, topic and packet id (topics: ~90 bytes)
 _WAIT_MS = const(1)         # poll step while the socket cannot take or give more
 
 
@@ -84,10 +89,15 @@ class MQTT:
         self.alive = False
         self._pid = 0
         self._s = None
+        self._p = None                   # poll object of the connection (ready())
         self._subacked = False
         self._connacked = False
         # The packet being read: its first byte (-1: none yet), length so far, body.
         self._one = bytearray(1)
+        # A PUBLISH's header is put together here, made once while the heap is
+        # whole: a publish then allocates nothing of its own but a memoryview.
+        # (One writer: the uplink's task is the only caller of publish.)
+        self._head = bytearray(_HEAD_MAX)
         self._kind = -1
         self._len = self._shift = self._got = 0
         self._body = None
@@ -97,12 +107,16 @@ class MQTT:
     # -- connection ------------------------------------------------------
     async def connect(self, clean=True):
         """A new session; after close(), the same client connects again."""
+        # Few locals: this coroutine's frame is allocated on every connect, from
+        # a heap that has been in use for hours (TLS and the packet are made in
+        # helpers whose frames are gone when they return).
         began = time.ticks_ms()
         self._kind = -1
         self._body = None
         self._subacked = False
-        client_id, host, port, user, password, ca_file, server_hostname = self._conn
-        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+        self._connacked = False
+        c = self._conn
+        ai = socket.getaddrinfo(c[1], c[2], 0, socket.SOCK_STREAM)[0]
         s = self._s = socket.socket(ai[0], socket.SOCK_STREAM)
         s.setblocking(False)
         try:
@@ -114,38 +128,54 @@ class MQTT:
         except OSError as e:
             if e.args[0] != _EINPROGRESS:
                 raise
-        # Connected once writable (or refused: an error event).
-        import select
-        p = select.poll()
+        ai = None
+        # Connected once writable (or refused: an error event). The poll
+        # object stays: ready() asks it whether anything has arrived.
+        p = self._p = select.poll()
         p.register(s, select.POLLOUT)
         while True:
             ev = p.poll(0)
             if ev:
                 if ev[0][1] & (select.POLLERR | select.POLLHUP):
-                    raise OSError("connect refused")
+                    raise OSError("refused")
                 break
             if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
-                raise OSError("connect timeout")
+                raise OSError("timeout")
             await sleep_ms(_WAIT_MS)
+        ev = None
+        if c[5]:
+            self._tls(s)
+            p.unregister(s)
+            p.register(self._s, select.POLLIN)
+        else:
+            p.modify(s, select.POLLIN)
         p = None
-        if ca_file:
-            # Wrapped here, on the plain socket with TCP_NODELAY set; the
-            # handshake happens in the first writes, polled like any other.
-            import ssl
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.verify_mode = ssl.CERT_REQUIRED
-            with open(ca_file, "rb") as f:
-                ca = f.read()      # read per connect, not kept: the heap is small
-            try:
-                ctx.load_verify_locations(cadata=ca)
-            except ValueError:
-                raise OSError("bad CA")   # a link failure like any other: retried, never a crash
-            ca = None
-            self._s = ctx.wrap_socket(s, server_hostname=server_hostname,
-                                      do_handshake_on_connect=False)
+        await self._send(self._hello(clean))
+        await self._until(_CONNACK, "no CONNACK", began)
+        self.alive = True
+        self.last_in = time.ticks_ms()
+
+    def _tls(self, s):
+        # Wrapped here, on the plain socket with TCP_NODELAY set; the
+        # handshake happens in the first writes, polled like any other.
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        with open(self._conn[5], "rb") as f:
+            ca = f.read()      # read per connect, not kept: the heap is small
+        try:
+            ctx.load_verify_locations(cadata=ca)
+        except ValueError:
+            raise OSError("bad CA")   # a link failure like any other: retried, never a crash
+        ca = None
+        self._s = ctx.wrap_socket(s, server_hostname=self._conn[6], do_handshake_on_connect=False)
+
+    def _hello(self, clean):
+        """The CONNECT packet."""
+        client_id, user, password = self._conn[0], self._conn[3], self._conn[4]
         flags = 0x02 if clean else 0
-        body = bytearray(b"\x00\x04MQTT\x04\x00")
-        body += struct.pack("!H", self.keepalive)
+        body = bytearray(10)     # protocol name "MQTT", level 4, flags, keepalive
+        struct.pack_into("!H4sBBH", body, 0, 4, "MQTT".encode(), 4, 0, self.keepalive)
         body += _str(client_id)
         will = self._will
         if will:
@@ -158,15 +188,21 @@ class MQTT:
                 flags |= 0x40
                 body += _str(password)
         body[7] = flags
-        self._connacked = False
-        await self._send(bytes([_CONNECT]) + _varlen(len(body)), body)
-        body = None
-        await self._until(_CONNACK, "no CONNACK", began)
-        self.alive = True
-        self.last_in = time.ticks_ms()
+        return bytes([_CONNECT]) + _varlen(len(body)) + body
+
+    def ready(self):
+        """Something has arrived (or the link broke) for poll() to handle.
+        Asked without allocating anything: an idle link then costs its
+        caller no coroutine frame per look."""
+        p = self._p
+        if p is not None:
+            for _ in p.ipoll(0):
+                return True
+        return False
 
     def close(self):
         self.alive = False
+        self._p = None
         if self._s is not None:
             try:
                 self._s.close()
@@ -177,54 +213,86 @@ class MQTT:
         self._body = None
 
     # -- outgoing --------------------------------------------------------
+    def _out(self, mv):
+        """Write what the socket takes of memoryview mv now; the rest (mv
+        itself when it took nothing: its buffer is full)."""
+        s = self._s
+        if s is None:
+            raise OSError("no link")
+        try:
+            k = s.write(mv)
+        except ValueError as e:
+            # MicroPython's ssl says "not signed by the trusted CA" as a
+            # ValueError: to the uplink it is a failed link like any other.
+            raise OSError(str(e).strip())
+        except OSError as e:
+            if e.args[0] != _EAGAIN:
+                raise
+            k = None
+        return mv[k:] if k else mv
+
     async def _send(self, *parts):
         began = time.ticks_ms()
         for p in parts:
             mv = memoryview(p)
-            off, n = 0, len(p)
-            while off < n:
-                s = self._s
-                if s is None:
-                    raise OSError("not connected")
-                try:
-                    k = s.write(mv[off:] if off else mv)
-                except ValueError as e:
-                    # MicroPython's ssl says "not signed by the trusted CA" as a
-                    # ValueError: to the uplink it is a failed link like any other.
-                    raise OSError(str(e).strip())
-                except OSError as e:
-                    if e.args[0] != _EAGAIN:
-                        raise
-                    k = None
-                if k is None:        # the socket's buffer is full: wait, bounded
+            while mv:
+                n = len(mv)
+                mv = self._out(mv)
+                if len(mv) == n:        # the socket's buffer is full: wait, bounded
                     if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
-                        raise OSError("send timeout")
+                        raise OSError("send stuck")
                     await sleep_ms(_WAIT_MS)
-                else:
-                    off += k
         self.last_out = time.ticks_ms()
-
-    def _next_pid(self):
-        self._pid = self._pid % 65535 + 1
-        return self._pid
 
     async def publish(self, topic, payload, qos=1, retain=False):
         """Send; for QoS 1 wait only for room in the window, not the PUBACK."""
         if qos and len(self.inflight) >= self.window:
             await self._until(_PUBACK, "no PUBACK")     # a broker that stopped answering
-        t = _str(topic)
-        first = _PUBLISH | (qos << 1) | (1 if retain else 0)
-        n = len(t) + len(payload) + (2 if qos else 0)
-        head = bytes([first]) + _varlen(n) + t
+        t = memoryview(topic)       # a str's UTF-8 bytes, no copy
+        tl = len(t)
+        if tl > _HEAD_MAX - 9:
+            raise ValueError("topic len")
+        h = self._head
+        h[0] = _PUBLISH | (qos << 1) | (1 if retain else 0)
+        n = 2 + tl + len(payload) + (2 if qos else 0)
+        i = 1
+        while True:                 # the remaining length, 7 bits a byte
+            b = n & 0x7F
+            n >>= 7
+            h[i] = b | 0x80 if n else b
+            i += 1
+            if not n:
+                break
+        struct.pack_into("!H", h, i, tl)
+        h[i + 2:i + 2 + tl] = t
+        i += 2 + tl
+        t = None
         if qos:
-            pid = self._next_pid()
+            self._pid = pid = self._pid % 65535 + 1
             self.inflight[pid] = time.ticks_ms()
-            head += struct.pack("!H", pid)
-        await self._send(head, payload)
+            struct.pack_into("!H", h, i, pid)
+            i += 2
+        # Written here rather than by _send(): a coroutine frame less per event.
+        mv = memoryview(h)[:i]
+        began = time.ticks_ms()
+        while True:
+            n = len(mv)
+            if n:
+                mv = self._out(mv)
+            if not mv:
+                if payload is None:
+                    break
+                mv, payload = memoryview(payload), None
+            elif len(mv) == n:          # the socket's buffer is full: wait, bounded
+                if time.ticks_diff(time.ticks_ms(), began) > self.timeout_ms:
+                    raise OSError("send stuck")
+                await sleep_ms(_WAIT_MS)
+        self.last_out = time.ticks_ms()
 
     async def subscribe(self, topics):
         """topics: [(name, qos)]; waits for the SUBACK."""
-        body = bytearray(struct.pack("!H", self._next_pid()))
+        self._pid = self._pid % 65535 + 1
+        body = bytearray(struct.pack("!H", self._pid))
         for name, qos in topics:
             body += _str(name) + bytes([qos])
         self._subacked = False
@@ -238,7 +306,7 @@ class MQTT:
             began = time.ticks_ms()
         while True:
             if self._s is None:
-                raise OSError("link closed")
+                raise OSError("no link")
             await self.poll()
             if (self._connacked if wait == _CONNACK else self._subacked if wait == _SUBACK
                     else len(self.inflight) < self.window):
@@ -248,7 +316,9 @@ class MQTT:
             await sleep_ms(_WAIT_MS)
 
     async def ping(self):
-        await self._send(bytes([_PINGREQ, 0]))
+        h = self._head          # PINGREQ
+        h[0], h[1] = _PINGREQ, 0
+        await self._send(memoryview(h)[:2])
 
     def stale(self):
         """No packet from the broker for 1.5 keepalives: the link is dead."""
@@ -268,7 +338,7 @@ class MQTT:
         if n is None:
             return 0
         if n == 0:
-            raise OSError("closed by the broker")
+            raise OSError("broker eof")
         return n
 
     async def poll(self):
@@ -290,7 +360,7 @@ class MQTT:
                         raise OSError("bad length")
                     continue
                 if self._len > _MAX_IN:
-                    raise OSError("packet too large")
+                    raise OSError("too large")
                 body = self._body = bytearray(self._len)
                 self._got = 0
             if self._got < len(body):
@@ -304,38 +374,36 @@ class MQTT:
             self._kind = -1
             self._body = None
             self.last_in = time.ticks_ms()
-            await self._handle(kind, body)
-
-    async def _handle(self, kind, data):
-        t = kind & 0xF0
-        if t == _PUBACK:
-            pid = struct.unpack("!H", data)[0]
-            if self.inflight.pop(pid, None) is not None:
-                self.puback += 1
-        elif t == _PUBLISH:
-            await self._incoming(kind, data)
-        elif t == _SUBACK:
-            if b"\x80" in data[2:]:
-                raise OSError("subscription refused")
-            self._subacked = True
-        elif t == _CONNACK:
-            if len(data) != 2 or data[1] != 0:
-                raise OSError("connack %r" % (bytes(data),))
-            self._connacked = True
-        # PINGRESP: last_in is all it is for.
-
-    async def _incoming(self, kind, data):
-        tl = struct.unpack("!H", data[:2])[0]
-        topic = bytes(data[2:2 + tl]).decode()
-        pos = 2 + tl
-        qos = (kind >> 1) & 3
-        pid = None
-        if qos:
-            pid = struct.unpack("!H", data[pos:pos + 2])[0]
-            pos += 2
-        if self.on_message is not None:
-            # The retain flag is set only on messages the broker kept from
-            # before we subscribed; live ones arrive without it.
-            self.on_message(topic, bytes(data[pos:]), bool(kind & 1))
-        if qos == 1:
-            await self._send(bytes([_PUBACK, 2]), struct.pack("!H", pid))
+            # Handled here, not in helper coroutines: each would be a frame
+            # allocated per packet.
+            t = kind & 0xF0
+            if t == _PUBACK:
+                if self.inflight.pop((body[0] << 8) | body[1], None) is not None:
+                    self.puback += 1
+            elif t == _PUBLISH:
+                tl = (body[0] << 8) | body[1]
+                topic = str(memoryview(body)[2:2 + tl], "utf-8")
+                pos = 2 + tl
+                qos = (kind >> 1) & 3
+                pid = 0
+                if qos:
+                    pid = (body[pos] << 8) | body[pos + 1]
+                    pos += 2
+                if self.on_message is not None:
+                    # The retain flag is set only on messages the broker kept from
+                    # before we subscribed; live ones arrive without it.
+                    self.on_message(topic, bytes(memoryview(body)[pos:]), bool(kind & 1))
+                topic = body = None
+                if qos == 1:
+                    # Acked once handled: on_message has returned.
+                    await self._send(bytes((_PUBACK, 2, pid >> 8, pid & 0xFF)))
+            elif t == _SUBACK:
+                for i in range(2, len(body)):
+                    if body[i] == 0x80:
+                        raise OSError("sub denied")
+                self._subacked = True
+            elif t == _CONNACK:
+                if len(body) != 2 or body[1] != 0:
+                    raise OSError("connack %r" % (bytes(body),))
+                self._connacked = True
+            # PINGRESP: last_in is all it is for.

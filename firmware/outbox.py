@@ -53,7 +53,7 @@ error on screen and raises the `outbox_full` alarm in status.
 Memory: RAM holds three 32-bit numbers per segment (first seq, last seq,
 bytes) in arrays sized once at open for max_segments, and the ack ranges,
 never the payloads; pending() reads records from flash as asked, with one
-header buffer and one scratch buffer allocated once. (A list per segment
+header buffer allocated once (and a scratch buffer while open scans). (A list per segment
 was ~64 bytes each on the heap, allocated and freed as segments come and
 go: a full outbox's bookkeeping now costs 12 bytes a segment, allocated at boot.)
 """
@@ -101,7 +101,7 @@ class Outbox:
         self.dropped = 0
         self.corrupt = 0
         self._hdr = bytearray(_HDR)
-        self._scratch = bytearray(_SCRATCH)
+        self._scratch = None  # for the CRCs of the scan at open only
         # Per segment, oldest first, the first _n entries of each: its first
         # and last seq and its size in bytes (see _scan for the capacity).
         self._first = self._last = self._size = None
@@ -191,6 +191,7 @@ class Outbox:
                 except ValueError:
                     pass
         firsts.sort()
+        self._scratch = bytearray(_SCRATCH)
         # Appends stop at max_segments; a smaller max_segments than the flash
         # holds (a changed site.json) still keeps every segment found.
         cap = max(self.max_segments, len(firsts))
@@ -210,6 +211,7 @@ class Outbox:
         # New records always go to a fresh segment after a boot: never append
         # after a torn tail, and the walk above does not leave a handle open.
         self._rotate = True
+        self._scratch = None  # not kept: pending() checks each payload whole
 
     def _push(self, first, last, size):
         i = self._n
@@ -220,27 +222,26 @@ class Outbox:
         """Read records while they check out; return (next seq, end offset)."""
         seq, end = first, 0
         hdr = self._hdr
+        mv = memoryview(self._scratch)
         while True:
             if f.readinto(hdr) != _HDR:
                 return seq, end
             magic, _, n, s, crc = struct.unpack(_HDR_FMT, hdr)
-            if magic != _MAGIC or s != seq or _HDR + n > self.segment_bytes \
-                    or self._crc_file(f, n) != crc:
+            if magic != _MAGIC or s != seq or _HDR + n > self.segment_bytes:
+                return seq, end
+            # The CRC of the header and the payload, read in scratch-sized pieces.
+            c = crc32(memoryview(hdr)[:8])
+            left = n
+            while left:
+                k = min(left, _SCRATCH)
+                if f.readinto(mv[:k]) != k:
+                    return seq, end
+                c = crc32(mv[:k], c)
+                left -= k
+            if c != crc:
                 return seq, end
             seq += 1
             end += _HDR + n
-
-    def _crc_file(self, f, n):
-        """CRC of the header in self._hdr and the next n bytes of f, in scratch-sized pieces."""
-        crc = crc32(memoryview(self._hdr)[:8])
-        mv = memoryview(self._scratch)
-        while n:
-            k = min(n, _SCRATCH)
-            if f.readinto(mv[:k]) != k:
-                return None
-            crc = crc32(mv[:k], crc)
-            n -= k
-        return crc
 
     # ---- append ------------------------------------------------------
 
@@ -338,16 +339,6 @@ class Outbox:
 
     # ---- read and ack ----------------------------------------------------
 
-    def _is_acked(self, seq):
-        if seq <= self._acked:
-            return True
-        for lo, hi in self._above:
-            if lo <= seq <= hi:
-                return True
-            if lo > seq:
-                break
-        return False
-
     def depth(self):
         n = 0
         for i in range(self._n):
@@ -384,7 +375,15 @@ class Outbox:
                     if magic != _MAGIC or s != seq or _HDR + n > self.segment_bytes:
                         self._lost(i, seq)
                         break
-                    if seq < start or self._is_acked(seq):
+                    skip = seq < start or seq <= self._acked   # or acked above the pointer:
+                    if not skip:
+                        for lo, hi in self._above:   # sorted, disjoint
+                            if lo > seq:
+                                break
+                            if seq <= hi:
+                                skip = True
+                                break
+                    if skip:
                         f.seek(n, 1)
                     else:
                         payload = f.read(n)
@@ -426,7 +425,18 @@ class Outbox:
             if nu is not None and lo <= nu:
                 self._acked, moved = hi, True
             else:
-                self._add_above(lo, hi)
+                # Kept above the pointer, merged into sorted disjoint ranges.
+                r = self._above
+                r.append([lo, hi])
+                r.sort()
+                merged = [r[0]]
+                for a, b in r[1:]:
+                    if a <= merged[-1][1] + 1:
+                        if b > merged[-1][1]:
+                            merged[-1][1] = b
+                    else:
+                        merged.append([a, b])
+                self._above = merged
         # Absorb acked ranges that now touch the pointer (possibly across seq gaps).
         while True:
             above = [r for r in self._above if r[1] > self._acked]
@@ -443,32 +453,16 @@ class Outbox:
             self._write_ptr()  # before deleting anything it covers
             self._free_acked()
 
-    def _add_above(self, lo, hi):
-        r = self._above
-        r.append([lo, hi])
-        r.sort()
-        merged = [r[0]]
-        for a, b in r[1:]:
-            if a <= merged[-1][1] + 1:
-                if b > merged[-1][1]:
-                    merged[-1][1] = b
-            else:
-                merged.append([a, b])
-        self._above = merged
-
     def _free_acked(self):
         """Delete segments the pointer covers, except the one being appended to."""
         while self._n and self._last[0] <= self._acked and \
                 (self._n > 1 or self._w is None):
             first = self._first[0]
-            self._drop_oldest()
+            n = self._n - 1
+            for a in (self._first, self._last, self._size):
+                for i in range(n):
+                    a[i] = a[i + 1]
+            self._n = n
             if self._cfirst == first:
                 self._cfirst = 0
             os.remove(self._seg_path(first))
-
-    def _drop_oldest(self):
-        n = self._n - 1
-        for a in (self._first, self._last, self._size):
-            for i in range(n):
-                a[i] = a[i + 1]
-        self._n = n

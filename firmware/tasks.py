@@ -22,10 +22,10 @@ _due = []       # ticks_ms when each may run again
 
 class _Sleep:
     # One object for every sleep: `await sleep_ms(ms)` yields ms up to run()
-    # once, and is done when resumed. StopIteration made once, too.
-    def __init__(self):
-        self.ms = -1
-        self.done = StopIteration()
+    # once, and is done when resumed. StopIteration made once, too (class
+    # attributes: no __init__ function kept in the heap for one instance).
+    ms = -1
+    done = StopIteration()
 
     def __iter__(self):
         return self

@@ -10,24 +10,40 @@ it. Targets are seconds, from the agent's retained config.
 """
 import time
 
-from desk import IDLE, SERVING, PAUSED, PROMPT, THANKS
+try:
+    from micropython import const
+except ImportError:  # CPython (type checkers, host tests): a const is its int
+    const = int
 
-_RETRY_MS = 1000    # while the panel is not answering, try a frame this often
+# desk.py's states, as private consts (no globals, no names on the device).
+_SERVING = const(1)
+_PAUSED = const(2)
+_PROMPT = const(3)
+_THANKS = const(4)
+_RETRY_MS = const(1000)    # while the panel is not answering, try a frame this often
 
-# Fixed texts; tools/ builds the Chinese font subset from these and the config.
-TEXTS = {
-    IDLE: ("Welcome", "欢迎"),
-    SERVING: ("Serving", "服务中"),
-    PAUSED: ("Paused", "暂停服务"),
-    PROMPT: ("Please rate", "请您评价"),
-    THANKS: ("Thank you", "谢谢您的评价"),
-}
-BUSY = ("Busy, sorry", "系统繁忙")
-WAIT = ("Connecting", "正在连接")     # a new or reflashed device waits for the agent's config
+# Fixed texts (tools/fontgen.py puts their Chinese into the font subset,
+# with the config's). Code, not a table: a dict of tuples of strs would be
+# objects the device keeps in its heap for good; these are made when drawn.
+def texts(state, busy=False, ready=True):
+    """The two state rows: English, then Chinese."""
+    if busy:
+        return "Busy, sorry", "系统繁忙"
+    if not ready:
+        return "Connecting", "正在连接"     # a new or reflashed device waits for the agent's config
+    if state == _SERVING:
+        return "Serving", "服务中"
+    if state == _PAUSED:
+        return "Paused", "暂停服务"
+    if state == _PROMPT:
+        return "Please rate", "请您评价"
+    if state == _THANKS:
+        return "Thank you", "谢谢您的评价"
+    return "Welcome", "欢迎"
 
 
 def light(desk, config, now):
-    if desk.state not in (SERVING, PAUSED, PROMPT):
+    if desk.state != _SERVING and desk.state != _PAUSED and desk.state != _PROMPT:
         return None
     targets = config.get("targets") or {}
     target = targets.get(desk.item or "", targets.get("default", 900))
@@ -47,9 +63,9 @@ def rows(desk, config, window, now, busy=False, ready=True):
     if no:
         head = head + " No." + no
     state = desk.state
-    line2, line3 = BUSY if busy else (TEXTS[state] if ready else WAIT)
+    line2, line3 = texts(state, busy, ready)
     staff = config.get("staff") or ""
-    if state in (SERVING, PAUSED) and not busy:
+    if (state == _SERVING or state == _PAUSED) and not busy:
         s = desk.service(now) // 1000
         line2 = "%s %02d:%02d" % (line2, s // 60, s % 60)
         if desk.ticket:           # the number called to this window, for the citizen to check

@@ -71,8 +71,7 @@ class Uplink:
         hall, dev = site["hall"], site["device"]
         self.t_events = topics.topic(hall, dev, topics.EVENTS)
         self.t_status = topics.topic(hall, dev, topics.STATUS)
-        self.t_req = topics.topic(hall, dev, topics.REQ)
-        self.t_agent = topics.topic(hall, dev, "")    # + ack, config, cmd: the agent's channels
+        self.t_agent = topics.topic(hall, dev, "")    # + ack, config, cmd: the agent's channels; + req: ours
         self.keepalive = site.get("keepalive_s", 30)
         self.ack_timeout = site.get("ack_timeout_s", 30) * 1000
         self.resend_ms = self.ack_timeout     # grows while no ack comes
@@ -142,21 +141,16 @@ class Uplink:
             await sleep_ms(step)
             ms -= step
 
-    async def _wifi(self):
-        net, site = self.net, self.site
-        if net.wifi_connected():
-            return
-        net.wifi_connect(site.get("ssid"), site.get("wifi_password"))
-        waited = 0
-        while not net.wifi_connected():
-            if waited >= _WIFI_WAIT_MS:
-                raise OSError("wifi")
-            await self._sleep(250)
-            waited += 250
-
     async def _link(self):
-        site = self.site
-        await self._wifi()
+        site, net = self.site, self.net
+        if not net.wifi_connected():
+            net.wifi_connect(site.get("ssid"), site.get("wifi_password"))
+            waited = 0
+            while not net.wifi_connected():
+                if waited >= _WIFI_WAIT_MS:
+                    raise OSError("wifi")
+                await self._sleep(250)
+                waited += 250
         self.reconnects += 1
         # TLS when provisioning wrote a CA (ca_file): the broker must show a
         # certificate from it.
@@ -171,14 +165,17 @@ class Uplink:
         self.connected = True
         self.sent = 0
         self.last_ack = time.ticks_ms()
-        ob, net = self.outbox, self.net
+        ob = self.outbox
         while mq.alive and net.wifi_connected():
             self.progress = True
-            await mq.poll()          # PUBACKs, acks, configs, commands
+            if mq.ready():
+                await mq.poll()      # PUBACKs, acks, configs, commands
             a = self.asking
             if a and not a[2]:
                 a[2] = True
-                await mq.publish(self.t_req, messages.seal(self.key, topics.REQ, a[0], a[1]))
+                # The topic made per request (a few a minute), not kept: a str
+                # and a name less in the heap for the device's life.
+                await mq.publish(self.t_agent + topics.REQ, messages.seal(self.key, topics.REQ, a[0], a[1]))
             a = None
             batch = ob.pending(_BATCH, self.sent)
             if batch:
@@ -200,12 +197,14 @@ class Uplink:
                     self.resend_ms = min(self.resend_ms * 2, site.get("ack_backoff_max_s", 480) * 1000)
                 self.last_ack = now
             # Wait up to 500 ms for a new event or something from the broker;
-            # polling a flag and the socket allocates nothing. Every 10 ms: an
-            # ack is acted on as soon as it comes, as a reader task would.
+            # looking at a flag and the socket allocates nothing (poll() is
+            # a coroutine frame: called only when something is there). Every
+            # 10 ms: an ack is acted on as soon as it comes, as a reader task would.
             self.woken = False
             for _ in range(50):
                 await sleep_ms(10)
-                await mq.poll()
+                if mq.ready():
+                    await mq.poll()
                 if self.woken or not mq.alive:
                     break
 
@@ -225,6 +224,11 @@ class Uplink:
                 return
             msg = messages.unseal(self.key, channel, payload, self.last_n[i])
             self.last_n[i] = msg["n"]
+            # A config or a reply carries the agent's last request counter:
+            # ours continue above it.
+            rq = msg.get("rq")
+            if type(rq) is int and rq > self.req_n:
+                self.req_n = rq
             if i == 0:
                 self.outbox.ack(messages.parse_ack(msg))
                 self.acks += 1
@@ -234,32 +238,25 @@ class Uplink:
             elif i == 1:
                 # Commands sent before this config are old news too.
                 self.last_n[2] = max(self.last_n[2], msg["n"])
-                self._took(msg.get("rq"))
                 self.on_config(msg, retained)
-            elif msg.get("cmd") != "reply" or self._reply(msg):
+            elif msg.get("cmd") != "reply":
+                self.on_cmd(msg)
+            else:
+                # A reply: the app sees it when it answers the request waiting
+                # (inline, as the rq above: every method's name is a qstr).
+                a = self.asking
+                if a is None or msg.get("re") != a[1]:
+                    return              # not the request waiting (one replaced, or old)
+                if msg.get("error") == "replayed" and a[1] == a[3]:
+                    # Our counter was behind the agent's (a stale config after
+                    # a boot): once more, above the agent's rq.
+                    self.req_n += 1
+                    a[1], a[2] = self.req_n, False
+                    self.woken = True
+                    return
+                self.asking = None
+                msg["re"] = a[3]        # the counter the app was given
                 self.on_cmd(msg)
         except ValueError as e:        # ProtocolError is a ValueError
             self.bad += 1
             self.log("agent message", e)
-
-    def _took(self, rq):
-        # The agent's last request counter: ours continue above it.
-        if type(rq) is int and rq > self.req_n:
-            self.req_n = rq
-
-    def _reply(self, msg):
-        """True when the app should see this reply."""
-        self._took(msg.get("rq"))
-        a = self.asking
-        if a is None or msg.get("re") != a[1]:
-            return False            # not the request waiting (one replaced, or old)
-        if msg.get("error") == "replayed" and a[1] == a[3]:
-            # Our counter was behind the agent's (a stale config after a boot):
-            # once more, above the agent's rq.
-            self.req_n += 1
-            a[1], a[2] = self.req_n, False
-            self.woken = True
-            return False
-        self.asking = None
-        msg["re"] = a[3]            # the counter the app was given
-        return True

@@ -57,3 +57,24 @@ def test_text_validation_and_macs_intern_no_qstrs(tmp_path):
     assert out.returncode == 0 and len(counts) == 2, out.stdout + out.stderr
     assert counts[1] == counts[0], "new names, new device ids and MACs interned %d qstrs" % (
         counts[1] - counts[0])
+
+
+def test_state_consts_match_the_desk():
+    # The evaluator and the screen name the desk's states as its own `_X = const(n)` (no
+    # global on the device); they must stay desk.py's numbers.
+    import ast
+
+    def consts(name):
+        with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "firmware", name)) as f:
+            tree = ast.parse(f.read())
+        return {n.targets[0].id.lstrip("_"): n.value.args[0].value for n in tree.body
+                if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
+                and getattr(n.value.func, "id", None) == "const"}
+
+    desk = consts("desk.py")
+    for mod in ("evaluator.py", "ui.py"):
+        mine = consts(mod)
+        states = [k for k in mine if k in ("IDLE", "SERVING", "PAUSED", "PROMPT", "THANKS")]
+        assert states, mod
+        for k in states:
+            assert mine[k] == desk[k], (mod, k)

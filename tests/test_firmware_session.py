@@ -316,28 +316,23 @@ def test_many_sessions_at_64k(tmp_path, broker):
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1800)      # ~10 min: longer than the suite's 600 s per test
 def test_1000_sessions_at_64k(tmp_path, broker):
     st = _run_sessions(tmp_path, broker, 1000, seed=1000)
     print("heap free at the end:", st["heap"])
 
 
 # Issue 8's goal: the evaluator boots and serves at 48 KiB (beside a second
-# app's needs). Not reached yet: it boots (~42 KB in use) but the heap is too
-# fragmented for the MQTT connect (largest free block ~350 B), so it never
-# hears the agent and every press is "busy". Strict: the day it passes, the
-# marker must go.
-_AT_48K = pytest.mark.xfail(strict=True, reason="issue 8: the evaluator does not serve at 48 KiB yet "
-                                                "(peak ~43 KB; python -m bench.firmware_heap --heap 48k)")
-
-
-@_AT_48K
+# app's needs), peak in use under 40 KB (python -m bench.firmware_heap --heap 48k).
+# `make test` runs QL_FW_SESSIONS (150, ~1.5 min); `make soak` the 1,000
+# (~10 min: the harness's presses and staff keys take ~0.6 s a session).
 def test_many_sessions_at_48k(tmp_path, broker):
     n = int(os.environ.get("QL_FW_SESSIONS", "150"))
     _run_sessions(tmp_path, broker, n, seed=48, heap="48k")
 
 
 @pytest.mark.soak
-@_AT_48K
+@pytest.mark.timeout(1800)
 def test_1000_sessions_at_48k(tmp_path, broker):
     st = _run_sessions(tmp_path, broker, 1000, seed=1048, heap="48k")
     print("heap free at the end:", st["heap"])

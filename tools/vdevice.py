@@ -297,7 +297,8 @@ class VirtualDevice:
                     self._sock.settimeout(timeout)
                     self._sock.sendall(json.dumps(req).encode() + b"\n")
                     line = self._file.readline()
-                    if not line:
+                    if not line.endswith(b"\n"):
+                        # Nothing, or a reply cut short: the power went while it was sent.
                         raise OSError("device closed the link")
                     break
                 except (OSError, ValueError) as e:

@@ -151,21 +151,25 @@ class KioskSimBoard(board_sim.SimBoard):
                     u.pump()
             await sleep_ms(2)
 
-    async def _op(self, req):
+    def _op(self, req):
+        # Synchronous, as board_sim's: the harness link answers a `key` once
+        # the app took it (board_sim.SimBoard._serve waits while self.keys).
         op = req.get("op")
         if op == "key":
-            board_sim._only(req, ("op", "key"))
+            for k in req:
+                if k != "op" and k != "key":
+                    raise ValueError("unknown field " + k)
             k = req.get("key")
             if k not in KEYS:
                 raise ValueError("unknown key " + str(k))
             self.keys.append(k)
-            while k in self.keys:
-                await sleep_ms(5)
-            return {"ok": True}
+            return board_sim._OK
         if op == "screen":
-            board_sim._only(req, ("op",))
+            for k in req:
+                if k != "op":
+                    raise ValueError("unknown field " + k)
             d = self.display
             return {"lines": d.lines, "beeps": self.beeps, "frames": d.frames}
         if op in ("press", "glitch", "call", "display", "pixels"):
             raise ValueError("a kiosk board has no " + op)
-        return await board_sim.SimBoard._op(self, req)
+        return board_sim.SimBoard._op(self, req)

@@ -37,7 +37,6 @@ import framebuf
 import vfs
 
 import lfsblock
-import tasks
 from tasks import sleep_ms
 
 try:
@@ -45,7 +44,7 @@ try:
 except ImportError:  # CPython (type checkers, host tests): a const is its int; no
     const = int         # fallback function, which a device would keep in its heap
 
-from board import Board, TextDisplay, LIGHTS
+from board import Board, TextDisplay
 from protocol import LEVELS
 
 # An evaluator board's keys, as hardware/boards/*.json wire them.
@@ -53,10 +52,28 @@ BUTTONS = LEVELS + ("staff",)
 
 _BLOCK = const(4096)
 _MIN_READS = const(4)      # a held press lasts at least this many samples
+_UP = const(8)             # phase of a released key (+ samples read released)
+_BOUNCE = const(16)        # phase of a contact bounce (+ samples of it read)
 _EXIT_RESET = const(75)    # exit code the runner restarts, as a board reboots
 _POLL_MS = const(5)        # the harness link's poll step
 
 MOUNT = "/flash"
+
+# What the harness does to each key, one byte a key (BUTTONS order), so six
+# keys cost the firmware's heap one small object each rather than a table
+# of six attributes: 0 at rest; 1.. held (1 + samples read while held,
+# counted up to _MIN_READS); _UP.. released (+ samples read released, until
+# _MIN_READS of them: then 0, and the harness knows the firmware saw both
+# edges); _BOUNCE.. a one-sample bounce and the samples of it settling.
+_phase = bytearray(len(BUTTONS))
+_until = [0] * len(BUTTONS)      # ticks a held key is held until
+_REST = bytes(len(BUTTONS))
+_OK = {"ok": True}
+# Error texts are short, and a long str is written once: each str constant
+# over 10 bytes is an object in the heap the firmware gets (short ones are
+# names, in flash on a board and outside the measured heap here).
+_INTENTIONAL = "intentional"
+_NL = b"\n"
 
 
 def mount(image):
@@ -85,48 +102,27 @@ def provision(image, files):
     vfs.umount(MOUNT)
 
 
-class SimButton:
-    """An active-low button the harness presses. A press stays down for its
-    duration and at least a few samples, as a finger does on a real key;
-    `pressing` clears only after a few released samples, so the harness
-    knows the firmware has seen both edges."""
-
-    def __init__(self):
-        self.down_until = 0
-        self.reads = 0
-        self.pressing = False
-        self.released = False
-        self.bounce = 0
-        self.tail = 0
-
-    def glitch(self):
-        self.bounce = 1
-        self.tail = _MIN_READS
-
-    def press(self, ms):
-        self.down_until = time.ticks_add(time.ticks_ms(), ms)
-        self.reads = 0
-        self.released = False
-        self.pressing = True
+class _Key:
+    """One key as the evaluator reads it: 0 while pressed (active low). A
+    press stays down for its time and at least a few samples, as a finger
+    does on a real key (its state: _phase, _until)."""
 
     def __call__(self):
-        if self.bounce:
-            self.bounce -= 1
-            return 0
-        if self.tail:
-            self.tail -= 1      # the contact settles open again
+        i = self.i
+        p = _phase[i]
+        if not p:
             return 1
-        if not self.pressing:
-            return 1
-        if not self.released:
-            if self.reads < _MIN_READS or time.ticks_diff(self.down_until, time.ticks_ms()) > 0:
-                self.reads += 1
+        if p >= _BOUNCE:
+            # The bounce reads pressed once, then the contact settles open.
+            _phase[i] = 0 if p >= _BOUNCE + _MIN_READS else p + 1
+            return 0 if p == _BOUNCE else 1
+        if p < _UP:
+            if p <= _MIN_READS or time.ticks_diff(_until[i], time.ticks_ms()) > 0:
+                if p <= _MIN_READS:
+                    _phase[i] = p + 1
                 return 0
-            self.released = True
-            self.reads = 0
-        self.reads += 1
-        if self.reads >= _MIN_READS:
-            self.pressing = False
+            p = _UP
+        _phase[i] = 0 if p + 1 >= _UP + _MIN_READS else p + 1
         return 1
 
 
@@ -150,7 +146,7 @@ class SimDisplay(TextDisplay):
 
     def text(self, s, x, y, c=1):
         if x < 0 or y < 0 or x >= 128 or y >= 64:
-            raise ValueError("text outside the display")
+            raise ValueError("off panel")
         TextDisplay.text(self, s, x, y, c)
         self._drawing.append((y, x, s))
 
@@ -164,16 +160,22 @@ class SimDisplay(TextDisplay):
         self.frames += 1
 
 
+def _note_cause(path, cause):
+    with open(path, "w") as f:
+        f.write(cause)
+
+
 class SimBoard(Board):
     name = "sim"
 
     def __init__(self):
         Board.__init__(self)
         self.image = os.getenv("QL_FLASH") or "flash.img"
-        self.control_port = int(os.getenv("QL_CONTROL") or "0")
         self.buttons = {}
-        for name in BUTTONS:
-            self.buttons[name] = SimButton()
+        for i in range(len(BUTTONS)):
+            k = _Key()
+            k.i = i
+            self.buttons[BUTTONS[i]] = k
         self.display = SimDisplay(self.faults)
         self.light = None
         self.light_changes = 0
@@ -186,19 +188,26 @@ class SimBoard(Board):
         self.wdt_last = 0
         self.feeds = 0
         self._stats = None
-        self._cause = self._read_cause()
+        # The reset reason survives a reset but not a power cut, like the RTC's.
+        try:
+            with open(self.image + ".reset") as f:
+                cause = f.read().strip()
+        except OSError:
+            cause = ""
+        _note_cause(self.image + ".reset", "running")
+        self._cause = "power_on" if cause == "" or cause == "running" else cause
 
     # -- outputs -------------------------------------------------------
     def set_light(self, color):
-        if color not in LIGHTS:
-            raise ValueError("no such light " + str(color))
+        if color != "green" and color != "yellow" and color != "red" and color is not None:
+            raise ValueError("light " + str(color))
         if color != self.light:
             self.light = color
             self.light_changes += 1
 
     def beep(self, ms):
         if not 0 < ms <= 2000:
-            raise ValueError("beep length")
+            raise ValueError("beep ms")
         self.beeps += 1
 
     # -- storage ---------------------------------------------------------
@@ -233,37 +242,20 @@ class SimBoard(Board):
         self.wdt_last = time.ticks_ms()
         self.feeds += 1
 
-    def _cause_path(self):
-        return self.image + ".reset"
-
-    def _read_cause(self):
-        # Survives a reset but not a power cut, like the RTC's reset reason.
-        try:
-            with open(self._cause_path()) as f:
-                cause = f.read().strip()
-        except OSError:
-            cause = ""
-        self._write_cause("running")
-        return "power_on" if cause in ("", "running") else cause
-
-    def _write_cause(self, cause):
-        with open(self._cause_path(), "w") as f:
-            f.write(cause)
-
     def reset_cause(self):
         return self._cause
 
     def mark_intentional(self):
-        self._write_cause("intentional")
+        _note_cause(self.image + ".reset", _INTENTIONAL)
 
     def reset(self, cause="soft"):
         try:
-            with open(self._cause_path()) as f:
-                if f.read().strip() == "intentional":
-                    cause = "intentional"
+            with open(self.image + ".reset") as f:
+                if f.read().strip() == _INTENTIONAL:
+                    cause = _INTENTIONAL
         except OSError:
             pass
-        self._write_cause(cause)
+        _note_cause(self.image + ".reset", cause)
         print("board reset:", cause)
         sys.exit(_EXIT_RESET)
 
@@ -281,137 +273,185 @@ class SimBoard(Board):
         return (self._serve(),)
 
     async def _serve(self):
-        # A non-blocking socket polled from this task, as firmware/mqtt.py does
-        # (the firmware has no asyncio: tasks.py). The unix port has no hardware
-        # watchdog: this task checks the feeds too (a loop that stops entirely
-        # is not caught: nothing runs to check).
+        # One task for every harness connection (a test may hold the staff key
+        # on one while it presses a rating key on another), non-blocking
+        # sockets polled as firmware/mqtt.py does. A poll object tells when a
+        # connection waits to be accepted, so an idle link raises no EAGAIN
+        # every step (an exception object each: heap churn). The unix port
+        # has no hardware watchdog: this task checks the feeds too (a loop
+        # that stops entirely is not caught: nothing runs to check).
+        import gc
+        import json
+        import select
+        import socket
+        port = int(os.getenv("QL_CONTROL") or "0")
         ls = None
-        if self.control_port:
-            import socket
+        p = select.poll()
+        if port:
             ls = socket.socket()
             ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            ls.bind(socket.getaddrinfo("127.0.0.1", self.control_port)[0][-1])
+            ls.bind(socket.getaddrinfo("127.0.0.1", port)[0][-1])
             ls.listen(4)
             ls.setblocking(False)
+            p.register(ls, select.POLLIN)
+        # Three items a connection, flat (a list each would be two more heap
+        # blocks): its socket, the bytes read so far, the key its reply waits
+        # for (-1: a call; -2: a kiosk's key, board_kiosk_sim; None: none).
+        conns = []
         while True:
             if self.wdt_timeout and time.ticks_diff(time.ticks_ms(), self.wdt_last) > self.wdt_timeout:
                 self.reset("watchdog")
-            try:
-                c = ls.accept()[0] if ls else None
-            except OSError:
-                c = None
-            if c is None:
-                await sleep_ms(_POLL_MS)
-                continue
-            c.setblocking(False)
-            tasks.create_task(self._client(c))
+            for _ in p.ipoll(0):
+                try:
+                    c = ls.accept()[0]
+                    c.setblocking(False)
+                    conns.append(c)
+                    conns.append(bytes())
+                    conns.append(None)
+                except OSError:
+                    pass
+            # A request of each connection per step, all inline: a coroutine
+            # per connection or per reply would be frames in the heap the
+            # bench measures.
+            i = 0
+            while i < len(conns):
+                c, w, reply = conns[i], conns[i + 2], None
+                try:
+                    if w is not None:
+                        # A press, a bounce or a call is answered once the
+                        # firmware took it: that key released, the call taken.
+                        if not (self.calls if w == -1 else self.keys if w == -2 else _phase[w]):
+                            conns[i + 2], reply = None, _OK
+                    else:
+                        line = conns[i + 1]
+                        if _NL not in line:
+                            chunk = c.read(256)
+                            if chunk is not None:
+                                if not chunk:
+                                    raise OSError("closed")
+                                line += chunk
+                            chunk = None
+                        if _NL in line:
+                            j = line.index(_NL)
+                            req, line = line[:j], line[j + 1:]
+                            for attempt in range(10):
+                                # The harness link is not part of the firmware: when the
+                                # shared heap is tight (a burst of sends), it collects,
+                                # lets the firmware finish and tries again rather than
+                                # fail a test for memory a real board would not spend.
+                                try:
+                                    if type(req) is bytes:
+                                        req = json.loads(req)
+                                    reply = self._op(req)
+                                    break
+                                except MemoryError:
+                                    reply = {"error": "no memory"}
+                                    gc.collect()
+                                    await sleep_ms(20)
+                                except Exception as e:
+                                    reply = {"error": str(e) or type(e).__name__}
+                                    break
+                            op = req.get("op") if reply is _OK else None
+                            if op == "press" or op == "glitch":
+                                conns[i + 2], reply = BUTTONS.index(req.get("button")), None
+                            elif op == "call":
+                                conns[i + 2], reply = -1, None
+                            elif op == "key":
+                                conns[i + 2], reply = -2, None
+                            req = None
+                        conns[i + 1] = line
+                        line = None
+                    if reply is not None:
+                        # Out a field at a time: the stats are ~700 bytes of JSON, more
+                        # than a fragmented heap may have in one piece. A reply is a
+                        # dict, or (stats) a generator of (name, value) pairs.
+                        sep = "{"       # str pieces: their constants are short names
+                        for k, v in (reply.items() if type(reply) is dict else reply):
+                            mv = memoryview(sep + json.dumps(k) + ":" + json.dumps(v))
+                            sep = ","
+                            while mv:
+                                n = c.write(mv)
+                                if n is None:
+                                    await sleep_ms(1)
+                                else:
+                                    mv = mv[n:]
+                            mv = None
+                        k = v = reply = None
+                        mv = memoryview("{}\n" if sep == "{" else "}\n")
+                        while mv:
+                            n = c.write(mv)
+                            if n is None:
+                                await sleep_ms(1)
+                            else:
+                                mv = mv[n:]
+                        mv = None
+                    i += 3
+                except (OSError, MemoryError):
+                    # The harness sees the link drop and connects again (one retry).
+                    c.close()
+                    conns.pop(i)
+                    conns.pop(i)
+                    conns.pop(i)
+                c = reply = None
+            await sleep_ms(_POLL_MS)
 
-    async def _client(self, c):
-        import gc
-        import json
-        line = b""
-        try:
-            while True:
-                chunk = c.read(256)
-                if chunk is None:
-                    await sleep_ms(_POLL_MS)
-                    continue
-                if not chunk:
-                    break
-                line += chunk
-                chunk = None
-                while b"\n" in line:
-                    i = line.index(b"\n")
-                    req, line = line[:i], line[i + 1:]
-                    for attempt in range(10):
-                        # The harness link is not part of the firmware: when the
-                        # shared heap is tight (a burst of sends), it collects,
-                        # lets the firmware finish and tries again rather than
-                        # fail a test for memory a real board would not spend.
-                        try:
-                            reply = await self._op(json.loads(req))
-                            break
-                        except MemoryError:
-                            reply = {"error": "MemoryError"}
-                            gc.collect()
-                            await sleep_ms(20)
-                        except Exception as e:
-                            reply = {"error": str(e) or type(e).__name__}
-                            break
-                    req = None
-                    # Out a field at a time: the stats are ~700 bytes of JSON, more
-                    # than a fragmented heap may have in one piece. A reply is a
-                    # dict, or (stats) a generator of (name, value) pairs.
-                    sep = b"{"
-                    for k, v in (reply.items() if type(reply) is dict else reply):
-                        await _send(c, sep + json.dumps(k).encode() + b":" + json.dumps(v).encode())
-                        sep = b","
-                    k = v = None
-                    reply = None
-                    await _send(c, b"{}\n" if sep == b"{" else b"}\n")
-        except OSError:
-            pass
-        c.close()
-
-    async def _op(self, req):
+    def _op(self, req):
+        """Act on one harness request; the reply (a dict, or the stats' pairs)."""
         op = req.get("op")
-        if op == "press":
-            _only(req, ("op", "button", "ms"))
-            b = self._button(req.get("button"))
+        # Strict like the real part: a field the op does not take is refused.
+        # (Code, not a table of tuples: each tuple a device keeps in its heap.)
+        for k in req:
+            if not (k == "op" or k == "button" and (op == "press" or op == "glitch")
+                    or k == "ms" and op == "press" or k == "ticket" and op == "call"
+                    or k == "up" and op == "wifi" or k == "ok" and (op == "flash" or op == "display")):
+                raise ValueError("field " + k)
+        if op == "press" or op == "glitch":
+            i = BUTTONS.index(req.get("button")) if req.get("button") in BUTTONS else -1
+            if i < 0:
+                raise ValueError("button " + str(req.get("button")))
+            if _phase[i]:
+                raise ValueError("held " + BUTTONS[i])
+            if op == "glitch":
+                _phase[i] = _BOUNCE
+                return _OK
             ms = req.get("ms", 60)
             if type(ms) is not int or not 0 < ms <= 10000:
                 raise ValueError("bad ms")
-            b.press(ms)
-            while b.pressing:
-                await sleep_ms(5)
-            return {"ok": True}
-        if op == "glitch":
-            _only(req, ("op", "button"))
-            b = self._button(req.get("button"))
-            b.glitch()
-            while b.bounce or b.tail:
-                await sleep_ms(5)
-            return {"ok": True}
+            _until[i] = time.ticks_add(time.ticks_ms(), ms)
+            _phase[i] = 1
+            return _OK
         if op == "call":
-            _only(req, ("op", "ticket"))
             t = req.get("ticket")
             if type(t) is not str or not 0 < len(t) <= 16:
                 raise ValueError("bad ticket")
-            self.calls.append(t)
-            while self.calls:      # taken by the evaluator's input loop
-                await sleep_ms(5)
-            return {"ok": True}
+            self.calls.append(t)     # taken by the evaluator's input loop
+            return _OK
         if op == "flash":
-            _only(req, ("op", "ok"))
             self.flash.broken = not req.get("ok")     # until the next boot
-            return {"ok": True}
+            return _OK
         if op == "display":
-            _only(req, ("op", "ok"))
             ok = req.get("ok")
             if type(ok) is not bool:
                 raise ValueError("bad ok")
             self.display.plugged = ok
             if not ok and "display" not in self.faults:
                 self.faults.append("display")   # what board_mcu records on a missing ACK
-            return {"ok": True}
+            return _OK
         if op == "clock":
-            _only(req, ("op", "jump_ms"))
-            __import__("clock_jump").jump(int(req.get("jump_ms")))
-            return {"ok": True}
+            # The wall clock jumps (firmware/sim/clock_jump.py, loaded on the first jump).
+            __import__("clock_jump").jump(int(req["jump_ms"]))
+            return _OK
         if op == "wifi":
-            _only(req, ("op", "up"))
             self.wifi_up = bool(req.get("up"))
-            return {"ok": True}
+            return _OK
         if op == "screen":
-            _only(req, ("op",))
             d = self.display
             return {"lines": d.lines, "light": self.light, "beeps": self.beeps,
                     "frames": d.frames, "light_changes": self.light_changes}
         if op == "pixels":
             # Lit pixels in each 16-pixel row band: what the panel shows, not what was asked.
-            _only(req, ("op",))
             if not self.display.plugged:
-                raise ValueError("display unplugged")
+                raise ValueError("unplugged")
             fb, bands = self.display.fb, [0, 0, 0, 0]
             for y in range(64):
                 for x in range(128):
@@ -419,62 +459,30 @@ class SimBoard(Board):
                         bands[y >> 4] += 1
             return {"bands": bands}
         if op == "stats":
-            _only(req, ("op",))
+            # The app's counters, then the board's: pairs made as they are sent.
             return self._stat_pairs()
         if op == "heap_block":
-            # The largest block the heap can give (a bench figure; it collects
-            # a dozen times, so the stats do not ask for it).
-            _only(req, ("op",))
-            return {"heap_block": _largest_free()}
-        raise ValueError("unknown op " + str(op))
+            # The largest block the heap can give now: what fragmentation leaves
+            # of the free total, found by trying (a bench figure; it collects a
+            # dozen times, so the stats do not ask for it).
+            import gc
+            gc.collect()
+            lo, hi = 0, gc.mem_free()
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                try:
+                    b = bytearray(mid)
+                    b = None  # noqa: F841 (freed by the next collection)
+                    lo = mid
+                except MemoryError:
+                    hi = mid - 1
+                gc.collect()
+            return {"heap_block": lo}
+        raise ValueError("op " + str(op))
 
     def _stat_pairs(self):
-        # The app's counters, then the board's: pairs made as they are sent.
         if self._stats:
             yield from self._stats()
         yield "wdt_feeds", self.feeds
         yield "reset", self._cause
         yield "faults", self.faults
-
-    def _button(self, name):
-        b = self.buttons.get(name)
-        if b is None:
-            raise ValueError("unknown button " + str(name))
-        if b.pressing:
-            raise ValueError("button already held " + name)
-        return b
-
-
-def _largest_free():
-    """The largest block the heap can give now (bytes): what fragmentation
-    leaves of the free total. Found by trying; only the simulator asks."""
-    import gc
-    gc.collect()
-    lo, hi = 0, gc.mem_free()
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        try:
-            b = bytearray(mid)
-            b = None  # noqa: F841 (freed by the next collection)
-            lo = mid
-        except MemoryError:
-            hi = mid - 1
-        gc.collect()
-    return lo
-
-
-async def _send(c, data):
-    """All of data out on the non-blocking socket c."""
-    mv, off = memoryview(data), 0
-    while off < len(data):
-        n = c.write(mv[off:])
-        if n is None:
-            await sleep_ms(1)
-        else:
-            off += n
-
-
-def _only(req, allowed):
-    for k in req:
-        if k not in allowed:
-            raise ValueError("unknown field " + k)
