@@ -403,7 +403,8 @@ class SimBoard(Board):
         for k in req:
             if not (k == "op" or k == "button" and (op == "press" or op == "glitch")
                     or k == "ms" and op == "press" or k == "ticket" and op == "call"
-                    or k == "up" and op == "wifi" or k == "ok" and (op == "flash" or op == "display")):
+                    or k == "up" and op == "wifi" or k == "ok" and (op == "flash" or op == "display")
+                    or k == "jump_ms" and op == "clock"):
                 raise ValueError("field " + k)
         if op == "press" or op == "glitch":
             i = BUTTONS.index(req.get("button")) if req.get("button") in BUTTONS else -1
