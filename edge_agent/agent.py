@@ -31,6 +31,8 @@ from edge_agent.sealer import Sealer
 from edge_agent.store import Store, now_ms
 from edge_agent.uplink import Uplink
 
+CLOCK_STEP_S = 2.0     # a wall-clock change this large is a step (NTP slews small ones)
+
 log = logging.getLogger("edge_agent")
 
 # Page cache per connection (SQLite's default is 2 MiB each). Ingest appends
@@ -233,8 +235,17 @@ class Agent:
         rev = self.store.registry_rev()
         wd = systemd.watchdog_interval_s()
         last_wd = 0.0
+        lead = time.time() - time.monotonic()      # the wall clock's lead on the monotonic one
         while not stop.wait(0.5):
             now = time.monotonic()
+            step = time.time() - now - lead
+            if abs(step) > CLOCK_STEP_S:
+                # NTP (or a person) set the Pi's clock: the devices stamp their
+                # events with the agent's time, so they hear it now, not at the
+                # next beacon.
+                log.warning("the Pi's clock was set %+.0f s; sending the devices the time now", step)
+                lead += step
+                last["beacon"] = float("-inf")
             if not self.committer.is_alive():
                 log.error("committer thread ended; exiting so systemd restarts the agent")
                 raise SystemExit(1)

@@ -74,6 +74,17 @@ def day(now_ms, zone):
     return datetime.datetime.fromtimestamp(now_ms / 1000, zone).strftime("%Y-%m-%d")
 
 
+def hall_day(store, now_ms, zone):
+    """The day whose numbers tickets take now: the hall-local day of the
+    agent's clock, never a day before the latest one numbers were taken
+    for. The Pi has no real-time clock: after a power cut it runs on the
+    time it last saved until NTP answers, and a clock set back must not
+    start a day's numbers again (two citizens holding A012) nor hide the
+    tickets waiting today. (A clock set ahead past midnight starts the next
+    day early, as midnight would: README 'Limits'.)"""
+    return max(day(now_ms, zone), store.queues.latest_day() or "")
+
+
 def day_start_ms(day_text, zone):
     d = datetime.datetime.strptime(day_text, "%Y-%m-%d").replace(tzinfo=zone)
     return int(d.timestamp() * 1000)
@@ -221,7 +232,7 @@ class QueueOps:
 
     def op_queues(self, store, device, msg):
         now = self.clock()
-        today = day(now, self.zone)
+        today = hall_day(store, now, self.zone)
         waiting = store.queues.waiting(today)
         out = []
         for q in store.queues.all():
@@ -237,7 +248,7 @@ class QueueOps:
 
     def op_ticket(self, store, device, msg):
         now = self.clock()
-        today = day(now, self.zone)
+        today = hall_day(store, now, self.zone)
         priority = msg.get("priority", False)
         if type(priority) is not bool:
             raise RequestRefused("bad_value", "priority")
@@ -259,7 +270,11 @@ class QueueOps:
             queue = self._queue(store, msg)
         number = store.queues.take(queue, today, 1)[0]
         ticket = ticket_name(queue, number)
-        tid = store.queues.add_ticket(today, ticket, queue, "agent", device["device"], now, priority, code, slot)
+        # Its place in the calling order: never before a ticket given earlier,
+        # whatever the clock says (one set back would put it first).
+        order = max(now, store.queues.last_order(today))
+        tid = store.queues.add_ticket(today, ticket, queue, "agent", device["device"], now, priority, code, slot,
+                                      order)
         if tid is None:      # a kiosk's offline ticket with this number: cannot be, blocks are reserved
             raise RequestRefused("number_taken")
         if code is not None:
@@ -286,7 +301,7 @@ class QueueOps:
     def op_block(self, store, device, msg):
         now = self.clock()
         queue = self._queue(store, msg)
-        today = day(now, self.zone)
+        today = hall_day(store, now, self.zone)
         lo, hi = store.queues.take(queue, today, self.cfg["queue"]["block_size"])
         store.queues.add_block(device["device"], queue, today, lo, hi, now)
         # until: the hall's next midnight (ms), when the block's day is over: the
@@ -301,7 +316,7 @@ class QueueOps:
         served = store.queues.served_by(window)
         if not served:
             raise RequestRefused("no_queue")       # this window calls from no queue
-        t = store.queues.next_waiting(served, day(now, self.zone), now)
+        t = store.queues.next_waiting(served, hall_day(store, now, self.zone), now)
         if t is None:
             raise RequestRefused("empty")
         return self._called(store, t, window, now)
@@ -338,7 +353,8 @@ class QueueOps:
         if type(go_on) is not bool:
             raise RequestRefused("bad_value", "next")
         if go_on:
-            n = store.queues.next_waiting(store.queues.served_by(device["window"]), day(now, self.zone), now)
+            n = store.queues.next_waiting(store.queues.served_by(device["window"]),
+                                          hall_day(store, now, self.zone), now)
             if n is not None:
                 reply.update(self._called(store, n, device["window"], now))
         return reply
@@ -386,8 +402,7 @@ def percentile(values, p):
 def board(store, cfg, now, calls=8):
     """The lobby's call board: the newest calls, and per queue the people
     waiting, the estimated wait, today's wait p50/p90 and no-shows."""
-    zone = tz(cfg)
-    today = day(now, zone)
+    today = hall_day(store, now, tz(cfg))
     waiting = store.queues.waiting(today)
     no_shows = store.queues.no_shows(today)
     waits = {}

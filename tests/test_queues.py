@@ -66,6 +66,24 @@ def test_numbers_start_again_at_the_halls_midnight_not_utcs(hall):
     assert e.value.code == "empty"
 
 
+def test_a_clock_set_back_never_starts_the_days_numbers_again(hall):
+    """The Pi has no real-time clock: after a power cut it runs on the time it
+    last saved until NTP answers. Today's numbers go on, today's waiting
+    tickets are called, and the lobby board shows today."""
+    store, ops, clock = hall
+    clock.ms = at("2026-11-30 14:00:00")
+    assert [op(store, ops.op_ticket, KIOSK, {"queue": "A"})["ticket"] for _ in range(2)] == ["A001", "A002"]
+    clock.ms = at("2026-11-29 17:30:00")         # booted on yesterday evening's saved time
+    assert op(store, ops.op_ticket, KIOSK, {"queue": "A"})["ticket"] == "A003"
+    assert op(store, ops.op_next, W1, {})["ticket"] == "A001"
+    block = op(store, ops.op_block, KIOSK, {"queue": "A"})
+    assert block["day"] == "2026-11-30" and block["from"] == 4
+    assert queues.board(store, ops.cfg, clock.ms)["day"] == "2026-11-30"
+    clock.ms = at("2026-11-30 14:05:00")         # NTP set it right: the same day goes on
+    assert op(store, ops.op_ticket, KIOSK, {"queue": "A"})["ticket"] == "A%03d" % (block["to"] + 1)
+    assert op(store, ops.op_next, W1, {})["ticket"] == "A002"
+
+
 def test_calling_order_priority_then_appointments_in_their_slot_then_arrival(hall):
     store, ops, clock = hall
     clock.ms = at("2026-11-30 09:00:00")

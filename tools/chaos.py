@@ -22,6 +22,11 @@ fills things (tools/faults.py does the county link and the disk):
   clock_jump      one device's wall clock jumps by up to a day either way (board_sim's
                   `clock` op) until the agent's next live beacon; its events carry the
                   wrong time and must still be counted once
+  pi_clock_jump   the Pi's power cut: the agent SIGKILLed and started again on a clock
+                  up to a day behind (a Pi has no real-time clock: it boots on the time
+                  it last saved), which NTP steps right ~10 s later (tools/wallclock.c:
+                  this process's wall clock only, its sleeps untouched); the devices
+                  take the agent's time from its beacons, so theirs jump with it
 
 Beside the evaluators, kiosks (tools/vkiosk.py, as tools/hall.py runs them)
 serve citizens who scan a case posted to the county, print its slip and
@@ -47,11 +52,12 @@ import sys
 import threading
 import time
 
-from tools.faults import CountyLink, SmallDisk
+from tools.faults import CountyLink, SmallDisk, WallClock
 from tools.procs import Mosquitto, Proc, VENV_BIN, free_port, healthy, wait_for
 
 FAULTS = ("agent_kill", "broker_kill", "county_5xx", "county_hang", "county_slow", "uplink_drop",
-          "power_cut", "disk_full", "device_replace", "clock_jump")
+          "power_cut", "disk_full", "device_replace", "clock_jump", "pi_clock_jump")
+PI_CLOCK_HOLD_S = 10.0       # until NTP sets the Pi's clock right
 EDGE_AGENT = os.path.join(VENV_BIN, "edge-agent")
 HALL = "chaos-hall"
 TOKEN = "tok-chaos-" + "c" * 16
@@ -170,6 +176,8 @@ def schedule(seed, seconds, devices, kinds=FAULTS, every_s=6.0, kiosks=()):
             target = None
         if kind == "clock_jump":
             hold = rng.choice((-1, 1)) * rng.randint(60, 86400) * 1000     # ms, not a hold
+        elif kind == "pi_clock_jump":
+            hold = -rng.randint(60, 86400) * 1000
         else:
             hold = round(rng.uniform(0.3, 3.0) if kind == "power_cut" else rng.uniform(2.0, 10.0), 2)
         out.append((round(t, 2), kind, target, hold))
@@ -205,7 +213,9 @@ class ChaosHall:
         self.broker_dir = os.path.join(self.work, "broker")
         self.broker = None
         self.http_port = free_port()
-        self.agent = Proc("edge-agent", [EDGE_AGENT, "run", "--config", self.config], self.work)
+        self.clock = WallClock(os.path.join(self.work, "pi-clock")) if WallClock.available() else None
+        self.agent = Proc("edge-agent", [EDGE_AGENT, "run", "--config", self.config], self.work,
+                          env=self.clock.env() if self.clock else None)
         self.devices = {}          # name at the window -> VirtualDevice (a replaced board's successor too)
         self.kiosks = {}           # name -> VirtualKiosk
         self.desk = None           # the TicketDesk
@@ -449,6 +459,15 @@ class ChaosHall:
             before = vd.stats()["clock"]
             vd._rpc({"op": "clock", "jump_ms": hold})
             return "clock %d -> %d" % (before, vd.stats()["clock"])
+        elif kind == "pi_clock_jump":
+            if not self.clock:
+                return "skipped: no C compiler for the wall-clock shim"
+            self.agent.kill()
+            self.clock.jump(hold)
+            self._start_agent()
+            time.sleep(PI_CLOCK_HOLD_S)
+            self.clock.reset()
+            return "restarted %+d s behind, set right after %.0f s" % (hold // 1000, PI_CLOCK_HOLD_S)
         return "done"
 
     def _replace(self, name):
@@ -504,7 +523,7 @@ class ChaosHall:
             self.seed, self.seconds, len(self.names), self.county.db.split("?")[0]))
         for at, kind, target, hold in self.plan:
             self.log("  %6.1fs %-14s %-6s %s" % (at, kind, target or "", "jump %+d s" % (hold // 1000)
-                                                     if kind == "clock_jump" else "hold %.1fs" % hold))
+                                                     if kind.endswith("clock_jump") else "hold %.1fs" % hold))
         citizens = [threading.Thread(target=self._citizen, args=(d, random.Random(self.rng.random())), daemon=True)
                     for d in self.names]
         citizens += [threading.Thread(target=self._kiosk_citizen, args=(k, random.Random(self.rng.random())),

@@ -13,6 +13,7 @@ import os
 import select
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -184,3 +185,57 @@ class SmallDisk:
         if self.mounted:
             subprocess.run(["umount", "-l", self.path], capture_output=True)
             self.mounted = False
+
+
+class WallClock:
+    """The hall Pi's wall clock for one process (the agent): `jump(ms)` moves
+    it, `reset()` is NTP setting it right again. tools/wallclock.c, built here
+    with the machine's C compiler and loaded with LD_PRELOAD (`env()`), reads
+    the offset from a file of ours; only the wall clock moves, never the
+    monotonic one, so the process's sleeps and timeouts run as before — as on
+    a Pi whose clock is set. `available()` says if a compiler is there."""
+
+    SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wallclock.c")
+
+    def __init__(self, path):
+        self.path = os.path.abspath(path)
+        self.offset_ms = 0
+        self._write(0)
+
+    @staticmethod
+    def available():
+        return shutil.which("cc") is not None
+
+    @classmethod
+    def library(cls):
+        """The shim, built once per source change into build/."""
+        out = os.path.join(os.path.dirname(os.path.dirname(cls.SOURCE)), "build", "wallclock.so")
+        if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(cls.SOURCE):
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            cc = subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-Wall", "-Werror", "-o", out + ".tmp", cls.SOURCE,
+                                 "-ldl"], capture_output=True, text=True)
+            if cc.returncode:
+                raise RuntimeError("building %s failed:\n%s" % (cls.SOURCE, cc.stderr))
+            os.replace(out + ".tmp", out)
+        return out
+
+    def env(self):
+        """The environment that gives a child process this clock."""
+        return {"LD_PRELOAD": self.library(), "QL_WALLCLOCK_FILE": self.path}
+
+    def jump(self, ms):
+        self.offset_ms += int(ms)
+        self._write(self.offset_ms)
+
+    def reset(self):
+        self.offset_ms = 0
+        self._write(0)
+
+    def _write(self, ms):
+        # One 8-byte write at offset 0 of a file the reader has mapped: the
+        # page cache is shared, the reader sees the new value on its next call.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, struct.pack("<q", ms), 0)
+        finally:
+            os.close(fd)

@@ -62,6 +62,14 @@ class Queues:
             "SET last = last + excluded.last RETURNING last", (queue, day, n)).fetchone()[0]
         return last - n + 1, last
 
+    def last_order(self, day):
+        """The latest place in a day's calling order (ms), or 0."""
+        return self.conn.execute("SELECT coalesce(max(order_ms), 0) FROM tickets WHERE day = ?", (day,)).fetchone()[0]
+
+    def latest_day(self):
+        """The latest day numbers were taken for ('YYYY-MM-DD'), or None."""
+        return self.conn.execute("SELECT max(day) FROM queue_numbers").fetchone()[0]
+
     def last_number(self, queue, day):
         row = self.conn.execute("SELECT last FROM queue_numbers WHERE queue = ? AND day = ?",
                                 (queue, day)).fetchone()
@@ -85,12 +93,14 @@ class Queues:
 
     # -- tickets
     def add_ticket(self, day, ticket, queue, source, device, issued_ms, priority=False, appointment=None,
-                   slot_ms=None):
-        """The new ticket's id; None when that day already has this ticket."""
+                   slot_ms=None, order_ms=None):
+        """The new ticket's id; None when that day already has this ticket.
+        order_ms: its place in the calling order (default: its issue time)."""
         cur = self.conn.execute(
             "INSERT INTO tickets (day, ticket, queue, priority, appointment, slot_ms, device, source, issued_ms, "
             "order_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(day, ticket) DO NOTHING",
-            (day, ticket, queue, int(bool(priority)), appointment, slot_ms, device, source, issued_ms, issued_ms))
+            (day, ticket, queue, int(bool(priority)), appointment, slot_ms, device, source, issued_ms,
+             issued_ms if order_ms is None else order_ms))
         return cur.lastrowid if cur.rowcount > 0 else None
 
     def ticket(self, ticket_id):
