@@ -16,3 +16,15 @@ def broker(tmp_path):
     b = Mosquitto(str(tmp_path / "broker")).start()
     yield b
     b.stop()
+
+
+@pytest.fixture
+def evaluator_hall(tmp_path):
+    """A whole hall (tools/hall.py: Mosquitto, county, agent) with one
+    evaluator, ev-01 at A01, on the firmware's 64 KiB heap."""
+    from tools.hall import Hall
+    h = Hall(str(tmp_path / "hall"), hall="fw-hall", devices=1, heapsize="64k")
+    try:
+        yield h.start()
+    finally:
+        h.stop()

@@ -120,6 +120,32 @@ def wait_state(vk, states, timeout=30):
     return wait_for(lambda: vk.state() in states and vk.state(), timeout, 0.05, what="kiosk in %s" % (states,))
 
 
+def take_ticket(vk, choice, level="satisfied"):
+    """A citizen at the thank-you or idle screen takes a ticket of the menu's
+    `choice` (1..n) as fast as keys can be pressed, reads the number and rates
+    the transaction: (ticket, printed). The kiosk takes one key at a time, and
+    a key answered has been taken, so only the menu and the number are waited for."""
+    vk.tap("ticket")
+    wait_for(lambda: any(line.startswith("%d " % choice) for line in vk.lines()), 20, 0.02, what="the queue menu")
+    vk.tap(str(choice))
+    shown = wait_for(lambda: _number_shown(vk.lines()), 30, 0.02, what="the ticket's number")
+    vk.tap("back")                       # read: on to the rating prompt
+    vk.tap(level)
+    return shown
+
+
+def _number_shown(lines):
+    # The message after a ticket: "Your number A012" or "Your number A012 (not printed)".
+    if len(lines) != 2:                  # (the printing screen has four lines)
+        return None
+    if lines[0].startswith("Cannot"):
+        raise AssertionError("the kiosk gave no ticket: %s" % lines)
+    if not lines[0].startswith("Your number "):
+        return None
+    words = lines[0].split()
+    return words[2], not lines[0].endswith("(not printed)")
+
+
 def drained(vk, timeout=120):
     wait_for(lambda: vk.stats()["outbox"] == 0, timeout, 0.2, what="the kiosk's outbox acked")
 
