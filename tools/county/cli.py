@@ -246,7 +246,7 @@ def cmd_report(args):
         data = (json.dumps(r, ensure_ascii=False, indent=1) + "\n").encode()
     elif args.format == "csv":
         # The BOM tells Excel the file is UTF-8; without it the Chinese is garbled.
-        sheet = report_text.bad_csv if args.list == "bad" else report_text.figures_csv
+        sheet = {"bad": report_text.bad_csv, "queues": report_text.queues_csv}.get(args.list, report_text.figures_csv)
         data = sheet(r).encode("utf-8-sig")
     else:
         data = report_text.text(r).encode()
@@ -379,9 +379,10 @@ def _report_args():
                              help="text: aligned tables; csv: UTF-8 with BOM for Excel; json, xlsx (needs "
                                   "--out) and html (the page with charts): as the HTTP API serves them "
                                   "(default: text)")),
-        (("--list",), dict(choices=("figures", "bad"),
-                           help="only the figures, or only the bad-rating follow-up list (差评整改清单); "
-                                "CSV holds one of them per file, the figures unless --list bad")),
+        (("--list",), dict(choices=("figures", "bad", "queues"),
+                           help="only the figures, only the bad-rating follow-up list (差评整改清单), or only "
+                                "the queue figures (排队叫号: per queue, day and hour); CSV holds one of them "
+                                "per file, the figures unless --list bad or queues")),
         (("--out",), dict(metavar="FILE", help="write here instead of standard output")),
         (("--profile",), dict(default="national", metavar="NAME",
                               help="the province profile for case lights and deadlines (default: %(default)s)")),
