@@ -7,8 +7,6 @@ simulated printer and scanner.
 The county's day is fixed (TODAY), so the cases posted through its case
 API at start (CASE_EVENTS, as the hall's business system would) have known
 states, promised dates and lights (CASES)."""
-import json
-import sqlite3
 import urllib.request
 
 from harness import wait_for
@@ -72,24 +70,16 @@ class Hall:
     def db_path(self):
         return self.whole.work_dir + "/agent.db"
 
-    def _agent_db(self, sql, args=()):
-        db = sqlite3.connect(self.db_path, timeout=30)
-        try:
-            return db.execute(sql, args).fetchall()
-        finally:
-            db.close()
-
     def cached(self):
-        return [c for (c,) in self._agent_db('SELECT "case" FROM cases')]
+        return [c for (c,) in self.whole.agent_rows('SELECT "case" FROM cases')]
 
     def of_kind(self, kind):
         """The agent's stored events of `kind` (bodies), by device and seq."""
-        rows = self._agent_db("SELECT body FROM events WHERE kind = ? ORDER BY device, seq", (kind,))
-        return [json.loads(b) for (b,) in rows]
+        return self.whole.agent_events(kind)
 
     def jobs(self):
         """The agent's print jobs: {job: (case, sha)}."""
-        return {j: (c, sha) for j, c, sha in self._agent_db('SELECT job, "case", sha FROM print_jobs')}
+        return {j: (c, sha) for j, c, sha in self.whole.agent_rows('SELECT job, "case", sha FROM print_jobs')}
 
     def at_county(self, kind):
         return self.whole.county_events(kind)

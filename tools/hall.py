@@ -24,6 +24,21 @@ from edge_agent.config import write_private
 from tools.procs import Mosquitto, Proc, VENV_BIN, free_port, wait_port, wait_for
 
 
+def store_rows(path, sql, args=()):
+    """Rows of a query on an agent's store (its SQLite file), as committed."""
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def stored_events(path, kind):
+    """An agent's stored events of `kind` (their bodies), by device and seq."""
+    return [json.loads(b) for (b,) in store_rows(path, "SELECT body FROM events WHERE kind = ? "
+                                                       "ORDER BY device, seq", (kind,))]
+
+
 def _toml_str(s):
     return json.dumps(s, ensure_ascii=False)
 
@@ -154,17 +169,10 @@ class Hall:
 
     # -- the agent ------------------------------------------------------------------
     def agent_rows(self, sql, args=()):
-        """Rows of a query on the agent's store (agent.db), as committed."""
-        db = sqlite3.connect(os.path.join(self.work_dir, "agent.db"), timeout=30)
-        try:
-            return db.execute(sql, args).fetchall()
-        finally:
-            db.close()
+        return store_rows(os.path.join(self.work_dir, "agent.db"), sql, args)
 
     def agent_events(self, kind):
-        """The agent's stored events of `kind` (their bodies), by device and seq."""
-        return [json.loads(b) for (b,) in self.agent_rows(
-            "SELECT body FROM events WHERE kind = ? ORDER BY device, seq", (kind,))]
+        return stored_events(os.path.join(self.work_dir, "agent.db"), kind)
 
     # -- the county -----------------------------------------------------------------
     def _county_call(self, method, path, token, doc=None):
