@@ -16,8 +16,8 @@ from fastapi.responses import HTMLResponse, Response
 from tools.county import charts, report, schema, waits, xlsx
 from tools.county.app import (COUNTY_SECURITY, DEADLINE, HALL, HALL_SECURITY, MONTH, TZ, answer, need_county,
                               need_reports)
-from tools.county.report_text import (CHANNEL_ZH, LEVEL_ZH, NONE, QUEUE_COUNTS, QUEUE_SCOPE_ZH, QUEUE_WAITS,
-                                     QUEUE_WHEN_ZH, duration, percent)
+from tools.county.report_text import (CHANNEL_ZH, LEVEL_ZH, NONE, QUEUE_COUNTS, QUEUE_NOTE, QUEUE_SCOPE_ZH,
+                                     QUEUE_WAITS, QUEUE_WHEN_ZH, duration, percent, wait)
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PAGE_MONTH = Query(None, pattern=r"^2\d{3}-(0[1-9]|1[0-2])$", description="YYYY-MM; this month when left out")
@@ -187,15 +187,14 @@ def _queues(r):
     """排队叫号: per queue for the month, each day and each hour (waits.py's figures)."""
     if not r.get("queues"):
         return []
-    out = ["<h2>排队叫号</h2>", '<p class="note">等候 = 取号到首次叫号; p50/p90 为最近秩百分位</p>']
+    out = ["<h2>排队叫号</h2>", '<p class="note">%s</p>' % escape(QUEUE_NOTE)]
     for scope in waits.SCOPES:
         when = QUEUE_WHEN_ZH[scope]
         head = ["队列"] + ([when] if when else []) + [h for h, _ in QUEUE_COUNTS + QUEUE_WAITS]
         out.append('<h3>%s</h3><table data-table="queues-%s"><tr>%s</tr>' % (
             QUEUE_SCOPE_ZH[scope], scope, "".join("<th>%s</th>" % h for h in head)))
         for q, w, f in waits.rows(r["queues"], scope):
-            cells = [f[k] for _, k in QUEUE_COUNTS] + [duration(None if f[k] is None else f[k] * 1000)
-                                                       for _, k in QUEUE_WAITS]
+            cells = [f[k] for _, k in QUEUE_COUNTS] + [wait(f[k]) for _, k in QUEUE_WAITS]
             out.append('<tr data-row="%s"><td>%s</td>%s%s</tr>' % (
                 escape(q + ("/" + w if w else "")), escape(q), "<td>%s</td>" % escape(w) if w else "",
                 "".join('<td class="n">%s</td>' % c for c in cells)))

@@ -22,6 +22,7 @@ QUEUE_WHEN_ZH = {"month": None, "day": "日期", "hour": "时段"}
 QUEUE_COUNTS = [("取号", "issued"), ("叫号", "called"), ("过号", "no_show"), ("重呼", "recalled"),
                 ("转移", "transferred")]
 QUEUE_WAITS = [("等候 p50", "wait_p50_s"), ("等候 p90", "wait_p90_s"), ("最长等候", "wait_max_s")]
+QUEUE_NOTE = "等候 = 取号到首次叫号; p50/p90 为最近秩百分位"
 
 
 def width(s):
@@ -48,6 +49,11 @@ def duration(ms):
     s = (ms + 500) // 1000
     h, m = s // 3600, s // 60 % 60
     return "%d:%02d:%02d" % (h, m, s % 60) if h else "%d:%02d" % (m, s % 60)
+
+
+def wait(s):
+    """A wait in whole seconds (waits.py) as duration() shows it."""
+    return duration(None if s is None else s * 1000)
 
 
 def percent(p):
@@ -105,7 +111,7 @@ def text(report):
         out += ["", "按窗口"] + _figures(report, "windows", "window", "窗口")
         out += ["", "按经办人"] + _figures(report, "staff", "staff", "经办人编号")
     if report.get("queues"):
-        out += ["", "排队叫号  (等候 = 取号到首次叫号; p50/p90 为最近秩百分位)"]
+        out += ["", "排队叫号  (%s)" % QUEUE_NOTE]
         for scope in ("month", "day", "hour"):
             out += ([] if scope == "month" else ["", "排队叫号 " + QUEUE_SCOPE_ZH[scope]]) + _queue_table(
                 report["queues"], scope)
@@ -137,7 +143,7 @@ def text(report):
 def _queue_table(queues, scope):
     when = QUEUE_WHEN_ZH[scope]
     rows = [[q] + ([w] if when else []) + [str(f[k]) for _, k in QUEUE_COUNTS]
-            + [duration(None if f[k] is None else f[k] * 1000) for _, k in QUEUE_WAITS]
+            + [wait(f[k]) for _, k in QUEUE_WAITS]
             for q, w, f in waits.rows(queues, scope)]
     header = ["队列"] + ([when] if when else []) + [h for h, _ in QUEUE_COUNTS + QUEUE_WAITS]
     return table(header, rows, right_from=2 if when else 1)
