@@ -4,12 +4,11 @@ Starts `edge-agent run` on a test's broker with the devices registered and
 the windows staffed, and reads back what it committed to SQLite, with the
 same questions the tests ask: events of a kind, conflicts, refusals. kill()
 is a real SIGKILL (an agent outage: devices keep their backlog)."""
-import json
 import os
-import sqlite3
 
 from harness import free_port
 from test_agent_support import edge_agent, start_agent, write_config
+from tools.hall import store_rows, stored_events
 
 
 class RealAgent:
@@ -44,15 +43,10 @@ class RealAgent:
             self.proc.stop()
 
     def _query(self, sql, args=()):
-        db = sqlite3.connect(self.db_path, timeout=30)
-        try:
-            return db.execute(sql, args).fetchall()
-        finally:
-            db.close()
+        return store_rows(self.db_path, sql, args)
 
     def of_kind(self, kind):
-        return [json.loads(b) for (b,) in self._query(
-            "SELECT body FROM events WHERE kind = ? ORDER BY device, seq", (kind,))]
+        return stored_events(self.db_path, kind)
 
     @property
     def conflicts(self):

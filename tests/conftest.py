@@ -18,6 +18,18 @@ def broker(tmp_path):
     b.stop()
 
 
+@pytest.fixture
+def evaluator_hall(tmp_path):
+    """A whole hall (tools/hall.py: Mosquitto, county, agent) with one
+    evaluator, ev-01 at A01, on the firmware's 64 KiB heap."""
+    from tools.hall import Hall
+    h = Hall(str(tmp_path / "hall"), hall="fw-hall", devices=1, heapsize="64k")
+    try:
+        yield h.start()
+    finally:
+        h.stop()
+
+
 def pytest_collection_modifyitems(config, items):
     """A soak run lasts as long as it is asked to (`make soak HOURS=N`): its
     limit is those hours and one more, not the suite's 600 s per test (which

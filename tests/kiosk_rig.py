@@ -7,8 +7,6 @@ simulated printer and scanner.
 The county's day is fixed (TODAY), so the cases posted through its case
 API at start (CASE_EVENTS, as the hall's business system would) have known
 states, promised dates and lights (CASES)."""
-import json
-import sqlite3
 import urllib.request
 
 from harness import wait_for
@@ -72,24 +70,16 @@ class Hall:
     def db_path(self):
         return self.whole.work_dir + "/agent.db"
 
-    def _agent_db(self, sql, args=()):
-        db = sqlite3.connect(self.db_path, timeout=30)
-        try:
-            return db.execute(sql, args).fetchall()
-        finally:
-            db.close()
-
     def cached(self):
-        return [c for (c,) in self._agent_db('SELECT "case" FROM cases')]
+        return [c for (c,) in self.whole.agent_rows('SELECT "case" FROM cases')]
 
     def of_kind(self, kind):
         """The agent's stored events of `kind` (bodies), by device and seq."""
-        rows = self._agent_db("SELECT body FROM events WHERE kind = ? ORDER BY device, seq", (kind,))
-        return [json.loads(b) for (b,) in rows]
+        return self.whole.agent_events(kind)
 
     def jobs(self):
         """The agent's print jobs: {job: (case, sha)}."""
-        return {j: (c, sha) for j, c, sha in self._agent_db('SELECT job, "case", sha FROM print_jobs')}
+        return {j: (c, sha) for j, c, sha in self.whole.agent_rows('SELECT job, "case", sha FROM print_jobs')}
 
     def at_county(self, kind):
         return self.whole.county_events(kind)
@@ -118,6 +108,32 @@ def ready(vk, timeout=30):
 def wait_state(vk, states, timeout=30):
     states = (states,) if isinstance(states, str) else states
     return wait_for(lambda: vk.state() in states and vk.state(), timeout, 0.05, what="kiosk in %s" % (states,))
+
+
+def take_ticket(vk, choice, level="satisfied"):
+    """A citizen at the thank-you or idle screen takes a ticket of the menu's
+    `choice` (1..n) as fast as keys can be pressed, reads the number and rates
+    the transaction: (ticket, printed). The kiosk takes one key at a time, and
+    a key answered has been taken, so only the menu and the number are waited for."""
+    vk.tap("ticket")
+    wait_for(lambda: any(line.startswith("%d " % choice) for line in vk.lines()), 20, 0.02, what="the queue menu")
+    vk.tap(str(choice))
+    shown = wait_for(lambda: _number_shown(vk.lines()), 30, 0.02, what="the ticket's number")
+    vk.tap("back")                       # read: on to the rating prompt
+    vk.tap(level)
+    return shown
+
+
+def _number_shown(lines):
+    # The message after a ticket: "Your number A012" or "Your number A012 (not printed)".
+    if len(lines) != 2:                  # (the printing screen has four lines)
+        return None
+    if lines[0].startswith("Cannot"):
+        raise AssertionError("the kiosk gave no ticket: %s" % lines)
+    if not lines[0].startswith("Your number "):
+        return None
+    words = lines[0].split()
+    return words[2], not lines[0].endswith("(not printed)")
 
 
 def drained(vk, timeout=120):

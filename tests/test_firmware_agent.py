@@ -3,32 +3,22 @@ power cuts and a reflash, judged by what the agent committed to SQLite."""
 import json
 import os
 import random
-import sqlite3
 import threading
 
 import pytest
 
 from harness import wait_for
-from tools.hall import Hall
 from tools.vdevice import LEVELS, DeviceError
 
 
 @pytest.fixture
-def hall(tmp_path):
-    h = Hall(str(tmp_path / "hall"), hall="fw-agent-hall", devices=1, heapsize="64k")
-    try:
-        yield h.start()
-    finally:
-        h.stop()
+def hall(evaluator_hall):
+    return evaluator_hall
 
 
 def _agent_rows(hall, kind):
-    db = sqlite3.connect(os.path.join(hall.work_dir, "agent.db"), timeout=30)
-    try:
-        rows = db.execute("SELECT seq, body FROM events WHERE kind = ? ORDER BY seq", (kind,)).fetchall()
-        conflicts = db.execute("SELECT count(*) FROM quarantine WHERE reason = 'conflict'").fetchone()[0]
-    finally:
-        db.close()
+    rows = hall.agent_rows("SELECT seq, body FROM events WHERE kind = ? ORDER BY seq", (kind,))
+    conflicts = hall.agent_rows("SELECT count(*) FROM quarantine WHERE reason = 'conflict'")[0][0]
     return [(seq, json.loads(body)) for seq, body in rows], conflicts
 
 

@@ -19,6 +19,7 @@ from edge_agent import registry
 from harness import Mosquitto, free_port, wait_for
 from test_agent_support import broker_dir, edge_agent, start_agent, write_config
 from protocol import messages, topics
+from tools.hall import store_rows
 from tools.vdevice import Acker, VirtualDevice
 
 HALL = "link-hall"
@@ -234,11 +235,11 @@ def test_a_bounded_broker_queue_loses_nothing_over_an_agent_outage(tmp_path):
         wait_for(lambda: vd.stats()["outbox"] == 0, 60, what="the backlog delivered and acked")
         st = vd.stats()
         assert st["thanks"] == 11
-        rows = _rows(db, "SELECT seq FROM events WHERE device = ? ORDER BY seq", (DEV,))
+        rows = store_rows(db, "SELECT seq FROM events WHERE device = ? ORDER BY seq", (DEV,))
         assert [r[0] for r in rows] == list(range(1, len(rows) + 1))      # every seq once, none missing
-        ratings = _rows(db, "SELECT body FROM events WHERE kind = 'rating'")
+        ratings = store_rows(db, "SELECT body FROM events WHERE kind = 'rating'")
         assert len(ratings) == 11
-        assert not _rows(db, "SELECT reason FROM quarantine")
+        assert not store_rows(db, "SELECT reason FROM quarantine")
         broker.stop()                            # (Mosquitto's log reaches the file on exit)
         dropped = [line for line in broker.log().splitlines() if "Outgoing messages are being dropped" in line]
         assert dropped and broker_conf.agent_user(HALL) in dropped[0], "the bound was never reached"
@@ -247,12 +248,3 @@ def test_a_bounded_broker_queue_loses_nothing_over_an_agent_outage(tmp_path):
         agent.stop()
         broker.stop()
         shutil.rmtree(bdir, ignore_errors=True)
-
-
-def _rows(db, sql, args=()):
-    import sqlite3
-    c = sqlite3.connect(db, timeout=30)
-    try:
-        return c.execute(sql, args).fetchall()
-    finally:
-        c.close()

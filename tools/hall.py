@@ -24,6 +24,21 @@ from edge_agent.config import write_private
 from tools.procs import Mosquitto, Proc, VENV_BIN, free_port, wait_port, wait_for
 
 
+def store_rows(path, sql, args=()):
+    """Rows of a query on an agent's store (its SQLite file), as committed."""
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def stored_events(path, kind):
+    """An agent's stored events of `kind` (their bodies), by device and seq."""
+    return [json.loads(b) for (b,) in store_rows(path, "SELECT body FROM events WHERE kind = ? "
+                                                       "ORDER BY device, seq", (kind,))]
+
+
 def _toml_str(s):
     return json.dumps(s, ensure_ascii=False)
 
@@ -39,10 +54,13 @@ class Hall:
     the agent ({section: {key: value}}), such as a short [kiosk] cases_poll_s.
     `kiosk_opts`: VirtualKiosk keywords (printer_opts, site, heapsize).
     `ratings_delay_min`: how far the lobby screen's figures lag (30 min on a
-    real hall's default): a demo shows them after a minute, a test at once (0)."""
+    real hall's default): a demo shows them after a minute, a test at once (0).
+    `queues` ({letter: name}) and `serve` ({window: letters}) are set before
+    the agent and the devices start, so a kiosk's first menu has them and it
+    reserves its blocks at boot."""
 
     def __init__(self, work_dir, hall="demo-hall", devices=5, token=None, heapsize=None, kiosks=0,
-                 today=None, agent_config=None, kiosk_opts=None, ratings_delay_min=1):
+                 today=None, agent_config=None, kiosk_opts=None, ratings_delay_min=1, queues=None, serve=None):
         self.work_dir = os.path.abspath(work_dir)
         os.makedirs(self.work_dir, exist_ok=True)
         self.hall = hall
@@ -57,6 +75,7 @@ class Hall:
         for section, values in (agent_config or {}).items():
             self.agent_config.setdefault(section, {}).update(values)
         self.kiosk_opts = dict(kiosk_opts or {})
+        self.queues, self.serve = dict(queues or {}), dict(serve or {})
         self.county_port = free_port()
         self.http_port = free_port()
         self.broker = Mosquitto(os.path.join(self.work_dir, "broker"))
@@ -123,6 +142,10 @@ class Hall:
             self.edge_agent("devices", "add", d, "--window", "A%02d" % (i + 1), "--key", self.keys[d].hex())
         for i, d in enumerate(self.kiosk_ids):
             self.edge_agent("devices", "add", d, "--window", "K%02d" % (i + 1), "--key", self.keys[d].hex())
+        for letter, name in self.queues.items():
+            self.edge_agent("queue", "add", letter, name)
+        for window, letters in self.serve.items():
+            self.edge_agent("queue", "serve", window, *letters)
         self.agent.start()
         wait_port(self.http_port, 30)
         for i, d in enumerate(self.device_ids):
@@ -143,6 +166,13 @@ class Hall:
             vk.close()
         for p in (self.agent, self.county, self.broker):
             p.stop()
+
+    # -- the agent ------------------------------------------------------------------
+    def agent_rows(self, sql, args=()):
+        return store_rows(os.path.join(self.work_dir, "agent.db"), sql, args)
+
+    def agent_events(self, kind):
+        return stored_events(os.path.join(self.work_dir, "agent.db"), kind)
 
     # -- the county -----------------------------------------------------------------
     def _county_call(self, method, path, token, doc=None):

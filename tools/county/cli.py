@@ -8,6 +8,7 @@
   county-server followup list|show|update --db county.db --hall HALL ...
   county-server export --db county.db --hall HALL --month 2026-10 --profile zhejiang --region 431100
 """
+import contextlib
 import json
 import logging
 import signal
@@ -198,13 +199,34 @@ def cmd_migrate(args):
     return 0
 
 
-def cmd_stats(args):
+@contextlib.contextmanager
+def _existing_store(db):
+    """The database the server made (never created here), closed after use."""
     from tools.county.store import open_store
-    store = open_store(args.db, create=False)
+    store = open_store(db, create=False)
     try:
-        s = store.stats(args.hall)
+        yield store
     finally:
         store.close()
+
+
+def _write_out(data, out):
+    """A report's bytes to FILE (--out) or standard output."""
+    if out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return 0
+    try:
+        with open(out, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise CountyError("cannot write %s: %s" % (out, e.strerror))
+    return 0
+
+
+def cmd_stats(args):
+    with _existing_store(args.db) as store:
+        s = store.stats(args.hall)
     if args.json:
         print(json.dumps(s, ensure_ascii=False, indent=1))
         return 0
@@ -223,19 +245,15 @@ def cmd_stats(args):
 
 def cmd_report(args):
     from tools.county import report, report_text
-    from tools.county.store import open_store
+    from tools.county.profiles import Rules
     report.period(args.month, args.tz)              # a typo fails before the database is opened
     if args.format in ("xlsx", "html") and args.list:
         raise CountyError("--list is for text, csv and json; the %s report holds both views" % args.format)
     if args.format == "xlsx" and args.out is None:
         raise CountyError("--format xlsx needs --out FILE (a workbook is not for a terminal)")
-    store = open_store(args.db, create=False)
-    try:
-        from tools.county.profiles import Rules
+    with _existing_store(args.db) as store:
         r = report_text.narrow(report.build(store, args.hall, args.month, args.tz, args.deadline_days,
                                             Rules(args.profile)), args.list)
-    finally:
-        store.close()
     if args.format == "xlsx":
         from tools.county import xlsx
         data = xlsx.workbook(r)                     # what GET .../report.xlsx answers
@@ -246,33 +264,23 @@ def cmd_report(args):
         data = (json.dumps(r, ensure_ascii=False, indent=1) + "\n").encode()
     elif args.format == "csv":
         # The BOM tells Excel the file is UTF-8; without it the Chinese is garbled.
-        sheet = report_text.bad_csv if args.list == "bad" else report_text.figures_csv
+        sheet = {"bad": report_text.bad_csv, "queues": report_text.queues_csv}.get(args.list, report_text.figures_csv)
         data = sheet(r).encode("utf-8-sig")
     else:
         data = report_text.text(r).encode()
-    if args.out is None:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-        return 0
-    try:
-        with open(args.out, "wb") as f:
-            f.write(data)
-    except OSError as e:
-        raise CountyError("cannot write %s: %s" % (args.out, e.strerror))
-    return 0
+    return _write_out(data, args.out)
 
 
-def _followup_store(args):
+def _followup_rules(args):
     import datetime
     from tools.county.profiles import Rules
-    from tools.county.store import open_store
     today = None
     if getattr(args, "today", None):
         try:
             today = datetime.date.fromisoformat(args.today)
         except ValueError:
             raise CountyError("--today must be YYYY-MM-DD")
-    return open_store(args.db, create=False), Rules(args.profile, today=today)
+    return Rules(args.profile, today=today)
 
 
 def _followup_line(f):
@@ -283,12 +291,10 @@ def _followup_line(f):
 
 def cmd_followup_list(args):
     from tools.county import followup
-    store, rules = _followup_store(args)
-    try:
+    rules = _followup_rules(args)
+    with _existing_store(args.db) as store:
         got = followup.listing(store, rules, args.hall, rules.today(), args.workflow, args.state,
                                True if args.overdue else None)
-    finally:
-        store.close()
     if args.json:
         print(json.dumps(got, ensure_ascii=False, indent=1))
     else:
@@ -300,13 +306,12 @@ def cmd_followup_list(args):
 
 def cmd_followup_show(args):
     from tools.county import followup
-    store, rules = _followup_store(args)
-    try:
-        f = followup.show(store, rules, args.hall, args.id, rules.today())
-    except followup.Refused as e:
-        raise CountyError(str(e))
-    finally:
-        store.close()
+    rules = _followup_rules(args)
+    with _existing_store(args.db) as store:
+        try:
+            f = followup.show(store, rules, args.hall, args.id, rules.today())
+        except followup.Refused as e:
+            raise CountyError(str(e))
     if args.json:
         print(json.dumps(f, ensure_ascii=False, indent=1))
         return 0
@@ -319,46 +324,32 @@ def cmd_followup_show(args):
 
 def cmd_followup_update(args):
     from tools.county import followup
-    store, rules = _followup_store(args)
-    try:
-        followup.sync(store, rules, args.hall)
-        # Whoever holds the database holds the county's authority (approving appeals too).
-        followup.step(store, rules, args.hall, args.id, args.to, "%s (cli)" % args.who, args.note, True,
-                      int(time.time() * 1000), args.level)
-        print(_followup_line(followup.show(store, rules, args.hall, args.id, rules.today())))
-    except followup.Refused as e:
-        raise CountyError(str(e))
-    finally:
-        store.close()
+    rules = _followup_rules(args)
+    with _existing_store(args.db) as store:
+        try:
+            followup.sync(store, rules, args.hall)
+            # Whoever holds the database holds the county's authority (approving appeals too).
+            followup.step(store, rules, args.hall, args.id, args.to, "%s (cli)" % args.who, args.note, True,
+                          int(time.time() * 1000), args.level)
+            print(_followup_line(followup.show(store, rules, args.hall, args.id, rules.today())))
+        except followup.Refused as e:
+            raise CountyError(str(e))
     return 0
 
 
 def cmd_export(args):
     import re
     from tools.county import export, profiles, report
-    from tools.county.store import open_store
     if not re.fullmatch(r"\d{6}", args.region):
         raise CountyError("--region must be the 6-digit 行政区划 code, such as 431100")
     profile = profiles.load(args.profile)
     zone, start, end = report.period(args.month, profile["tz"])
-    store = open_store(args.db, create=False)
-    try:
+    with _existing_store(args.db) as store:
         recs = export.records(store, profile, args.hall, int(start.timestamp()) * 1000, int(end.timestamp()) * 1000,
                               args.region, zone)
-    finally:
-        store.close()
     data = (export.jsonl(recs).encode() if args.format == "jsonl"
             else export.to_csv(recs, profile).encode("utf-8-sig"))
-    if args.out is None:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-        return 0
-    try:
-        with open(args.out, "wb") as f:
-            f.write(data)
-    except OSError as e:
-        raise CountyError("cannot write %s: %s" % (args.out, e.strerror))
-    return 0
+    return _write_out(data, args.out)
 
 
 DB = (("--db",), dict(required=True, help="SQLite file path, or a postgresql:// URL (production)"))
@@ -379,9 +370,10 @@ def _report_args():
                              help="text: aligned tables; csv: UTF-8 with BOM for Excel; json, xlsx (needs "
                                   "--out) and html (the page with charts): as the HTTP API serves them "
                                   "(default: text)")),
-        (("--list",), dict(choices=("figures", "bad"),
-                           help="only the figures, or only the bad-rating follow-up list (差评整改清单); "
-                                "CSV holds one of them per file, the figures unless --list bad")),
+        (("--list",), dict(choices=("figures", "bad", "queues"),
+                           help="only the figures, only the bad-rating follow-up list (差评整改清单), or only "
+                                "the queue figures (排队叫号: per queue, day and hour); CSV holds one of them "
+                                "per file, the figures unless --list bad or queues")),
         (("--out",), dict(metavar="FILE", help="write here instead of standard output")),
         (("--profile",), dict(default="national", metavar="NAME",
                               help="the province profile for case lights and deadlines (default: %(default)s)")),

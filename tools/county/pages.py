@@ -13,10 +13,11 @@ from zoneinfo import ZoneInfo
 from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from tools.county import charts, report, schema, xlsx
+from tools.county import charts, report, schema, waits, xlsx
 from tools.county.app import (COUNTY_SECURITY, DEADLINE, HALL, HALL_SECURITY, MONTH, TZ, answer, need_county,
                               need_reports)
-from tools.county.report_text import CHANNEL_ZH, LEVEL_ZH, NONE, duration, percent
+from tools.county.report_text import (CHANNEL_ZH, LEVEL_ZH, NONE, QUEUE_COUNTS, QUEUE_NOTE, QUEUE_SCOPE_ZH,
+                                     QUEUE_WAITS, QUEUE_WHEN_ZH, duration, percent, wait)
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PAGE_MONTH = Query(None, pattern=r"^2\d{3}-(0[1-9]|1[0-2])$", description="YYYY-MM; this month when left out")
@@ -174,11 +175,31 @@ def hall_page(r):
         "</div>",
         "<h2>按窗口</h2>", _figures_table(r["windows"], "window", "窗口", t),
         "<h2>按经办人</h2>", _figures_table(r["staff"], "staff", "经办人编号", t),
+    ] + _queues(r) + [
         '<h2>差评整改清单 (<span data-figure="bad_list">%d</span> 条)</h2>' % len(r["bad"]),
         '<p class="note">整改期限 = 评价日起 %d 个工作日, 按国务院公布的节假日与调休安排计工作日</p>' % r["deadline_days"],
         _bad_table(r),
     ] + _overdue_cases(r)
     return _page(title, body)
+
+
+def _queues(r):
+    """排队叫号: per queue for the month, each day and each hour (waits.py's figures)."""
+    if not r.get("queues"):
+        return []
+    out = ["<h2>排队叫号</h2>", '<p class="note">%s</p>' % escape(QUEUE_NOTE)]
+    for scope in waits.SCOPES:
+        when = QUEUE_WHEN_ZH[scope]
+        head = ["队列"] + ([when] if when else []) + [h for h, _ in QUEUE_COUNTS + QUEUE_WAITS]
+        out.append('<h3>%s</h3><table data-table="queues-%s"><tr>%s</tr>' % (
+            QUEUE_SCOPE_ZH[scope], scope, "".join("<th>%s</th>" % h for h in head)))
+        for q, w, f in waits.rows(r["queues"], scope):
+            cells = [f[k] for _, k in QUEUE_COUNTS] + [wait(f[k]) for _, k in QUEUE_WAITS]
+            out.append('<tr data-row="%s"><td>%s</td>%s%s</tr>' % (
+                escape(q + ("/" + w if w else "")), escape(q), "<td>%s</td>" % escape(w) if w else "",
+                "".join('<td class="n">%s</td>' % c for c in cells)))
+        out.append("</table>")
+    return out
 
 
 def _overdue_cases(r):

@@ -2,18 +2,27 @@
 labels a hall manager uses, and CSV that Excel opens with its Chinese intact.
 
 CSV is one table per file: the figures (one row for the hall, then one per
-window, then one per staff member), or with `--list bad` the follow-up list.
+window, then one per staff member), with `--list bad` the follow-up list, or
+with `--list queues` the queue figures (waits.py: per queue, day and hour).
 """
 import csv
 import io
 import unicodedata
 
 from protocol import CHANNELS, LEVELS
+from tools.county import waits
 
 LEVEL_ZH = dict(zip(LEVELS, ("非常满意", "满意", "基本满意", "不满意", "非常不满意")))
 CHANNEL_ZH = dict(zip(CHANNELS, ("评价器", "自助终端", "二维码", "电脑端", "移动端", "电话", "短信")))
 NONE = "(无)"            # a QR rating carries no window, a kiosk no staff
 SCOPE_ZH = {"totals": "全厅", "windows": "窗口", "staff": "经办人"}
+# The queue figures (waits.py) as every format shows them: (header, key), counts then waits in seconds.
+QUEUE_SCOPE_ZH = {"month": "全月", "day": "按日", "hour": "按时段"}
+QUEUE_WHEN_ZH = {"month": None, "day": "日期", "hour": "时段"}
+QUEUE_COUNTS = [("取号", "issued"), ("叫号", "called"), ("过号", "no_show"), ("重呼", "recalled"),
+                ("转移", "transferred")]
+QUEUE_WAITS = [("等候 p50", "wait_p50_s"), ("等候 p90", "wait_p90_s"), ("最长等候", "wait_max_s")]
+QUEUE_NOTE = "等候 = 取号到首次叫号; p50/p90 为最近秩百分位"
 
 
 def width(s):
@@ -40,6 +49,11 @@ def duration(ms):
     s = (ms + 500) // 1000
     h, m = s // 3600, s // 60 % 60
     return "%d:%02d:%02d" % (h, m, s % 60) if h else "%d:%02d" % (m, s % 60)
+
+
+def wait(s):
+    """A wait in whole seconds (waits.py) as duration() shows it."""
+    return duration(None if s is None else s * 1000)
 
 
 def percent(p):
@@ -97,7 +111,10 @@ def text(report):
         out += ["", "按窗口"] + _figures(report, "windows", "window", "窗口")
         out += ["", "按经办人"] + _figures(report, "staff", "staff", "经办人编号")
     if report.get("queues"):
-        out += ["", "排队叫号  (等候 = 取号到首次叫号; p50/p90 为最近秩百分位)"] + _queue_table(report["queues"])
+        out += ["", "排队叫号  (%s)" % QUEUE_NOTE]
+        for scope in ("month", "day", "hour"):
+            out += ([] if scope == "month" else ["", "排队叫号 " + QUEUE_SCOPE_ZH[scope]]) + _queue_table(
+                report["queues"], scope)
     if "bad" in report:
         out += ["", "差评整改清单  (%d 条; 整改期限 = 评价日起 %d 个工作日, 按国务院公布的节假日与调休安排计工作日)"
                 % (len(report["bad"]), report["deadline_days"])]
@@ -123,12 +140,13 @@ def text(report):
     return "\n".join(out) + "\n"
 
 
-def _queue_table(queues):
-    def wait(s):
-        return duration(None if s is None else s * 1000)
-    rows = [[q["queue"], str(q["issued"]), str(q["called"]), str(q["no_show"]), wait(q["wait_p50_s"]),
-             wait(q["wait_p90_s"])] for q in queues]
-    return table(["队列", "取号", "叫号", "过号", "等候 p50", "等候 p90"], rows)
+def _queue_table(queues, scope):
+    when = QUEUE_WHEN_ZH[scope]
+    rows = [[q] + ([w] if when else []) + [str(f[k]) for _, k in QUEUE_COUNTS]
+            + [wait(f[k]) for _, k in QUEUE_WAITS]
+            for q, w, f in waits.rows(queues, scope)]
+    header = ["队列"] + ([when] if when else []) + [h for h, _ in QUEUE_COUNTS + QUEUE_WAITS]
+    return table(header, rows, right_from=2 if when else 1)
 
 
 def _csv(header, rows):
@@ -156,6 +174,16 @@ def figures_csv(report):
     return _csv(header, rows)
 
 
+def queues_csv(report):
+    """The queue figures (排队叫号): the month per queue, then each day, then each hour."""
+    header = (["大厅", "月份", "范围", "队列", "日期或时段"] + [h + "数" for h, _ in QUEUE_COUNTS]
+              + [h.replace(" ", "") + "(秒)" for h, _ in QUEUE_WAITS])
+    rows = [[report["hall"], report["month"], QUEUE_SCOPE_ZH[scope], q, w or ""] + [f[k] for _, k in QUEUE_COUNTS]
+            + ["" if f[k] is None else f[k] for _, k in QUEUE_WAITS]
+            for scope in waits.SCOPES for q, w, f in waits.rows(report.get("queues") or [], scope)]
+    return _csv(header, rows)
+
+
 def bad_csv(report):
     header = ["大厅", "评价时间", "设备无时钟", "窗口", "经办人编号", "事项编码", "办件编号", "评价",
               "评价等级", "原因", "设备", "序号", "整改期限"]
@@ -166,6 +194,8 @@ def bad_csv(report):
 
 
 def narrow(report, part):
-    """Only the figures ('figures') or only the follow-up list ('bad')."""
-    drop = {"figures": ("bad",), "bad": ("totals", "windows", "staff", "days")}.get(part, ())
+    """Only the figures ('figures', the queues' among them), only the follow-up
+    list ('bad') or only the queue figures ('queues')."""
+    drop = {"figures": ("bad",), "bad": ("totals", "windows", "staff", "days", "queues"),
+            "queues": ("totals", "windows", "staff", "days", "bad", "overdue_cases", "figures")}.get(part, ())
     return {k: v for k, v in report.items() if k not in drop}

@@ -73,6 +73,7 @@ class Report(BaseModel):
     staff: list[dict]
     bad: list[dict]
     days: list[dict]
+    queues: list[dict] = Field([], description="排队叫号 per queue, with its days and hours (API.md)")
 
 
 class HallMonth(BaseModel):

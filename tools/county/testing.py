@@ -61,13 +61,7 @@ class CountyProc(Proc):
 
     def report(self, hall, token, **query):
         """GET a hall's monthly report; returns (status, answer dict)."""
-        url = "%s/v1/halls/%s/report?%s" % (self.url, hall, urllib.parse.urlencode(query))
-        req = urllib.request.Request(url, headers={"Authorization": "Bearer " + token} if token else {})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, json.load(r)
-        except urllib.error.HTTPError as e:
-            return e.code, json.load(e)
+        return self.call("GET", "/v1/halls/%s/report?%s" % (hall, urllib.parse.urlencode(query)), token)
 
     def call(self, method, path, token=None, doc=None, basic=None):
         """Any JSON request: (status, answer dict or None). `basic`: (user, password) instead of a token."""
@@ -78,15 +72,7 @@ class CountyProc(Proc):
         if basic:
             h["Authorization"] = "Basic " + base64.b64encode(("%s:%s" % basic).encode()).decode()
         data = json.dumps(doc, ensure_ascii=False).encode() if doc is not None else None
-        req = urllib.request.Request(self.url + path, data=data, headers=h, method=method)
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, json.load(r)
-        except urllib.error.HTTPError as e:
-            try:
-                return e.code, json.load(e)
-            except ValueError:
-                return e.code, None
+        return _answer(urllib.request.Request(self.url + path, data=data, headers=h, method=method))
 
     def stats(self, hall=None):
         """Counts, asked with the county token (a hall's own token also gets its stats)."""
@@ -102,15 +88,19 @@ class CountyProc(Proc):
             data = gzip.compress(data)
             h["Content-Encoding"] = "gzip"
         h.update(headers or {})
-        req = urllib.request.Request("%s/v1/halls/%s/batches" % (self.url, hall), data=data, headers=h)
+        return _answer(urllib.request.Request("%s/v1/halls/%s/batches" % (self.url, hall), data=data, headers=h))
+
+
+def _answer(req):
+    """(status, answer dict), or None for an answer that is not JSON."""
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
         try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, json.load(r)
-        except urllib.error.HTTPError as e:
-            try:
-                return e.code, json.load(e)
-            except ValueError:
-                return e.code, None
+            return e.code, json.load(e)
+        except ValueError:
+            return e.code, None
 
 
 def rating(device, seq, level="satisfied", t=1764000000000, key=KEY, **extra):

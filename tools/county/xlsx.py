@@ -1,5 +1,5 @@
 """The monthly report (report.py) as an Excel workbook for the office: one
-sheet per view (窗口, 经办人, 差评整改清单), the header frozen and filtered,
+sheet per view (窗口, 经办人, 差评整改清单, and 排队叫号 when the hall has queues), the header frozen and filtered,
 columns as wide as their Chinese text, and real numbers: counts as numbers,
 rates as percentages with two decimals (the JSON's values, 75.0 = 75 %),
 durations as Excel times, dates as dates. The figures are the JSON's.
@@ -12,7 +12,9 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
 from protocol import CHANNELS, LEVELS
-from tools.county.report_text import CHANNEL_ZH, LEVEL_ZH, NONE, width
+from tools.county import waits
+from tools.county.report_text import (CHANNEL_ZH, LEVEL_ZH, NONE, QUEUE_COUNTS, QUEUE_SCOPE_ZH, QUEUE_WAITS,
+                                      width)
 
 COUNT, RATE, DURATION = "#,##0", '0.00"%"', "[h]:mm:ss"
 DATETIME, DATE = "yyyy-mm-dd hh:mm:ss", "yyyy-mm-dd"
@@ -37,6 +39,8 @@ def workbook(report):
     _figures(wb.active, report, "windows", "window", "窗口")
     _figures(wb.create_sheet(), report, "staff", "staff", "经办人编号")
     _bad(wb.create_sheet(), report)
+    if report.get("queues"):
+        _queues(wb.create_sheet(), report)
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()
@@ -65,6 +69,16 @@ def _bad(ws, report):
              b["level"], "、".join(b["reasons"]), b["device"], b["seq"],
              datetime.date.fromisoformat(b["deadline"])] for b in report["bad"]]
     _sheet(ws, [h for h, _ in BAD], rows, [f for _, f in BAD], report)
+
+
+def _queues(ws, report):
+    """排队叫号: one row per queue for the month, then per day and per hour; waits as times."""
+    ws.title = "排队叫号"
+    rows = [[QUEUE_SCOPE_ZH[scope], q, w or ""] + [f[k] for _, k in QUEUE_COUNTS]
+            + [None if f[k] is None else f[k] * 1000 / DAY_MS for _, k in QUEUE_WAITS]
+            for scope in waits.SCOPES for q, w, f in waits.rows(report["queues"], scope)]
+    _sheet(ws, ["范围", "队列", "日期或时段"] + [h for h, _ in QUEUE_COUNTS + QUEUE_WAITS], rows,
+           [None, None, None] + [COUNT] * len(QUEUE_COUNTS) + [DURATION] * len(QUEUE_WAITS), report)
 
 
 def _sheet(ws, header, rows, formats, report):
