@@ -40,6 +40,7 @@ the quarantine holds exactly the bad inputs sent, nothing else. The seed and the
 `python -m tools.chaos --seed N --seconds S --devices D` runs it again.
 """
 import argparse
+import concurrent.futures
 import os
 import random
 import subprocess
@@ -248,7 +249,7 @@ class ChaosHall:
 
     def start(self):
         from tools.procs import broker_dir
-        from tools.vdevice import VirtualDevice
+        from tools.vdevice import VirtualDevice, firmware_romfs
         from edge_agent import registry
         self.broker_dir = broker_dir()
         self.broker_port = free_port()
@@ -259,25 +260,21 @@ class ChaosHall:
         else:
             os.makedirs(os.path.dirname(self.db_path), exist_ok=True)
         self._write_config(self.broker_port)
-        for d in self.names:
-            self.edge_agent("devices", "add", d, "--window", self.windows[d], "--key", self.keys[d].hex())
-            self.edge_agent("window", "set", self.windows[d], "--staff", "办事员%s" % d[-2:], "--staff-no",
-                            "10%s" % d[-2:])
-        for i, k in enumerate(self.kiosk_names):
-            self.edge_agent("devices", "add", k, "--window", "K%02d" % (i + 1), "--key", self.keys[k].hex())
-        self.edge_agent("devices", "add", DESK, "--window", "K99", "--key", self.keys[DESK].hex())
-        self.edge_agent("queue", "add", QUEUE, "综合受理")
-        for d in sorted(self.queued):
-            self.edge_agent("queue", "serve", self.windows[d], QUEUE)
+        self._register()
         self._post_cases()
         self.broker = Mosquitto(self.broker_dir, port=self.broker_port, conf=self._broker_config()).start()
         self._start_agent()
         for d in self.names:
-            vd = VirtualDevice(os.path.join(self.work, d), HALL, d, self.keys[d], self.broker_port,
-                               window=self.windows[d], heapsize=self.heapsize, username=d,
-                               password=registry.mqtt_password(self.keys[d]),
-                               site={"long_ms": 150, "ack_timeout_s": 5})
-            self.devices[d] = vd.start()
+            self.devices[d] = VirtualDevice(os.path.join(self.work, d), HALL, d, self.keys[d], self.broker_port,
+                                            window=self.windows[d], heapsize=self.heapsize, username=d,
+                                            password=registry.mqtt_password(self.keys[d]),
+                                            site={"long_ms": 150, "ack_timeout_s": 5})
+        # Powered up together, as a hall's boards are in the morning (each boot waits for its
+        # config); the firmware image is built before, once.
+        firmware_romfs()
+        with concurrent.futures.ThreadPoolExecutor(len(self.devices)) as boot:
+            for _ in boot.map(lambda vd: vd.start(), self.devices.values()):
+                pass                                # a board that did not boot raises here
         from tools.hall import KIOSK_HEAP
         from tools.vkiosk import VirtualKiosk
         for i, k in enumerate(self.kiosk_names):
@@ -292,6 +289,27 @@ class ChaosHall:
         wait_for(lambda: self.desk.client.is_connected(), 30, 0.1, "the ticket desk connected")
         self.bad_sent = self.desk.send_bad(self.rng.randbytes(32), self.names[0], self.keys[self.names[0]])
         return self
+
+    def _register(self):
+        """What the technician sets up with `edge-agent devices add`, `window
+        set`, `queue add` and `queue serve`, through the functions those
+        commands call (edge_agent/cli.py): fifty Python starts were a third
+        of the short run's setup."""
+        from edge_agent import queues, registry
+        from edge_agent.store import Store, now_ms
+        store = Store(self.db_path)
+        try:
+            for d in self.names:
+                registry.add(store, HALL, d, self.windows[d], self.keys[d].hex())
+                registry.set_window(store, self.windows[d], "办事员%s" % d[-2:], "10%s" % d[-2:])
+            for i, k in enumerate(self.kiosk_names):
+                registry.add(store, HALL, k, "K%02d" % (i + 1), self.keys[k].hex())
+            registry.add(store, HALL, DESK, "K99", self.keys[DESK].hex())
+            queues.add(store, QUEUE, "综合受理", now_ms())
+            for d in sorted(self.queued):
+                queues.serve(store, self.windows[d], [QUEUE])
+        finally:
+            store.close()
 
     def _post_cases(self):
         """The cases the kiosks' citizens ask after, as the hall's business
