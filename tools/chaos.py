@@ -37,7 +37,7 @@ and kiosk), each session once with its level; every ticket issued is
 called, a no-show or waiting, none called at two windows nor started twice;
 every print job is on paper at most once, reported once, at the county;
 the quarantine holds exactly the bad inputs sent, nothing else. The seed and the schedule are printed first:
-`python -m tools.chaos --seed N --seconds S --devices D` runs it again.
+`python -m tools.chaos --seed N --seconds S --every E --devices D` runs it again.
 """
 import argparse
 import concurrent.futures
@@ -180,18 +180,19 @@ def schedule(seed, seconds, devices, kinds=FAULTS, every_s=6.0, kiosks=()):
 
 class ChaosHall:
     def __init__(self, work_dir, seed, devices=20, seconds=90, county_db=None, heapsize="64k", kinds=FAULTS,
-                 log=print, kiosks=2):
+                 log=print, kiosks=2, every_s=6.0):
+        """`every_s`: a fault about this often (schedule())."""
         from tools.county.testing import CountyProc
         self.work = os.path.abspath(work_dir)
         os.makedirs(self.work, exist_ok=True)
-        self.seed, self.seconds, self.heapsize, self.log = seed, seconds, heapsize, log
+        self.seed, self.seconds, self.every_s, self.heapsize, self.log = seed, seconds, every_s, heapsize, log
         self.rng = random.Random(seed)
         self.names = ["ev-%02d" % (i + 1) for i in range(devices)]
         self.windows = {d: "A%02d" % (i + 1) for i, d in enumerate(self.names)}
         self.kiosk_names = ["ks-%02d" % (i + 1) for i in range(kiosks)]
         self.queued = set(self.names[:len(self.names) // 2])      # windows that call tickets of QUEUE
         self.keys = {d: self.rng.randbytes(32) for d in self.names + self.kiosk_names + [DESK]}
-        self.plan = schedule(seed, seconds, self.names, kinds, kiosks=self.kiosk_names)
+        self.plan = schedule(seed, seconds, self.names, kinds, every_s, kiosks=self.kiosk_names)
         self.system_token = "sys-chaos-" + "s" * 16
         with open(os.path.join(self.work, "link-secret"), "w") as f:
             f.write(self.rng.randbytes(32).hex())
@@ -518,8 +519,8 @@ class ChaosHall:
 
     # -- the run -------------------------------------------------------------------
     def run(self):
-        self.log("chaos run: seed %d, %d s, %d devices, county %s; schedule:" % (
-            self.seed, self.seconds, len(self.names), self.county.db.split("?")[0]))
+        self.log("chaos run: seed %d, %d s, a fault every ~%g s, %d devices, county %s; schedule:" % (
+            self.seed, self.seconds, self.every_s, len(self.names), self.county.db.split("?")[0]))
         for at, kind, target, hold in self.plan:
             self.log("  %6.1fs %-14s %-6s %s" % (at, kind, target or "", "jump %+d s" % (hold // 1000)
                                                      if kind == "clock_jump" else "hold %.1fs" % hold))
@@ -668,16 +669,18 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m tools.chaos", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=None, help="the run to replay (default: a new one, printed)")
     ap.add_argument("--seconds", type=float, default=90, help="length of the busy part (default 90)")
+    ap.add_argument("--every", type=float, default=6.0, help="a fault about every this many seconds (default 6; "
+                                                             "make test's run: 4.5)")
     ap.add_argument("--devices", type=int, default=20, help="virtual evaluators (default 20)")
     ap.add_argument("--county-db", default=None, help="county database: a PostgreSQL URL or an SQLite path "
                                                           "(default: SQLite in the work dir)")
     ap.add_argument("--work-dir", default=None, help="where the run keeps its state and logs")
     args = ap.parse_args(argv)
-    if not 1 <= args.devices <= 200 or not 10 <= args.seconds <= 7 * 86400:
-        ap.error("--devices 1..200, --seconds 10..604800")
+    if not 1 <= args.devices <= 200 or not 10 <= args.seconds <= 7 * 86400 or not 1 <= args.every <= 3600:
+        ap.error("--devices 1..200, --seconds 10..604800, --every 1..3600")
     seed = args.seed if args.seed is not None else random.SystemRandom().getrandbits(31)
     work = args.work_dir or os.path.join("build", "chaos", "%d-%s" % (seed, time.strftime("%Y%m%d-%H%M%S")))
-    hall = ChaosHall(work, seed, args.devices, args.seconds, args.county_db)
+    hall = ChaosHall(work, seed, args.devices, args.seconds, args.county_db, every_s=args.every)
     try:
         hall.start()
         report = hall.run()
