@@ -39,16 +39,11 @@ import paho.mqtt.client as mqtt
 
 import protocol
 from protocol import messages, topics
-from bench._trees import edge_agent, tree_of
-from tools.procs import Mosquitto, Proc, ROOT, broker_dir, free_port, healthy, wait_for
+from bench._hall import HALL, BenchHall
+from bench._trees import tree_of
+from tools.procs import ROOT, wait_for
 
-HALL = "bench"
-PASSWORD = "agent-secret"
 TICK = os.sysconf("SC_CLK_TCK")
-REGISTER = ("import sys, json; from edge_agent import registry; from edge_agent.store import Store; "
-            "s = Store(sys.argv[1]); "
-            "[registry.add(s, %r, d, 'W%%03d' %% i, k) for i, (d, k) in enumerate(json.loads(sys.argv[2]).items())]"
-            % HALL)
 
 
 def cpu_s(pid):
@@ -116,34 +111,15 @@ class Device:
 
 def one_run(tree, names, keys, args, profile=None):
     """CPU seconds per event and RSS figures of the agent from `tree`."""
-    work = tempfile.mkdtemp(prefix="bench-hall-rate-")
-    bdir = broker_dir()
-    py, env = edge_agent(tree)
-    env = dict(env, MALLOC_ARENA_MAX="2")      # as deploy/edge-agent.service runs it
-    port, http = free_port(), free_port()
-    cfg, db = os.path.join(work, "agent.toml"), os.path.join(work, "agent.db")
-    with open(cfg, "w") as f:
-        f.write('hall = "%s"\n[mqtt]\nport = %d\npassword = "%s"\n%s\n[store]\npath = "%s"\n[http]\nport = %d\n'
-                % (HALL, port, PASSWORD, "\n".join(args.mqtt), db, http))
-    subprocess.run([sys.executable, "-c", REGISTER, db, json.dumps({d: keys[d].hex() for d in names})],
-                   check=True, env=env, cwd=tree)
-    subprocess.run(py + ["--config", cfg, "broker-config", "--out", bdir, "--data-dir", bdir + "/data",
-                         "--listen", "127.0.0.1"], check=True, env=env, cwd=tree, capture_output=True)
-    broker = Mosquitto(bdir, port=port, conf=open(bdir + "/mosquitto.conf").read()).start()
-    argv = py + ["run", "--config", cfg]
-    if profile:
-        argv = [sys.executable, "-m", "bench._profile", profile, "run", "--config", cfg]
-    agent = Proc("edge-agent", argv, work, env=env, cwd=tree).start()
-    devices = []
-    try:
-        wait_for(lambda: healthy(http), 30, what="agent")
+    with BenchHall(tree, {d: keys[d] for d in names}, "bench-hall-rate-") as hall:
+        hall.start(mqtt=args.mqtt, profile=profile)
+        pid = hall.agent.p.pid
         time.sleep(2)
-        idle = rss_mib(agent.p.pid)
-        devices = [Device(d, keys[d], port) for d in names]
-        wait_for(lambda: all(d.ready.is_set() for d in devices), 300, 0.2, "every device's config")
+        idle = rss_mib(pid)
+        devices = hall.connect(Device, 300)
         time.sleep(2)
         total = int(args.rate * args.seconds)
-        cpu0, t0 = cpu_s(agent.p.pid), time.monotonic()
+        cpu0, t0 = cpu_s(pid), time.monotonic()
         for i in range(total):
             due = t0 + i / args.rate
             left = due - time.monotonic()
@@ -152,21 +128,11 @@ def one_run(tree, names, keys, args, profile=None):
             devices[i % len(devices)].send(i // len(devices) + 1)
         per = {d.name: (total - i + len(devices) - 1) // len(devices) for i, d in enumerate(devices)}
         wait_for(lambda: all(len(d.acked) >= per[d.name] for d in devices), 120, 0.1, "every ack")
-        cpu1 = cpu_s(agent.p.pid)
-        connected = rss_mib(agent.p.pid)
-        c = sqlite3.connect(db)
+        cpu1 = cpu_s(pid)
+        connected = rss_mib(pid)
+        c = sqlite3.connect(hall.db)
         stored = c.execute("SELECT count(*) FROM events").fetchone()[0]
         c.close()
-    except Exception:
-        sys.stderr.write(agent.log()[-3000:])
-        raise
-    finally:
-        for d in devices:
-            d.stop()
-        agent.stop()
-        broker.stop()
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(bdir, ignore_errors=True)
     if stored != total:
         raise SystemExit("FAIL: stored %d of %d" % (stored, total))
     return {"cpu_us": 1e6 * (sum(cpu1) - sum(cpu0)) / total, "sys_us": 1e6 * (cpu1[1] - cpu0[1]) / total, "idle": idle["VmRSS"], "rss": connected["VmRSS"],

@@ -36,16 +36,15 @@ import secrets
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-from bench._trees import edge_agent, tree_of
-from bench.agent_hall_rate import HALL, PASSWORD, REGISTER, Device
+from bench._hall import HALL, BenchHall
+from bench._trees import tree_of
+from bench.agent_hall_rate import Device
 from tools.county.testing import CountyProc
-from tools.procs import Mosquitto, Proc, ROOT, broker_dir, free_port, healthy, wait_for
+from tools.procs import ROOT, wait_for
 
 TOKEN = "tok-bench-" + "b" * 16
 
@@ -145,56 +144,30 @@ def _county_post_ms(county, n=20):
 
 
 def one_run(tree, names, keys, args, interval, county_db=None):
-    work = tempfile.mkdtemp(prefix="bench-p2c-")
-    bdir = broker_dir()
-    port, http = free_port(), free_port()
-    county = CountyProc(os.path.join(work, "county"), county_db or os.path.join(work, "county.db"), {HALL: TOKEN})
-    cfg, db = os.path.join(work, "agent.toml"), os.path.join(work, "agent.db")
-    devices, agent, broker = [], None, None
-    try:
-        county.start()
-        with open(cfg, "w") as f:
-            f.write('hall = "%s"\n[mqtt]\nport = %d\npassword = "%s"\n[store]\npath = "%s"\n[http]\nport = %d\n'
-                    '[uplink]\nurl = "%s"\ntoken = "%s"\nallow_plain_http = true\n%s'
-                    % (HALL, port, PASSWORD, db, http, county.url, TOKEN,
-                       "" if interval is None else "interval_s = %s\n" % interval))
-        py, env = edge_agent(tree)
-        subprocess.run([sys.executable, "-c", REGISTER, db, json.dumps({d: keys[d].hex() for d in names})],
-                       check=True, env=env, cwd=tree)
-        subprocess.run(py + ["--config", cfg, "broker-config", "--out", bdir, "--data-dir", bdir + "/data",
-                             "--listen", "127.0.0.1"], check=True, env=env, cwd=tree, capture_output=True)
-        broker = Mosquitto(bdir, port=port, conf=open(bdir + "/mosquitto.conf").read()).start()
-        agent = Proc("edge-agent", py + ["run", "--config", cfg], work, env=dict(env, MALLOC_ARENA_MAX="2"), cwd=tree)
-        agent.start()
-        wait_for(lambda: healthy(http), 30, what="agent")
-        devices = [TimedDevice(d, keys[d], port) for d in names]
-        wait_for(lambda: all(d.ready.is_set() for d in devices), 120, 0.2, "every device's config")
-        time.sleep(3)
-        post_ms = _county_post_ms(county)
-        agent_b0, county_b0 = _sqlite_bytes(db), _county_bytes(county)
-        total = int(args.rate * args.seconds)
-        t0 = time.monotonic()
-        for i in range(total):
-            left = t0 + i / args.rate - time.monotonic()
-            if left > 0:
-                time.sleep(left)
-            devices[i % len(devices)].send(i // len(devices) + 1)
-        wait_for(lambda: all(len(d.acked_at) >= len(d.pressed) for d in devices), 120, 0.1, "every ack")
-        wait_for(lambda: len(_county_rows(county)) >= total, 120, 0.2, "every rating at the county")
-        rows = _county_rows(county)
-        agent_b1, county_b1 = _sqlite_bytes(db), _county_bytes(county)
-    except Exception:
-        if agent is not None:
-            sys.stderr.write(agent.log()[-3000:])
-        raise
-    finally:
-        for d in devices:
-            d.stop()
-        for p in (agent, broker, county):
-            if p is not None:
-                p.stop()
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(bdir, ignore_errors=True)
+    with BenchHall(tree, {d: keys[d] for d in names}, "bench-p2c-") as hall:
+        county = CountyProc(os.path.join(hall.work, "county"), county_db or os.path.join(hall.work, "county.db"),
+                            {HALL: TOKEN})
+        try:
+            county.start()
+            hall.start(extra='[uplink]\nurl = "%s"\ntoken = "%s"\nallow_plain_http = true\n%s'
+                       % (county.url, TOKEN, "" if interval is None else "interval_s = %s\n" % interval))
+            devices = hall.connect(TimedDevice, 120)
+            time.sleep(3)
+            post_ms = _county_post_ms(county)
+            agent_b0, county_b0 = _sqlite_bytes(hall.db), _county_bytes(county)
+            total = int(args.rate * args.seconds)
+            t0 = time.monotonic()
+            for i in range(total):
+                left = t0 + i / args.rate - time.monotonic()
+                if left > 0:
+                    time.sleep(left)
+                devices[i % len(devices)].send(i // len(devices) + 1)
+            wait_for(lambda: all(len(d.acked_at) >= len(d.pressed) for d in devices), 120, 0.1, "every ack")
+            wait_for(lambda: len(_county_rows(county)) >= total, 120, 0.2, "every rating at the county")
+            rows = _county_rows(county)
+            agent_b1, county_b1 = _sqlite_bytes(hall.db), _county_bytes(county)
+        finally:
+            county.stop()
     keyed = {}
     for device, seq, received_ms in rows:
         keyed.setdefault((device, seq), []).append(received_ms)

@@ -6,7 +6,8 @@ deletes only rows the county has committed.
 
 Threads: paho's network loop (fills the inbox), the committer (the only
 writer of events), the requests, the uplink and the case cache (each its
-own connection), the HTTP server, and
+own connection; the cache also takes the county's link key for tickets),
+the HTTP server, and
 this one, the housekeeper, the only sender of device configs and commands
 (the committer sends the acks). SIGTERM sets `stop`: the committer finishes and
 acks what it holds, then the link disconnects.
@@ -175,7 +176,8 @@ class Agent:
     def _start_cases(self, stop):
         if not self.cfg["uplink"]["url"]:
             return None         # no county: the kiosks hear `offline` for every case
-        self.cases = CaseCache(self.path, self.cfg["uplink"], self.cfg["kiosk"], self.hall)
+        self.cases = CaseCache(self.path, self.cfg["uplink"], self.cfg["kiosk"], self.hall,
+                               on_link_key=None if self.link_key else self._took_link_key)
         t = threading.Thread(target=self.cases.run, args=(stop,), name="cases", daemon=True)
         t.start()
         return t
@@ -207,30 +209,14 @@ class Agent:
         key, base = self.store.meta("link_key"), self.store.meta("link_base")
         return (bytes.fromhex(key), q["rate_base"] or base) if key and base else None
 
-    def _fetch_link_key(self):
-        """The hall's key for ticket rating links, from the county (GET
-        /v1/halls/<hall>/link-key), kept in meta; hourly until it comes."""
-        up = self.cfg["uplink"]
-        if self.link_key is not None or self.cfg["queue"]["link_key"] or not up["url"]:
-            return
-        from edge_agent.county_client import County, UplinkError
-        try:
-            answer = County(up["url"], up["token"], self.hall, up["timeout_s"], up["ca_file"]).get("link-key")
-            key, base = bytes.fromhex(str(answer.get("key"))), answer.get("base") or up["url"]
-            if len(key) != 32 or type(base) is not str or not base.startswith(("https://", "http://")):
-                raise ValueError("not a 32-byte key and a base URL")
-        except (UplinkError, ValueError) as e:
-            log.info("no link key from the county yet (%s): tickets go without rate_url", e)
-            return
-        with self.store.atomic():
-            self.store.set_meta("link_key", key.hex())
-            self.store.set_meta("link_base", base)
+    def _took_link_key(self, key, base):
+        # The case cache's thread, once: the county's key (already in meta) for tickets' rate_url.
         self.link_key = (key, self.cfg["queue"]["rate_base"] or base)
         log.info("link key from the county: tickets carry rate_url under %s", self.link_key[1])
 
     def _housekeep(self, stop):
         every = {"beacon": self.cfg["mqtt"]["beacon_s"], "guard": 5, "light": 5, "purge_quarantine": 3600,
-                 "purge_jobs": 60, "fetch_link_key": 3600}
+                 "purge_jobs": 60}
         last = dict.fromkeys(every, float("-inf"))     # every chore is due at start
         rev = self.store.registry_rev()
         wd = systemd.watchdog_interval_s()

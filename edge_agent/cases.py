@@ -2,8 +2,12 @@
 'Cases'): the agent asks `GET /v1/halls/<hall>/cases?since=<cursor>` every
 [kiosk] cases_poll_s with the uplink's url, token and CA, and the day's
 红黄牌 counts from `GET /v1/halls/<hall>/cards` for the lobby screen.
+While the hall has no key for its tickets' rating links ([queue] link_key
+unset, none taken yet) it also asks `GET /v1/halls/<hall>/link-key`,
+hourly until the county has one: what the kiosks read of the county comes
+through this one thread, its connection and its backoff.
 
-    cache = CaseCache(db_path, cfg["uplink"], cfg["kiosk"], hall)
+    cache = CaseCache(db_path, cfg["uplink"], cfg["kiosk"], hall, on_link_key=took)
     threading.Thread(target=cache.run, args=(stop,)).start()
 
 Offline-safe: the cache keeps answering from the store; `cases_ok_ms` (in
@@ -23,14 +27,14 @@ import collections
 import datetime
 import json
 import logging
-import random
 import re
 import sqlite3
-import threading
+import time
 import urllib.parse
 
 from protocol import check_field
 from protocol.errors import ProtocolError
+from edge_agent.backoff import Backoff
 from edge_agent.county_client import County, UplinkError
 from edge_agent.store import Store, now_ms
 
@@ -42,7 +46,7 @@ MAX_URL = 256
 MAX_CARD = 1000000               # open cases of one hall by light: far above any real count
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ASCII = re.compile(r"^[!-~]+$")  # printable ASCII, no spaces
-_BACKOFF_FIRST_S = 1.0
+LINK_KEY_EVERY_S = 3600          # a county without a link secret is asked again this often
 
 
 class CaseRefused(ValueError):
@@ -136,12 +140,31 @@ def _case_id(c):
         return None
 
 
+def check_link_key(answer, url):
+    """The county's link-key answer -> (32-byte key, base URL of the rating
+    links; the county's `url` when it names none); CaseRefused."""
+    try:
+        key = bytes.fromhex(answer.get("key"))
+    except (TypeError, ValueError):
+        raise CaseRefused("link_key")
+    if len(key) != 32:
+        raise CaseRefused("link_key")
+    base = answer.get("base") or url
+    try:
+        return key, check_url(base)
+    except CaseRefused:
+        raise CaseRefused("link_base")
+
+
 class CaseCache:
-    def __init__(self, db_path, uplink_cfg, kiosk_cfg, hall):
+    def __init__(self, db_path, uplink_cfg, kiosk_cfg, hall, on_link_key=None):
+        """`on_link_key(key, base)`: the hall wants the county's link key
+        (None: it has one); called once, when it is taken and stored."""
         self.db_path, self.up, self.kiosk, self.hall = str(db_path), uplink_cfg, kiosk_cfg, hall
-        self._lock = threading.Lock()
-        self._stats = {"last_ok_ms": None, "failing_since_ms": None, "last_error": None, "polls": 0}
-        self._failures = 0
+        self.on_link_key = on_link_key
+        self._link_key_due = 0.0        # monotonic
+        self.health = Backoff("cases poll", log, min(uplink_cfg["backoff_max_s"], kiosk_cfg["cases_poll_s"]))
+        self._polls = 0
 
     def run(self, stop):
         """Thread target: poll until `stop` is set; never raises."""
@@ -155,14 +178,15 @@ class CaseCache:
                         county = County(self.up["url"], self.up["token"], self.hall, self.up["timeout_s"],
                                         self.up["ca_file"])
                     self.poll(store, county)
+                    self.take_link_key(store, county)
                     wait = self.kiosk["cases_poll_s"]
                 except sqlite3.Error as e:
-                    wait = self._failed(UplinkError("agent store: %s" % e))
+                    wait = self.health.failed(UplinkError("agent store: %s" % e))
                 except UplinkError as e:
-                    wait = self._failed(e)
+                    wait = self.health.failed(e)
                 except Exception as e:          # a bug must not end the thread silently
                     log.exception("cases: unexpected error")
-                    wait = self._failed(UplinkError("unexpected: %r" % e))
+                    wait = self.health.failed(UplinkError("unexpected: %r" % e))
                 stop.wait(wait)
         finally:
             if county is not None:
@@ -205,32 +229,31 @@ class CaseCache:
         if refused:
             log.error("county sent %d case(s) that cannot be shown or printed (%s); not cached",
                       sum(refused.values()), ", ".join("%s %d" % kv for kv in sorted(refused.items())))
-        with self._lock:
-            if self._stats["failing_since_ms"]:
-                log.info("county cases reachable again")
-            self._stats.update(last_ok_ms=now, failing_since_ms=None, last_error=None)
-            self._stats["polls"] += 1
-            self._failures = 0
+        self._polls += 1
+        self.health.ok(now)
         return dict(refused)
 
-    def _failed(self, err):
-        with self._lock:
-            self._failures += 1
-            s = self._stats
-            first = s["failing_since_ms"] is None
-            if first:
-                s["failing_since_ms"] = now_ms()
-            s["last_error"] = str(err)
-            n = self._failures
-        delay = min(self.up["backoff_max_s"], self.kiosk["cases_poll_s"], _BACKOFF_FIRST_S * 2 ** min(n - 1, 30))
-        delay = random.uniform(delay / 2, delay)
-        (log.warning if first or n % 10 == 0 else log.info)("cases poll failure %d: %s; retry in %.1f s",
-                                                            n, err, delay)
-        return delay
+    def take_link_key(self, store, county):
+        """Ask the county for the hall's link key while on_link_key wants it,
+        at most every LINK_KEY_EVERY_S: kept in the store's meta, then handed
+        over. A county without one (404) or a key that is not one is no
+        failure of the cases: tickets go without rate_url meanwhile."""
+        if self.on_link_key is None or time.monotonic() < self._link_key_due:
+            return
+        self._link_key_due = time.monotonic() + LINK_KEY_EVERY_S
+        try:
+            key, base = check_link_key(county.get("link-key"), self.up["url"])
+        except (UplinkError, CaseRefused) as e:
+            log.info("no link key from the county yet (%s): tickets go without rate_url", e)
+            return
+        with store.atomic():
+            store.set_meta("link_key", key.hex())
+            store.set_meta("link_base", base)
+        took, self.on_link_key = self.on_link_key, None
+        took(key, base)
 
     def state(self):
-        with self._lock:
-            return dict(self._stats)
+        return dict(self.health.state(), polls=self._polls)
 
 
 def cached_as_of(store):

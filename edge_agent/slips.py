@@ -102,7 +102,8 @@ def render(doc, case, hall, as_of_ms, now_ms, cache_dir=None, job=None):
     if doc != "receipt":
         s.field("状态", STATE_WORDS[case["state"]])
         if not done:
-            s.field("承诺办结", case["promised"])
+            # null: the county cannot date it yet (the date fell in a year without a holiday schedule)
+            s.field("承诺办结", case["promised"] or "待定")
             s.field("时限", LIGHT_WORDS[case["light"]])
     if doc == "form":
         s.line()

@@ -30,7 +30,6 @@ import collections
 import concurrent.futures
 import json
 import logging
-import random
 import secrets
 import sqlite3
 import threading
@@ -38,12 +37,12 @@ import time
 
 from protocol.compact import dumps
 from edge_agent import config
+from edge_agent.backoff import Backoff
 from edge_agent.county_client import BatchTooLarge, County, UplinkError
 from edge_agent.store import Store, now_ms
 
 log = logging.getLogger("edge_agent.uplink")
 
-_BACKOFF_FIRST_S = 1.0
 _PURGE_EVERY_S = 3600
 _PURGE_CHUNK = 5000               # rows per delete transaction: ingest keeps its turn
 _ENVELOPE = 160                   # bytes of the batch object around its events
@@ -68,9 +67,8 @@ class Uplink:
         self.retention_days = (config.section("store")["retention_days"] if retention_days is None
                                else retention_days)
         self._lock = threading.Lock()
-        self._stats = {"last_ok_ms": None, "failing_since_ms": None, "batches_sent": 0,
-                       "events_synced": 0, "conflicts": 0, "invalid": 0, "last_error": None}
-        self._failures = 0
+        self._stats = {"batches_sent": 0, "events_synced": 0, "conflicts": 0, "invalid": 0}
+        self.health = Backoff("uplink", log, self.cfg["backoff_max_s"])
         self._cursor = 0           # rowid up to which unsynced rows were already batched
         self._max_events = int(self.cfg["batch_max_events"])   # halved on each 413, kept until restart
         self._flying = collections.deque()   # (future, county, batch, rows) in send order
@@ -106,14 +104,14 @@ class Uplink:
                         self.purge(store)
                         next_purge = time.monotonic() + _PURGE_EVERY_S
                 except sqlite3.Error as e:
-                    stop.wait(self._failed(UplinkError("agent store: %s" % e)))
+                    stop.wait(self.health.failed(UplinkError("agent store: %s" % e)))
                     continue
                 except UplinkError as e:
-                    stop.wait(self._failed(e))
+                    stop.wait(self.health.failed(e))
                     continue
                 except Exception as e:          # a bug must not end the thread silently
                     log.exception("uplink: unexpected error")
-                    stop.wait(self._failed(UplinkError("unexpected: %r" % e)))
+                    stop.wait(self.health.failed(UplinkError("unexpected: %r" % e)))
                     continue
                 if not sent:                      # after a batch, look again at once
                     # Idle: until the committer stores new events (poke), or
@@ -292,10 +290,7 @@ class Uplink:
             s["events_synced"] += len(synced)
             s["conflicts"] += counts.get("conflict", 0)
             s["invalid"] += counts.get("invalid", 0)
-            if s["failing_since_ms"]:
-                log.info("county reachable again after %.0f s", (now - s["failing_since_ms"]) / 1000)
-            s.update(last_ok_ms=now, failing_since_ms=None, last_error=None)
-            self._failures = 0
+        self.health.ok(now)
         log.debug("batch %s: %s", batch, counts)
 
     def _reject(self, store, device, seq, status, reason, item, now):
@@ -307,22 +302,6 @@ class Uplink:
                       device, seq, reason, self.cfg["retry_invalid_s"])
         retry = now + int(self.cfg["retry_invalid_s"] * 1000) if status == "invalid" else None
         store.uplink.reject(device, seq, status, reason, json.loads(item)["body"], now, retry)
-
-    def _failed(self, err):
-        """Record a failure; return how long to wait (exponential, jittered)."""
-        with self._lock:
-            self._failures += 1
-            s = self._stats
-            first = s["failing_since_ms"] is None
-            if first:
-                s["failing_since_ms"] = now_ms()
-            s["last_error"] = str(err)
-            n = self._failures
-        delay = min(self.cfg["backoff_max_s"], _BACKOFF_FIRST_S * 2 ** min(n - 1, 30))
-        delay = random.uniform(delay / 2, delay)      # halls do not retry in lockstep
-        (log.warning if first or n % 10 == 0 else log.info)(
-            "uplink failure %d: %s; retry in %.1f s", n, err, delay)
-        return delay
 
     # -- observability ------------------------------------------------------
 
@@ -336,6 +315,7 @@ class Uplink:
         batches_sent, last_error (+ events_synced, conflicts, invalid, held)."""
         with self._lock:
             out = dict(self._stats)
+        out.update(self.health.state())
         out.update(pending=None, oldest_unsynced_age_s=None, held=None)
         try:
             store = open_store(self.db_path, 5)

@@ -6,8 +6,9 @@ same questions the tests ask: events of a kind, conflicts, refusals. kill()
 is a real SIGKILL (an agent outage: devices keep their backlog)."""
 import os
 
+from edge_agent import registry
 from harness import free_port
-from test_agent_support import edge_agent, start_agent, write_config
+from test_agent_support import registry_of, start_agent, write_config
 from tools.hall import store_rows, stored_events
 
 
@@ -19,11 +20,11 @@ class RealAgent:
         self.http_port = free_port()
         self.config = write_config(self.work, broker_port, hall=hall, http_port=self.http_port,
                                    extra="[devices]\nprompt_s = %d" % prompt_s)
-        for device, key in keys.items():
-            w = windows[device]
-            edge_agent(self.config, "devices", "add", device, "--window", w["window"], "--key", key.hex())
-            edge_agent(self.config, "window", "set", w["window"], "--staff", w["staff"],
-                       "--staff-no", w["staff_no"])
+        with registry_of(self.config) as (store, hall):     # `devices add`, `window set`
+            for device, key in keys.items():
+                w = windows[device]
+                registry.add(store, hall, device, w["window"], key.hex())
+                registry.set_window(store, w["window"], w["staff"], w["staff_no"])
         self.db_path = os.path.join(self.work, "agent.db")
         self.proc = None
 

@@ -6,7 +6,8 @@ screen tests there. It serves the hall's
 cases and cards behind the hall's bearer token, a cursor that moves, and
 the batch POST answered `stored` so the uplink stays quiet. `down` makes
 every answer a 503; `cases` is what the next GET lists (whatever a test
-puts there, hostile or not)."""
+puts there, hostile or not); `link_key` is the link-key answer (None: 404,
+a county without a link secret)."""
 import gzip
 import json
 import threading
@@ -19,6 +20,7 @@ class StandInCounty:
         self.cases = []
         self.cards = {"date": "2026-05-06", "green": 7, "yellow": 2, "red": 1}
         self.down = False
+        self.link_key = None
         self.rev = 0
         self.asked = []                 # (path, query) of every GET
         county = self
@@ -73,6 +75,8 @@ class StandInCounty:
             return self._answer(h, 200, {"cases": list(self.cases), "cursor": "20260506.%d" % self.rev})
         if path == base + "cards":
             return self._answer(h, 200, self.cards)
+        if path == base + "link-key" and self.link_key is not None:
+            return self._answer(h, 200, self.link_key)
         return self._answer(h, 404, {"error": "no such path"})
 
     def _post(self, h):

@@ -78,7 +78,9 @@ def run_kill_test(work, total, publishers, kills, seed=1):
         t.start()
     try:
         for i in range(kills):
-            time.sleep(rnd.uniform(0.5, 1.5))
+            # Each kill within the ~25 s of sending (about 1 s to start again): a SIGKILL
+            # after the last send only meets the resends.
+            time.sleep(rnd.uniform(0.2, 0.8))
             if i == kills // 2:
                 # the broker dies under a running agent, which reconnects to its session
                 broker.kill()

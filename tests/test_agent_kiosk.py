@@ -14,13 +14,15 @@ import re
 import pytest
 
 from county_standin import StandInCounty, case
-from edge_agent import cases as case_cache
+from edge_agent import cases as case_cache, queues
+from edge_agent.store import Store, now_ms
 from harness import Mosquitto, wait_for
 from test_agent_support import PahoDevice, add_devices, free_port, start_agent, store_count, write_config
 
 HALL = "h1"
 TOKEN = "hall-token-h1"
 RATE = "https://pj.county.example/r/h1/case/2026-0001/0123456789abcdef"
+LINK_KEY = bytes(range(32))
 
 
 def counter(db, name):
@@ -45,10 +47,12 @@ def hall(tmp_path):
     work = str(tmp_path)
     broker = Mosquitto(work + "/broker", port=free_port()).start()
     county = StandInCounty(HALL, TOKEN).start()
-    # 2026-0003 as a county with no link secret and no item name lists it.
-    bare = dict(case("2026-0003"), rate_url=None)
+    # 2026-0003 as a county with no link secret and no item name lists it, open with no
+    # promised date (the county's null: the date moved into a year without a holiday schedule).
+    bare = dict(case("2026-0003"), rate_url=None, promised=None, light=None)
     del bare["item_name"]
     county.cases = [case("2026-0001", url=RATE), case("2026-0002", state="completed", light=None), bare]
+    county.link_key = {"hall": HALL, "key": LINK_KEY.hex(), "base": "https://pj.county.example"}
     http = free_port()
     config = write_config(work, broker.port, hall=HALL, http_port=http, extra="\n".join([
         "[uplink]", 'url = "%s"' % county.url, 'token = "%s"' % TOKEN, "allow_plain_http = true",
@@ -102,6 +106,23 @@ def test_case_lookup_fresh_then_offline_when_the_county_is_silent_then_fresh_aga
     assert fresh_answer(k, "2026-0001")["state"] == "in_review"
 
 
+def test_the_agent_signs_its_tickets_with_the_link_key_its_case_cache_took(hall):
+    db = hall["db"]
+    wait_for(lambda: store_count(db, "SELECT count(*) FROM meta WHERE key = 'link_key' AND value = ?",
+                                 (LINK_KEY.hex(),)) == 1, 20, what="the county's link key kept")
+    store = Store(db, create=False)
+    try:
+        queues.add(store, "A", "综合业务", now_ms())
+    finally:
+        store.close()
+    k = hall["kiosks"][0]
+    wait_for(lambda: "rate_url" in k.ask(op="ticket", queue="A"), 20, what="a ticket with its rating link")
+    t = k.ask(op="ticket", queue="A")
+    tid = t["rate_url"].split("/")[-2]          # <base>/r/<hall>/ticket/<id>/<sig>
+    assert tid.endswith("-" + t["ticket"])
+    assert t["rate_url"] == queues.rate_url("https://pj.county.example", HALL, LINK_KEY, tid)
+
+
 def parse_qr(stream):
     """The QR payload stored with GS ( k <pL pH> 1 P 0 <data>, printed by GS ( k ... 1 Q 0."""
     i = stream.index(b"\x1d(k")
@@ -120,17 +141,20 @@ def fetch(kiosk, job, chunks):
     return b"".join(base64.b64decode(kiosk.ask(op="chunk", job=job, i=i)["data"]) for i in range(chunks))
 
 
-def test_a_case_without_item_name_or_rating_link_is_answered_and_printed_without_a_qr(hall):
+def test_a_case_without_item_name_rating_link_or_promised_date_is_answered_and_printed(hall):
     k = hall["kiosks"][0]
     r = fresh_answer(k, "2026-0003")
     assert r["item_name"] is None and r["rate_url"] is None and r["state"] == "in_review"
+    assert r["promised"] is None and r["light"] is None
     job = k.ask(op="print", doc="case_status", case="2026-0003")
     data = fetch(k, job["job"], job["chunks"])
     assert hashlib.sha256(data).hexdigest() == job["sha"] and data.endswith(b"\x1dV\x00")
     text = data.decode("gb18030")
     assert "2026-0003" in text and "事项:—" in text
+    assert "承诺办结:待定" in text and "时限:—" in text     # open, its date not known yet
     assert b"\x1d(k" not in data                     # no link: no QR code
     assert counter(hall["db"], "cases_refused:rate_url") == 0
+    assert counter(hall["db"], "cases_refused:promised") == 0
 
 
 def test_a_print_job_in_chunks_is_the_kiosks_alone_and_done_once_reported(hall):
@@ -223,3 +247,38 @@ def test_check_cards_refuses_what_a_screen_cannot_show():
         with pytest.raises(case_cache.CaseRefused):
             case_cache.check_cards(bad)
     assert re.match(r"^\d+$", str(case_cache.MAX_CARD))
+
+
+def test_the_case_cache_takes_the_link_key_once_asks_hourly_and_refuses_a_bad_one(tmp_path):
+    """The hall's key for ticket rating links comes with the cases' thread and connection."""
+    from edge_agent.county_client import County
+    county = StandInCounty(HALL, TOKEN).start()
+    store = Store(str(tmp_path / "agent.db"))
+    client = County(county.url, TOKEN, HALL, 5, None)
+    took = []
+    cache = case_cache.CaseCache(tmp_path / "agent.db", {"url": county.url, "backoff_max_s": 1},
+                                 {"cases_poll_s": 1}, HALL, on_link_key=lambda k, b: took.append((k, b)))
+
+    def asked():
+        return sum(p.endswith("/link-key") for p, _ in county.asked)
+    try:
+        cache.take_link_key(store, client)              # a county without a link secret: 404
+        cache.take_link_key(store, client)              # not asked again within the hour
+        assert asked() == 1 and not took and store.meta("link_key") is None
+        for bad in ({"key": "ab" * 31}, {"key": "zz" * 32}, {"key": None},
+                    {"key": "ab" * 32, "base": "javascript:alert(1)"}, {"key": "ab" * 32, "base": "https://x/\x1b"}):
+            county.link_key, cache._link_key_due = bad, 0.0      # the hour is up
+            cache.take_link_key(store, client)
+            assert not took and store.meta("link_key") is None, bad
+        county.link_key, cache._link_key_due = {"key": "ab" * 32}, 0.0     # no base: the uplink's url
+        cache.take_link_key(store, client)
+        assert took == [(b"\xab" * 32, county.url)]
+        assert (store.meta("link_key"), store.meta("link_base")) == ("ab" * 32, county.url)
+        n, cache._link_key_due = asked(), 0.0
+        cache.take_link_key(store, client)              # taken: never asked again
+        assert asked() == n and len(took) == 1
+        assert cache.state()["failing_since_ms"] is None  # none of it was a failure of the cases
+    finally:
+        client.close()
+        store.close()
+        county.stop()

@@ -2,6 +2,7 @@
 agent as a real process, and a paho-based stand-in for a device that keeps
 an outbox exactly as SPEC.md says (delete only on the agent's ack, resend
 the rest)."""
+import contextlib
 import json
 import os
 import secrets
@@ -37,12 +38,31 @@ def edge_agent(config, *args, check=True):
     return out
 
 
+@contextlib.contextmanager
+def registry_of(config):
+    """(store, hall) of the agent `config` names, opened as the `edge-agent`
+    commands open it, for setting up devices and windows through the
+    functions those commands call (tests/test_agent_cli.py runs the commands
+    themselves): one store opened, not a Python start per device (the 50 of
+    tests/test_agent_kill.py took 20 s)."""
+    from edge_agent import config as agent_config
+    from edge_agent.store import Store
+    cfg = agent_config.load(config)
+    store = Store(cfg["store"]["path"])
+    try:
+        yield store, cfg["hall"]
+    finally:
+        store.close()
+
+
 def add_devices(config, names, window_prefix="A"):
+    """`edge-agent devices add` for each name, at windows A01, A02, ...; their keys."""
+    from edge_agent import registry
     keys = {}
-    for i, d in enumerate(names):
-        key = secrets.token_bytes(32)
-        edge_agent(config, "devices", "add", d, "--window", "%s%02d" % (window_prefix, i + 1), "--key", key.hex())
-        keys[d] = key
+    with registry_of(config) as (store, hall):
+        for i, d in enumerate(names):
+            keys[d] = secrets.token_bytes(32)
+            registry.add(store, hall, d, "%s%02d" % (window_prefix, i + 1), keys[d].hex())
     return keys
 
 

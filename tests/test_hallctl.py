@@ -65,7 +65,7 @@ def test_provisioned_device_logs_in_to_the_secured_broker(tmp_path, bench):
         # The identity comes from the flash hallctl wrote, not from the runner.
         vd = VirtualDevice(str(tmp_path / "dev"), "ignored", "ignored", b"\0" * 32, 1)
         vd.image = image
-        vd.start()
+        vd.start(ready_timeout=0)          # no agent here to make it ready: its presence is what counts
         try:
             wait_for(lambda: "qinglian/v1/hall-7/ev-42/status" in seen, 30,
                      what="the provisioned device's presence through the ACL")

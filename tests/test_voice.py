@@ -54,7 +54,7 @@ log, path = sys.argv[1], sys.argv[2]
 with wave.open(path) as w:
     secs = w.getnframes() / w.getframerate()
 start = time.time()
-time.sleep(secs)                     # as long as a sound card takes to play it
+time.sleep(secs / 10)                # a card at ten times the speed: one after the other all the same
 with open(log, "a") as f:
     f.write("%f %f %f\n" % (start, time.time(), secs))
 '''

@@ -42,9 +42,10 @@ and kiosk), each session once with its level; every ticket issued is
 called, a no-show or waiting, none called at two windows nor started twice;
 every print job is on paper at most once, reported once, at the county;
 the quarantine holds exactly the bad inputs sent, nothing else. The seed and the schedule are printed first:
-`python -m tools.chaos --seed N --seconds S --devices D` runs it again.
+`python -m tools.chaos --seed N --seconds S --every E --devices D` runs it again.
 """
 import argparse
+import concurrent.futures
 import os
 import random
 import subprocess
@@ -187,18 +188,19 @@ def schedule(seed, seconds, devices, kinds=FAULTS, every_s=6.0, kiosks=()):
 
 class ChaosHall:
     def __init__(self, work_dir, seed, devices=20, seconds=90, county_db=None, heapsize="64k", kinds=FAULTS,
-                 log=print, kiosks=2):
+                 log=print, kiosks=2, every_s=6.0):
+        """`every_s`: a fault about this often (schedule())."""
         from tools.county.testing import CountyProc
         self.work = os.path.abspath(work_dir)
         os.makedirs(self.work, exist_ok=True)
-        self.seed, self.seconds, self.heapsize, self.log = seed, seconds, heapsize, log
+        self.seed, self.seconds, self.every_s, self.heapsize, self.log = seed, seconds, every_s, heapsize, log
         self.rng = random.Random(seed)
         self.names = ["ev-%02d" % (i + 1) for i in range(devices)]
         self.windows = {d: "A%02d" % (i + 1) for i, d in enumerate(self.names)}
         self.kiosk_names = ["ks-%02d" % (i + 1) for i in range(kiosks)]
         self.queued = set(self.names[:len(self.names) // 2])      # windows that call tickets of QUEUE
         self.keys = {d: self.rng.randbytes(32) for d in self.names + self.kiosk_names + [DESK]}
-        self.plan = schedule(seed, seconds, self.names, kinds, kiosks=self.kiosk_names)
+        self.plan = schedule(seed, seconds, self.names, kinds, every_s, kiosks=self.kiosk_names)
         self.system_token = "sys-chaos-" + "s" * 16
         with open(os.path.join(self.work, "link-secret"), "w") as f:
             f.write(self.rng.randbytes(32).hex())
@@ -258,7 +260,7 @@ class ChaosHall:
 
     def start(self):
         from tools.procs import broker_dir
-        from tools.vdevice import VirtualDevice
+        from tools.vdevice import VirtualDevice, firmware_romfs
         from edge_agent import registry
         self.broker_dir = broker_dir()
         self.broker_port = free_port()
@@ -269,25 +271,21 @@ class ChaosHall:
         else:
             os.makedirs(os.path.dirname(self.db_path), exist_ok=True)
         self._write_config(self.broker_port)
-        for d in self.names:
-            self.edge_agent("devices", "add", d, "--window", self.windows[d], "--key", self.keys[d].hex())
-            self.edge_agent("window", "set", self.windows[d], "--staff", "办事员%s" % d[-2:], "--staff-no",
-                            "10%s" % d[-2:])
-        for i, k in enumerate(self.kiosk_names):
-            self.edge_agent("devices", "add", k, "--window", "K%02d" % (i + 1), "--key", self.keys[k].hex())
-        self.edge_agent("devices", "add", DESK, "--window", "K99", "--key", self.keys[DESK].hex())
-        self.edge_agent("queue", "add", QUEUE, "综合受理")
-        for d in sorted(self.queued):
-            self.edge_agent("queue", "serve", self.windows[d], QUEUE)
+        self._register()
         self._post_cases()
         self.broker = Mosquitto(self.broker_dir, port=self.broker_port, conf=self._broker_config()).start()
         self._start_agent()
         for d in self.names:
-            vd = VirtualDevice(os.path.join(self.work, d), HALL, d, self.keys[d], self.broker_port,
-                               window=self.windows[d], heapsize=self.heapsize, username=d,
-                               password=registry.mqtt_password(self.keys[d]),
-                               site={"long_ms": 150, "ack_timeout_s": 5})
-            self.devices[d] = vd.start()
+            self.devices[d] = VirtualDevice(os.path.join(self.work, d), HALL, d, self.keys[d], self.broker_port,
+                                            window=self.windows[d], heapsize=self.heapsize, username=d,
+                                            password=registry.mqtt_password(self.keys[d]),
+                                            site={"long_ms": 150, "ack_timeout_s": 5})
+        # Powered up together, as a hall's boards are in the morning (each boot waits for its
+        # config); the firmware image is built before, once.
+        firmware_romfs()
+        with concurrent.futures.ThreadPoolExecutor(len(self.devices)) as boot:
+            for _ in boot.map(lambda vd: vd.start(), self.devices.values()):
+                pass                                # a board that did not boot raises here
         from tools.hall import KIOSK_HEAP
         from tools.vkiosk import VirtualKiosk
         for i, k in enumerate(self.kiosk_names):
@@ -302,6 +300,27 @@ class ChaosHall:
         wait_for(lambda: self.desk.client.is_connected(), 30, 0.1, "the ticket desk connected")
         self.bad_sent = self.desk.send_bad(self.rng.randbytes(32), self.names[0], self.keys[self.names[0]])
         return self
+
+    def _register(self):
+        """What the technician sets up with `edge-agent devices add`, `window
+        set`, `queue add` and `queue serve`, through the functions those
+        commands call (edge_agent/cli.py): fifty Python starts were a third
+        of the short run's setup."""
+        from edge_agent import queues, registry
+        from edge_agent.store import Store, now_ms
+        store = Store(self.db_path)
+        try:
+            for d in self.names:
+                registry.add(store, HALL, d, self.windows[d], self.keys[d].hex())
+                registry.set_window(store, self.windows[d], "办事员%s" % d[-2:], "10%s" % d[-2:])
+            for i, k in enumerate(self.kiosk_names):
+                registry.add(store, HALL, k, "K%02d" % (i + 1), self.keys[k].hex())
+            registry.add(store, HALL, DESK, "K99", self.keys[DESK].hex())
+            queues.add(store, QUEUE, "综合受理", now_ms())
+            for d in sorted(self.queued):
+                queues.serve(store, self.windows[d], [QUEUE])
+        finally:
+            store.close()
 
     def _post_cases(self):
         """The cases the kiosks' citizens ask after, as the hall's business
@@ -519,8 +538,8 @@ class ChaosHall:
 
     # -- the run -------------------------------------------------------------------
     def run(self):
-        self.log("chaos run: seed %d, %d s, %d devices, county %s; schedule:" % (
-            self.seed, self.seconds, len(self.names), self.county.db.split("?")[0]))
+        self.log("chaos run: seed %d, %d s, a fault every ~%g s, %d devices, county %s; schedule:" % (
+            self.seed, self.seconds, self.every_s, len(self.names), self.county.db.split("?")[0]))
         for at, kind, target, hold in self.plan:
             self.log("  %6.1fs %-14s %-6s %s" % (at, kind, target or "", "jump %+d s" % (hold // 1000)
                                                      if kind.endswith("clock_jump") else "hold %.1fs" % hold))
@@ -669,16 +688,18 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m tools.chaos", description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=None, help="the run to replay (default: a new one, printed)")
     ap.add_argument("--seconds", type=float, default=90, help="length of the busy part (default 90)")
+    ap.add_argument("--every", type=float, default=6.0, help="a fault about every this many seconds (default 6; "
+                                                             "make test's run: 4.5)")
     ap.add_argument("--devices", type=int, default=20, help="virtual evaluators (default 20)")
     ap.add_argument("--county-db", default=None, help="county database: a PostgreSQL URL or an SQLite path "
                                                           "(default: SQLite in the work dir)")
     ap.add_argument("--work-dir", default=None, help="where the run keeps its state and logs")
     args = ap.parse_args(argv)
-    if not 1 <= args.devices <= 200 or not 10 <= args.seconds <= 7 * 86400:
-        ap.error("--devices 1..200, --seconds 10..604800")
+    if not 1 <= args.devices <= 200 or not 10 <= args.seconds <= 7 * 86400 or not 1 <= args.every <= 3600:
+        ap.error("--devices 1..200, --seconds 10..604800, --every 1..3600")
     seed = args.seed if args.seed is not None else random.SystemRandom().getrandbits(31)
     work = args.work_dir or os.path.join("build", "chaos", "%d-%s" % (seed, time.strftime("%Y%m%d-%H%M%S")))
-    hall = ChaosHall(work, seed, args.devices, args.seconds, args.county_db)
+    hall = ChaosHall(work, seed, args.devices, args.seconds, args.county_db, every_s=args.every)
     try:
         hall.start()
         report = hall.run()
