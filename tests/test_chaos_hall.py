@@ -47,7 +47,7 @@ def _run(tmp_path, seed, devices, seconds, every_s=6.0):
 
 
 def test_a_hall_in_chaos_counts_every_thanked_press_once(tmp_path):
-    seed = int(os.environ.get("QL_CHAOS_SEED", "20261130"))
+    seed = int(os.environ.get("QL_CHAOS_SEED", "20261131"))
     _run(tmp_path, seed, devices=int(os.environ.get("QL_CHAOS_DEVICES", "20")),
          seconds=float(os.environ.get("QL_CHAOS_SECONDS", "60")),
          every_s=float(os.environ.get("QL_CHAOS_EVERY_S", "4.5")))
