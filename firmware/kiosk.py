@@ -709,7 +709,7 @@ class Kiosk(App):
             c = self.case
             light = c.get("light")
             return ("Case " + c["case"], c["item_name"] or "", c["state"] + " " + CASE_STATES[c["state"]],
-                    "Due " + c["promised"], ("Light " + light + " " + LIGHTS[light]) if light else "",
+                    "Due " + (c["promised"] or "-"), ("Light " + light + " " + LIGHTS[light]) if light else "",
                     "Print / Back")
         if st == MENU:
             if self.menu is None:
@@ -772,7 +772,7 @@ def _case_reply(r, code):
     promised = r.get("promised")
     name = r.get("item_name")
     return (r.get("case") == code and r.get("state") in CASE_STATES and light in (None, "green", "yellow", "red")
-            and type(promised) is str and len(promised) == 10 and (name is None or type(name) is str and len(name) <= 64))
+            and (promised is None or type(promised) is str and len(promised) == 10) and (name is None or type(name) is str and len(name) <= 64))
 
 
 def _ticket_reply(r):

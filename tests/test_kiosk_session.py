@@ -6,6 +6,7 @@ with its own kiosk handlers and case cache, the real county server: cases
 posted through its case API, ratings arriving there through the uplink."""
 import os
 import random
+import subprocess
 
 import pytest
 
@@ -174,3 +175,13 @@ def test_a_thousand_transactions_at_128k(hall):
     check_once_at_county(hall, n, thanked, left)
     used, peak = heap_report(hall, n, peak)
     assert hall.kiosk.alive() and hall.kiosk.stats()["errors"] == 0
+
+
+def test_the_kiosk_checks_a_case_answer_and_takes_one_with_no_promised_date():
+    """tests/mp/kiosk_case_reply.py under the real MicroPython: `promised` null
+    (no deadline the county can count yet) is a case, shown as "Due -"."""
+    from harness import MICROPYTHON, ROOT, micropython_path
+    out = subprocess.run([MICROPYTHON, os.path.join(ROOT, "tests", "mp", "kiosk_case_reply.py")],
+                         env=dict(os.environ, MICROPYPATH=micropython_path()), capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.strip().endswith("PASS"), out.stdout + out.stderr
