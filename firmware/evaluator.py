@@ -28,11 +28,10 @@ last retained config), boots (boot counter), outbox/; beside them what
 installed.json (its list of files and their sha256, for `hallctl update`).
 """
 import gc
-import json
 import time
 
 import protocol
-from app import App, read_json, write
+from app import App
 from desk import Desk, name
 from outbox import OutboxFull
 from ui import Screen
@@ -86,6 +85,7 @@ class Evaluator(App):
         # as it was (the reasons chosen were in RAM), unless the journal's seq
         # says the outbox took it already (written just before it: a cut after
         # the record and before the journal's removal must not count it twice).
+        from app import read_json      # (imported where used: a module global each costs the heap)
         p = read_json(self.root + "/rating")
         if type(p) is not dict or type(p.get("seq")) is int and self.outbox._next > p["seq"]:
             p = None      # (the journal itself is left: its seq says the same at every boot)
@@ -225,6 +225,8 @@ class Evaluator(App):
                 if self.pending is not None or self.outbox.full:
                     raise OutboxFull()
                 fields["t"] = self.clock.now()      # when pressed, not when sent
+                import json
+                from app import write
                 write(self.root + "/rating", json.dumps(fields).encode())
                 self.pending = fields
                 desk.state, desk.first, desk.reasons = _REASONS, 0, 0
@@ -256,6 +258,8 @@ class Evaluator(App):
                     codes.append(s[:s.find(" ")])
             if codes:
                 fields["reasons"] = codes
+        import json
+        from app import write
         path = self.root + "/rating"
         gc.collect()        # the screen's rows and the choosing are garbage now: one block for the event
         try:
