@@ -80,16 +80,15 @@ class Evaluator(App):
         self.refused = 0         # presses refused because the outbox was full
         self.inputs = 0
         self.busy_until = 0
-        # A bad rating on flash in its journal (/rating) since the press, not yet
-        # in the outbox: its fields, or None. One from before a reboot goes out
-        # as it was (the reasons chosen were in RAM), unless the journal's seq
-        # says the outbox took it already (written just before it: a cut after
-        # the record and before the journal's removal must not count it twice).
+        # True while a bad rating is on flash in its journal (/rating), not yet in
+        # the outbox. One from before a reboot goes out as it was (the reasons
+        # chosen were in RAM), unless the journal's seq says the outbox took it
+        # already (written just before it: a cut after the record and before the
+        # journal's removal must not count it twice; the journal is then left,
+        # its seq says the same at every boot).
         from app import read_json      # (imported where used: a module global each costs the heap)
         p = read_json(self.root + "/rating")
-        if type(p) is not dict or type(p.get("seq")) is int and self.outbox._next > p["seq"]:
-            p = None      # (the journal itself is left: its seq says the same at every boot)
-        self.pending = p
+        self.pending = type(p) is dict and not (type(p.get("seq")) is int and self.outbox._next > p["seq"])
 
     def on_config(self, cfg, retained=False):
         App.on_config(self, cfg, retained)
@@ -220,15 +219,15 @@ class Evaluator(App):
                 # 不满意/非常不满意: the reason screen, the press on flash first, in
                 # its journal (never lost to a power cut while the citizen chooses);
                 # the last one still waiting for the outbox, or a full outbox: "busy".
-                if self.pending is not None:
+                if self.pending:
                     self._flush(now)
-                if self.pending is not None or self.outbox.full:
+                if self.pending or self.outbox.full:
                     raise OutboxFull()
                 fields["t"] = self.clock.now()      # when pressed, not when sent
                 import json
                 from app import write
                 write(self.root + "/rating", json.dumps(fields).encode())
-                self.pending = fields
+                self.pending = True
                 desk.state, desk.first, desk.reasons = _REASONS, 0, 0
                 desk.until = time.ticks_add(now, self.prompt_ms)
             else:
@@ -243,45 +242,52 @@ class Evaluator(App):
         self.board.beep(80)
 
     def _flush(self, now):
-        """The pending bad rating into the outbox, once: with the reasons chosen
-        when it leaves the reason screen, as it was when tried again. The seq the
-        append takes goes into the journal first (see __init__)."""
-        desk, fields = self.desk, self.pending
+        """The pending bad rating into the outbox, once: read from its journal (the
+        one copy: nothing of it stays in the heap while the citizen chooses), with
+        the reasons chosen when it leaves the reason screen. The seq the append
+        takes goes into the journal first (see __init__)."""
+        import json
+        from app import read_json, write
+        desk, path, codes, fields = self.desk, self.root + "/rating", None, None
         if desk.state == _REASONS:
             desk.rated(now, _THANKS_MS)
-            self.screen.shown = None     # its rows freed before the event is built (a 48 KiB heap)
+            self.screen.shown = None     # its rows freed before the event is built
             choices = self.config.get("reasons") or ()
             codes = []
             for j in range(len(choices)):
                 if desk.reasons >> j & 1:
                     s = choices[j]
                     codes.append(s[:s.find(" ")])
+        gc.collect()        # what the reason screen made is garbage now: room for the event
+        try:
+            fields = read_json(path)
+            if type(fields) is not dict:
+                raise ValueError("rating")     # no journal: nothing to send
             if codes:
                 fields["reasons"] = codes
-        import json
-        from app import write
-        path = self.root + "/rating"
-        gc.collect()        # the screen's rows and the choosing are garbage now: one block for the event
-        try:
             fields["seq"] = self.outbox._next
             write(path, json.dumps(fields).encode())
-            self._event("rating", fields)
+            try:
+                self._event("rating", fields)
+            except ValueError:
+                if fields.get("reasons") is None:
+                    raise
+                fields["reasons"] = None         # the reasons break a rule: the rating without them
+                self._event("rating", fields)
         except ValueError:
-            # Can never be built (counted, alarmed): without the reasons, or not at all.
-            if fields.pop("reasons", None) is not None:
-                self._flush(now)
-                return
+            pass                  # can never be built (counted, alarmed): the journal goes
         except (OutboxFull, OSError, MemoryError) as e:
             self.log("rating", e)
             # Tried again once a second (_poll); the journal must not name a seq
             # that a later event takes (the boot would take this rating as written).
-            del fields["seq"]
-            try:
-                write(path, json.dumps(fields).encode())
-            except (OSError, MemoryError):
-                pass
+            if type(fields) is dict:
+                fields["seq"] = None
+                try:
+                    write(path, json.dumps(fields).encode())
+                except (OSError, MemoryError):
+                    pass
             return
-        self.pending = None           # in the outbox (or never to be): the journal goes
+        self.pending = False          # in the outbox (or never to be): the journal goes
         import os
         try:
             os.remove(path)
@@ -405,7 +411,7 @@ class Evaluator(App):
             self._gc_at = now
         if time.ticks_diff(now, self._second_at) >= _SECOND_MS:
             self._second_at = now
-            if self.pending is not None and desk.state != _REASONS and self.ready and not self.outbox.full:
+            if self.pending and desk.state != _REASONS and self.ready and not self.outbox.full:
                 self._flush(now)         # from before a reboot, or the outbox refused it
             self._second(now)
 
