@@ -21,9 +21,15 @@ ratings go on without it; an event that still cannot be built is refused
 like "busy", never a crash (a reboot would meet the same retained config).
 Both raise the `config` alarm.
 
+差评 reasons (issue 14): after 不满意/非常不满意, when the config lists them,
+the reason screen (three a page; keys 1-3 choose, 4 turns the page, 5
+sends; a timeout or the next service sends what was chosen). The press is
+on flash in a journal before the screen shows, the journal's seq guards
+against counting it twice (_flush).
+
 On flash (the board's mount point): site.json (written at provisioning:
 hall, device, key, broker, credentials, window), config.json (the agent's
-last retained config), boots (boot counter), outbox/; beside them what
+last retained config), boots (boot counter), outbox/, rating (the journal); beside them what
 `hallctl install` put there: the modules, board.json, font.qlf and
 installed.json (its list of files and their sha256, for `hallctl update`).
 """

@@ -31,6 +31,6 @@ def rule(kind, name):
     if typ == _LIST:
         if allowed:
             return ("up to %d entries, each a code, a space and a label of 1-6 characters "
-                    "(at most %d characters in all)" % (allowed, _MAX_STR))
+                    "(at most %d characters in all, no control characters)" % (allowed, _MAX_STR))
         return "up to %d texts of 1-%d characters" % (_MAX_LIST, _MAX_STR)
     return "1-%d characters, no control characters (tab, newline, ...)" % _MAX_STR
