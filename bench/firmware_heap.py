@@ -28,11 +28,17 @@ sys.path.insert(0, HERE)
 from protocol import LEVELS  # noqa: E402
 from tools.procs import Mosquitto  # noqa: E402
 from tools.vdevice import Acker, DeviceError, VirtualDevice, firmware_romfs, rom_qstr_bytes  # noqa: E402
+from edge_agent import config  # noqa: E402
+from edge_agent.registry import reason_choices  # noqa: E402
 
 HALL = "bench-hall"
 DEV = "ev-heap"
 CONFIG = {"window": "A02", "staff": "张三", "staff_no": "7", "prompt_s": 5,
           "targets": {"default": 900}, "warn_pct": 80}
+# The reason screen the agent configures by default ([devices] reasons): every
+# evaluator holds it; a baseline without the screen keeps it in its config too.
+_REASONS = config.validate({"hall": HALL})["devices"]["reasons"]
+CONFIG["reasons"] = reason_choices(_REASONS)
 
 
 def _font(work):
@@ -44,13 +50,18 @@ def _font(work):
 
 
 def one_session(vd, i):
-    """Session i of a bench run: a call, a pause every fifth, the end, a rating."""
+    """Session i of a bench run: a call, a pause every fifth, the end, a rating;
+    after 不满意/非常不满意 the reason screen: a reason chosen, the page turned,
+    another chosen, sent (a baseline without the screen ignores these presses)."""
     vd.call("L%04d" % i)
     if i % 5 == 0:
         vd.staff("pause")
         vd.staff("resume")
     vd.staff("end")
     vd.press(LEVELS[i % 5], ms=20)
+    if i % 5 >= 3:
+        for key in (LEVELS[0], LEVELS[3], LEVELS[1], LEVELS[4]):
+            vd.press(key, ms=20)
 
 
 def _stats(vd):

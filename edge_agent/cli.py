@@ -147,7 +147,8 @@ def cmd_queue_appoint(args, cfg):
         at = datetime.datetime.strptime(args.at, "%Y-%m-%d %H:%M").replace(tzinfo=queues.tz(cfg))
     except ValueError:
         raise queues.QueueError("--at %r: the slot's start as YYYY-MM-DD HH:MM, hall time" % args.at)
-    code, q = queues.appoint(_store(cfg), args.code, args.queue, int(at.timestamp() * 1000), args.minutes, now_ms())
+    code, q = queues.appoint(_store(cfg), args.code, args.queue, int(at.timestamp() * 1000), args.minutes, now_ms(),
+                             args.item, args.case)
     print("appointment %s: queue %s, %s for %d minutes" % (code, q, args.at, args.minutes))
 
 
@@ -272,7 +273,10 @@ COMMANDS = [Command(*c) for c in [
         (("code",), dict(help="the appointment's code, as the citizen brings it")),
         (("--queue",), dict(required=True, help="queue letter")),
         (("--at",), dict(required=True, help="slot start, YYYY-MM-DD HH:MM in the hall's time zone")),
-        (("--minutes",), dict(type=int, default=30, help="slot length (30)"))]),
+        (("--minutes",), dict(type=int, default=30, help="slot length (30)")),
+        (("--item",), dict(help="事项编码 the appointment is for: the call gives it to the window's evaluator, "
+                                "its session and rating carry it")),
+        (("--case",), dict(help="办件编号 the appointment is for, as --item"))]),
     (("queue", "list"), cmd_queue_list, "queues, their windows, and today's waiting, calls and no-shows",
      [(("--json",), dict(action="store_true", help="JSON output"))]),
     (("broker-config",), cmd_broker_config, "write mosquitto.conf, password file and ACL", [

@@ -11,7 +11,7 @@ import urllib.parse
 
 from protocol.errors import ProtocolError
 from protocol.events import MAX_CONFIG, check_field
-from protocol.rules import rule
+from protocol.rules import reason_categories, rule
 from protocol.topics import valid_id
 from edge_agent.errors import ConfigError
 
@@ -95,6 +95,10 @@ KEYS = [
     ("devices", "warn_pct", int, 80, "yellow at this percentage of a service-time target: " + rule("config", "warn_pct")),
     ("devices", "targets", dict, {"default": 900}, "service-time targets by service item, 'default' for the rest: "
      + rule("config", "targets") + "; every device config holds them all, so a few dozen at most"),
+    ("devices", "reasons", dict, {r["code"]: r["short"] for r in reason_categories()},
+     "the reason screen after 不满意/非常不满意, in this order: category code = label on the terminal's display "
+     "(1-6 characters); codes from the county's categories (protocol/reasons.json), at most 12; "
+     "an empty table { } shows no reason screen"),
 ]
 
 SECTIONS = list(dict.fromkeys(k[0] for k in KEYS if k[0]))
@@ -305,7 +309,19 @@ def _check_devices(dev):
             check_field("config", "targets", {name: t})
         except ProtocolError:
             raise ConfigError("[devices] targets.%s: %s" % (repr(name)[1:-1], rule("config", "targets")))
-    from edge_agent.registry import largest_config
+    from edge_agent.registry import largest_config, reason_choices
+    reasons = dev["reasons"]
+    known = [r["code"] for r in reason_categories()]
+    for code, label in reasons.items():
+        if code not in known:
+            raise ConfigError("[devices] reasons: %r is not a reason category (%s)%s"
+                              % (code, ", ".join(known), _did_you_mean(code, known)))
+        if type(label) is not str:
+            raise ConfigError("[devices] reasons.%s must be text, not %r" % (code, label))
+    try:
+        check_field("config", "reasons", reason_choices(reasons))
+    except ProtocolError:
+        raise ConfigError("[devices] reasons: " + rule("config", "reasons"))
     size = largest_config(dev)
     if size > MAX_CONFIG:
         raise ConfigError("[devices] targets: with these %d targets a device config can reach %d bytes, over the "

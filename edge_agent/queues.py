@@ -141,18 +141,31 @@ def serve(store, window, letters):
     return window, letters
 
 
-def appoint(store, code, queue, slot_ms, minutes, now):
+def item_case(item, case, refuse):
+    """A ticket's 事项编码 and 办件编号 (either may be None), by the rule of the
+    session and rating fields they end up in; refuse(name) makes the error."""
+    for name, v in (("item", item), ("case", case)):
+        if v is not None:
+            try:
+                check_field("session", name, v)
+            except ProtocolError:
+                raise refuse(name)
+    return item, case
+
+
+def appoint(store, code, queue, slot_ms, minutes, now, item=None, case=None):
     try:
         check_field("ticket", "id", code)
     except ProtocolError:
         raise QueueError("appointment code %r: 1-64 characters, no control characters" % (code,))
+    item_case(item, case, lambda name: QueueError("appointment %s: 1-64 characters, no control characters" % name))
     queue = letter(queue)
     if type(minutes) is not int or not 1 <= minutes <= 24 * 60:
         raise QueueError("appointment slot: 1-1440 minutes, not %r" % (minutes,))
     with store.atomic():
         if not store.queues.exists(queue):
             raise QueueError("no queue %s (see `edge-agent queue list`)" % queue)
-        if not store.queues.add_appointment(code, queue, slot_ms, slot_ms + minutes * 60000, now):
+        if not store.queues.add_appointment(code, queue, slot_ms, slot_ms + minutes * 60000, now, item, case):
             raise QueueError("appointment %s exists already" % code)
     return code, queue
 
@@ -253,6 +266,8 @@ class QueueOps:
         if type(priority) is not bool:
             raise RequestRefused("bad_value", "priority")
         code, slot = msg.get("appointment"), None
+        # What the ticket is for, when the asking device knows (a kiosk that looked a case up).
+        item, case = item_case(msg.get("item"), msg.get("case"), lambda name: RequestRefused("bad_value", name))
         if code is not None:
             try:
                 check_field("ticket", "id", code)
@@ -266,6 +281,7 @@ class QueueOps:
             if now > a["until_ms"]:
                 raise RequestRefused("appointment_expired")
             queue, slot = a["queue"], a["slot_ms"]
+            item, case = item or a["item"], case or a["case"]
         else:
             queue = self._queue(store, msg)
         number = store.queues.take(queue, today, 1)[0]
@@ -274,13 +290,13 @@ class QueueOps:
         # whatever the clock says (one set back would put it first).
         order = max(now, store.queues.last_order(today))
         tid = store.queues.add_ticket(today, ticket, queue, "agent", device["device"], now, priority, code, slot,
-                                      order)
+                                      item, case, order)
         if tid is None:      # a kiosk's offline ticket with this number: cannot be, blocks are reserved
             raise RequestRefused("number_taken")
         if code is not None:
             store.queues.use_appointment(code, tid)
         t = store.queues.ticket(tid)
-        emit(store, now, _ticket_fields(t, "issued", priority=True if priority else None))
+        emit(store, now, _ticket_fields(t, "issued", priority=True if priority else None, item=item))
         reply = self._issued(store, t, now)
         if msg.get("print") is True and self.kiosk is not None:
             # The ticket's slip as a print job in this same transaction: the
@@ -325,8 +341,12 @@ class QueueOps:
         store.queues.called(t["id"], window, now)
         wait = max(0, now - t["issued_ms"])
         emit(store, now, _ticket_fields(t, "called", window=window, wait_ms=wait))
-        return {"ticket": t["ticket"], "queue": t["queue"], "window": window, "issued": t["issued_ms"],
-                "wait_ms": wait}
+        reply = {"ticket": t["ticket"], "queue": t["queue"], "window": window, "issued": t["issued_ms"],
+                 "wait_ms": wait}
+        for k in ("item", "case"):       # the session and the rating carry them (issue 14)
+            if t[k]:
+                reply[k] = t[k]
+        return reply
 
     def _current(self, store, device):
         t = store.queues.current(device["window"])
@@ -372,7 +392,11 @@ class QueueOps:
     def _call(self, requests, device, key_hex, reply):
         # After the reply: the evaluator's session starts with the ticket.
         if "ticket" in reply and "window" in reply:
-            requests.command(device, key_hex, {"cmd": "call", "ticket": reply["ticket"]})
+            call = {"cmd": "call", "ticket": reply["ticket"]}
+            for k in ("item", "case"):
+                if k in reply:
+                    call[k] = reply[k]
+            requests.command(device, key_hex, call)
 
 
 # -- figures ----------------------------------------------------------------

@@ -174,7 +174,16 @@ def config_message(window, w, dev_cfg, t_ms, hwm_seq, rq=0, calls=False):
                t=t_ms, hwm=hwm_seq, rq=rq)
     if calls:
         msg["calls"] = 1
+    if dev_cfg.get("reasons"):
+        msg["reasons"] = reason_choices(dev_cfg["reasons"])
     return msg
+
+
+def reason_choices(reasons):
+    """[devices] reasons ({code: label}) as the device config carries them:
+    "<code> <label>" each, one string per reason (a device keeps its config
+    in a small heap, where every JSON object or list is an allocation of its own)."""
+    return [code + " " + label for code, label in reasons.items()]
 
 
 def largest_config(dev_cfg):

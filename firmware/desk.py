@@ -9,6 +9,7 @@ method returns a list of session steps, each a dict with `action`,
     idle --start/call--> serving <--pause/resume--> paused
     serving|paused --end--> prompt --rating--> thanks --(a few s)--> idle
                              prompt --timeout--> idle (session unrated)
+                             prompt --不满意/非常不满意--> reasons --> thanks
 
 One rating per session (一次一评): only a prompt accepts a rating, and the
 prompt closes with it. Starting a new service while a prompt is open
@@ -29,13 +30,15 @@ _SERVING = const(1)
 _PAUSED = const(2)
 _PROMPT = const(3)
 _THANKS = const(4)
+_REASONS = const(5)      # a bad rating on flash, its reasons being chosen (evaluator.py)
 
 
 def name(state):
     """A state's name (the simulator's stats). Code, not a tuple: every str
     in a constant tuple is an object in the device's heap."""
     return ("idle" if state == _IDLE else "serving" if state == _SERVING else "paused"
-            if state == _PAUSED else "prompt" if state == _PROMPT else "thanks")
+            if state == _PAUSED else "prompt" if state == _PROMPT else "thanks" if state == _THANKS
+            else "reasons")
 
 
 class Desk:
@@ -47,11 +50,15 @@ class Desk:
         self.session = None
         self.ticket = None
         self.item = None          # 事项编码, when the queue system says
+        self.case = None          # 办件编号, when the call names one
         self.started = 0          # ticks at start
         self.paused_at = 0
         self.paused_ms = 0
         self.service_ms = 0       # fixed at end
-        self.until = 0            # prompt deadline or end of the thank-you
+        self.until = 0            # prompt deadline, reason screen's or end of the thank-you
+        # The reason screen (names the device interns already, none new):
+        self.first = 0            # the index of the reason on its first row
+        self.reasons = 0          # the reasons chosen, a bit each (bit i: the config's i-th)
 
     def copy_to(self, other):
         """Copy the session state (everything a transition may change) into
@@ -61,6 +68,7 @@ class Desk:
         their names, which the device would keep in its heap)."""
         other.state, other.n, other.session = self.state, self.n, self.session
         other.ticket, other.item, other.started = self.ticket, self.item, self.started
+        other.case = self.case
         other.paused_at, other.paused_ms = self.paused_at, self.paused_ms
         other.service_ms, other.until = self.service_ms, self.until
 
@@ -84,21 +92,24 @@ class Desk:
         self.state = _IDLE
         return [{"action": "unrated", "session": self.session}]
 
-    def start(self, now, ticket=None, item=None):
+    def start(self, now, ticket=None, item=None, case=None):
         steps = self._close(now)
         self.n += 1
         self.session = "%s-%d-%d" % (self.device, self.boot, self.n)
         self.ticket = ticket
         self.item = item
+        self.case = case
         self.started = now
         self.paused_ms = 0
         self.service_ms = 0
         self.state = _SERVING
         step = {"action": "started", "session": self.session}
+        if item:
+            step["item"] = item
+        if case:
+            step["case"] = case
         if ticket:
             step["ticket"] = ticket
-            if item:
-                step["item"] = item
             steps.append({"action": "called", "session": self.session, "ticket": ticket})
         steps.append(step)
         return steps

@@ -21,9 +21,15 @@ ratings go on without it; an event that still cannot be built is refused
 like "busy", never a crash (a reboot would meet the same retained config).
 Both raise the `config` alarm.
 
+差评 reasons (issue 14): after 不满意/非常不满意, when the config lists them,
+the reason screen (three a page; keys 1-3 choose, 4 turns the page, 5
+sends; a timeout or the next service sends what was chosen). The press is
+on flash in a journal before the screen shows, the journal's seq guards
+against counting it twice (_flush).
+
 On flash (the board's mount point): site.json (written at provisioning:
 hall, device, key, broker, credentials, window), config.json (the agent's
-last retained config), boots (boot counter), outbox/; beside them what
+last retained config), boots (boot counter), outbox/, rating (the journal); beside them what
 `hallctl install` put there: the modules, board.json, font.qlf and
 installed.json (its list of files and their sha256, for `hallctl update`).
 """
@@ -49,6 +55,7 @@ _THANKS_MS = const(3000)
 _BUSY_MS = const(3000)
 _SECOND_MS = const(1000)
 _STAFF_I = const(5)          # index of the staff key in BUTTONS
+_BAD_I = const(3)            # BUTTONS from here (不满意, 非常不满意) ask for reasons
 # The keys an evaluator board has (board.json, hardware/boards.py): a rating
 # button per protocol level, best first, then the staff key.
 BUTTONS = list(protocol.LEVELS)      # (a list made here: a constant tuple's str would be a heap object)
@@ -61,6 +68,7 @@ _IDLE = const(0)
 _SERVING = const(1)
 _PAUSED = const(2)
 _PROMPT = const(3)
+_REASONS = const(5)
 
 
 class Evaluator(App):
@@ -78,6 +86,15 @@ class Evaluator(App):
         self.refused = 0         # presses refused because the outbox was full
         self.inputs = 0
         self.busy_until = 0
+        # True while a bad rating is on flash in its journal (/rating), not yet in
+        # the outbox. One from before a reboot goes out as it was (the reasons
+        # chosen were in RAM), unless the journal's seq says the outbox took it
+        # already (written just before it: a cut after the record and before the
+        # journal's removal must not count it twice; the journal is then left,
+        # its seq says the same at every boot).
+        from app import read_json      # (imported where used: a module global each costs the heap)
+        p = read_json(self.root + "/rating")
+        self.pending = type(p) is dict and not (type(p.get("seq")) is int and self.outbox._next > p["seq"])
 
     def on_config(self, cfg, retained=False):
         App.on_config(self, cfg, retained)
@@ -94,7 +111,7 @@ class Evaluator(App):
     def on_cmd(self, msg):
         cmd = msg.get("cmd")
         if cmd == "call":
-            self._call(msg.get("ticket"), msg.get("item"))
+            self._call(msg.get("ticket"), msg.get("item"), msg.get("case"))
         elif cmd == "reply":
             err = msg.get("error")
             if err == "empty" or err == "no_queue":
@@ -156,6 +173,8 @@ class Evaluator(App):
         if not self.ready:
             self._refuse(now)
             return
+        if self.desk.state == _REASONS:
+            self._flush(now)       # the staff moves on: the rating goes with the reasons chosen
         if self.outbox.full:
             self.full_alarm = True
             self._refuse(now)
@@ -168,7 +187,7 @@ class Evaluator(App):
         except (OutboxFull, OSError, MemoryError, ValueError):
             self._refuse(now)
 
-    def _call(self, ticket, item=None):
+    def _call(self, ticket, item=None, case=None):
         if type(ticket) is not str or not ticket:
             return
         now = time.ticks_ms()
@@ -177,34 +196,109 @@ class Evaluator(App):
             protocol.check_field("session", "ticket", ticket)
             if item is not None:
                 protocol.check_field("session", "item", item)
+            if case is not None:
+                protocol.check_field("session", "case", case)
         except ValueError as e:
             self.unbuilt += 1
             self.build_alarm = True
             self.log("call", e)
             self._refuse(now)
             return
-        self._guarded(now, self.desk.start, now, ticket, item)
+        self._guarded(now, self.desk.start, now, ticket, item, case)
 
-    def _rating(self, level, now):
+    def _rating(self, i, now):
         desk = self.desk
         if not desk.can_rate(now):
             self.ignored += 1
             return
-        fields = {"level": level, "channel": "window", "session": desk.session,
+        fields = {"level": BUTTONS[i], "channel": "window", "session": desk.session,
                   "window": self.window()}
         staff = self.staff()
         if staff:
             fields["staff"] = staff
+        if desk.item:
+            fields["item"] = desk.item
+        if desk.case:
+            fields["case"] = desk.case
         try:
-            self._event("rating", fields)
+            if i >= _BAD_I and self.config.get("reasons"):
+                # 不满意/非常不满意: the reason screen, the press on flash first, in
+                # its journal (never lost to a power cut while the citizen chooses);
+                # the last one still waiting for the outbox, or a full outbox: "busy".
+                if self.pending:
+                    self._flush(now)
+                if self.pending or self.outbox.full:
+                    raise OutboxFull()
+                fields["t"] = self.clock.now()      # when pressed, not when sent
+                import json
+                from app import write
+                write(self.root + "/rating", json.dumps(fields).encode())
+                self.pending = True
+                desk.state, desk.first, desk.reasons = _REASONS, 0, 0
+                desk.until = time.ticks_add(now, self.prompt_ms)
+            else:
+                self._event("rating", fields)
+                desk.rated(now, _THANKS_MS)
         except (OutboxFull, OSError, MemoryError, ValueError) as e:
             self.log("refused", e)
             self._refuse(now)        # not on flash: "busy", never "thank you"
             return
         # On flash: now, and only now, thank the citizen.
-        desk.rated(now, _THANKS_MS)
         self.thanks += 1
         self.board.beep(80)
+
+    def _flush(self, now):
+        """The pending bad rating into the outbox, once: read from its journal (the
+        one copy: nothing of it stays in the heap while the citizen chooses), with
+        the reasons chosen when it leaves the reason screen. The seq the append
+        takes goes into the journal first (see __init__)."""
+        import json
+        from app import read_json, write
+        desk, path, codes, fields = self.desk, self.root + "/rating", None, None
+        if desk.state == _REASONS:
+            desk.rated(now, _THANKS_MS)
+            self.screen.shown = None     # its rows freed before the event is built
+            choices = self.config.get("reasons") or ()
+            codes = []
+            for j in range(len(choices)):
+                if desk.reasons >> j & 1:
+                    s = choices[j]
+                    codes.append(s[:s.find(" ")])
+        gc.collect()        # what the reason screen made is garbage now: room for the event
+        try:
+            fields = read_json(path)
+            if type(fields) is not dict:
+                raise ValueError("rating")     # no journal: nothing to send
+            if codes:
+                fields["reasons"] = codes
+            fields["seq"] = self.outbox._next
+            write(path, json.dumps(fields).encode())
+            try:
+                self._event("rating", fields)
+            except ValueError:
+                if fields.get("reasons") is None:
+                    raise
+                fields["reasons"] = None         # the reasons break a rule: the rating without them
+                self._event("rating", fields)
+        except ValueError:
+            pass                  # can never be built (counted, alarmed): the journal goes
+        except (OutboxFull, OSError, MemoryError) as e:
+            self.log("rating", e)
+            # Tried again once a second (_poll); the journal must not name a seq
+            # that a later event takes (the boot would take this rating as written).
+            if type(fields) is dict:
+                fields["seq"] = None
+                try:
+                    write(path, json.dumps(fields).encode())
+                except (OSError, MemoryError):
+                    pass
+            return
+        self.pending = False          # in the outbox (or never to be): the journal goes
+        import os
+        try:
+            os.remove(path)
+        except OSError:
+            pass
 
     def _key(self, i, down, now):
         self.inputs += 1
@@ -233,7 +327,28 @@ class Evaluator(App):
                 if self.uplink.ask({"op": "recall"} if i == 0 else {"op": "noshow", "next": True}) is None:
                     self._refuse(now)
                 return
-            self._rating(BUTTONS[i], now)      # a level: i < _STAFF_I
+            desk = self.desk
+            if desk.state != _REASONS:
+                self._rating(i, now)       # a level: i < _STAFF_I
+                return
+            # The reason screen: 1-3 choose (or drop) the reason on their row,
+            # 4 turns the page, 5 sends; each press gives another prompt_s.
+            n = len(self.config.get("reasons") or ())
+            desk.until = time.ticks_add(now, self.prompt_ms)
+            if i == 4:
+                self._flush(now)
+            elif i == 3:
+                desk.first = desk.first + 3 if desk.first + 3 < n else 0
+            elif desk.first + i < n:
+                bit = 1 << (desk.first + i)
+                chosen, m = 0, desk.reasons
+                while m:
+                    chosen += m & 1
+                    m >>= 1
+                if desk.reasons & bit or chosen < 8:
+                    desk.reasons ^= bit
+                else:
+                    self.board.beep(300)      # a rating carries 8 reasons at most
 
     async def _inputs(self):
         pins = []                # (a loop, not a comprehension: one code record less)
@@ -281,6 +396,9 @@ class Evaluator(App):
                 pass                      # tried again next poll
             except ValueError:
                 self._unwritten.pop(0)    # can never be built: counted, alarmed, skipped
+        elif desk.state == _REASONS:
+            if time.ticks_diff(now, desk.until) >= 0:
+                self._flush(now)         # nobody chose: the rating goes without reasons
         elif desk.state != _IDLE:
             steps = desk.tick(now)      # a prompt's timeout: one `unrated` step
             if steps:
@@ -299,6 +417,8 @@ class Evaluator(App):
             self._gc_at = now
         if time.ticks_diff(now, self._second_at) >= _SECOND_MS:
             self._second_at = now
+            if self.pending and desk.state != _REASONS and self.ready and not self.outbox.full:
+                self._flush(now)         # from before a reboot, or the outbox refused it
             self._second(now)
 
     def stats(self):

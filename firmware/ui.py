@@ -20,6 +20,7 @@ _SERVING = const(1)
 _PAUSED = const(2)
 _PROMPT = const(3)
 _THANKS = const(4)
+_REASONS = const(5)
 _RETRY_MS = const(1000)    # while the panel is not answering, try a frame this often
 
 # Fixed texts (tools/fontgen.py puts their Chinese into the font subset,
@@ -58,11 +59,24 @@ def light(desk, config, now):
 
 
 def rows(desk, config, window, now, busy=False, ready=True):
+    state = desk.state
+    if state == _REASONS and not busy:
+        # The 差评 reason screen: three reasons a page, each on the row of the
+        # button that chooses it (1-3), √ when chosen; 4 turns the page, 5 sends.
+        choices = config.get("reasons") or ()
+        first, n = desk.first, len(choices)
+        r = ["%d/%d 4翻页 5提交" % (first // 3 + 1, (n + 2) // 3)]
+        for j in range(first, first + 3):
+            if j < n:
+                s = choices[j]
+                r.append(str(j - first + 1) + ("√" if desk.reasons >> j & 1 else " ") + s[s.find(" ") + 1:])
+            else:
+                r.append("")
+        return tuple(r)
     head = window
     no = config.get("staff_no")
     if no:
         head = head + " No." + no
-    state = desk.state
     line2, line3 = texts(state, busy, ready)
     staff = config.get("staff") or ""
     if (state == _SERVING or state == _PAUSED) and not busy:
@@ -86,7 +100,7 @@ class Screen:
         # Called every 10 ms: build the rows only when something shown can
         # have changed (state, flags, the second, the config), to keep the
         # small heap free of churn.
-        key = (desk.state << 3) | (busy << 1) | ready
+        key = (desk.state << 3) | (busy << 1) | ready | (desk.first << 8) | (desk.reasons << 12)
         sec = desk.service(now) // 1000
         if key == self._key and sec == self._sec and config is self._config and (
                 self.shown is not None or time.ticks_diff(now, self._retry) < 0):

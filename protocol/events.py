@@ -131,10 +131,16 @@ def _check(name, typ, allowed, value):
     elif typ == _LIST:
         if tv is not list:
             raise ProtocolError("bad_type", name)
-        if len(value) > _MAX_LIST:
+        if len(value) > (allowed or _MAX_LIST):
             raise ProtocolError("bad_value", name)
         for v in value:
             _check(name, _STR, None, v)
+            if allowed:
+                # A list with its own length (the config's `reasons`): "<code> <label>",
+                # the label 1-6 characters, so that "1√" and it fit a 128-pixel row.
+                i = v.find(" ")
+                if i < 1 or not 0 < len(v) - i - 1 <= 6:
+                    raise ProtocolError("bad_value", name)
     elif typ == _TARGETS:
         if tv is not dict:
             raise ProtocolError("bad_type", name)
@@ -171,6 +177,8 @@ def _config_field(name):
         return _INT, None
     if name == "calls":             # the window calls from a queue: its staff key asks `next`
         return _INT, (1, 1)
+    if name == "reasons":           # the 差评 reason screen: up to 12 "<code> <label>"
+        return _LIST, 12
     return None                     # not a config field: devices ignore it
 
 

@@ -45,6 +45,11 @@ def conf(tmp_path):
     ('hall = "h1"\n[devices]\ntargets = { default = 900, "a\\tb" = 60 }\n', "targets.a\\tb"),
     ('hall = "h1"\n[devices]\ntargets = { %s }\n' % ", ".join("I%040d = 600" % i for i in range(40)),
      "over the 2048 a device takes"),
+    # The evaluators' reason screen: the county's categories, labels that fit the display.
+    ('hall = "h1"\n[devices]\nreasons = { atitude = "态度不好" }\n', "did you mean 'attitude'"),
+    ('hall = "h1"\n[devices]\nreasons = { attitude = "服务态度很不好" }\n', "a label of 1-6 characters"),
+    ('hall = "h1"\n[devices]\nreasons = { attitude = "态度\\t不好" }\n', "a label of 1-6 characters"),
+    ('hall = "h1"\n[devices]\nreasons = { attitude = 1 }\n', "reasons.attitude must be text"),
 ])
 def test_config_check_explains_in_plain_words(tmp_path, body, words):
     p = tmp_path / "bad.toml"

@@ -18,6 +18,7 @@ import framebuf, micropython
 import cjkfont
 from board import TextDisplay
 from protocol import events, mac, topics
+import desk, ui
 
 def qstrs():
     micropython.qstr_info()
@@ -28,7 +29,22 @@ cjkfont.use(FONT)
 ev = {"v": 1, "device": "ev-qx", "seq": 1, "kind": "rating", "t": 0, "level": "satisfied",
       "channel": "window", "session": "ev-qx-1-1", "window": "A07"}
 key = bytes(32)
+# The reason screen (issue 14): the config's rule, its rows, the codes sent.
+choices = ["attitude \u6001\u5ea6\u4e0d\u597d", "slow \u529e\u4e8b\u592a\u6162", "wait \u6392\u961f",
+           "other \u5176\u4ed6"]
+cfg = {"reasons": choices}
+dk = desk.Desk("ev-qx", 1)
+dk.state = 5
+def reasons(first, chosen):
+    events.clean_config(cfg)
+    dk.first, dk.reasons = first, chosen
+    for s in ui.rows(dk, cfg, "A07", 0):
+        d.text(s, 0, 32)
+    for s in choices:
+        s[:s.find(" ")]
 def work(name):
+    reasons(0, 5)
+    reasons(3, 8)
     d.text(name, 0, 0)
     d.text("A07 " + name + " No.1024", 0, 16)
     cjkfont.width(name)
@@ -74,7 +90,7 @@ def test_state_consts_match_the_desk():
     desk = consts("desk.py")
     for mod in ("evaluator.py", "ui.py"):
         mine = consts(mod)
-        states = [k for k in mine if k in ("IDLE", "SERVING", "PAUSED", "PROMPT", "THANKS")]
+        states = [k for k in mine if k in ("IDLE", "SERVING", "PAUSED", "PROMPT", "THANKS", "REASONS")]
         assert states, mod
         for k in states:
             assert mine[k] == desk[k], (mod, k)

@@ -42,10 +42,13 @@ def _serve_one(vd, rnd, thanked, n):
     vd.staff("end")
     level = rnd.choice(LEVELS)
     vd.press(level, ms=20)
-    if vd.screen()["lines"][2] == "Thank you":
+    lines = vd.screen()["lines"]
+    # The reason screen (不满意/非常不满意, the agent's default) shows once the
+    # press is on flash: a cut while the citizen chooses must lose nothing.
+    if lines[2] == "Thank you" or lines[0].endswith("5提交"):
         thanked[session] = level
     if rnd.random() < 0.2:
-        vd.press(rnd.choice(LEVELS), ms=20)      # a repeat: ignored
+        vd.press(rnd.choice(LEVELS), ms=20)      # a repeat: ignored, or a key of the reason screen
 
 
 def _check(agent, thanked):

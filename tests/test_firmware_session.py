@@ -255,7 +255,7 @@ def _run_sessions(tmp_path, broker, n, seed=1, heap="64k"):
     agent = RealAgent(str(tmp_path), broker.port, HALL, {DEV: KEY},
                       {DEV: {k: BASE[k] for k in ("window", "staff", "staff_no")}}, prompt_s=1).start()
     vd = _device(tmp_path, broker, heap=heap)
-    expect_rated, expect_unrated = {}, set()
+    expect_rated, expect_unrated, chose = {}, set(), set()
     try:
         vd.start()
         wait_for(lambda: vd.screen()["lines"][0] == "A07 No.1024", 20, what="config")
@@ -290,7 +290,14 @@ def _run_sessions(tmp_path, broker, n, seed=1, heap="64k"):
                 assert late["refused"] == 0, late        # "busy": fails at once, not after n sessions
                 wait_for(lambda: vd.stats()["state"] == "idle", 10, what="late press: prompt closed (%r)" % late)
                 expect_unrated.add(session)
-            if rnd.random() < 0.2:
+            if level in LEVELS[3:] and session in expect_rated:
+                # The agent's default reason screen: sometimes the first reason and
+                # 5 (send); else it goes with the next service or the timeout.
+                if rnd.random() < 0.5:
+                    vd.press(LEVELS[0], ms=20)
+                    vd.press(LEVELS[4], ms=20)
+                    chose.add(session)
+            elif rnd.random() < 0.2:
                 vd.press(rnd.choice(LEVELS), ms=20)          # repeated press
         st = vd.stats()
         assert st["refused"] == 0 and st["unbuilt"] == 0, st     # no press was ever "busy"
@@ -298,6 +305,11 @@ def _run_sessions(tmp_path, broker, n, seed=1, heap="64k"):
         assert len(expect_rated) > n * 0.8                        # the late-press path stays rare
         wait_for(lambda: vd.stats()["outbox"] == 0, 60, what="all acked")
         got = {r["session"]: r["level"] for r in agent.of_kind("rating")}
+        # Reasons only where chosen (the 1 s timeout here may send first, without).
+        reasons = {r["session"]: r.get("reasons") for r in agent.of_kind("rating")}
+        assert all(reasons[s] in (None, ["attitude"]) for s in chose)
+        assert all(reasons[s] is None for s in reasons if s not in chose)
+        assert not chose or any(reasons[s] for s in chose)
         assert len(agent.of_kind("rating")) == len(expect_rated)
         assert got == expect_rated
         assert {e["session"] for e in sessions(agent, "unrated")} == expect_unrated

@@ -90,7 +90,7 @@ def install_libraries(stage, work):
 
 def copy_agent(stage):
     """edge_agent/ and protocol/, the files the agent runs (tools/ and hardware/ stay on the laptop)."""
-    for package, patterns in (("protocol", ("*.py",)), ("edge_agent", ("*.py", "*.html"))):
+    for package, patterns in (("protocol", ("*.py", "*reasons.json")), ("edge_agent", ("*.py", "*.html"))):
         src = os.path.join(ROOT, package)
         for top, dirs, files in os.walk(src):
             dirs[:] = [d for d in dirs if d != "__pycache__"]

@@ -246,6 +246,18 @@ def _m009_device_health_detail(conn):
     """)
 
 
+def _m010_ticket_item_case(conn):
+    # Issue 14: a ticket may know the 事项编码 and the 办件编号 it is for (from its
+    # appointment, or the device that asked for it); the call passes them to the
+    # window's evaluator, which puts them on the session and the rating.
+    _script(conn, """
+    ALTER TABLE tickets ADD COLUMN item TEXT;
+    ALTER TABLE tickets ADD COLUMN "case" TEXT;
+    ALTER TABLE appointments ADD COLUMN item TEXT;
+    ALTER TABLE appointments ADD COLUMN "case" TEXT;
+    """)
+
+
 # Named, applied in order, each in its own transaction, recorded in _migrations.
 MIGRATIONS = [
     ("001_initial", _m001_initial),
@@ -257,4 +269,5 @@ MIGRATIONS = [
     ("007_queues", _m007_queues),
     ("008_kiosk", _m008_kiosk),
     ("009_device_health_detail", _m009_device_health_detail),
+    ("010_ticket_item_case", _m010_ticket_item_case),
 ]

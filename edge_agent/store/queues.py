@@ -93,14 +93,14 @@ class Queues:
 
     # -- tickets
     def add_ticket(self, day, ticket, queue, source, device, issued_ms, priority=False, appointment=None,
-                   slot_ms=None, order_ms=None):
+                   slot_ms=None, item=None, case=None, order_ms=None):
         """The new ticket's id; None when that day already has this ticket.
         order_ms: its place in the calling order (default: its issue time)."""
         cur = self.conn.execute(
             "INSERT INTO tickets (day, ticket, queue, priority, appointment, slot_ms, device, source, issued_ms, "
-            "order_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(day, ticket) DO NOTHING",
+            'order_ms, item, "case") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(day, ticket) DO NOTHING',
             (day, ticket, queue, int(bool(priority)), appointment, slot_ms, device, source, issued_ms,
-             issued_ms if order_ms is None else order_ms))
+             issued_ms if order_ms is None else order_ms, item, case))
         return cur.lastrowid if cur.rowcount > 0 else None
 
     def ticket(self, ticket_id):
@@ -193,10 +193,10 @@ class Queues:
                                       "GROUP BY queue", (day,)))
 
     # -- appointments
-    def add_appointment(self, code, queue, slot_ms, until_ms, created_ms):
-        return self.conn.execute("INSERT INTO appointments VALUES (?, ?, ?, ?, NULL, ?) "
-                                 "ON CONFLICT(code) DO NOTHING", (code, queue, slot_ms, until_ms,
-                                                                  created_ms)).rowcount > 0
+    def add_appointment(self, code, queue, slot_ms, until_ms, created_ms, item=None, case=None):
+        return self.conn.execute('INSERT INTO appointments (code, queue, slot_ms, until_ms, ticket_id, created_ms, '
+                                 'item, "case") VALUES (?, ?, ?, ?, NULL, ?, ?, ?) ON CONFLICT(code) DO NOTHING',
+                                 (code, queue, slot_ms, until_ms, created_ms, item, case)).rowcount > 0
 
     def appointment(self, code):
         rows = _dicts(self.conn.execute("SELECT * FROM appointments WHERE code = ?", (code,)))

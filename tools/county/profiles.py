@@ -7,6 +7,7 @@ format). The county runs under one profile (`county-server run --profile`).
 import json
 import os
 
+from protocol.rules import reason_categories
 from tools.county.errors import CountyError
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "profiles")
@@ -31,9 +32,9 @@ def schema(name):
 
 
 def reasons():
-    """The 差评 reason categories (data/reasons.json): [{code, zh}]."""
-    with open(os.path.join(os.path.dirname(DATA), "reasons.json"), encoding="utf-8") as f:
-        return json.load(f)["reasons"]
+    """The 差评 reason categories: [{code, zh, short}], from protocol/reasons.json,
+    the one file the agent's reason screens are made from too."""
+    return reason_categories()
 
 
 class Rules:
