@@ -208,7 +208,11 @@ class ChaosHall:
                                  extra=["--system-token", self.system_token,
                                         "--link-secret-file", os.path.join(self.work, "link-secret")])
         self.link = None
-        self.disk = SmallDisk(os.path.join(self.work, "agent-disk"), mib=48) if SmallDisk.available() else None
+        # The store grows ~55 MB an hour at this hall's pace (20 busy windows,
+        # nothing purged within 30 days): a disk that only the disk_full fault
+        # fills, however long the run (an hour's run on 48 MiB filled for good).
+        mib = 48 + int(seconds / 3600 * 96)
+        self.disk = SmallDisk(os.path.join(self.work, "agent-disk"), mib=mib) if SmallDisk.available() else None
         store_dir = self.disk.path if self.disk else os.path.join(self.work, "agent-store")
         self.db_path = os.path.join(store_dir, "agent.db")
         self.config = os.path.join(self.work, "agent.toml")
@@ -231,6 +235,7 @@ class ChaosHall:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.faults_done = []
+        self._fault_locks = {}
 
     # -- the hall --------------------------------------------------------------
     def edge_agent(self, *args):
@@ -529,6 +534,15 @@ class ChaosHall:
         return threads
 
     def _fault(self, at, kind, target, hold):
+        # Faults overlap, but two on the same thing take turns: two restarts
+        # of the agent at once would leave one running that the harness no
+        # longer holds (and kills nothing), two link modes would end each other.
+        thing = ("agent" if kind in ("agent_kill", "pi_clock_jump") else "link" if kind.startswith("county_")
+                 or kind == "uplink_drop" else kind if target is None else target)
+        with self._fault_locks.setdefault(thing, threading.Lock()):
+            self._fault_on(at, kind, target, hold)
+
+    def _fault_on(self, at, kind, target, hold):
         try:
             what = self._apply(kind, target, hold)
         except Exception as e:               # a fault that could not be made is reported, not fatal
