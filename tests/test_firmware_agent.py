@@ -31,6 +31,8 @@ def _rate(vd, ticket, level):
     session = vd.stats()["session"]
     vd.staff("end")
     vd.press(level, ms=20)
+    if level in LEVELS[3:] and vd.stats()["state"] == "reasons":
+        vd.press(LEVELS[4], ms=20)     # the agent's default reason screen: 5 sends, none chosen
     return session if "Thank you" in vd.screen()["lines"] else None
 
 

@@ -63,6 +63,8 @@ def rate(vd, ticket, level):
     vd.call(ticket)
     vd.staff("end")
     vd.press(level)
+    if level == "dissatisfied" and vd.stats()["state"] == "reasons":
+        vd.press("very_dissatisfied")      # the agent's default reason screen: 5 sends, none chosen
 
 
 def settle(vd, n):

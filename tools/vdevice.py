@@ -67,7 +67,7 @@ def firmware_romfs(srcs=None):
             shutil.copy(path, os.path.join(tmp, name))
         with contextlib.redirect_stdout(io.StringIO()):
             image = make_romfs(tmp, mpy_cross=True)
-    part = out + ".%d.tmp" % os.getpid()
+    part = "%s.%d-%d.tmp" % (out, os.getpid(), threading.get_ident())     # boards boot in threads
     with open(part, "wb") as f:
         f.write(image)
     os.replace(part, out)
@@ -95,9 +95,10 @@ def rom_qstr_bytes(rom, modules=EVALUATOR_MODULES):
     if out.returncode != 0 or len(sizes) != 2:
         raise DeviceError("measuring the ROM image failed: %s" % (out.stdout + out.stderr)[-1000:])
     n = sizes[1] - sizes[0]
-    with open(side + ".tmp", "w") as f:
+    part = "%s.%d-%d.tmp" % (side, os.getpid(), threading.get_ident())   # boards boot in threads
+    with open(part, "w") as f:
         f.write(str(n))
-    os.replace(side + ".tmp", side)
+    os.replace(part, side)
     return n
 
 
