@@ -17,6 +17,7 @@ import ast
 import hashlib
 import json
 import os
+import threading
 
 from tools.procs import MPLIB, ROOT
 
@@ -50,6 +51,9 @@ def font_file(size=16):
     return path
 
 
+_CWD_LOCK = threading.Lock()
+
+
 class Manifest:
     """firmware/manifest.py run as MicroPython's makemanifest runs it, recording
     what it freezes: the one list of what a board gets."""
@@ -60,13 +64,19 @@ class Manifest:
         env = {"options": self, "module": lambda name, **kw: self.modules.append(name),
                "package": lambda name, base_path=".", **kw: self.packages.append((name, base_path)),
                "require": lambda name, **kw: self.requires.append(name), "include": lambda *a, **kw: None}
-        here = os.getcwd()
-        os.chdir(FIRMWARE)
-        try:
-            with open("manifest.py") as f:
-                exec(compile(f.read(), os.path.join(FIRMWARE, "manifest.py"), "exec"), env)
-        finally:
-            os.chdir(here)
+        # makemanifest runs a manifest in its own directory (it lists "."). The
+        # working directory is the process's: under one lock, or two threads
+        # (boards booting at once) each restore the other's, and the process
+        # is left in firmware/, where MicroPython children then import the
+        # sources instead of their compiled modules.
+        with _CWD_LOCK:
+            here = os.getcwd()
+            os.chdir(FIRMWARE)
+            try:
+                with open("manifest.py") as f:
+                    exec(compile(f.read(), os.path.join(FIRMWARE, "manifest.py"), "exec"), env)
+            finally:
+                os.chdir(here)
         self.on_filesystem = tuple(env["ON_FILESYSTEM"])
 
     def defaults(self, **kw):
