@@ -379,9 +379,12 @@ class ChaosHall:
                         self._no_show(vd)
                 else:
                     vd.call("C%04d" % n)
-                session = vd.stats()["session"]
                 time.sleep(rng.uniform(0.1, 0.6))          # the service, compressed
                 vd.staff("end")
+                # The session the press rates, read now: a `next` the agent answers
+                # late calls its ticket as a new session in the middle of a walk-in's
+                # (the hour-long soak once thanked the walk-in's id, the county had the call's).
+                session = vd.stats()["session"]
                 level = rng.choice(LEVELS)
                 with self.lock:
                     self.pressed[session] = level
