@@ -21,7 +21,7 @@ import threading
 import time
 
 from protocol import topics
-from edge_agent import kiosk, queues, quarantine, registry, status, systemd
+from edge_agent import kiosk, ota, queues, quarantine, registry, status, systemd
 from edge_agent.cases import CaseCache
 from edge_agent.committer import Committer
 from edge_agent.errors import AgentError
@@ -81,6 +81,7 @@ class Agent:
         kiosk_ops = kiosk.Kiosk(cfg).register(self.requests)
         self.link_key = self._configured_link_key()      # (key, county base) for tickets' rate_url, or None
         queues.QueueOps(cfg, lambda: self.link_key, kiosk=kiosk_ops).register(self.requests)
+        ota.register(self.requests)
         self.committer = Committer(Store(self.path, cache_kib=_CACHE_KIB), self.link, self.hall,
                                    cfg["mqtt"]["batch_max"], cfg["mqtt"]["batch_ms"], self.guard,
                                    cfg["quarantine"], self.sealer, queues.tz(cfg))
@@ -216,9 +217,10 @@ class Agent:
 
     def _housekeep(self, stop):
         every = {"beacon": self.cfg["mqtt"]["beacon_s"], "guard": 5, "light": 5, "purge_quarantine": 3600,
-                 "purge_jobs": 60}
+                 "purge_jobs": 60, "ota_deadlines": 5}
         last = dict.fromkeys(every, float("-inf"))     # every chore is due at start
         rev = self.store.registry_rev()
+        ota_rev = None
         wd = systemd.watchdog_interval_s()
         last_wd = 0.0
         lead = time.time() - time.monotonic()      # the wall clock's lead on the monotonic one
@@ -244,6 +246,14 @@ class Agent:
                 due, self.committer.config_due = self.committer.config_due, set()
             if due:
                 self.publish_configs(due)
+            # Update offers: all pending ones when hallctl changed them, and
+            # again to a device that comes online (it resumes where it stopped).
+            r = self.store.meta("ota_rev", 0)
+            if r != ota_rev and self.link.connected.is_set():
+                ota_rev = r
+                ota.send_offers(self.store, self.link, self.hall, self.sealer)
+            elif due:
+                ota.send_offers(self.store, self.link, self.hall, self.sealer, due)
             for chore, period in every.items():
                 if period and now - last[chore] >= period:
                     last[chore] = now
@@ -276,6 +286,10 @@ class Agent:
 
     def _guard(self):
         self.guard.check()
+
+    def _ota_deadlines(self):
+        for d in ota.check_deadlines(self.store, now_ms()):
+            log.warning("ota %s: no report after the switch: failed", d)
 
     def _purge_quarantine(self):
         try:

@@ -1,8 +1,9 @@
 """HTTP for the hall: / (the lobby screen), /healthz, /metrics (Prometheus),
 /api/status, /api/hall (what the screen shows), /api/queue (the call
 board: the newest calls, waiting and waits per queue; the screen asks for
-it every 400 ms, so a call shows within a second) and POST /api/windows/<W>
-(staff on duty).
+it every 400 ms, so a call shows within a second), POST /api/windows/<W>
+(staff on duty), and over-the-air updates (hallctl ota): GET /api/ota,
+POST /api/ota/bundles, /api/ota/offer, /api/ota/withdraw.
 Stdlib server in a thread; one store connection behind a lock.
 
 Reading is open: the lobby screen is shown to the whole hall. Writing
@@ -171,6 +172,11 @@ class HallHTTP:
                 with self.lock:
                     board = queues.board(self.store, self.cfg, now_ms())
                 return self.send_json(h, 200, board)
+            if method == "GET" and path == "/api/ota":
+                with self.lock:
+                    return self.send_json(h, 200, ota_status(self.store))
+            if method == "POST" and path.startswith("/api/ota/"):
+                return self.ota_write(h, path[len("/api/ota/"):])
             if method == "POST" and path.startswith("/api/windows/"):
                 refused = self.refuse_write(h)
                 if refused:
@@ -193,6 +199,29 @@ class HallHTTP:
             # The details are for the log, not for whoever is on the hall's Wi-Fi.
             log.exception("HTTP %s %s", method, path)
             return self.send_json(h, 500, {"error": "internal error; the agent's log has the details"})
+
+    def ota_write(self, h, what):
+        """POST /api/ota/bundles (the bundle's bytes), /offer {devices,
+        version, health_s}, /withdraw {devices}: hallctl ota."""
+        from edge_agent import ota
+        refused = self.refuse_write(h)
+        if refused:
+            h.close_connection = True
+            return self.send_json(h, refused[0], {"error": refused[1]})
+        if what == "bundles":
+            data = read_body(h, ota.MAX_BUNDLE_BYTES)
+            with self.lock:
+                version = ota.take_bundle(self.store, data)
+            return self.send_json(h, 200, {"version": version})
+        if what not in ("offer", "withdraw"):
+            return self.send_json(h, 404, {"error": "no such path"})
+        body = read_object(h)
+        with self.lock:
+            if what == "offer":
+                ota.offer(self.store, body.get("devices"), body.get("version"), body.get("health_s", 120))
+            else:
+                ota.withdraw(self.store, body.get("devices") or [])
+        return self.send_json(h, 200, {"ok": True})
 
     def snapshot(self):
         rt = dict(self.runtime(), http_refused=self.server.refused, http_cut=self.server.cut)
@@ -238,19 +267,31 @@ def same_origin(h):
     return parts.scheme in ("http", "https") and parts.netloc != "" and parts.netloc == h.headers.get("Host")
 
 
-def read_object(h):
-    """The request body as a JSON object, or BadRequest saying what is wrong."""
+def read_body(h, limit):
+    """The request body's bytes, at most `limit`, or BadRequest."""
     declared = h.headers.get("Content-Length")
     if declared is None:
         raise BadRequest(411, "Content-Length required")
     if not declared.strip().isdigit():
         raise BadRequest(400, "Content-Length must be a whole number of bytes, not %r" % declared[:40])
     n = int(declared)
-    if n > MAX_BODY_BYTES:
-        raise BadRequest(413, "body over %d bytes" % MAX_BODY_BYTES)
+    if n > limit:
+        raise BadRequest(413, "body over %d bytes" % limit)
     data = h.rfile.read(n)
     if len(data) < n:
         raise BadRequest(400, "body shorter than its Content-Length")
+    return data
+
+
+def ota_status(store):
+    """Where each device stands with its update, beside what it runs now."""
+    fw = {d["device"]: d.get("health_fw") or d.get("fw") for d in store.devices.all()}
+    return {"devices": [dict(r, fw=fw.get(r["device"])) for r in store.updates.all()]}
+
+
+def read_object(h):
+    """The request body as a JSON object, or BadRequest saying what is wrong."""
+    data = read_body(h, MAX_BODY_BYTES)
     try:
         body = json.loads(data, parse_constant=_no_constant)
     except (ValueError, RecursionError):

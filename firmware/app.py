@@ -28,6 +28,7 @@ from uplink import Uplink
 import tasks
 
 _CONFIG = "/config.json"     # the agent's last config, on flash (one str: a long one is a heap object per use)
+_ota = None                  # ota.py, while an update runs (ota.json on flash at boot)
 
 
 def read_json(path):
@@ -70,6 +71,15 @@ class App:
         gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
         self.board = board
         self.root = root = board.mount_flash()
+        # An update under way, or offered (ota.json): its code loads only
+        # then, and first, so that what it keeps packs low in the heap.
+        try:
+            with open(root + "/ota.json") as f:
+                if f.read(1):       # empty: an update given up (on_cmd)
+                    global _ota
+                    _ota = __import__("ota")
+        except OSError:
+            pass
         site = read_json(root + "/site.json")
         if not site:
             raise RuntimeError("not provisioned: no site.json")
@@ -157,7 +167,33 @@ class App:
         write(self.root + _CONFIG, json.dumps(keep).encode())
 
     def on_cmd(self, msg):
-        """time, status, reset; an app handles the rest (and replies) first."""
+        """time, status, reset, and what names `ota` (an update); an app
+        handles the rest (and its replies) first."""
+        if "ota" in msg:
+            # ota.py loads only at a boot that finds ota.json: an offer while
+            # none runs is kept there and the board restarts into it, where the
+            # heap is whole (at 48 KiB, loading it mid-run found no 640 bytes).
+            if _ota:
+                _ota.take(self, msg)
+            elif msg.get("cmd") == "ota":
+                # An empty ota.json: an update's boot got no link (ota.py: too
+                # little heap here, say) and gave its offer up. The offer
+                # that comes again is refused once, saying why; the
+                # technician's next rollout offers it afresh.
+                try:
+                    with open(self.root + "/ota.json") as f:
+                        gave_up = not f.read(1)
+                except OSError:
+                    gave_up = False
+                if gave_up:
+                    self.uplink.ask({"op": "ota", "ota": msg.get("ota"), "state": "refused", "fw": self.FW,
+                                     "detail": "no link during the update"})
+                    __import__("os").remove(self.root + "/ota.json")
+                    return
+                write(self.root + "/ota.json", json.dumps(msg).encode())
+                self.board.mark_intentional()
+                self.board.reset()
+            return
         cmd = msg.get("cmd")
         if cmd == "time":
             self.clock.beacon(msg.get("t"), True)
@@ -283,6 +319,8 @@ class App:
     def start(self, console=None):
         """Start the background tasks; the input loop is the main one (main()):
         the app's _inputs(), with its stats() for the board's background."""
+        if _ota:
+            _ota.resume(self, read_json(self.root + "/ota.json"))
         gc.collect()
         gc.threshold(gc.mem_free() // 4 + gc.mem_alloc())
         for coro in self.board.background(self.stats):

@@ -110,7 +110,9 @@ class Evaluator(App):
     # -- events --------------------------------------------------------------
     def on_cmd(self, msg):
         cmd = msg.get("cmd")
-        if cmd == "call":
+        if "ota" in msg:
+            App.on_cmd(self, msg)     # an update's offer or reply (ota.py)
+        elif cmd == "call":
             self._call(msg.get("ticket"), msg.get("item"), msg.get("case"))
         elif cmd == "reply":
             err = msg.get("error")

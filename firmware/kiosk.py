@@ -123,7 +123,9 @@ class Kiosk(App):
 
     # -- the agent -----------------------------------------------------------------
     def on_cmd(self, msg):
-        if msg.get("cmd") == "reply":
+        if "ota" in msg:
+            App.on_cmd(self, msg)     # an update's offer or reply (ota.py)
+        elif msg.get("cmd") == "reply":
             if msg.get("re") == self.asked:
                 self.reply = msg
         else:

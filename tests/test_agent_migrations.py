@@ -10,12 +10,13 @@ import pytest
 from edge_agent.store import MIGRATIONS, Store
 
 OLD_STORE = os.path.join(os.path.dirname(__file__), "fixtures", "agent-store-f40a911.sql")
-TABLES = ["_migrations", "appointments", "cases", "counters", "devices", "events", "meta", "print_jobs",
+TABLES = ["_migrations", "appointments", "cases", "counters", "devices", "events", "meta", "ota_bundles",
+          "ota_devices", "print_jobs",
           "quarantine", "queue_blocks", "queue_calls", "queue_numbers", "queue_windows", "queues", "tickets",
           "uplink_batches", "uplink_rejects", "windows"]
 # Made by later migrations than the store this test upgrades (it has no rows in them).
 NEW_TABLES = {"appointments", "cases", "print_jobs", "queue_blocks", "queue_calls", "queue_numbers",
-              "queue_windows", "queues", "tickets"}
+              "queue_windows", "queues", "tickets", "ota_bundles", "ota_devices"}
 
 
 def schema(conn):

@@ -74,7 +74,7 @@ def firmware_romfs(srcs=None):
     return out
 
 
-EVALUATOR_MODULES = "evaluator, board_sim, uplink, mqtt"
+EVALUATOR_MODULES = "evaluator, board_sim, uplink, mqtt, ota"
 
 
 def rom_qstr_bytes(rom, modules=EVALUATOR_MODULES):
@@ -86,11 +86,18 @@ def rom_qstr_bytes(rom, modules=EVALUATOR_MODULES):
         with open(side) as f:
             return int(f.read())
     import re
-    env = dict(os.environ, MICROPYPATH=micropython_path(".frozen"), QL_ROMFS=rom, QL_ROM_ONLY="1")
+    # QL_FLASH: romboot loads the simulated chip for the boot's image choice
+    # (a board's C driver: its names are not the firmware's), from `boot`.
+    boot = rom + ".boot"
+    os.makedirs(boot, exist_ok=True)
+    if not os.path.islink(os.path.join(boot, "lfsblock.mpy")):
+        os.symlink(boot_chip(rom), os.path.join(boot, "lfsblock.mpy"))
+    env = dict(os.environ, MICROPYPATH=micropython_path(".frozen"), QL_ROMFS=rom, QL_ROM_ONLY="1",
+               QL_FLASH="flash.img")
     code = ("import micropython;micropython.qstr_info();import romboot;"
             "import " + modules + ";micropython.qstr_info()")
     out = subprocess.run([MICROPYTHON, "-X", "heapsize=1m", "-c", code], env=env,
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, cwd=boot)
     sizes = [int(x) for x in re.findall(r"n_total_bytes=(\d+)", out.stdout)]
     if out.returncode != 0 or len(sizes) != 2:
         raise DeviceError("measuring the ROM image failed: %s" % (out.stdout + out.stderr)[-1000:])
@@ -100,6 +107,23 @@ def rom_qstr_bytes(rom, modules=EVALUATOR_MODULES):
         f.write(str(n))
     os.replace(part, side)
     return n
+
+
+def boot_chip(rom):
+    """The simulated chip (lfsblock) as the ROM image `rom` has it compiled,
+    copied out beside the image, for romboot.py's choice of the app image
+    (OTA): the same bytecode interns the same names, which the firmware has
+    anyway."""
+    out = rom + ".lfsblock.mpy"
+    if not os.path.exists(out):
+        code = ("import vfs;b=open(%r,'rb').read();vfs.mount(vfs.VfsRom(b),'/rom');"
+                "open(%r,'wb').write(open('/rom/lfsblock.mpy','rb').read())" % (rom, out + ".tmp"))
+        got = subprocess.run([MICROPYTHON, "-X", "heapsize=4m", "-c", code], capture_output=True, text=True,
+                             timeout=60)
+        if got.returncode != 0:
+            raise DeviceError("no lfsblock in the ROM image: %s" % (got.stdout + got.stderr)[-500:])
+        os.replace(out + ".tmp", out)
+    return out
 
 
 def _bytes(size):
@@ -139,11 +163,13 @@ class VirtualDevice:
             self.site["password"] = password
         self.site.update(site or {})
         self.files = dict(files or {})     # extra files for the flash: {name: host path}
+        self.env = {}                      # more environment for the firmware (QL_CUT: firmware/ota.py)
         self.proc = None
         # Another firmware build (bench: main's, in the same run): its ROM image and ROMFS boot.
         self._rom, self._romboot = rom, romboot or os.path.join(SIM, "romboot.py")
         self.rom = None
         self.restarts = 0
+        self.restarting = False            # booting again after its own reset (not a power-up)
         self._sock = None
         self._file = None
         self._lock = threading.Lock()
@@ -158,6 +184,7 @@ class VirtualDevice:
             "QL_FLASH": self.image,
             "QL_CONTROL": str(self.control_port),
             "QL_FLASH_BLOCKS": str(self.flash_blocks),
+            **self.env,
         }
 
     def _boot_env(self):
@@ -166,7 +193,9 @@ class VirtualDevice:
         heap the firmware gets, and a board has neither: with absolute paths a
         deeper checkout left the firmware less heap (a 64 KiB test failed in a
         CI clone and passed in the author's tree)."""
-        for name, target in (("romboot.py", self._romboot), ("rom.img", self.rom)):
+        # lfsblock.mpy: the chip for the boot's choice of the app image (OTA).
+        for name, target in (("romboot.py", self._romboot), ("rom.img", self.rom),
+                             ("lfsblock.mpy", boot_chip(self.rom))):
             link = os.path.join(self.work_dir, name)
             if os.path.islink(link) and os.readlink(link) == target:
                 continue
@@ -213,7 +242,10 @@ class VirtualDevice:
         if not os.path.exists(self.image):
             self.provision()
         self._close()
-        self.rom = self._rom or firmware_romfs()
+        # A board that resets boots the ROM it has (and the threads of devices
+        # resetting at once do not each rebuild it).
+        if not (self.rom and self.restarting):
+            self.rom = self._rom or firmware_romfs()
         self.proc = Proc("device-" + self.device, self._argv("romboot.py"),
                          self.work_dir, env=self._boot_env(), cwd=self.work_dir)
         self.proc.start()
@@ -251,7 +283,11 @@ class VirtualDevice:
             code = p.p.wait()
             if code != EXIT_RESET or self.proc is not p:
                 return
-            self.start()
+            self.restarting = True
+            try:
+                self.start()
+            finally:
+                self.restarting = False
             self.restarts += 1     # counted once it is up again
 
     def kill(self):

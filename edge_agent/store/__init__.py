@@ -10,6 +10,7 @@
   uplink.py      the uplink's batch in flight and the county's rejects
   kiosk.py       the county's cases (cached) and the kiosks' print jobs
   queues.py      queues, the windows serving them, numbers, blocks, tickets, calls, appointments
+  ota.py         over-the-air updates: the bundles, where each device stands
 
 Tables:
   events          one row per (device, seq), body = canonical wire JSON with mac;
@@ -40,6 +41,12 @@ Tables:
   queues, queue_windows, queue_numbers, queue_blocks, tickets, queue_calls,
   appointments    the hall's queues (edge_agent/queue.py): numbers per queue and
                   hall-local day, taken in the transaction that records them.
+  ota_bundles     update bundles (hallctl ota): version, manifest, the app image and
+                  its sha256.
+  ota_devices     the update offered to each device and where it stands (offered,
+                  downloading, switching, healthy, rolled_back, refused, failed,
+                  withdrawn); chunks served; meta ota_rev, bumped when offers change
+                  so a running agent sends them.
 """
 from edge_agent.store.db import Store, connect, now_ms
 from edge_agent.store.migrations import MIGRATIONS

@@ -22,6 +22,7 @@ from edge_agent.store.devices import Devices, Windows
 from edge_agent.store.events import Events
 from edge_agent.store.kiosk import Cases, PrintJobs
 from edge_agent.store.migrations import MIGRATIONS
+from edge_agent.store.ota import Bundles, Updates
 from edge_agent.store.quarantine import Quarantined
 from edge_agent.store.queues import Queues
 from edge_agent.store.uplink import Outbound
@@ -57,7 +58,8 @@ class Store:
     """The agent's store. Its parts: `events`, `devices`, `windows`,
     `quarantine` (refused messages), `uplink` (batches and rejects), `cases`
     (the county's, cached), `print_jobs` (the kiosks'), `queues` (queues,
-    tickets, calls); and here the counters and `meta`."""
+    tickets, calls), `bundles` and `updates` (over-the-air updates); and here
+    the counters and `meta`."""
 
     def __init__(self, path=None, memory=False, timeout_s=30.0, create=True, synchronous="FULL",
                  cache_kib=None):
@@ -71,6 +73,8 @@ class Store:
         self.cases = Cases(self.conn)
         self.print_jobs = PrintJobs(self.conn)
         self.queues = Queues(self.conn)
+        self.bundles = Bundles(self.conn)
+        self.updates = Updates(self.conn)
         self.migrate()
 
     def close(self):

@@ -258,6 +258,32 @@ def _m010_ticket_item_case(conn):
     """)
 
 
+def _m011_ota(conn):
+    # Over-the-air updates (edge_agent/ota.py): the bundles the technician
+    # gave the agent, and where each device stands with the one offered to it.
+    _script(conn, """
+    CREATE TABLE ota_bundles (
+        version TEXT PRIMARY KEY,
+        manifest TEXT NOT NULL,
+        image BLOB NOT NULL,
+        sha TEXT NOT NULL,
+        added_ms INTEGER NOT NULL
+    );
+    CREATE TABLE ota_devices (
+        device TEXT PRIMARY KEY,
+        version TEXT NOT NULL REFERENCES ota_bundles(version),
+        state TEXT NOT NULL CHECK (state IN ('offered', 'downloading', 'switching', 'healthy',
+                                             'rolled_back', 'refused', 'failed', 'withdrawn')),
+        from_fw TEXT,
+        chunks INTEGER NOT NULL DEFAULT 0,
+        health_s INTEGER NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        offered_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    """)
+
+
 # Named, applied in order, each in its own transaction, recorded in _migrations.
 MIGRATIONS = [
     ("001_initial", _m001_initial),
@@ -270,4 +296,5 @@ MIGRATIONS = [
     ("008_kiosk", _m008_kiosk),
     ("009_device_health_detail", _m009_device_health_detail),
     ("010_ticket_item_case", _m010_ticket_item_case),
+    ("011_ota", _m011_ota),
 ]

@@ -8,6 +8,9 @@
     hallctl flash PORT --firmware micropython.bin   write MicroPython itself (esptool)
     hallctl libs                                    fetch pinned micropython-lib modules
     hallctl fleet [--agent URL ...] [--json]        every device of the halls, those needing a visit first
+    hallctl ota build -o FILE                       an update bundle from the ship list
+    hallctl ota rollout FILE --first D --then D,..  over the air, one device first, stop at a failure
+    hallctl ota status                              where each device stands with its update
 
 Register the device with the agent first (`edge-agent devices add D --window W`
 prints its key), then install and provision the board on the bench.
@@ -117,14 +120,19 @@ def cmd_info(args):
     return 0
 
 
+def _agent_url(url):
+    """--agent checked; None: the agent on this machine."""
+    url = url or "http://127.0.0.1:8080"
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https") or not urllib.parse.urlsplit(url).hostname:
+        raise HallctlError("--agent %s: give the agent's address as http://HOST:PORT" % printable(url))
+    return url
+
+
 def cmd_fleet(args):
     from tools.hallctl import fleet
     if not 0 < args.timeout <= 300:
         raise HallctlError("--timeout must be more than 0 and at most 300 seconds")
-    urls = args.agent or ["http://127.0.0.1:8080"]
-    for url in urls:
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https") or not urllib.parse.urlsplit(url).hostname:
-            raise HallctlError("--agent %s: give the agent's address as http://HOST:PORT" % printable(url))
+    urls = [_agent_url(u) for u in args.agent or [None]]
     rows, unreachable = fleet.gather(urls, args.timeout)
     if args.json:
         print(dumps({"devices": rows, "unreachable": unreachable}, indent=2))
@@ -135,6 +143,39 @@ def cmd_fleet(args):
     for url, why in unreachable.items():
         print("%s: %s: agent not reachable: %s" % (PROG, printable(url), printable(why)), file=sys.stderr)
     return 1 if unreachable else 0
+
+
+def cmd_ota_build(args):
+    from tools.hallctl import ota
+    m = ota.build(args.output, args.port)
+    f = m["files"][0]
+    print("%s: %s for %s, %s %d bytes, sha256 %s, %d modules" % (args.output, m["version"], m["port"], f["name"],
+                                                                 f["size"], f["sha256"], len(m["ship"])))
+    return 0
+
+
+def cmd_ota_rollout(args):
+    from tools.hallctl import ota
+    if not 10 <= args.health_s <= 3600:
+        raise HallctlError("--health-s must be 10 to 3600 seconds")
+    agent = ota.Agent(_agent_url(args.agent), args.token)
+    if args.then == "all":      # the hall's devices running the same app (an evaluator's image is not a kiosk's)
+        rest = agent.devices(ota.bundle_version(args.bundle).split("/")[0] + "/")
+    else:
+        rest = [d for d in (args.then or "").split(",") if d]
+    ota.rollout(agent, args.bundle, args.first, rest, args.wave, args.health_s, args.timeout,
+                say=lambda line: print(printable(line), flush=True))
+    return 0
+
+
+def cmd_ota_status(args):
+    from tools.hallctl import ota
+    rows = sorted(ota.Agent(_agent_url(args.agent)).status().values(), key=lambda r: r["device"])
+    if args.json:
+        print(dumps({"devices": rows}, indent=2))
+    else:
+        print(ota.status_table(rows))
+    return 0
 
 
 def cmd_provision(args):
@@ -224,6 +265,37 @@ COMMANDS = [
                     "first, each with why (offline, alarm, a reset by watchdog or crash, outbox "
                     "backing up, low heap, weak signal). An agent not reachable is named and "
                     "the exit status is 1."),
+    Command(("ota", "build"), cmd_ota_build, "build an update bundle from the ship list `install` copies", [
+        (("-o", "--output"), dict(required=True, metavar="FILE", help="the bundle file to write")),
+        (("--port",), dict(default="esp32", choices=("esp32", "rp2", "sim"),
+                           help="the boards it is for (sim: tools/vdevice.py's virtual devices)"))],
+        description="Build an over-the-air update bundle: the firmware's modules as "
+                    "firmware/manifest.py ships them, compiled into one ROMFS app image, and a "
+                    "manifest with the version (FW in evaluator.py), the image's size and "
+                    "sha256, and every module's sha256."),
+    Command(("ota", "rollout"), cmd_ota_rollout, "roll an update out: one device, then the rest", [
+        (("bundle",), dict(help="the bundle file (hallctl ota build)")),
+        (("--first",), dict(required=True, metavar="DEVICE", help="the device that gets it first")),
+        (("--then",), dict(metavar="D1,D2,...", help="the devices that follow once the first is healthy "
+                                                     "(all: every other device of the hall running the same app)")),
+        (("--wave",), dict(type=int, default=0, metavar="N", help="devices per wave after the first (default: all)")),
+        (("--health-s",), dict(type=int, default=120, metavar="S",
+                               help="seconds a device has to report healthy on the new app before it "
+                                    "goes back to the old one by itself (default 120)")),
+        (("--timeout",), dict(type=float, default=600.0, metavar="S", help="seconds to wait for a wave (default 600)")),
+        (("--agent",), dict(metavar="URL", help="the hall agent's HTTP address (default http://127.0.0.1:8080)")),
+        (("--token",), dict(help="the agent's [http] token, when writes from this machine need one"))],
+        description="Give the hall's agent the bundle and roll it out: to --first, and once it "
+                    "reports healthy on the new version, to the --then devices, a wave at a time. "
+                    "The first device that refuses the bundle, rolls back or does not report in "
+                    "time stops the rollout (the offers not yet switching are withdrawn; exit 1). "
+                    "The outbox and site.json on the devices are never touched."),
+    Command(("ota", "status"), cmd_ota_status, "where each device stands with its update", [
+        (("--agent",), dict(metavar="URL", help="the hall agent's HTTP address (default http://127.0.0.1:8080)")),
+        (("--json",), dict(action="store_true", help="print the rows as JSON"))],
+        description="List every device an update was offered to: the version, its state "
+                    "(offered, downloading, switching, healthy, rolled_back, refused, failed, "
+                    "withdrawn), the firmware it reports now, chunks fetched, and the detail."),
     Command(("provision",), cmd_provision, "write a device's site config (identity, key, broker)", [
         PORT,
         (("--hall",), dict(required=True, help="hall id, as in the agent config")),
@@ -274,7 +346,8 @@ COMMANDS = [
 
 
 def build_parser():
-    return cmdline.parser(PROG, __doc__.split("\n\n")[0], COMMANDS, epilog=__doc__.split("\n\n", 1)[1])
+    return cmdline.parser(PROG, __doc__.split("\n\n")[0], COMMANDS, epilog=__doc__.split("\n\n", 1)[1],
+                          groups={"ota": "over-the-air updates through the hall's agent"})
 
 
 def main(argv=None):
