@@ -323,7 +323,9 @@ def _run_sessions(tmp_path, broker, n, seed=1, heap="64k"):
 
 
 def test_many_sessions_at_64k(tmp_path, broker):
-    n = int(os.environ.get("QL_FW_SESSIONS", "150"))
+    # 30 here: the 150 at 48 KiB below are the stricter proof, and the 1,000
+    # at each heap run in `make soak` (make test stays near 20 minutes).
+    n = int(os.environ.get("QL_FW_SESSIONS", "30"))
     _run_sessions(tmp_path, broker, n)
 
 
