@@ -611,12 +611,17 @@ class ChaosHall:
                      >= at_agent(), timeout, 1, "the county caught up")
             conflicts = agent_db.execute("SELECT count(*) FROM quarantine WHERE reason = 'conflict'").fetchone()[0]
             quarantined = agent_db.execute("SELECT topic, reason FROM quarantine").fetchall()
-            tickets = {t: (state, w) for t, state, w in agent_db.execute("SELECT ticket, state, window FROM tickets")}
+            # A ticket's name for ever is <yyyymmdd>-<number> (SPEC): an hour's
+            # run may cross the hall's midnight, and numbers start again at 1.
+            from edge_agent.queues import ticket_id
+            tickets = {ticket_id(day, t): (state, w) for day, t, state, w in
+                       agent_db.execute("SELECT day, ticket, state, window FROM tickets")}
             started = agent_db.execute("SELECT json_extract(body, '$.ticket') FROM events WHERE kind = 'session' "
                                        "AND json_extract(body, '$.action') = 'started' "
                                        "AND json_extract(body, '$.ticket') IS NOT NULL").fetchall()
-            call_windows = agent_db.execute("SELECT t.ticket, count(DISTINCT c.window) FROM queue_calls c "
-                                            "JOIN tickets t ON t.id = c.ticket_id GROUP BY t.ticket").fetchall()
+            call_windows = agent_db.execute("SELECT t.day || ' ' || t.ticket, count(DISTINCT c.window) "
+                                            "FROM queue_calls c JOIN tickets t ON t.id = c.ticket_id "
+                                            "GROUP BY t.id").fetchall()
         finally:
             agent_db.close()
         county = self._county_events()
@@ -643,8 +648,9 @@ class ChaosHall:
         actions = {}
         for device, kind, body in county:
             if kind == "ticket" and device == "_queue":
-                actions.setdefault(body["ticket"], []).append(body["action"])
-        lost = [t for t in self.desk.given if t not in tickets]
+                actions.setdefault(body["id"], []).append(body["action"])
+        numbers = __import__("collections").Counter(t.split("-", 1)[1] for t in tickets)
+        lost = [t for t in self.desk.given if t not in numbers]
         if lost:
             problems.append("tickets given at the desk the agent does not have: %s" % lost[:10])
         for t, (state, window) in tickets.items():
@@ -652,8 +658,10 @@ class ChaosHall:
             if a.count("issued") != 1 or a.count("called") != (state != "waiting") or \
                     a.count("no_show") != (state == "no_show"):
                 problems.append("ticket %s is %s at the agent, the county has %s" % (t, state, a))
+        # A session names its ticket's number only: one service per day it was given.
         problems += ["ticket %s started %d services" % (t, n) for t, n in
-                     __import__("collections").Counter(t for (t,) in started if t in tickets).items() if n > 1]
+                     __import__("collections").Counter(t for (t,) in started if t in numbers).items()
+                     if n > numbers[t]]
         problems += ["ticket %s called at %d windows" % (t, n) for t, n in call_windows if n > 1]
         states = __import__("collections").Counter(s for s, _ in tickets.values())
         # Print jobs: on paper at most once, reported once, at the county.
@@ -685,7 +693,10 @@ class ChaosHall:
                      dict(states), self.no_shows, len(reports), len(on_paper),
                      sorted(r for _, r in quarantined), self.kiosk_misses, len(self.faults_done)))
         if problems:
-            raise ChaosFailure("seed %d: %d problem(s):\n  %s" % (self.seed, len(problems), "\n  ".join(problems[:30])))
+            # How many of each kind (the words before the first name), then the first 30.
+            kinds = __import__("collections").Counter(p.split(" ", 1)[0] + " ..." for p in problems)
+            raise ChaosFailure("seed %d: %d problem(s) %s:\n  %s" % (self.seed, len(problems), dict(kinds),
+                                                                   "\n  ".join(problems[:30])))
         return {"seed": self.seed, "thanked": len(self.thanked), "county": sum(channels.values()),
                 "channels": channels, "skewed": skewed, "tickets": dict(states), "prints": len(reports), "on_paper": len(on_paper),
                 "faults": self.faults_done}
