@@ -90,8 +90,13 @@ def rom_qstr_bytes(rom, modules=EVALUATOR_MODULES):
     # (a board's C driver: its names are not the firmware's), from `boot`.
     boot = rom + ".boot"
     os.makedirs(boot, exist_ok=True)
-    if not os.path.islink(os.path.join(boot, "lfsblock.mpy")):
-        os.symlink(boot_chip(rom), os.path.join(boot, "lfsblock.mpy"))
+    link = os.path.join(boot, "lfsblock.mpy")
+    if not os.path.islink(link):
+        # Boards booting at once (the chaos run's threads) race here: each
+        # links under a name of its own, then renames over (atomic).
+        tmp = "%s.%d.%d" % (link, os.getpid(), threading.get_ident())
+        os.symlink(boot_chip(rom), tmp)
+        os.replace(tmp, link)
     env = dict(os.environ, MICROPYPATH=micropython_path(".frozen"), QL_ROMFS=rom, QL_ROM_ONLY="1",
                QL_FLASH="flash.img")
     code = ("import micropython;micropython.qstr_info();import romboot;"
@@ -116,13 +121,14 @@ def boot_chip(rom):
     anyway."""
     out = rom + ".lfsblock.mpy"
     if not os.path.exists(out):
+        tmp = "%s.%d.%d.tmp" % (out, os.getpid(), threading.get_ident())     # boards booting at once
         code = ("import vfs;b=open(%r,'rb').read();vfs.mount(vfs.VfsRom(b),'/rom');"
-                "open(%r,'wb').write(open('/rom/lfsblock.mpy','rb').read())" % (rom, out + ".tmp"))
+                "open(%r,'wb').write(open('/rom/lfsblock.mpy','rb').read())" % (rom, tmp))
         got = subprocess.run([MICROPYTHON, "-X", "heapsize=4m", "-c", code], capture_output=True, text=True,
                              timeout=60)
         if got.returncode != 0:
             raise DeviceError("no lfsblock in the ROM image: %s" % (got.stdout + got.stderr)[-500:])
-        os.replace(out + ".tmp", out)
+        os.replace(tmp, out)
     return out
 
 
