@@ -220,7 +220,7 @@ class HallHTTP:
             if what == "offer":
                 ota.offer(self.store, body.get("devices"), body.get("version"), body.get("health_s", 120))
             else:
-                ota.withdraw(self.store, body.get("devices") or [])
+                ota.withdraw(self.store, body.get("devices"))
         return self.send_json(h, 200, {"ok": True})
 
     def snapshot(self):

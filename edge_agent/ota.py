@@ -80,8 +80,9 @@ def offer(store, devices, version, health_s):
     """Offer `version` to `devices` (recorded; the running agent sends it)."""
     if type(health_s) is not int or not 10 <= health_s <= 3600:
         raise AgentError("health_s must be a whole number of seconds, 10 to 3600")
-    if type(devices) is not list or not devices or not all(type(d) is str for d in devices):
-        raise AgentError("devices must be a list of device ids")
+    _check_devices(devices)
+    if type(version) is not str:
+        raise AgentError("version must be the bundle's version, a string")
     with store.atomic():
         if store.bundles.get(version) is None:
             raise AgentError("no bundle %r on this agent: send it first" % (version,))
@@ -93,9 +94,15 @@ def offer(store, devices, version, health_s):
         store.set_meta("ota_rev", int(store.meta("ota_rev", 0)) + 1)
 
 
+def _check_devices(devices):
+    if type(devices) is not list or not devices or not all(type(d) is str for d in devices):
+        raise AgentError("devices must be a list of device ids")
+
+
 def withdraw(store, devices):
     """Withdraw offers not yet switching (a rollout stopped): their next chunk
     request is refused and they drop what they fetched."""
+    _check_devices(devices)
     with store.atomic():
         for d in devices:
             store.updates.set_state(d, "withdrawn", "rollout stopped", now_ms(), only_from=PENDING)

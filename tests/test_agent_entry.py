@@ -141,3 +141,32 @@ def test_the_config_alarm_reaches_the_hall_manager(hall, tmp_path):
     if CHROMIUM:
         dom = browse("http://127.0.0.1:%d/" % hall["http"], tmp_path, "--dump-dom")
         assert '<span class="alarm" data-alarm="config">配置错误</span>' in dom
+
+
+def test_ota_writes_refuse_what_is_not_an_offer(hall):
+    """POST /api/ota/offer and /withdraw (hallctl ota) hold their bodies to
+    their shapes: a clear 400, nothing recorded, the agent serving on."""
+    def ota(what, body):
+        req = urllib.request.Request("http://127.0.0.1:%d/api/ota/%s" % (hall["http"], what),
+                                     data=json.dumps(body).encode(), method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, json.load(e)
+    cases = [
+        ("offer", {"devices": ["ev-01"], "version": ["x"]}, "version must be"),
+        ("offer", {"devices": "ev-01", "version": "v1"}, "devices must be a list"),
+        ("offer", {"devices": ["ev-01"], "version": "v1", "health_s": 5}, "health_s must be"),
+        ("offer", {"devices": ["ev-01"], "version": "v1"}, "no bundle 'v1'"),
+        ("withdraw", {"devices": "ev-01"}, "devices must be a list"),
+        ("withdraw", {}, "devices must be a list"),
+        ("bundles", {"not": "a zip"}, "not an update bundle"),
+    ]
+    for what, body, words in cases:
+        code, answer = ota(what, body)
+        assert code == 400 and words in answer["error"], (what, body, code, answer)
+    code, answer = ota("nothing", {})
+    assert code == 404
+    with urllib.request.urlopen("http://127.0.0.1:%d/api/ota" % hall["http"], timeout=5) as r:
+        assert json.load(r) == {"devices": []}
