@@ -146,7 +146,7 @@ def _chunk(store, device, msg):
     row = store.updates.get(device["device"])
     if row is None or row["version"] != v or row["state"] not in PENDING:
         raise RequestRefused("unknown_ota")
-    if type(i) is not int or i < 0:
+    if type(i) is not int or not 0 <= i < MAX_BUNDLE_BYTES // CHUNK_BYTES:
         raise RequestRefused("bad_chunk")
     data = store.bundles.piece(v, i * CHUNK_BYTES, CHUNK_BYTES)
     if not data:
