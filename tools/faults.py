@@ -107,8 +107,8 @@ class CountyLink:
             upstream = socket.create_connection(self.target, timeout=10)
             self._track(upstream)
             self._pump(client, upstream, mode)
-        except OSError:
-            pass
+        except (OSError, ValueError):
+            pass        # ValueError: select() on a socket the cut closed from another thread (fd -1)
         finally:
             for s in (client,):
                 try:
