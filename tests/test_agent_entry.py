@@ -48,8 +48,8 @@ def hall(tmp_path):
     _stop(h)
 
 
-def post(http, window, body):
-    req = urllib.request.Request("http://127.0.0.1:%d/api/windows/%s" % (http, window),
+def post(http, window, body, path="/api/windows/"):
+    req = urllib.request.Request("http://127.0.0.1:%d%s%s" % (http, path, window),
                                  data=json.dumps(body).encode(), method="POST")
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
@@ -147,13 +147,7 @@ def test_ota_writes_refuse_what_is_not_an_offer(hall):
     """POST /api/ota/offer and /withdraw (hallctl ota) hold their bodies to
     their shapes: a clear 400, nothing recorded, the agent serving on."""
     def ota(what, body):
-        req = urllib.request.Request("http://127.0.0.1:%d/api/ota/%s" % (hall["http"], what),
-                                     data=json.dumps(body).encode(), method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=5) as r:
-                return r.status, json.load(r)
-        except urllib.error.HTTPError as e:
-            return e.code, json.load(e)
+        return post(hall["http"], what, body, path="/api/ota/")
     cases = [
         ("offer", {"devices": ["ev-01"], "version": ["x"]}, "version must be"),
         ("offer", {"devices": "ev-01", "version": "v1"}, "devices must be a list"),
