@@ -296,3 +296,21 @@ def test_a_board_without_the_heap_for_an_update_gives_it_up_and_says_so(tmp_path
         h.wait_county_ratings(1, timeout=60)
     finally:
         h.stop()
+
+
+def test_rollout_refuses_bad_arguments_before_it_reaches_an_agent(tmp_path):
+    # No agent listens on the default address's port here: every case must
+    # fail on its own words first, one line, exit 2 (usage) or 1.
+    cases = [
+        (["--health-s", "5"], "--health-s must be 10 to 3600"),
+        (["--health-s", "99999999999999999999"], "--health-s must be 10 to 3600"),
+        (["--wave", "-1"], "--wave must be 0"),
+        (["--timeout", "0"], "--timeout must be more than 0"),
+        (["--timeout", "nan"], "--timeout must be more than 0"),
+        (["--agent", "ftp://x"], "give the agent's address as http://HOST:PORT"),
+        (["--wave", "x"], "invalid int value"),
+    ]
+    for extra, words in cases:
+        out = hallctl("ota", "rollout", str(tmp_path / "none.qlb"), "--first", "ev-01", *extra, timeout=30)
+        assert out.returncode in (1, 2) and words in out.stderr, (extra, out.stderr)
+        assert "Traceback" not in out.stderr

@@ -158,6 +158,10 @@ def cmd_ota_rollout(args):
     from tools.hallctl import ota
     if not 10 <= args.health_s <= 3600:
         raise HallctlError("--health-s must be 10 to 3600 seconds")
+    if args.wave < 0:
+        raise HallctlError("--wave must be 0 (all at once) or more devices")
+    if not 0 < args.timeout <= 86400:
+        raise HallctlError("--timeout must be more than 0 and at most 86400 seconds")
     agent = ota.Agent(_agent_url(args.agent), args.token)
     if args.then == "all":      # the hall's devices running the same app (an evaluator's image is not a kiosk's)
         rest = agent.devices(ota.bundle_version(args.bundle).split("/")[0] + "/")
