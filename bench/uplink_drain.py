@@ -18,7 +18,12 @@ Each of `--runs` rounds measures both baselines, then drains once per
 of the backlog; reported: the medians, and the median of the rounds' ratios
 (a busy moment then hits both sides of a ratio).
 
-    python -m bench.uplink_drain [--events N] [--batch 500] [--devices 50] [--in-flight 1,3] [--runs 5]
+A hall's agent and the county's server are different machines: on a machine
+with 2 cores or more the county (and the in-process baseline, which stands
+for it) runs on one core and the agent on another, so neither is measured
+while the other takes its core. `--no-pin` lets the scheduler place them.
+
+    python -m bench.uplink_drain [--events N] [--batch 500] [--devices 50] [--in-flight 1,3] [--runs 5] [--no-pin]
 """
 import argparse
 import json
@@ -40,6 +45,20 @@ from tools.county.testing import CountyProc, add_events, agent_store
 
 HALL, TOKEN = "bench-hall", "bench-token-0123456789"
 KEY = bytes(range(32))
+
+
+def cores(pin):
+    """(county's core, agent's core), or None when not pinning."""
+    mine = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return (mine[0], mine[1]) if pin and len(mine) >= 2 else None
+
+
+def on_core(pid, core):
+    """Move every thread of `pid` to `core`; threads started later inherit it."""
+    if core is None:
+        return
+    for tid in os.listdir("/proc/%d/task" % pid):
+        os.sched_setaffinity(int(tid), {core})
 
 
 def make_events(n, devices):
@@ -97,7 +116,7 @@ def county_ingest(path, bodies, size):
     return took
 
 
-def drain(work, bodies, size, in_flight):
+def drain(work, bodies, size, in_flight, pinned=None):
     """The uplink for real: agent store -> HTTP -> county-server process."""
     os.makedirs(work)
     agent_path = os.path.join(work, "agent.db")
@@ -107,6 +126,9 @@ def drain(work, bodies, size, in_flight):
     db.close()
     county = CountyProc(os.path.join(work, "county"), os.path.join(work, "county-drain.db"), {HALL: TOKEN},
                         extra=["--log-level", "WARNING"]).start()
+    if pinned:
+        on_core(county.p.pid, pinned[0])
+        on_core(os.getpid(), pinned[1])
     stop = threading.Event()
     up = Uplink(agent_path, {"url": county.url, "token": TOKEN, "allow_plain_http": True, "batch_max_events": size,
                              "batch_max_bytes": 4 << 20, "interval_s": 0.2, "in_flight": in_flight}, HALL)
@@ -144,11 +166,13 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=5, help="rounds of baselines and drains (median reported; "
                     "default: 5)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--no-pin", action="store_true", help="do not give the county and the agent a core each")
     args = ap.parse_args(argv)
 
     work = tempfile.mkdtemp(prefix="uplink-drain-")
     n = args.events
     flights = [int(x) for x in args.in_flight.split(",")]
+    pinned = cores(not args.no_pin)
     rounds = []                 # per round: (raw, in-process, {in_flight: drain}) in events/s
     try:
         t0 = time.perf_counter()
@@ -156,16 +180,19 @@ def main(argv=None):
         print("uplink drain: %d events from %d devices, batches of %d, county store SQLite (synchronous=FULL)"
               % (n, args.devices, args.batch))
         print("  (signed %d events in %.0f s; work dir %s)" % (n, time.perf_counter() - t0, work), flush=True)
+        print("  county and in-process baselines on core %d, agent on core %d" % pinned if pinned
+              else "  not pinned: the scheduler places county and agent", flush=True)
         ok = True
         for r in range(args.runs):
             here = os.path.join(work, "round-%d" % r)
             os.makedirs(here)
+            on_core(os.getpid(), pinned and pinned[0])      # the baselines stand for the county
             raw = n / raw_insert(os.path.join(here, "county-raw.db"), bodies, args.batch)
             ing = n / county_ingest(os.path.join(here, "county-ingest.db"), bodies, args.batch)
             drains = {}
             line = "round %d: raw insert %.0f/s, county ingest in-process %.0f/s" % (r + 1, raw, ing)
             for k in flights:
-                took, held, posts, st = drain(os.path.join(here, "in-flight-%d" % k), bodies, args.batch, k)
+                took, held, posts, st = drain(os.path.join(here, "in-flight-%d" % k), bodies, args.batch, k, pinned)
                 drains[k] = n / took
                 line += "; in_flight %d %.0f/s (%.0f%%, %d posts)" % (k, drains[k], 100 * drains[k] / ing,
                                                                         posts[1] or 0)

@@ -295,11 +295,12 @@ class SqliteStore(Store):
     and one for reads: in WAL mode a report or stats read does not wait for
     a batch being written, nor hold it up.
 
-    Two ingest threads: one batch is parsed while another is written and
-    fsynced, and batches that wait meanwhile share the next commit (group
-    commit). More would only take turns under the interpreter lock: sqlite3
-    lets go of it for every row it steps."""
-    ingest_threads = 2
+    One ingest thread: batches are parsed and written one after another.
+    A second thread parsing while the first writes and fsyncs looks like a
+    gain, but sqlite3 lets go of the interpreter lock for every row it
+    steps, so the two take turns a row at a time: measured on 2 cores, two
+    threads drained a hall 10-15 % slower than one (BENCHMARKS.md, stop 20)."""
+    ingest_threads = 1
 
     def __init__(self, path):
         self.url = path
