@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 SECONDS ?= 0
 # make soak HOURS=N: how long the chaos run (tests/test_chaos_hall.py) lasts
 HOURS ?= 1
+# make test JOBS=N: pytest workers (pytest-xdist); auto is one per core, JOBS=1 runs the suite in order
+JOBS ?= auto
 DEBS := mosquitto mosquitto-clients socat chromium openssl lintian python3-pil python3-yaml espeak-ng sox alsa-utils
 
 .PHONY: all setup demo test bench soak clean system-deps deb
@@ -36,7 +38,7 @@ demo: setup
 	$(PY) -m tools.demo --seconds $(SECONDS)
 
 test: setup
-	$(PY) -m pytest -q -m "not soak" tests
+	$(PY) -m pytest -q -n $(JOBS) --dist worksteal -m "not soak" tests
 
 soak: setup
 	QL_SOAK_HOURS=$(HOURS) $(PY) -m pytest -q -s -m soak tests
