@@ -212,11 +212,12 @@ class WallClock:
         out = os.path.join(os.path.dirname(os.path.dirname(cls.SOURCE)), "build", "wallclock.so")
         if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(cls.SOURCE):
             os.makedirs(os.path.dirname(out), exist_ok=True)
-            cc = subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-Wall", "-Werror", "-o", out + ".tmp", cls.SOURCE,
+            part = "%s.%d.tmp" % (out, os.getpid())          # test workers may build it at once
+            cc = subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-Wall", "-Werror", "-o", part, cls.SOURCE,
                                  "-ldl"], capture_output=True, text=True)
             if cc.returncode:
                 raise RuntimeError("building %s failed:\n%s" % (cls.SOURCE, cc.stderr))
-            os.replace(out + ".tmp", out)
+            os.replace(part, out)
         return out
 
     def env(self):

@@ -44,10 +44,10 @@ def font_file(size=16):
     path = os.path.join(FONT_CACHE, "gb2312-%d.qlf" % size)
     if not os.path.exists(path):
         os.makedirs(FONT_CACHE, exist_ok=True)
-        tmp = path + ".tmp"
+        tmp = "%s.%d.tmp" % (path, os.getpid())     # test workers may make it at once
         with open(tmp, "wb") as f:
             f.write(fontgen.build([], size, full=True))
-        os.rename(tmp, path)
+        os.replace(tmp, path)
     return path
 
 
