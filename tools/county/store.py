@@ -299,7 +299,7 @@ class SqliteStore(Store):
     A second thread parsing while the first writes and fsyncs looks like a
     gain, but sqlite3 lets go of the interpreter lock for every row it
     steps, so the two take turns a row at a time: measured on 2 cores, two
-    threads drained a hall 10-15 % slower than one (BENCHMARKS.md, stop 20)."""
+    threads drained a hall about 10 % slower than one (BENCHMARKS.md, issue 12, stop 20)."""
     ingest_threads = 1
 
     def __init__(self, path):
