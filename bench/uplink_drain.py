@@ -23,7 +23,7 @@ with 2 cores or more the county (and the in-process baseline, which stands
 for it) runs on one core and the agent on another, so neither is measured
 while the other takes its core. `--no-pin` lets the scheduler place them.
 
-    python -m bench.uplink_drain [--events N] [--batch 500] [--devices 50] [--in-flight 1,3] [--runs 5] [--no-pin]
+    python -m bench.uplink_drain [--events N] [--batch 500] [--devices 50] [--in-flight 1,2] [--runs 5] [--no-pin]
 """
 import argparse
 import json
@@ -37,6 +37,7 @@ import threading
 import time
 
 import protocol
+from edge_agent import config
 from edge_agent.uplink import Uplink
 from tools.county import records
 from tools.county.migrations import INITIAL as _SCHEMA
@@ -159,10 +160,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.uplink_drain", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1000000, help="pending events to drain (default: 1,000,000)")
-    ap.add_argument("--batch", type=int, default=500, help="events per batch (default: 500, the agent's default)")
+    agent = config.section("uplink")       # the agent's defaults are what a hall runs
+    ap.add_argument("--batch", type=int, default=agent["batch_max_events"],
+                    help="events per batch (default: %d, the agent's)" % agent["batch_max_events"])
     ap.add_argument("--devices", type=int, default=50, help="devices the events come from (default: 50)")
-    ap.add_argument("--in-flight", default="1,3", help="[uplink] in_flight values to drain with, the first "
-                    "being the baseline (default: 1,3; 1 = one batch at a time)")
+    ap.add_argument("--in-flight", default="1,%d" % agent["in_flight"], help="[uplink] in_flight values to drain "
+                    "with, the first being the baseline (default: 1,%d: one batch at a time, then the agent's "
+                    "default)" % agent["in_flight"])
     ap.add_argument("--runs", type=int, default=5, help="rounds of baselines and drains (median reported; "
                     "default: 5)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
