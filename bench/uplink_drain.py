@@ -59,7 +59,10 @@ def on_core(pid, core):
     if core is None:
         return
     for tid in os.listdir("/proc/%d/task" % pid):
-        os.sched_setaffinity(int(tid), {core})
+        try:
+            os.sched_setaffinity(int(tid), {core})
+        except ProcessLookupError:          # a thread that ended meanwhile
+            pass
 
 
 def make_events(n, devices):
