@@ -45,6 +45,7 @@ the quarantine holds exactly the bad inputs sent, nothing else. The seed and the
 `python -m tools.chaos --seed N --seconds S --every E --devices D` runs it again.
 """
 import argparse
+import collections
 import concurrent.futures
 import os
 import random
@@ -619,9 +620,9 @@ class ChaosHall:
             started = agent_db.execute("SELECT json_extract(body, '$.ticket') FROM events WHERE kind = 'session' "
                                        "AND json_extract(body, '$.action') = 'started' "
                                        "AND json_extract(body, '$.ticket') IS NOT NULL").fetchall()
-            call_windows = agent_db.execute("SELECT t.day || ' ' || t.ticket, count(DISTINCT c.window) "
-                                            "FROM queue_calls c JOIN tickets t ON t.id = c.ticket_id "
-                                            "GROUP BY t.id").fetchall()
+            call_windows = [(ticket_id(day, t), n) for day, t, n in agent_db.execute(
+                "SELECT t.day, t.ticket, count(DISTINCT c.window) FROM queue_calls c "
+                "JOIN tickets t ON t.id = c.ticket_id GROUP BY t.id")]
         finally:
             agent_db.close()
         county = self._county_events()
@@ -649,7 +650,7 @@ class ChaosHall:
         for device, kind, body in county:
             if kind == "ticket" and device == "_queue":
                 actions.setdefault(body["id"], []).append(body["action"])
-        numbers = __import__("collections").Counter(t.split("-", 1)[1] for t in tickets)
+        numbers = collections.Counter(t.split("-", 1)[1] for t in tickets)
         lost = [t for t in self.desk.given if t not in numbers]
         if lost:
             problems.append("tickets given at the desk the agent does not have: %s" % lost[:10])
@@ -660,10 +661,10 @@ class ChaosHall:
                 problems.append("ticket %s is %s at the agent, the county has %s" % (t, state, a))
         # A session names its ticket's number only: one service per day it was given.
         problems += ["ticket %s started %d services" % (t, n) for t, n in
-                     __import__("collections").Counter(t for (t,) in started if t in numbers).items()
+                     collections.Counter(t for (t,) in started if t in numbers).items()
                      if n > numbers[t]]
         problems += ["ticket %s called at %d windows" % (t, n) for t, n in call_windows if n > 1]
-        states = __import__("collections").Counter(s for s, _ in tickets.values())
+        states = collections.Counter(s for s, _ in tickets.values())
         # Print jobs: on paper at most once, reported once, at the county.
         reports, on_paper = {}, {}
         for device, kind, body in county:
@@ -694,7 +695,7 @@ class ChaosHall:
                      sorted(r for _, r in quarantined), self.kiosk_misses, len(self.faults_done)))
         if problems:
             # How many of each kind (the words before the first name), then the first 30.
-            kinds = __import__("collections").Counter(p.split(" ", 1)[0] + " ..." for p in problems)
+            kinds = collections.Counter(p.split(" ", 1)[0] + " ..." for p in problems)
             raise ChaosFailure("seed %d: %d problem(s) %s:\n  %s" % (self.seed, len(problems), dict(kinds),
                                                                    "\n  ".join(problems[:30])))
         return {"seed": self.seed, "thanked": len(self.thanked), "county": sum(channels.values()),

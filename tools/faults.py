@@ -18,6 +18,8 @@ import subprocess
 import threading
 import time
 
+from tools.procs import own_name
+
 MODES = ("ok", "5xx", "hang", "slow", "drop")
 _BODY_503 = b'{"error":"county in maintenance (chaos)"}'
 _ANSWER_503 = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -212,7 +214,7 @@ class WallClock:
         out = os.path.join(os.path.dirname(os.path.dirname(cls.SOURCE)), "build", "wallclock.so")
         if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(cls.SOURCE):
             os.makedirs(os.path.dirname(out), exist_ok=True)
-            part = "%s.%d.tmp" % (out, os.getpid())          # test workers may build it at once
+            part = own_name(out)
             cc = subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-Wall", "-Werror", "-o", part, cls.SOURCE,
                                  "-ldl"], capture_output=True, text=True)
             if cc.returncode:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -15,6 +16,13 @@ VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 MICROPYTHON = os.path.join(VENV_BIN, "micropython")
 MPLIB = os.path.join(ROOT, "build", "mplib")
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def own_name(path):
+    """A name beside `path` that only this process and thread write: make the
+    file there, then os.replace it over `path` (atomic). Test workers and the
+    boards' threads may be making the same file at the same moment."""
+    return "%s.%d-%d.tmp" % (path, os.getpid(), threading.get_ident())
 
 
 def free_port():

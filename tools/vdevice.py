@@ -20,7 +20,7 @@ import threading
 import time
 
 from protocol import LEVELS  # noqa: F401 (the rating buttons; tests take them from here)
-from tools.procs import MICROPYTHON, ROOT, Proc, free_port, micropython_path, wait_for
+from tools.procs import MICROPYTHON, ROOT, Proc, free_port, micropython_path, own_name, wait_for
 
 STAFF_ACTIONS = ("start", "end", "pause", "resume")
 EXIT_RESET = 75
@@ -67,7 +67,7 @@ def firmware_romfs(srcs=None):
             shutil.copy(path, os.path.join(tmp, name))
         with contextlib.redirect_stdout(io.StringIO()):
             image = make_romfs(tmp, mpy_cross=True)
-    part = "%s.%d-%d.tmp" % (out, os.getpid(), threading.get_ident())     # boards boot in threads
+    part = own_name(out)
     with open(part, "wb") as f:
         f.write(image)
     os.replace(part, out)
@@ -92,9 +92,8 @@ def rom_qstr_bytes(rom, modules=EVALUATOR_MODULES):
     os.makedirs(boot, exist_ok=True)
     link = os.path.join(boot, "lfsblock.mpy")
     if not os.path.islink(link):
-        # Boards booting at once (the chaos run's threads) race here: each
-        # links under a name of its own, then renames over (atomic).
-        tmp = "%s.%d.%d" % (link, os.getpid(), threading.get_ident())
+        # Boards booting at once (the chaos run's threads) race here.
+        tmp = own_name(link)
         os.symlink(boot_chip(rom), tmp)
         os.replace(tmp, link)
     env = dict(os.environ, MICROPYPATH=micropython_path(".frozen"), QL_ROMFS=rom, QL_ROM_ONLY="1",
@@ -107,7 +106,7 @@ def rom_qstr_bytes(rom, modules=EVALUATOR_MODULES):
     if out.returncode != 0 or len(sizes) != 2:
         raise DeviceError("measuring the ROM image failed: %s" % (out.stdout + out.stderr)[-1000:])
     n = sizes[1] - sizes[0]
-    part = "%s.%d-%d.tmp" % (side, os.getpid(), threading.get_ident())   # boards boot in threads
+    part = own_name(side)
     with open(part, "w") as f:
         f.write(str(n))
     os.replace(part, side)
@@ -121,7 +120,7 @@ def boot_chip(rom):
     anyway."""
     out = rom + ".lfsblock.mpy"
     if not os.path.exists(out):
-        tmp = "%s.%d.%d.tmp" % (out, os.getpid(), threading.get_ident())     # boards booting at once
+        tmp = own_name(out)
         code = ("import vfs;b=open(%r,'rb').read();vfs.mount(vfs.VfsRom(b),'/rom');"
                 "open(%r,'wb').write(open('/rom/lfsblock.mpy','rb').read())" % (rom, tmp))
         got = subprocess.run([MICROPYTHON, "-X", "heapsize=4m", "-c", code], capture_output=True, text=True,

@@ -19,7 +19,7 @@ import json
 import os
 import threading
 
-from tools.procs import MPLIB, ROOT
+from tools.procs import MPLIB, ROOT, own_name
 
 FIRMWARE = os.path.join(ROOT, "firmware")
 PROTOCOL = os.path.join(ROOT, "protocol")
@@ -44,7 +44,7 @@ def font_file(size=16):
     path = os.path.join(FONT_CACHE, "gb2312-%d.qlf" % size)
     if not os.path.exists(path):
         os.makedirs(FONT_CACHE, exist_ok=True)
-        tmp = "%s.%d.tmp" % (path, os.getpid())     # test workers may make it at once
+        tmp = own_name(path)
         with open(tmp, "wb") as f:
             f.write(fontgen.build([], size, full=True))
         os.replace(tmp, path)
